@@ -1,0 +1,230 @@
+//! Engine configuration: one struct per concern, each key documented once, here,
+//! with its default. The server's TOML file uses the same section and key names.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Configuration of one database.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub wal: WalConfig,
+    pub checkpoint: CheckpointConfig,
+    pub compaction: CompactionConfig,
+    pub memory: MemoryConfig,
+}
+
+/// When a write is acknowledged relative to the fsync of its WAL record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    /// fsync before each acknowledgement, one fsync per commit.
+    Always,
+    /// Concurrent writers share one fsync (group commit); ack after the fsync covering
+    /// the record.
+    Group,
+    /// Ack after write(); a background thread fsyncs every `interval_ms`. Survives a
+    /// process crash, may lose up to `interval_ms` of acks on power loss.
+    Interval,
+    /// Never fsync. Survives a process crash only; for benchmarks.
+    None,
+}
+
+impl std::str::FromStr for FsyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(FsyncMode::Always),
+            "group" => Ok(FsyncMode::Group),
+            "interval" => Ok(FsyncMode::Interval),
+            "none" => Ok(FsyncMode::None),
+            _ => Err(format!(
+                "unknown fsync mode {s:?} (expected always, group, interval or none)"
+            )),
+        }
+    }
+}
+
+/// `[wal]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// The active segment rolls over once it reaches this size. Default 64.
+    pub max_file_size_mb: u64,
+    /// Segments wholly before the last checkpoint are deleted, keeping this many of the
+    /// newest such segments (they feed healing). Default 2.
+    pub keep_segments: usize,
+    pub fsync: FsyncConfig,
+}
+
+/// `[wal.fsync]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FsyncConfig {
+    /// `always | group | interval | none`. Default `group`.
+    pub mode: FsyncMode,
+    /// Period of the background fsync in `interval` mode. Default 10.
+    pub interval_ms: u64,
+    /// Largest number of commits one group-commit fsync covers. Default 1024.
+    pub max_batch_size: usize,
+}
+
+/// `[checkpoint]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// A checkpoint is taken after this much WAL since the previous one. Bounds the
+    /// work of recovery. Default 64.
+    pub interval_mb: u64,
+}
+
+/// `[compaction]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Compact a data file once it is larger than this... Default 100.
+    pub size_mb: u64,
+    /// ...and more than this fraction of it is dead (superseded or deleted). Default 0.3.
+    pub tombstone_ratio: f64,
+}
+
+/// `[memory]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Cap on the bytes of live documents of one database. Default 256.
+    pub per_db_limit_mb: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            max_file_size_mb: 64,
+            keep_segments: 2,
+            fsync: FsyncConfig::default(),
+        }
+    }
+}
+
+impl Default for FsyncConfig {
+    fn default() -> Self {
+        FsyncConfig {
+            mode: FsyncMode::Group,
+            interval_ms: 10,
+            max_batch_size: 1024,
+        }
+    }
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { interval_mb: 64 }
+    }
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            size_mb: 100,
+            tombstone_ratio: 0.3,
+        }
+    }
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            per_db_limit_mb: 256,
+        }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+impl Config {
+    /// Checks every value; the error names the offending key.
+    pub fn validate(&self) -> Result<()> {
+        fn bad(key: &'static str, reason: impl Into<String>) -> Result<()> {
+            Err(Error::Config {
+                key,
+                reason: reason.into(),
+            })
+        }
+        if !(1..=4096).contains(&self.wal.max_file_size_mb) {
+            return bad("wal.max_file_size_mb", "must be between 1 and 4096");
+        }
+        if self.wal.fsync.mode == FsyncMode::Interval && self.wal.fsync.interval_ms == 0 {
+            return bad("wal.fsync.interval_ms", "must be at least 1 in interval mode");
+        }
+        if self.wal.fsync.interval_ms > 60_000 {
+            return bad("wal.fsync.interval_ms", "must be at most 60000");
+        }
+        if self.wal.fsync.max_batch_size == 0 {
+            return bad("wal.fsync.max_batch_size", "must be at least 1");
+        }
+        if self.checkpoint.interval_mb == 0 {
+            return bad("checkpoint.interval_mb", "must be at least 1");
+        }
+        if self.compaction.size_mb == 0 {
+            return bad("compaction.size_mb", "must be at least 1");
+        }
+        let r = self.compaction.tombstone_ratio;
+        if !(r > 0.0 && r < 1.0) {
+            return bad("compaction.tombstone_ratio", "must be between 0 and 1 (exclusive)");
+        }
+        if self.memory.per_db_limit_mb == 0 {
+            return bad("memory.per_db_limit_mb", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn wal_segment_bytes(&self) -> u64 {
+        self.wal.max_file_size_mb * MIB
+    }
+
+    pub(crate) fn checkpoint_bytes(&self) -> u64 {
+        self.checkpoint.interval_mb * MIB
+    }
+
+    pub(crate) fn per_db_memory_bytes(&self) -> u64 {
+        self.memory.per_db_limit_mb.saturating_mul(MIB)
+    }
+
+    pub(crate) fn compaction_bytes(&self) -> u64 {
+        self.compaction.size_mb * MIB
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_spec() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.wal.fsync.mode, FsyncMode::Group);
+        assert_eq!(c.wal.max_file_size_mb, 64);
+        assert_eq!(c.wal.keep_segments, 2);
+        assert_eq!(c.compaction.size_mb, 100);
+        assert_eq!(c.memory.per_db_limit_mb, 256);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let mut c = Config::default();
+        c.compaction.tombstone_ratio = 1.5;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("compaction.tombstone_ratio"), "{e}");
+        let mut c = Config::default();
+        c.wal.max_file_size_mb = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("wal.max_file_size_mb"));
+    }
+
+    #[test]
+    fn fsync_mode_parses_only_known_names() {
+        assert_eq!("group".parse::<FsyncMode>(), Ok(FsyncMode::Group));
+        assert!("sometimes".parse::<FsyncMode>().is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! `docdb-core`: DocDB's storage engine, usable in-process (DocDB's embedded mode).
+//!
+//! One [`Database`] is one logical database: named collections of JSON documents keyed
+//! by `u64` ids, durable through a write-ahead log and an append-only data file,
+//! readable at snapshots while writers commit, safe to share between threads.
+//!
+//! ```no_run
+//! # fn main() -> docdb_core::Result<()> {
+//! use docdb_core::{Config, Database};
+//! let db = Database::open("/tmp/mydb", Config::default())?;
+//! db.create("_default", 1, br#"{"name":"ada"}"#)?;
+//! assert_eq!(db.read("", 1)?, br#"{"name":"ada"}"#);
+//! let mut tx = db.begin();
+//! tx.update("", 1, br#"{"name":"ada lovelace"}"#)?;
+//! tx.commit()?;
+//! db.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`db`]: the `Database` handle and its read path; [`tx`]: transactions.
+//! - `commit`: staging and group commit; `recovery`: open and replay;
+//!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`].
+//! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
+//!   files. `checkpoint`: the `CHECKPOINT` file.
+//! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
+//! - [`patch`]: the patch language. [`name`], [`config`], [`error`], [`stats`].
+
+mod checkpoint;
+mod codec;
+mod commit;
+pub mod config;
+pub mod data;
+pub mod db;
+pub mod error;
+#[doc(hidden)]
+pub mod faults;
+mod fsutil;
+mod index;
+mod maintenance;
+pub mod memory;
+pub mod name;
+pub mod patch;
+mod recovery;
+mod snapshot;
+pub mod stats;
+pub mod tx;
+pub mod verify;
+pub mod wal;
+
+pub use config::{Config, FsyncMode};
+pub use db::{Database, OpenOptions, RecoveryReport, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT};
+pub use error::{Error, Result, Status};
+pub use memory::MemoryBudget;
+pub use stats::{GroupCommitStats, Stats};
+pub use tx::Transaction;
+pub use verify::VerifyReport;

@@ -1,0 +1,283 @@
+//! Background upkeep: checkpoints (make the data file durable, move the replay start,
+//! trim old WAL segments), online compaction, and the periodic fsync of `interval`
+//! mode. Checkpoints and compactions run on a short-lived thread, one at a time, so no
+//! writer pays for them.
+
+use std::collections::HashMap;
+use std::fs;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::FsyncMode;
+use crate::data::file::{data_path, DataFile, HEADER_LEN as DATA_HEADER};
+use crate::data::record::{self as drec, Kind};
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::fsutil::sync_dir;
+use crate::wal::segment::{list_segments, segment_path};
+
+impl Inner {
+    /// Marks an I/O failure: no more writes until reopened.
+    fn poison(&self, e: Error) -> Error {
+        tracing::error!(db = %self.dir.display(), error = %e,
+            "data file write or fsync failed; the database is read-only until reopened");
+        self.poisoned.store(true, Ordering::Release);
+        self.sync.lock().failed = true;
+        e
+    }
+
+    /// Starts the maintenance thread unless one is queued or running.
+    pub(crate) fn request_maintenance(&self) {
+        if self.stopping.load(Ordering::Acquire)
+            || self.maintenance_queued.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Some(me) = self.self_ref.upgrade() else { return };
+        let mut slot = self.maintenance.lock();
+        if let Some(h) = slot.take() {
+            // The previous run cleared `maintenance_queued` as its last step.
+            let _ = h.join();
+        }
+        let spawned = std::thread::Builder::new()
+            .name("docdb-maintenance".into())
+            .spawn(move || {
+                if !me.stopping.load(Ordering::Acquire) {
+                    if let Err(e) = me.checkpoint() {
+                        tracing::warn!(db = %me.dir.display(), error = %e, "checkpoint failed");
+                    }
+                    if me.compaction_due() {
+                        if let Err(e) = me.compact() {
+                            tracing::warn!(db = %me.dir.display(), error = %e, "compaction failed");
+                        }
+                    }
+                }
+                // Cleared last: a set flag means a thread is running or about to.
+                me.maintenance_queued.store(false, Ordering::Release);
+            });
+        match spawned {
+            Ok(h) => *slot = Some(h),
+            Err(e) => {
+                self.maintenance_queued.store(false, Ordering::Release);
+                tracing::warn!(error = %e, "could not start maintenance thread");
+            }
+        }
+    }
+
+    fn compaction_due(&self) -> bool {
+        let c = self.commit.lock();
+        let size = c.data_base + c.data_buf.len() as u64;
+        let dead = size.saturating_sub(c.live_bytes + DATA_HEADER);
+        size > self.config.compaction_bytes()
+            && dead as f64 > self.config.compaction.tombstone_ratio * size as f64
+    }
+
+    /// See [`crate::Database::checkpoint`].
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let _m = self.maintenance_lock.lock();
+        self.check_writable()?;
+        self.wait_durable(self.last_staged())?;
+        let (file, ckpt) = {
+            let mut io = self.io.lock();
+            if !matches!(self.config.wal.fsync.mode, FsyncMode::Always | FsyncMode::Group) {
+                io.wal.sync().map_err(|e| self.poison(e.into()))?;
+            }
+            let ckpt = Checkpoint {
+                seq: io.last_written_seq,
+                wal: io.wal.position(),
+                data_generation: io.data.generation,
+                data_len: io.data_len,
+            };
+            (io.data.clone(), ckpt)
+        };
+        // The syncer may append past `data_len` meanwhile; the fsync covers at least
+        // everything before it, which is all the checkpoint claims.
+        file.sync().map_err(|e| self.poison(e.into()))?;
+        self.counters.wal_since_checkpoint.store(0, Ordering::Relaxed);
+        ckpt.store(&self.dir).map_err(|e| self.poison(e))?;
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.trim_wal(ckpt.wal.segment)?;
+        self.prune_index();
+        Ok(())
+    }
+
+    /// Deletes segments wholly before `first_needed`, keeping the newest
+    /// `keep_segments` of them (healing reads old copies from them).
+    fn trim_wal(&self, first_needed: u64) -> Result<()> {
+        let old: Vec<u64> = list_segments(&self.wal_dir)?
+            .into_iter()
+            .filter(|&s| s < first_needed)
+            .collect();
+        let n = old.len().saturating_sub(self.config.wal.keep_segments);
+        for &s in &old[..n] {
+            let p = segment_path(&self.wal_dir, s);
+            let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&p)?;
+            self.counters.wal_bytes.fetch_sub(len.min(self.counters.wal_bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+        }
+        if n > 0 {
+            sync_dir(&self.wal_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Drops versions no snapshot can see, and tombstones everyone sees.
+    fn prune_index(&self) {
+        let oldest = self.snapshots.oldest();
+        let colls: Vec<_> = self.collections.read().values().cloned().collect();
+        for c in colls {
+            c.docs.write().retain(|_, chain| !chain.prune(oldest));
+        }
+    }
+
+    /// See [`crate::Database::compact`].
+    ///
+    /// 1. Under the I/O lock, note the cut: the written length of the current file.
+    /// 2. Without locks, copy every indexed version below the cut (raw bytes, damage
+    ///    included so healing still sees it) into a temp file of the next generation.
+    /// 3. Under the I/O and commit locks, copy the bytes written since the cut, fsync,
+    ///    rename into place, remap the index and the staged-but-unwritten offsets,
+    ///    switch writers and readers to the new file, and store a checkpoint naming it.
+    /// 4. Delete the old file. A crash before the checkpoint leaves the old generation
+    ///    current (the new one is removed at open); after it, the new one.
+    pub(crate) fn compact(&self) -> Result<u64> {
+        let _m = self.maintenance_lock.lock();
+        self.check_writable()?;
+        self.wait_durable(self.last_staged())?;
+        self.prune_index();
+        let (old, cut) = {
+            let io = self.io.lock();
+            (io.data.clone(), io.data_len)
+        };
+        let generation = old.generation + 1;
+        let final_path = data_path(&self.data_dir, generation);
+        let mut tmp_path = final_path.clone().into_os_string();
+        tmp_path.push(".tmp");
+        let new = DataFile::create(&self.data_dir, generation, tmp_path.into())?;
+
+        // Step 2: the bulk copy, concurrent with reads and writes.
+        let mut out: Vec<u8> = Vec::new();
+        let mut new_len = DATA_HEADER;
+        let mut moved: HashMap<u64, u64> = HashMap::new();
+        let colls: Vec<_> = self.collections.read().values().cloned().collect();
+        for coll in &colls {
+            if coll.created_seq > 0 {
+                drec::encode(&mut out, Kind::CreateCollection, &coll.name, 0, coll.created_seq, &[]);
+            }
+            let versions: Vec<(u64, crate::index::Version)> = coll
+                .docs
+                .read()
+                .iter()
+                .flat_map(|(&id, ch)| ch.versions().iter().map(move |v| (id, *v)))
+                .filter(|(_, v)| v.generation == old.generation && v.offset < cut)
+                .collect();
+            for (_, v) in versions {
+                let len = drec::FIXED + coll.name.len() + v.len as usize;
+                let raw = old.read_raw(v.offset, len)?;
+                moved.insert(v.offset, new_len + out.len() as u64);
+                out.extend_from_slice(&raw);
+                if out.len() >= 8 * 1024 * 1024 {
+                    new.write_at(&out, new_len)?;
+                    new_len += out.len() as u64;
+                    out.clear();
+                }
+            }
+        }
+        new.write_at(&out, new_len)?;
+        new_len += out.len() as u64;
+
+        // Step 3: the switch, with writers paused.
+        let mut io = self.io.lock();
+        let mut c = self.commit.lock();
+        let tail_len = io.data_len - cut;
+        if tail_len > 0 {
+            let tail = old.read_raw(cut, tail_len as usize)?;
+            new.write_at(&tail, new_len)?;
+        }
+        let tail_start = new_len;
+        let remap = |off: u64| -> Option<u64> {
+            if off >= cut {
+                Some(off - cut + tail_start)
+            } else {
+                moved.get(&off).copied()
+            }
+        };
+        new.sync().map_err(|e| self.poison(e.into()))?;
+        fs::rename(&new.path, &final_path)?;
+        sync_dir(&self.data_dir)?;
+        let new = Arc::new(DataFile::open(&self.data_dir, generation)?);
+        let colls: Vec<_> = self.collections.read().values().cloned().collect();
+        for coll in &colls {
+            let mut docs = coll.docs.write();
+            for chain in docs.values_mut() {
+                for v in chain.versions_mut() {
+                    if v.generation == old.generation {
+                        // Every version below the cut existed in step 2 (records are
+                        // never added below it), so it was copied.
+                        let Some(off) = remap(v.offset) else {
+                            return Err(Error::Format(format!(
+                                "compaction lost track of a version at offset {}",
+                                v.offset
+                            )));
+                        };
+                        v.offset = off;
+                        v.generation = generation;
+                    }
+                }
+            }
+        }
+        let written_end = tail_start + tail_len;
+        let reclaimed = io.data_len.saturating_sub(written_end);
+        c.data_base = written_end;
+        c.generation = generation;
+        io.data = new.clone();
+        io.data_len = written_end;
+        self.files.write().push(new.clone());
+        let ckpt = Checkpoint {
+            seq: io.last_written_seq,
+            wal: io.wal.position(),
+            data_generation: generation,
+            data_len: written_end,
+        };
+        ckpt.store(&self.dir).map_err(|e| self.poison(e))?;
+        self.files.write().retain(|f| f.generation != old.generation);
+        drop(c);
+        drop(io);
+        fs::remove_file(&old.path)?;
+        sync_dir(&self.data_dir)?;
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(db = %self.dir.display(), generation, reclaimed, "compacted data file");
+        Ok(reclaimed)
+    }
+
+    /// In `interval` mode, fsyncs the WAL every `interval_ms` on a thread of its own.
+    pub(crate) fn start_interval_syncer(&self) {
+        if self.config.wal.fsync.mode != FsyncMode::Interval {
+            return;
+        }
+        let weak = self.self_ref.clone();
+        let period = Duration::from_millis(self.config.wal.fsync.interval_ms);
+        let h = std::thread::Builder::new()
+            .name("docdb-interval-fsync".into())
+            .spawn(move || loop {
+                std::thread::sleep(period);
+                let Some(me) = weak.upgrade() else { return };
+                if me.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                if me.poisoned.load(Ordering::Acquire) {
+                    continue;
+                }
+                let r = me.io.lock().wal.sync();
+                if let Err(e) = r {
+                    me.poison(e.into());
+                }
+            });
+        match h {
+            Ok(h) => *self.interval_thread.lock() = Some(h),
+            Err(e) => tracing::warn!(error = %e, "could not start the interval fsync thread"),
+        }
+    }
+}

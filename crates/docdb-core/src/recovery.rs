@@ -1,0 +1,391 @@
+//! Opening a database: take the directory lock, read the checkpoint, rebuild the index
+//! from the data file, replay the WAL since the checkpoint in one pass, and write a
+//! fresh checkpoint so the next open starts where this one ended.
+//!
+//! Replay is idempotent per key: a logged operation is applied only when its sequence
+//! number is newer than what the data file already holds for that document or
+//! collection. That makes recovery correct from any checkpoint, and from none.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::checkpoint::Checkpoint;
+use crate::commit::{CommitState, SyncState};
+use crate::config::Config;
+use crate::data::file::{data_path, list_generations, DataFile, HEADER_LEN as DATA_HEADER};
+use crate::data::record::{self as drec, Kind, FIXED};
+use crate::db::{Counters, Database, Inner, Io, OpenOptions, RecoveryReport};
+use crate::error::{Error, Result};
+use crate::index::{Chain, Collection, Version};
+use crate::memory::{MemoryAccount, MemoryBudget};
+use crate::name::DEFAULT_COLLECTION;
+use crate::snapshot::Snapshots;
+use crate::stats::GroupCounters;
+use crate::wal::record::WalOp;
+use crate::wal::replay::replay;
+use crate::wal::segment::{list_segments, HEADER_LEN as WAL_HEADER};
+use crate::wal::writer::WalWriter;
+use crate::wal::WalPos;
+
+/// A collection as the files describe it: the newest create or delete wins.
+struct CollState {
+    seq: u64,
+    exists: bool,
+}
+
+/// The newest version of every document and collection seen so far.
+#[derive(Default)]
+struct Rebuild {
+    colls: HashMap<String, CollState>,
+    docs: HashMap<String, HashMap<u64, Version>>,
+    max_seq: u64,
+}
+
+impl Rebuild {
+    fn doc(&mut self, coll: &str, id: u64, v: Version) -> bool {
+        self.max_seq = self.max_seq.max(v.seq);
+        let m = match self.docs.get_mut(coll) {
+            Some(m) => m,
+            None => self.docs.entry(coll.to_owned()).or_default(),
+        };
+        match m.get(&id) {
+            Some(old) if old.seq >= v.seq => false,
+            _ => {
+                m.insert(id, v);
+                true
+            }
+        }
+    }
+
+    fn coll(&mut self, name: &str, seq: u64, exists: bool) -> bool {
+        self.max_seq = self.max_seq.max(seq);
+        match self.colls.get(name) {
+            Some(c) if c.seq >= seq => false,
+            _ => {
+                self.colls.insert(name.to_owned(), CollState { seq, exists });
+                true
+            }
+        }
+    }
+
+    fn doc_seq(&self, coll: &str, id: u64) -> u64 {
+        self.docs
+            .get(coll)
+            .and_then(|m| m.get(&id))
+            .map_or(0, |v| v.seq)
+    }
+}
+
+pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Database> {
+    config.validate()?;
+    let started = Instant::now();
+    let wal_dir = opts.wal_dir.clone().unwrap_or_else(|| dir.join("wal"));
+    let data_dir = dir.join("data");
+    for d in [dir, &wal_dir, &data_dir] {
+        fs::create_dir_all(d)?;
+    }
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    if lock.try_lock().is_err() {
+        return Err(Error::Format(format!(
+            "{} is in use by another process",
+            dir.display()
+        )));
+    }
+    let mut report = RecoveryReport::default();
+    let ckpt = match Checkpoint::load(dir)? {
+        Some(c) => c,
+        None => initial_checkpoint(dir, &data_dir, &wal_dir, &mut report)?,
+    };
+
+    // Other generations are leftovers of a compaction that finished (older) or never
+    // got recorded (newer); the checkpoint names the one that holds the data.
+    for g in list_generations(&data_dir)? {
+        if g != ckpt.data_generation {
+            fs::remove_file(data_path(&data_dir, g))?;
+        }
+    }
+    remove_temp_files(&data_dir)?;
+    let data = match DataFile::open(&data_dir, ckpt.data_generation) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && ckpt.data_len <= DATA_HEADER => {
+            DataFile::create(&data_dir, ckpt.data_generation, data_path(&data_dir, ckpt.data_generation))?
+        }
+        Err(e) => return Err(Error::Format(e.to_string())),
+    };
+    let file_len = data.len()?;
+    if file_len < ckpt.data_len {
+        report.dropped.push(format!(
+            "{}: {file_len} bytes, but the checkpoint says {} were durable; documents in the missing part are lost unless the WAL still has them",
+            data.path.display(),
+            ckpt.data_len
+        ));
+    }
+    // Bytes past the checkpoint were never fsynced as a whole; the WAL has them.
+    let durable_len = ckpt.data_len.min(file_len);
+    data.set_len(durable_len)?;
+
+    let generation = data.generation;
+    let mut rb = Rebuild::default();
+    rb.max_seq = ckpt.seq;
+    let mut data_records = 0;
+    data.scan(
+        durable_len,
+        false,
+        |offset, h, _| {
+            data_records += 1;
+            match h.kind {
+                Kind::Put | Kind::Tombstone => {
+                    rb.doc(
+                        &h.collection,
+                        h.doc_id,
+                        Version {
+                            seq: h.seq,
+                            generation,
+                            offset,
+                            len: h.payload_len,
+                            tombstone: h.kind == Kind::Tombstone,
+                        },
+                    );
+                }
+                Kind::CreateCollection => {
+                    rb.coll(&h.collection, h.seq, true);
+                }
+                Kind::DeleteCollection => {
+                    rb.coll(&h.collection, h.seq, false);
+                }
+            }
+            Ok(())
+        },
+        |from, to| {
+            report.dropped.push(format!(
+                "{}: damaged bytes {from}..{to} skipped",
+                data.path.display()
+            ))
+        },
+    )?;
+    report.data_records = data_records;
+
+    // Replay the WAL, appending what the data file lacks.
+    let mut end = durable_len;
+    let mut buf: Vec<u8> = Vec::new();
+    let outcome = replay(&wal_dir, ckpt.wal, |rec| {
+        for op in &rec.ops {
+            match op.op {
+                WalOp::Create | WalOp::Update | WalOp::Delete => {
+                    if rec.seq <= rb.doc_seq(op.collection, op.doc_id) {
+                        rb.max_seq = rb.max_seq.max(rec.seq);
+                        continue;
+                    }
+                    let put = op.op != WalOp::Delete;
+                    let kind = if put { Kind::Put } else { Kind::Tombstone };
+                    let offset = end + buf.len() as u64;
+                    drec::encode(&mut buf, kind, op.collection, op.doc_id, rec.seq, op.payload);
+                    rb.doc(
+                        op.collection,
+                        op.doc_id,
+                        Version {
+                            seq: rec.seq,
+                            generation,
+                            offset,
+                            len: op.payload.len() as u32,
+                            tombstone: !put,
+                        },
+                    );
+                }
+                WalOp::CreateCollection | WalOp::DeleteCollection => {
+                    let exists = op.op == WalOp::CreateCollection;
+                    if rb.coll(op.collection, rec.seq, exists) {
+                        let kind = if exists {
+                            Kind::CreateCollection
+                        } else {
+                            Kind::DeleteCollection
+                        };
+                        drec::encode(&mut buf, kind, op.collection, 0, rec.seq, &[]);
+                    }
+                }
+            }
+        }
+        if buf.len() >= 8 * 1024 * 1024 {
+            data.write_at(&buf, end)?;
+            end += buf.len() as u64;
+            buf.clear();
+        }
+        Ok(())
+    })?;
+    data.write_at(&buf, end)?;
+    end += buf.len() as u64;
+    report.replayed_records = outcome.records;
+    report.replayed_bytes = outcome.bytes;
+    report.dropped.extend(outcome.dropped);
+
+    // Resume the WAL where replay ended, or in a fresh segment.
+    let faults = opts.faults.clone();
+    let max_len = config.wal_segment_bytes();
+    let wal = match outcome.end {
+        Some(pos) => WalWriter::open_existing(&wal_dir, pos.segment, pos.offset, max_len, faults.clone())?,
+        None => {
+            let next = ckpt.wal.segment.max(outcome.last_segment_seen + 1);
+            WalWriter::create(&wal_dir, next, max_len, faults.clone())?
+        }
+    };
+    // Everything replayed is now in the data file: make it durable and start the next
+    // recovery here.
+    data.sync()?;
+    let new_ckpt = Checkpoint {
+        seq: rb.max_seq,
+        wal: wal.position(),
+        data_generation: generation,
+        data_len: end,
+    };
+    new_ckpt.store(dir)?;
+
+    // Build the index from the newest versions.
+    let global = opts
+        .global_memory
+        .clone()
+        .unwrap_or_else(MemoryBudget::unlimited);
+    let memory = MemoryAccount::new(config.per_db_memory_bytes(), global);
+    let mut collections = HashMap::new();
+    collections.insert(
+        Arc::<str>::from(DEFAULT_COLLECTION),
+        Arc::new(Collection::new(DEFAULT_COLLECTION, 0)),
+    );
+    for (name, st) in &rb.colls {
+        if st.exists && name != DEFAULT_COLLECTION {
+            collections.insert(Arc::from(name.as_str()), Arc::new(Collection::new(name, st.seq)));
+        }
+    }
+    let mut live_bytes = 0u64;
+    let mut mem = 0u64;
+    for (name, docs) in rb.docs {
+        let Some(coll) = collections.get(name.as_str()) else { continue };
+        let mut map = coll.docs.write();
+        let mut live = 0;
+        for (id, v) in docs {
+            if v.tombstone || v.seq < coll.created_seq {
+                continue;
+            }
+            live += 1;
+            live_bytes += (FIXED + name.len()) as u64 + v.len as u64;
+            mem += v.len as u64;
+            map.insert(id, Chain::One(v));
+        }
+        coll.live.store(live, std::sync::atomic::Ordering::Relaxed);
+    }
+    memory.force_add(mem);
+
+    let wal_bytes: u64 = list_segments(&wal_dir)?
+        .iter()
+        .filter_map(|&s| fs::metadata(crate::wal::segment::segment_path(&wal_dir, s)).ok())
+        .map(|m| m.len())
+        .sum();
+    report.duration = started.elapsed();
+    if !report.dropped.is_empty() {
+        tracing::warn!(db = %dir.display(), dropped = ?report.dropped, "recovery dropped damaged data");
+    }
+    let data = Arc::new(data);
+    let seq = rb.max_seq;
+    let inner = Arc::new_cyclic(|weak| Inner {
+        dir: dir.to_path_buf(),
+        wal_dir,
+        data_dir,
+        config,
+        collections: RwLock::new(collections),
+        snapshots: Snapshots::new(seq),
+        commit: Mutex::new(CommitState {
+            next_seq: seq + 1,
+            wal_buf: Vec::new(),
+            data_buf: Vec::new(),
+            data_base: end,
+            generation,
+            pending: Default::default(),
+            live_bytes,
+        }),
+        sync: Mutex::new(SyncState {
+            syncing: false,
+            durable: seq,
+            failed: false,
+        }),
+        sync_cv: Condvar::new(),
+        io: Mutex::new(Io {
+            wal,
+            data: data.clone(),
+            data_len: end,
+            last_written_seq: seq,
+        }),
+        files: RwLock::new(vec![data]),
+        memory,
+        poisoned: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        counters: Counters {
+            wal_bytes: AtomicU64::new(wal_bytes),
+            ..Counters::default()
+        },
+        group: GroupCounters::default(),
+        maintenance_lock: Mutex::new(()),
+        maintenance: Mutex::new(None),
+        maintenance_queued: AtomicBool::new(false),
+        interval_thread: Mutex::new(None),
+        recovery: Mutex::new(report),
+        stopping: AtomicBool::new(false),
+        self_ref: weak.clone(),
+        _lock: lock,
+    });
+    inner.start_interval_syncer();
+    Ok(Database { inner })
+}
+
+/// A database without a checkpoint: brand new, or one whose first checkpoint was never
+/// written. Starts from the newest data file (if any) and the oldest WAL segment.
+fn initial_checkpoint(
+    dir: &Path,
+    data_dir: &Path,
+    wal_dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<Checkpoint> {
+    let gens = list_generations(data_dir)?;
+    let segs = list_segments(wal_dir)?;
+    let generation = gens.last().copied().unwrap_or(1);
+    let data_len = match gens.last() {
+        Some(&g) => fs::metadata(data_path(data_dir, g))?.len(),
+        None => {
+            DataFile::create(data_dir, 1, data_path(data_dir, 1))?;
+            DATA_HEADER
+        }
+    };
+    if !gens.is_empty() || !segs.is_empty() {
+        report.dropped.push(format!(
+            "{}: no CHECKPOINT file; rebuilt from data generation {generation} and every WAL segment",
+            dir.display()
+        ));
+    }
+    Ok(Checkpoint {
+        seq: 0,
+        wal: WalPos {
+            segment: segs.first().copied().unwrap_or(1),
+            offset: WAL_HEADER,
+        },
+        data_generation: generation,
+        data_len,
+    })
+}
+
+fn remove_temp_files(dir: &Path) -> Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+            fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The embedded API as a user sees it: every operation, its outcomes, and that data
+//! survives a clean reopen.
+
+use docdb_core::{Config, Database, Error};
+
+fn open(dir: &std::path::Path) -> Database {
+    Database::open(dir, Config::default()).unwrap()
+}
+
+#[test]
+fn crud_round_trip_and_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    db.create("", 1, br#"{"a":1}"#).unwrap();
+    assert!(matches!(db.create("", 1, b"{}"), Err(Error::AlreadyExists)));
+    assert_eq!(db.read("_default", 1).unwrap(), br#"{"a":1}"#);
+    db.update("", 1, br#"[1,2,3]"#).unwrap();
+    assert_eq!(db.read("", 1).unwrap(), b"[1,2,3]");
+    assert!(matches!(db.update("", 2, b"1"), Err(Error::NotFound)));
+    assert!(matches!(db.delete("", 2), Err(Error::NotFound)));
+    db.create("", 2, b"\"two\"").unwrap();
+    db.delete("", 1).unwrap();
+    assert!(matches!(db.read("", 1), Err(Error::NotFound)));
+    db.create("", 1, b"null").unwrap();
+    let s = db.stats();
+    assert_eq!(s.live_docs, 2);
+    assert_eq!(s.tx_count, 5, "failed writes are not transactions");
+    db.close().unwrap();
+
+    let db = open(d.path());
+    assert_eq!(db.read("", 1).unwrap(), b"null");
+    assert_eq!(db.read("", 2).unwrap(), b"\"two\"");
+    assert_eq!(db.stats().live_docs, 2);
+}
+
+#[test]
+fn invalid_input_is_rejected_and_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    for bad in [&b"raw:abc"[..], b"hex:00", b"{", b"", b"{} {}", b"\xff"] {
+        assert!(matches!(db.create("", 1, bad), Err(Error::InvalidJson)), "{bad:?}");
+    }
+    let big = vec![b' '; 16 * 1024 * 1024 + 1];
+    assert!(matches!(db.create("", 1, &big), Err(Error::PayloadTooLarge)));
+    assert!(matches!(db.create("../x", 1, b"1"), Err(Error::InvalidName { .. })));
+    assert!(matches!(db.create("nope", 1, b"1"), Err(Error::CollectionNotFound)));
+    assert_eq!(db.stats().tx_count, 0);
+    assert!(matches!(db.read("", 1), Err(Error::NotFound)));
+}
+
+#[test]
+fn patch_applies_atomically() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    db.create("", 1, br#"{"a":{"b":1},"list":[1,2,3]}"#).unwrap();
+    let new = db
+        .patch("", 1, br#"[{"op":"set","path":"/a/c","value":2},{"op":"remove","path":"/list/0"}]"#)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&new).unwrap();
+    assert_eq!(v, serde_json::json!({"a":{"b":1,"c":2},"list":[2,3]}));
+    assert!(matches!(
+        db.patch("", 1, br#"[{"op":"set","path":"/x","value":1},{"op":"delete","path":"/missing"}]"#),
+        Err(Error::InvalidPath)
+    ));
+    assert_eq!(db.read("", 1).unwrap(), new, "failed patch changed nothing");
+    assert!(matches!(db.patch("", 9, b"[]"), Err(_)));
+    db.create("", 2, b"[1]").unwrap();
+    assert!(matches!(
+        db.patch("", 2, br#"[{"op":"set","path":"/a","value":1}]"#),
+        Err(Error::NotAnObject)
+    ));
+}
+
+#[test]
+fn collections_lifecycle() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    db.create_collection("users").unwrap();
+    assert!(matches!(db.create_collection("users"), Err(Error::CollectionExists)));
+    assert_eq!(db.list_collections(), vec!["_default", "users"]);
+    db.create("users", 5, b"{}").unwrap();
+    assert!(matches!(db.delete_collection("users"), Err(Error::CollectionNotEmpty)));
+    assert!(matches!(db.delete_collection(""), Err(Error::DefaultCollection)));
+    db.delete("users", 5).unwrap();
+    db.delete_collection("users").unwrap();
+    assert!(matches!(db.read("users", 5), Err(Error::CollectionNotFound)));
+    db.create_collection("users").unwrap();
+    assert!(matches!(db.read("users", 5), Err(Error::NotFound)));
+    db.create("users", 6, b"6").unwrap();
+    drop(db);
+    let db = open(d.path());
+    assert_eq!(db.list_collections(), vec!["_default", "users"]);
+    assert!(matches!(db.read("users", 5), Err(Error::NotFound)));
+    assert_eq!(db.read("users", 6).unwrap(), b"6");
+}
+
+#[test]
+fn scan_pages_in_id_order() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    for id in (1..=25u64).rev() {
+        db.create("", id * 2, format!("{id}").as_bytes()).unwrap();
+    }
+    db.delete("", 10).unwrap();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = db.scan("", after, 7).unwrap();
+        seen.extend(page.iter().map(|(id, _)| *id));
+        if page.len() < 7 {
+            break;
+        }
+        after = page.last().unwrap().0;
+    }
+    let want: Vec<u64> = (1..=25).map(|i| i * 2).filter(|&i| i != 10).collect();
+    assert_eq!(seen, want);
+    assert_eq!(db.scan("", u64::MAX, 10).unwrap().len(), 0);
+}
+
+#[test]
+fn transactions_see_one_snapshot_and_conflict_instead_of_losing_updates() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    db.create("", 1, b"1").unwrap();
+    let mut t1 = db.begin();
+    let mut t2 = db.begin();
+    assert_eq!(t1.read("", 1).unwrap(), b"1");
+    db.update("", 1, b"2").unwrap();
+    assert_eq!(t1.read("", 1).unwrap(), b"1", "snapshot read");
+    t1.update("", 1, b"10").unwrap();
+    assert!(matches!(t1.commit(), Err(Error::Conflict)));
+    assert_eq!(db.read("", 1).unwrap(), b"2");
+    t2.create("", 7, b"7").unwrap();
+    t2.create("", 8, b"8").unwrap();
+    assert_eq!(t2.read("", 7).unwrap(), b"7");
+    assert!(matches!(db.read("", 7), Err(Error::NotFound)));
+    t2.commit().unwrap();
+    assert_eq!(db.read("", 8).unwrap(), b"8");
+    let mut t3 = db.begin();
+    t3.delete("", 7).unwrap();
+    t3.rollback();
+    assert_eq!(db.read("", 7).unwrap(), b"7");
+    assert_eq!(db.stats().open_snapshots, 0);
+}
+
+#[test]
+fn memory_limits_refuse_writes_and_change_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.memory.per_db_limit_mb = 1;
+    let db = Database::open(d.path(), cfg).unwrap();
+    let doc = format!("\"{}\"", "x".repeat(400 * 1024));
+    db.create("", 1, doc.as_bytes()).unwrap();
+    db.create("", 2, doc.as_bytes()).unwrap();
+    assert!(matches!(db.create("", 3, doc.as_bytes()), Err(Error::MemoryLimit)));
+    assert!(matches!(db.read("", 3), Err(Error::NotFound)));
+    db.delete("", 1).unwrap();
+    db.create("", 3, doc.as_bytes()).unwrap();
+
+    let shared = docdb_core::MemoryBudget::new(1024 * 1024);
+    let opts = docdb_core::OpenOptions {
+        global_memory: Some(shared.clone()),
+        ..Default::default()
+    };
+    let d2 = tempfile::tempdir().unwrap();
+    let d3 = tempfile::tempdir().unwrap();
+    let a = Database::open_with(d2.path(), Config::default(), opts.clone()).unwrap();
+    let b = Database::open_with(d3.path(), Config::default(), opts).unwrap();
+    a.create("", 1, doc.as_bytes()).unwrap();
+    b.create("", 1, doc.as_bytes()).unwrap();
+    assert!(matches!(a.create("", 2, doc.as_bytes()), Err(Error::MemoryLimit)));
+    assert!(shared.used() <= 1024 * 1024);
+    drop(a);
+    b.create("", 2, doc.as_bytes()).unwrap();
+}
+
+#[test]
+fn many_threads_write_and_read_one_database() {
+    let d = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(open(d.path()));
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u64 {
+                    let id = t * 1000 + i;
+                    db.create("", id, format!("{{\"t\":{t},\"i\":{i}}}").as_bytes()).unwrap();
+                    assert!(db.read("", id).is_ok(), "read-your-write");
+                    if i % 3 == 0 {
+                        db.patch("", t * 1000, format!(r#"[{{"op":"set","path":"/n{i}","value":{i}}}]"#).as_bytes())
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = db.stats();
+    assert_eq!(s.live_docs, 1600);
+    assert!(s.group_commit.total_batches > 0);
+    let v: serde_json::Value = serde_json::from_slice(&db.read("", 3000).unwrap()).unwrap();
+    assert_eq!(v.as_object().unwrap().len(), 2 + 67, "no patch was lost");
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let _db = open(d.path());
+    let e = Database::open(d.path(), Config::default()).err().unwrap();
+    assert!(e.to_string().contains("in use"), "{e}");
+}
+
+#[test]
+fn after_a_failed_fsync_writes_are_refused_until_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = docdb_core::OpenOptions {
+        faults: Some(std::sync::Arc::new(docdb_core::faults::Faults::new(-1, 3))),
+        ..Default::default()
+    };
+    let db = Database::open_with(d.path(), Config::default(), opts).unwrap();
+    for i in 0..3 {
+        db.create("", i, b"1").unwrap();
+    }
+    assert!(matches!(db.create("", 3, b"1"), Err(Error::ReadOnly)));
+    assert!(matches!(db.create("", 4, b"1"), Err(Error::ReadOnly)));
+    assert_eq!(db.read("", 2).unwrap(), b"1", "reads keep working");
+    drop(db);
+    let db = open(d.path());
+    assert_eq!(db.read("", 2).unwrap(), b"1");
+    db.create("", 4, b"1").unwrap();
+}
+
+#[test]
+fn checkpoint_compact_and_verify_keep_every_document() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.wal.max_file_size_mb = 1;
+    cfg.wal.keep_segments = 1;
+    cfg.checkpoint.interval_mb = 1;
+    let db = Database::open(d.path(), cfg.clone()).unwrap();
+    let doc = format!("{{\"pad\":\"{}\"}}", "p".repeat(1000));
+    for i in 0..3000u64 {
+        db.create("", i, doc.as_bytes()).unwrap();
+    }
+    for i in 0..3000u64 {
+        if i % 2 == 0 {
+            db.delete("", i).unwrap();
+        } else {
+            db.update("", i, format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+        }
+    }
+    let before = db.stats();
+    let snap_tx = db.begin();
+    let reclaimed = db.compact().unwrap();
+    assert!(reclaimed > 2_000_000, "reclaimed {reclaimed}");
+    assert!(db.stats().data_bytes < before.data_bytes / 5);
+    db.checkpoint().unwrap();
+    drop(snap_tx);
+    let r = db.verify().unwrap();
+    assert!(r.is_ok(), "{:?}", r.problems);
+    let segs = std::fs::read_dir(d.path().join("wal")).unwrap().count();
+    assert!(segs <= 3, "trimmed to keep_segments: {segs}");
+    for i in 0..3000u64 {
+        let got = db.read("", i);
+        if i % 2 == 0 {
+            assert!(matches!(got, Err(Error::NotFound)));
+        } else {
+            assert_eq!(got.unwrap(), format!("{{\"i\":{i}}}").as_bytes());
+        }
+    }
+    db.close().unwrap();
+    let db = Database::open(d.path(), cfg).unwrap();
+    assert_eq!(db.stats().live_docs, 1500);
+    assert_eq!(db.read("", 2999).unwrap(), b"{\"i\":2999}");
+    assert!(db.recovery_report().dropped.is_empty());
+}
