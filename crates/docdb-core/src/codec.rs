@@ -46,7 +46,9 @@ impl<'a> Reader<'a> {
 
 /// Reads a little-endian u32 at `at`, if the bytes are there.
 pub(crate) fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(buf.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        buf.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 #[cfg(test)]

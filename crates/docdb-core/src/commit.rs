@@ -101,10 +101,7 @@ impl Inner {
                     payload,
                     not_after,
                 } => {
-                    if !colls
-                        .get(&*coll.name)
-                        .is_some_and(|c| Arc::ptr_eq(c, coll))
-                    {
+                    if !colls.get(&*coll.name).is_some_and(|c| Arc::ptr_eq(c, coll)) {
                         return Err(Error::CollectionNotFound);
                     }
                     let latest = coll.latest(*id);
@@ -116,9 +113,7 @@ impl Inner {
                     let live = latest.filter(Version::is_live);
                     match (kind, live) {
                         (DocKind::Create, Some(_)) => return Err(Error::AlreadyExists),
-                        (DocKind::Update | DocKind::Delete, None) => {
-                            return Err(Error::NotFound)
-                        }
+                        (DocKind::Update | DocKind::Delete, None) => return Err(Error::NotFound),
                         _ => {}
                     }
                     if matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put) {
@@ -231,9 +226,10 @@ impl Inner {
                 }
                 StagedOp::CreateCollection(name) => {
                     drec::encode(&mut c.data_buf, Kind::CreateCollection, name, 0, seq, &[]);
-                    self.collections
-                        .write()
-                        .insert(Arc::from(name.as_str()), Arc::new(Collection::new(name, seq)));
+                    self.collections.write().insert(
+                        Arc::from(name.as_str()),
+                        Arc::new(Collection::new(name, seq)),
+                    );
                 }
                 StagedOp::DeleteCollection(name) => {
                     drec::encode(&mut c.data_buf, Kind::DeleteCollection, name, 0, seq, &[]);
@@ -324,7 +320,10 @@ impl Inner {
             let base = c.data_base;
             let (wal, data) = if n == take {
                 c.pending.clear();
-                (std::mem::take(&mut c.wal_buf), std::mem::take(&mut c.data_buf))
+                (
+                    std::mem::take(&mut c.wal_buf),
+                    std::mem::take(&mut c.data_buf),
+                )
             } else {
                 c.pending.drain(..n);
                 for p in c.pending.iter_mut() {

@@ -155,7 +155,10 @@ impl Config {
             return bad("wal.max_file_size_mb", "must be between 1 and 4096");
         }
         if self.wal.fsync.mode == FsyncMode::Interval && self.wal.fsync.interval_ms == 0 {
-            return bad("wal.fsync.interval_ms", "must be at least 1 in interval mode");
+            return bad(
+                "wal.fsync.interval_ms",
+                "must be at least 1 in interval mode",
+            );
         }
         if self.wal.fsync.interval_ms > 60_000 {
             return bad("wal.fsync.interval_ms", "must be at most 60000");
@@ -171,7 +174,10 @@ impl Config {
         }
         let r = self.compaction.tombstone_ratio;
         if !(r > 0.0 && r < 1.0) {
-            return bad("compaction.tombstone_ratio", "must be between 0 and 1 (exclusive)");
+            return bad(
+                "compaction.tombstone_ratio",
+                "must be between 0 and 1 (exclusive)",
+            );
         }
         if self.memory.per_db_limit_mb == 0 {
             return bad("memory.per_db_limit_mb", "must be at least 1");
@@ -219,7 +225,11 @@ mod tests {
         assert!(e.contains("compaction.tombstone_ratio"), "{e}");
         let mut c = Config::default();
         c.wal.max_file_size_mb = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("wal.max_file_size_mb"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("wal.max_file_size_mb"));
     }
 
     #[test]

@@ -344,7 +344,12 @@ impl Database {
 
     /// Up to `limit` (at most 1000) documents with ids greater than `start_after`, in
     /// id order, at one snapshot.
-    pub fn scan(&self, collection: &str, start_after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+    pub fn scan(
+        &self,
+        collection: &str,
+        start_after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
         let coll = self.inner.collection(collection)?;
         self.inner.scan_at(&coll, start_after, limit, None)
     }

@@ -129,6 +129,7 @@ impl From<crate::patch::PatchError> for Error {
             P::InvalidOps => Error::InvalidPatch,
             P::NotAnObject => Error::NotAnObject,
             P::TestFailed => Error::PatchTestFailed,
+            P::TooLarge => Error::PayloadTooLarge,
         }
     }
 }
@@ -148,7 +149,10 @@ mod tests {
             Error::InvalidJson.to_string(),
             "payload must be valid JSON (forbidden prefixes: raw: hex:)"
         );
-        assert_eq!(Error::CollectionNotEmpty.to_string(), "collection is not empty");
+        assert_eq!(
+            Error::CollectionNotEmpty.to_string(),
+            "collection is not empty"
+        );
         assert_eq!(Error::AlreadyExists.status(), Status::Conflict);
         assert_eq!(Error::Conflict.status(), Status::Conflict);
         assert_eq!(Error::NotFound.status(), Status::NotFound);

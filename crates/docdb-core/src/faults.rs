@@ -32,10 +32,12 @@ impl Faults {
     }
 
     pub(crate) fn on_write(f: &Option<std::sync::Arc<Faults>>) -> io::Result<()> {
-        f.as_ref().map_or(Ok(()), |f| Self::tick(&f.writes_left, "write"))
+        f.as_ref()
+            .map_or(Ok(()), |f| Self::tick(&f.writes_left, "write"))
     }
 
     pub(crate) fn on_sync(f: &Option<std::sync::Arc<Faults>>) -> io::Result<()> {
-        f.as_ref().map_or(Ok(()), |f| Self::tick(&f.syncs_left, "fsync"))
+        f.as_ref()
+            .map_or(Ok(()), |f| Self::tick(&f.syncs_left, "fsync"))
     }
 }

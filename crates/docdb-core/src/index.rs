@@ -81,10 +81,7 @@ impl Chain {
     /// remaining version is a tombstone every snapshot sees).
     pub(crate) fn prune(&mut self, oldest: u64) -> bool {
         if let Chain::Many(vs) = self {
-            let keep_from = vs
-                .iter()
-                .rposition(|v| v.seq <= oldest)
-                .unwrap_or(0);
+            let keep_from = vs.iter().rposition(|v| v.seq <= oldest).unwrap_or(0);
             if keep_from > 0 {
                 vs.drain(..keep_from);
             }
@@ -164,7 +161,10 @@ mod tests {
         c.push(v(5, false), 0);
         c.push(v(9, false), 6);
         // Snapshot 6 still needs seq 5; seq 2 is invisible to everyone.
-        assert_eq!(c.versions().iter().map(|v| v.seq).collect::<Vec<_>>(), vec![5, 9]);
+        assert_eq!(
+            c.versions().iter().map(|v| v.seq).collect::<Vec<_>>(),
+            vec![5, 9]
+        );
         assert!(!c.prune(20));
         assert!(matches!(c, Chain::One(x) if x.seq == 9));
         c.push(v(21, true), 20);

@@ -35,7 +35,9 @@ impl Inner {
         {
             return;
         }
-        let Some(me) = self.self_ref.upgrade() else { return };
+        let Some(me) = self.self_ref.upgrade() else {
+            return;
+        };
         let mut slot = self.maintenance.lock();
         if let Some(h) = slot.take() {
             // The previous run cleared `maintenance_queued` as its last step.
@@ -81,7 +83,10 @@ impl Inner {
         self.wait_durable(self.last_staged())?;
         let (file, ckpt) = {
             let mut io = self.io.lock();
-            if !matches!(self.config.wal.fsync.mode, FsyncMode::Always | FsyncMode::Group) {
+            if !matches!(
+                self.config.wal.fsync.mode,
+                FsyncMode::Always | FsyncMode::Group
+            ) {
                 io.wal.sync().map_err(|e| self.poison(e.into()))?;
             }
             let ckpt = Checkpoint {
@@ -95,7 +100,9 @@ impl Inner {
         // The syncer may append past `data_len` meanwhile; the fsync covers at least
         // everything before it, which is all the checkpoint claims.
         file.sync().map_err(|e| self.poison(e.into()))?;
-        self.counters.wal_since_checkpoint.store(0, Ordering::Relaxed);
+        self.counters
+            .wal_since_checkpoint
+            .store(0, Ordering::Relaxed);
         ckpt.store(&self.dir).map_err(|e| self.poison(e))?;
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.trim_wal(ckpt.wal.segment)?;
@@ -115,7 +122,10 @@ impl Inner {
             let p = segment_path(&self.wal_dir, s);
             let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
             fs::remove_file(&p)?;
-            self.counters.wal_bytes.fetch_sub(len.min(self.counters.wal_bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+            self.counters.wal_bytes.fetch_sub(
+                len.min(self.counters.wal_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
         }
         if n > 0 {
             sync_dir(&self.wal_dir)?;
@@ -164,7 +174,14 @@ impl Inner {
         let colls: Vec<_> = self.collections.read().values().cloned().collect();
         for coll in &colls {
             if coll.created_seq > 0 {
-                drec::encode(&mut out, Kind::CreateCollection, &coll.name, 0, coll.created_seq, &[]);
+                drec::encode(
+                    &mut out,
+                    Kind::CreateCollection,
+                    &coll.name,
+                    0,
+                    coll.created_seq,
+                    &[],
+                );
             }
             let versions: Vec<(u64, crate::index::Version)> = coll
                 .docs
@@ -242,7 +259,9 @@ impl Inner {
             data_len: written_end,
         };
         ckpt.store(&self.dir).map_err(|e| self.poison(e))?;
-        self.files.write().retain(|f| f.generation != old.generation);
+        self.files
+            .write()
+            .retain(|f| f.generation != old.generation);
         drop(c);
         drop(io);
         fs::remove_file(&old.path)?;

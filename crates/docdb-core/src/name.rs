@@ -64,7 +64,17 @@ mod tests {
 
     #[test]
     fn bad_names_are_rejected_with_a_reason() {
-        for n in ["", ".hidden", "..", "../x", "a/b", "a\0b", "é", "a b", &"x".repeat(65)] {
+        for n in [
+            "",
+            ".hidden",
+            "..",
+            "../x",
+            "a/b",
+            "a\0b",
+            "é",
+            "a b",
+            &"x".repeat(65),
+        ] {
             let e = validate_db_name(n).unwrap_err().to_string();
             assert!(e.starts_with("invalid database name"), "{n:?}: {e}");
         }

@@ -43,6 +43,9 @@ pub enum PatchError {
     /// "patch test failed": an RFC 6902 `test` op did not match.
     #[error("patch test failed")]
     TestFailed,
+    /// "payload exceeds maximum size": the patched document would exceed 16 MiB.
+    #[error("payload exceeds maximum size")]
+    TooLarge,
 }
 
 /// One validated operation.
@@ -182,11 +185,20 @@ fn apply_op(doc: &mut Value, op: Op) -> Result<(), PatchError> {
                 | PatchOperation::Replace(ReplaceOperation { path, value }) => {
                     check_depth(path, value)?;
                 }
-                PatchOperation::Move(MoveOperation { from, path })
-                | PatchOperation::Copy(CopyOperation { from, path }) => {
+                PatchOperation::Move(MoveOperation { from, path }) => {
                     // A missing `from` is reported by the operation itself.
                     if let Some(value) = doc.pointer(from.as_str()) {
                         check_depth(path, value)?;
+                    }
+                }
+                PatchOperation::Copy(CopyOperation { from, path }) => {
+                    if let Some(value) = doc.pointer(from.as_str()) {
+                        check_depth(path, value)?;
+                        // Copying is the one op that grows a document beyond what the
+                        // patch itself carries: each copy of the root doubles it.
+                        if encoded_len(doc) + encoded_len(value) > MAX_RESULT_LEN {
+                            return Err(PatchError::TooLarge);
+                        }
                     }
                 }
                 _ => {}
@@ -198,6 +210,27 @@ fn apply_op(doc: &mut Value, op: Op) -> Result<(), PatchError> {
             })
         }
     }
+}
+
+/// Largest document a patch may produce (the engine's document size limit).
+const MAX_RESULT_LEN: usize = 16 * 1024 * 1024;
+
+/// Length of `v` serialized as compact JSON, without building the text.
+fn encoded_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a Value to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// DocDB `set`: creates missing intermediate objects and replaces primitives met on the
@@ -594,6 +627,18 @@ mod tests {
         assert_eq!(
             apply(&json!({}), grow.to_string().as_bytes()),
             Err(InvalidPath)
+        );
+    }
+
+    #[test]
+    fn copies_cannot_blow_a_document_past_the_size_limit() {
+        let ops: Vec<Value> = (0..40)
+            .map(|i| json!({"op": "copy", "from": "", "path": format!("/k{i}")}))
+            .collect();
+        let doc = json!({"seed": "x".repeat(100)});
+        assert_eq!(
+            apply(&doc, Value::Array(ops).to_string().as_bytes()),
+            Err(PatchError::TooLarge)
         );
     }
 

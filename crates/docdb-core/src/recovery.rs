@@ -68,7 +68,8 @@ impl Rebuild {
         match self.colls.get(name) {
             Some(c) if c.seq >= seq => false,
             _ => {
-                self.colls.insert(name.to_owned(), CollState { seq, exists });
+                self.colls
+                    .insert(name.to_owned(), CollState { seq, exists });
                 true
             }
         }
@@ -118,7 +119,11 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     let data = match DataFile::open(&data_dir, ckpt.data_generation) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && ckpt.data_len <= DATA_HEADER => {
-            DataFile::create(&data_dir, ckpt.data_generation, data_path(&data_dir, ckpt.data_generation))?
+            DataFile::create(
+                &data_dir,
+                ckpt.data_generation,
+                data_path(&data_dir, ckpt.data_generation),
+            )?
         }
         Err(e) => return Err(Error::Format(e.to_string())),
     };
@@ -135,8 +140,10 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     data.set_len(durable_len)?;
 
     let generation = data.generation;
-    let mut rb = Rebuild::default();
-    rb.max_seq = ckpt.seq;
+    let mut rb = Rebuild {
+        max_seq: ckpt.seq,
+        ..Rebuild::default()
+    };
     let mut data_records = 0;
     data.scan(
         durable_len,
@@ -146,7 +153,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             match h.kind {
                 Kind::Put | Kind::Tombstone => {
                     rb.doc(
-                        &h.collection,
+                        h.collection,
                         h.doc_id,
                         Version {
                             seq: h.seq,
@@ -158,10 +165,10 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
                     );
                 }
                 Kind::CreateCollection => {
-                    rb.coll(&h.collection, h.seq, true);
+                    rb.coll(h.collection, h.seq, true);
                 }
                 Kind::DeleteCollection => {
-                    rb.coll(&h.collection, h.seq, false);
+                    rb.coll(h.collection, h.seq, false);
                 }
             }
             Ok(())
@@ -189,7 +196,14 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
                     let put = op.op != WalOp::Delete;
                     let kind = if put { Kind::Put } else { Kind::Tombstone };
                     let offset = end + buf.len() as u64;
-                    drec::encode(&mut buf, kind, op.collection, op.doc_id, rec.seq, op.payload);
+                    drec::encode(
+                        &mut buf,
+                        kind,
+                        op.collection,
+                        op.doc_id,
+                        rec.seq,
+                        op.payload,
+                    );
                     rb.doc(
                         op.collection,
                         op.doc_id,
@@ -232,7 +246,9 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     let faults = opts.faults.clone();
     let max_len = config.wal_segment_bytes();
     let wal = match outcome.end {
-        Some(pos) => WalWriter::open_existing(&wal_dir, pos.segment, pos.offset, max_len, faults.clone())?,
+        Some(pos) => {
+            WalWriter::open_existing(&wal_dir, pos.segment, pos.offset, max_len, faults.clone())?
+        }
         None => {
             let next = ckpt.wal.segment.max(outcome.last_segment_seen + 1);
             WalWriter::create(&wal_dir, next, max_len, faults.clone())?
@@ -262,13 +278,18 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     );
     for (name, st) in &rb.colls {
         if st.exists && name != DEFAULT_COLLECTION {
-            collections.insert(Arc::from(name.as_str()), Arc::new(Collection::new(name, st.seq)));
+            collections.insert(
+                Arc::from(name.as_str()),
+                Arc::new(Collection::new(name, st.seq)),
+            );
         }
     }
     let mut live_bytes = 0u64;
     let mut mem = 0u64;
     for (name, docs) in rb.docs {
-        let Some(coll) = collections.get(name.as_str()) else { continue };
+        let Some(coll) = collections.get(name.as_str()) else {
+            continue;
+        };
         let mut map = coll.docs.write();
         let mut live = 0;
         for (id, v) in docs {

@@ -102,7 +102,10 @@ mod tests {
         g.record(2, Duration::from_nanos(100));
         g.record(6, Duration::from_nanos(300));
         let s = g.snapshot();
-        assert_eq!((s.total_batches, s.total_records, s.max_batch_size), (2, 8, 6));
+        assert_eq!(
+            (s.total_batches, s.total_records, s.max_batch_size),
+            (2, 8, 6)
+        );
         assert_eq!(s.avg_batch_size, 4.0);
         assert_eq!((s.avg_batch_latency_ns, s.max_batch_latency_ns), (200, 300));
         assert!(s.last_flush_time_unix_ns > 0);

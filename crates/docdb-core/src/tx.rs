@@ -115,7 +115,12 @@ impl<'db> Transaction<'db> {
 
     /// Up to `limit` documents after `start_after` as of the snapshot. Writes of this
     /// transaction are not included.
-    pub fn scan(&self, collection: &str, start_after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+    pub fn scan(
+        &self,
+        collection: &str,
+        start_after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
         let coll = self.db.inner.collection(collection)?;
         self.db
             .inner

@@ -44,7 +44,8 @@ pub(crate) fn verify(db: &Inner) -> Result<VerifyReport> {
         };
         r.wal_segments += 1;
         if decode_header(&buf) != Some(seg) {
-            r.problems.push(format!("{}: invalid segment header", path.display()));
+            r.problems
+                .push(format!("{}: invalid segment header", path.display()));
             continue;
         }
         // The active segment may be growing: stop at the length known to be written.
@@ -86,7 +87,8 @@ pub(crate) fn verify(db: &Inner) -> Result<VerifyReport> {
                     h.doc_id
                 ));
                 if h.kind == Kind::Put {
-                    r.corrupt_documents.push((h.collection.clone(), h.doc_id));
+                    r.corrupt_documents
+                        .push((h.collection.to_owned(), h.doc_id));
                 }
             }
             Ok(())

@@ -1,6 +1,8 @@
 //! The embedded API as a user sees it: every operation, its outcomes, and that data
 //! survives a clean reopen.
 
+#![allow(clippy::unwrap_used)]
+
 use docdb_core::{Config, Database, Error};
 
 fn open(dir: &std::path::Path) -> Database {
@@ -38,12 +40,24 @@ fn invalid_input_is_rejected_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let db = open(d.path());
     for bad in [&b"raw:abc"[..], b"hex:00", b"{", b"", b"{} {}", b"\xff"] {
-        assert!(matches!(db.create("", 1, bad), Err(Error::InvalidJson)), "{bad:?}");
+        assert!(
+            matches!(db.create("", 1, bad), Err(Error::InvalidJson)),
+            "{bad:?}"
+        );
     }
     let big = vec![b' '; 16 * 1024 * 1024 + 1];
-    assert!(matches!(db.create("", 1, &big), Err(Error::PayloadTooLarge)));
-    assert!(matches!(db.create("../x", 1, b"1"), Err(Error::InvalidName { .. })));
-    assert!(matches!(db.create("nope", 1, b"1"), Err(Error::CollectionNotFound)));
+    assert!(matches!(
+        db.create("", 1, &big),
+        Err(Error::PayloadTooLarge)
+    ));
+    assert!(matches!(
+        db.create("../x", 1, b"1"),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        db.create("nope", 1, b"1"),
+        Err(Error::CollectionNotFound)
+    ));
     assert_eq!(db.stats().tx_count, 0);
     assert!(matches!(db.read("", 1), Err(Error::NotFound)));
 }
@@ -52,18 +66,30 @@ fn invalid_input_is_rejected_and_changes_nothing() {
 fn patch_applies_atomically() {
     let d = tempfile::tempdir().unwrap();
     let db = open(d.path());
-    db.create("", 1, br#"{"a":{"b":1},"list":[1,2,3]}"#).unwrap();
+    db.create("", 1, br#"{"a":{"b":1},"list":[1,2,3]}"#)
+        .unwrap();
     let new = db
-        .patch("", 1, br#"[{"op":"set","path":"/a/c","value":2},{"op":"remove","path":"/list/0"}]"#)
+        .patch(
+            "",
+            1,
+            br#"[{"op":"set","path":"/a/c","value":2},{"op":"remove","path":"/list/0"}]"#,
+        )
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&new).unwrap();
     assert_eq!(v, serde_json::json!({"a":{"b":1,"c":2},"list":[2,3]}));
     assert!(matches!(
-        db.patch("", 1, br#"[{"op":"set","path":"/x","value":1},{"op":"delete","path":"/missing"}]"#),
+        db.patch(
+            "",
+            1,
+            br#"[{"op":"set","path":"/x","value":1},{"op":"delete","path":"/missing"}]"#
+        ),
         Err(Error::InvalidPath)
     ));
     assert_eq!(db.read("", 1).unwrap(), new, "failed patch changed nothing");
-    assert!(matches!(db.patch("", 9, b"[]"), Err(_)));
+    assert!(matches!(
+        db.patch("", 9, br#"[{"op":"set","path":"/a","value":1}]"#),
+        Err(Error::NotFound)
+    ));
     db.create("", 2, b"[1]").unwrap();
     assert!(matches!(
         db.patch("", 2, br#"[{"op":"set","path":"/a","value":1}]"#),
@@ -76,14 +102,26 @@ fn collections_lifecycle() {
     let d = tempfile::tempdir().unwrap();
     let db = open(d.path());
     db.create_collection("users").unwrap();
-    assert!(matches!(db.create_collection("users"), Err(Error::CollectionExists)));
+    assert!(matches!(
+        db.create_collection("users"),
+        Err(Error::CollectionExists)
+    ));
     assert_eq!(db.list_collections(), vec!["_default", "users"]);
     db.create("users", 5, b"{}").unwrap();
-    assert!(matches!(db.delete_collection("users"), Err(Error::CollectionNotEmpty)));
-    assert!(matches!(db.delete_collection(""), Err(Error::DefaultCollection)));
+    assert!(matches!(
+        db.delete_collection("users"),
+        Err(Error::CollectionNotEmpty)
+    ));
+    assert!(matches!(
+        db.delete_collection(""),
+        Err(Error::DefaultCollection)
+    ));
     db.delete("users", 5).unwrap();
     db.delete_collection("users").unwrap();
-    assert!(matches!(db.read("users", 5), Err(Error::CollectionNotFound)));
+    assert!(matches!(
+        db.read("users", 5),
+        Err(Error::CollectionNotFound)
+    ));
     db.create_collection("users").unwrap();
     assert!(matches!(db.read("users", 5), Err(Error::NotFound)));
     db.create("users", 6, b"6").unwrap();
@@ -152,7 +190,10 @@ fn memory_limits_refuse_writes_and_change_nothing() {
     let doc = format!("\"{}\"", "x".repeat(400 * 1024));
     db.create("", 1, doc.as_bytes()).unwrap();
     db.create("", 2, doc.as_bytes()).unwrap();
-    assert!(matches!(db.create("", 3, doc.as_bytes()), Err(Error::MemoryLimit)));
+    assert!(matches!(
+        db.create("", 3, doc.as_bytes()),
+        Err(Error::MemoryLimit)
+    ));
     assert!(matches!(db.read("", 3), Err(Error::NotFound)));
     db.delete("", 1).unwrap();
     db.create("", 3, doc.as_bytes()).unwrap();
@@ -168,7 +209,10 @@ fn memory_limits_refuse_writes_and_change_nothing() {
     let b = Database::open_with(d3.path(), Config::default(), opts).unwrap();
     a.create("", 1, doc.as_bytes()).unwrap();
     b.create("", 1, doc.as_bytes()).unwrap();
-    assert!(matches!(a.create("", 2, doc.as_bytes()), Err(Error::MemoryLimit)));
+    assert!(matches!(
+        a.create("", 2, doc.as_bytes()),
+        Err(Error::MemoryLimit)
+    ));
     assert!(shared.used() <= 1024 * 1024);
     drop(a);
     b.create("", 2, doc.as_bytes()).unwrap();
@@ -184,11 +228,16 @@ fn many_threads_write_and_read_one_database() {
             std::thread::spawn(move || {
                 for i in 0..200u64 {
                     let id = t * 1000 + i;
-                    db.create("", id, format!("{{\"t\":{t},\"i\":{i}}}").as_bytes()).unwrap();
+                    db.create("", id, format!("{{\"t\":{t},\"i\":{i}}}").as_bytes())
+                        .unwrap();
                     assert!(db.read("", id).is_ok(), "read-your-write");
                     if i % 3 == 0 {
-                        db.patch("", t * 1000, format!(r#"[{{"op":"set","path":"/n{i}","value":{i}}}]"#).as_bytes())
-                            .unwrap();
+                        db.patch(
+                            "",
+                            t * 1000,
+                            format!(r#"[{{"op":"set","path":"/n{i}","value":{i}}}]"#).as_bytes(),
+                        )
+                        .unwrap();
                     }
                 }
             })
@@ -248,7 +297,8 @@ fn checkpoint_compact_and_verify_keep_every_document() {
         if i % 2 == 0 {
             db.delete("", i).unwrap();
         } else {
-            db.update("", i, format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+            db.update("", i, format!("{{\"i\":{i}}}").as_bytes())
+                .unwrap();
         }
     }
     let before = db.stats();

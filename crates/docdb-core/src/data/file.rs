@@ -182,16 +182,15 @@ impl DataFile {
         &self,
         end: u64,
         check_payloads: bool,
-        mut on_record: impl FnMut(u64, &Header, Option<(&[u8], bool)>) -> crate::Result<()>,
+        mut on_record: impl FnMut(u64, &Header<'_>, Option<(&[u8], bool)>) -> crate::Result<()>,
         mut on_gap: impl FnMut(u64, u64),
     ) -> crate::Result<()> {
         let mut w = Window::new(&self.file, end);
         let mut pos = HEADER_LEN;
         while pos < end {
             let avail = w.fill(pos, FIXED + 64)?;
-            let header = decode_header(avail);
-            let h = match header {
-                Ok(h) if pos + h.total_len() as u64 <= end => h,
+            let total = match decode_header(avail) {
+                Ok(h) if pos + h.total_len() as u64 <= end => h.total_len(),
                 Ok(_) | Err(HeaderError::Short) | Err(HeaderError::Invalid) => {
                     let next = self.resync(&mut w, pos + 1, end)?;
                     on_gap(pos, next);
@@ -199,15 +198,19 @@ impl DataFile {
                     continue;
                 }
             };
-            if check_payloads {
-                let rec = w.fill(pos, h.total_len())?;
-                let payload = rec.get(h.header_len()..h.total_len()).unwrap_or(&[]);
-                let ok = payload_ok(&h, payload);
-                on_record(pos, &h, Some((payload, ok)))?;
-            } else {
-                on_record(pos, &h, None)?;
-            }
-            pos += h.total_len() as u64;
+            let rec = w.fill(pos, if check_payloads { total } else { FIXED + 64 })?;
+            // The same bytes decoded a moment ago; the window only moved.
+            let Ok(h) = decode_header(rec) else {
+                return Err(crate::Error::Format(
+                    "data file changed during a scan".into(),
+                ));
+            };
+            let payload = check_payloads.then(|| {
+                let p = rec.get(h.header_len()..total).unwrap_or(&[]);
+                (p, payload_ok(&h, p))
+            });
+            on_record(pos, &h, payload)?;
+            pos += total as u64;
         }
         Ok(())
     }
@@ -298,7 +301,14 @@ mod tests {
         let mut offs = Vec::new();
         for i in 0..10u64 {
             offs.push(HEADER_LEN + buf.len() as u64);
-            encode(&mut buf, Kind::Put, "c", i, i + 1, format!("{{\"i\":{i}}}").as_bytes());
+            encode(
+                &mut buf,
+                Kind::Put,
+                "c",
+                i,
+                i + 1,
+                format!("{{\"i\":{i}}}").as_bytes(),
+            );
         }
         buf[(offs[4] - HEADER_LEN) as usize + 9] ^= 0xff; // coll_len of record 4
         f.write_at(&buf, HEADER_LEN).unwrap();

@@ -47,16 +47,16 @@ impl Kind {
 
 /// A decoded, checksum-verified record header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub struct Header<'a> {
     pub kind: Kind,
-    pub collection: String,
+    pub collection: &'a str,
     pub payload_len: u32,
     pub seq: u64,
     pub doc_id: u64,
     pub payload_crc: u32,
 }
 
-impl Header {
+impl Header<'_> {
     /// Bytes before the payload.
     pub fn header_len(&self) -> usize {
         FIXED + self.collection.len()
@@ -103,7 +103,7 @@ pub enum HeaderError {
 }
 
 /// Decodes and verifies the header at the start of `buf` (the payload may follow).
-pub fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
+pub fn decode_header(buf: &[u8]) -> Result<Header<'_>, HeaderError> {
     if buf.len() < FIXED {
         return Err(HeaderError::Short);
     }
@@ -130,7 +130,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
     if payload_len > MAX_PAYLOAD {
         return Err(bad);
     }
-    let collection = std::str::from_utf8(coll).map_err(|_| bad)?.to_owned();
+    let collection = std::str::from_utf8(coll).map_err(|_| bad)?;
     Ok(Header {
         kind,
         collection,
@@ -142,7 +142,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
 }
 
 /// True when `payload` matches the header's checksum.
-pub fn payload_ok(h: &Header, payload: &[u8]) -> bool {
+pub fn payload_ok(h: &Header<'_>, payload: &[u8]) -> bool {
     payload.len() == h.payload_len as usize && crc32c::crc32c(payload) == h.payload_crc
 }
 

@@ -212,7 +212,11 @@ mod tests {
     fn every_truncation_is_a_torn_tail() {
         let buf = sample();
         for n in 0..buf.len() {
-            assert_eq!(decode(&buf[..n]).unwrap_err(), DecodeError::Truncated, "{n}");
+            assert_eq!(
+                decode(&buf[..n]).unwrap_err(),
+                DecodeError::Truncated,
+                "{n}"
+            );
         }
     }
 
