@@ -1,0 +1,36 @@
+//! DocDB's wire protocol (SPEC §8), shared by the server, the Rust client and the load
+//! tester. Compatible with DocDB v0.3 clients.
+//!
+//! Every message on the socket is `u32 length` (little-endian) followed by a frame of
+//! that many bytes. Requests and responses on one connection are matched by request id,
+//! so a client may keep many requests in flight (pipelining).
+//!
+//! ```text
+//! request  := request_id u64  db_id u64  command u8  op_count u32  op*
+//! op       := op_type u8  coll_len u16  coll[coll_len ≤ 64]  doc_id u64
+//!             [patch_len u32  patch[patch_len]]      -- only when op_type == 7 (Patch)
+//!             payload_len u32  payload[payload_len]
+//! response := request_id u64  status u8  data_len u32  data[data_len]
+//! ```
+//!
+//! # Layout
+//! - [`frame`]: request and response encoding and decoding.
+//! - [`types`]: command, op type and status codes.
+//! - [`io`]: reading a length-prefixed frame with the size check first.
+
+pub mod frame;
+pub mod io;
+pub mod types;
+
+pub use frame::{
+    decode_request, decode_response, encode_request, encode_response, DecodeError, Op, Request,
+    Response,
+};
+pub use types::{Command, OpType, Status};
+
+/// Largest frame accepted. A document may be up to 16 MiB; the frame limit leaves room
+/// for one such document plus its request header.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024 + 4096;
+
+/// Longest collection name.
+pub const MAX_COLLECTION_LEN: usize = 64;
