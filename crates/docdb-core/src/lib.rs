@@ -18,7 +18,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`db`]: the `Database` handle and its read path; [`tx`]: transactions.
+//! - [`db`]: the `Database` handle and its read path; [`tx`]: transactions;
+//!   [`batch`]: independent writes sharing one group commit (the server's workers).
 //! - `commit`: staging and group commit; `recovery`: open and replay;
 //!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`].
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
@@ -26,6 +27,7 @@
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`patch`]: the patch language. [`name`], [`config`], [`error`], [`stats`].
 
+pub mod batch;
 mod checkpoint;
 mod codec;
 mod commit;
@@ -48,6 +50,7 @@ pub mod tx;
 pub mod verify;
 pub mod wal;
 
+pub use batch::Batch;
 pub use config::{Config, FsyncMode};
 pub use db::{Database, OpenOptions, RecoveryReport, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT};
 pub use error::{Error, Result, Status};

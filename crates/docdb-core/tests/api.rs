@@ -326,3 +326,26 @@ fn checkpoint_compact_and_verify_keep_every_document() {
     assert_eq!(db.read("", 2999).unwrap(), b"{\"i\":2999}");
     assert!(db.recovery_report().dropped.is_empty());
 }
+
+#[test]
+fn a_batch_shares_one_fsync_and_keeps_order() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    let before = db.stats().group_commit.total_batches;
+    let mut b = db.batch();
+    for i in 0..50u64 {
+        b.create("", i, b"1").unwrap();
+    }
+    assert!(matches!(b.create("", 3, b"1"), Err(Error::AlreadyExists)));
+    b.update("", 3, b"2").unwrap();
+    assert_eq!(
+        b.read("", 3).unwrap(),
+        b"2",
+        "a read sees earlier writes of the batch"
+    );
+    b.delete("", 4).unwrap();
+    b.finish().unwrap();
+    assert!(matches!(db.read("", 4), Err(Error::NotFound)));
+    let batches = db.stats().group_commit.total_batches - before;
+    assert_eq!(batches, 2, "one fsync before the read, one at the end");
+}
