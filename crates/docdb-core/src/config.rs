@@ -13,6 +13,31 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     pub compaction: CompactionConfig,
     pub memory: MemoryConfig,
+    pub healing: HealingConfig,
+}
+
+/// `[healing]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealingConfig {
+    /// Rebuild a document whose data-file record fails its checksum from the WAL
+    /// during the read that found it. When off, such a read fails. Default true.
+    pub on_read_corruption: bool,
+    /// Seconds between background scans of every live document (the server runs
+    /// them). Default 3600.
+    pub interval_secs: u64,
+    /// Most documents healed at once. Default 100.
+    pub max_batch_size: usize,
+}
+
+impl Default for HealingConfig {
+    fn default() -> Self {
+        HealingConfig {
+            on_read_corruption: true,
+            interval_secs: 3600,
+            max_batch_size: 100,
+        }
+    }
 }
 
 /// When a write is acknowledged relative to the fsync of its WAL record.
@@ -178,6 +203,12 @@ impl Config {
                 "compaction.tombstone_ratio",
                 "must be between 0 and 1 (exclusive)",
             );
+        }
+        if self.healing.max_batch_size == 0 {
+            return bad("healing.max_batch_size", "must be at least 1");
+        }
+        if self.healing.interval_secs == 0 {
+            return bad("healing.interval_secs", "must be at least 1");
         }
         if self.memory.per_db_limit_mb == 0 {
             return bad("memory.per_db_limit_mb", "must be at least 1");

@@ -111,6 +111,8 @@ pub(crate) struct Inner {
     pub maintenance: Mutex<Option<JoinHandle<()>>>,
     pub maintenance_queued: AtomicBool,
     pub interval_thread: Mutex<Option<JoinHandle<()>>>,
+    pub heal: crate::heal::HealState,
+    pub opened_at: std::time::SystemTime,
     pub recovery: Mutex<RecoveryReport>,
     /// Set when the handle is dropped or closed; background threads stop.
     pub stopping: AtomicBool,
@@ -175,10 +177,32 @@ impl Inner {
         }
     }
 
+    /// Reads a version, healing it from the WAL if its record is corrupt and healing
+    /// on read is enabled. `Ok(None)`: moved by a compaction, look it up again.
+    fn read_or_heal(
+        &self,
+        coll: &Arc<Collection>,
+        id: u64,
+        v: &Version,
+    ) -> Result<Option<Vec<u8>>> {
+        match self.read_version(coll, id, v) {
+            Err(Error::Corrupt { detail }) => {
+                if !self.config.healing.on_read_corruption {
+                    return Err(Error::Corrupt { detail });
+                }
+                tracing::warn!(db = %self.dir.display(), collection = %coll.name, id, %detail,
+                    "corrupt record found on read; healing from the WAL");
+                self.heal_version(coll, id, v, crate::heal::HealTrigger::Read)
+                    .map(Some)
+            }
+            other => other,
+        }
+    }
+
     /// Reads `id` at `snapshot` (or the newest visible), retrying across a compaction.
     pub(crate) fn read_doc(
         &self,
-        coll: &Collection,
+        coll: &Arc<Collection>,
         id: u64,
         snapshot: Option<u64>,
     ) -> Result<(Version, Vec<u8>)> {
@@ -187,7 +211,7 @@ impl Inner {
                 .version_at(coll, id, snapshot)
                 .filter(Version::is_live)
                 .ok_or(Error::NotFound)?;
-            if let Some(p) = self.read_version(coll, id, &v)? {
+            if let Some(p) = self.read_or_heal(coll, id, &v)? {
                 return Ok((v, p));
             }
         }
@@ -198,7 +222,7 @@ impl Inner {
 
     pub(crate) fn scan_at(
         &self,
-        coll: &Collection,
+        coll: &Arc<Collection>,
         start_after: u64,
         limit: usize,
         snapshot: Option<u64>,
@@ -219,7 +243,7 @@ impl Inner {
             };
             let mut out = Vec::with_capacity(hits.len());
             for (id, v) in hits {
-                match self.read_version(coll, id, &v)? {
+                match self.read_or_heal(coll, id, &v)? {
                     Some(p) => out.push((id, p)),
                     None => continue 'retry,
                 }
@@ -268,6 +292,11 @@ impl Database {
     /// What opening found and repaired.
     pub fn recovery_report(&self) -> RecoveryReport {
         self.inner.recovery.lock().clone()
+    }
+
+    /// When this handle opened the database.
+    pub fn opened_at(&self) -> std::time::SystemTime {
+        self.inner.opened_at
     }
 
     pub fn config(&self) -> &Config {

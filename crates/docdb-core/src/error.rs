@@ -33,6 +33,12 @@ pub mod msg {
     pub const CLOSED: &str = "database is closed";
     pub const CORRUPT: &str = "document is corrupt";
     pub const INTERNAL: &str = "internal error";
+    // Server-level texts (docdb-server).
+    pub const UNKNOWN_COMMAND: &str = "unknown command";
+    pub const MISSING_OP: &str = "request has no operation";
+    pub const INVALID_SCAN: &str = "scan options must be JSON like {\"limit\":100}";
+    pub const TOO_MANY_CONNECTIONS: &str = "too many connections";
+    pub const SHUTTING_DOWN: &str = "server is shutting down";
 }
 
 /// Outcome class of an operation, as the wire protocol's status byte encodes it.

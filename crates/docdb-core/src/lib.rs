@@ -21,7 +21,8 @@
 //! - [`db`]: the `Database` handle and its read path; [`tx`]: transactions;
 //!   [`batch`]: independent writes sharing one group commit (the server's workers).
 //! - `commit`: staging and group commit; `recovery`: open and replay;
-//!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`].
+//!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`];
+//!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
 //!   files. `checkpoint`: the `CHECKPOINT` file.
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
@@ -38,6 +39,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod faults;
 mod fsutil;
+pub mod heal;
 mod index;
 mod maintenance;
 pub mod memory;
@@ -54,6 +56,7 @@ pub use batch::Batch;
 pub use config::{Config, FsyncMode};
 pub use db::{Database, OpenOptions, RecoveryReport, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT};
 pub use error::{Error, Result, Status};
+pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;

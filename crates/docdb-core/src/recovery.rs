@@ -357,6 +357,8 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         maintenance: Mutex::new(None),
         maintenance_queued: AtomicBool::new(false),
         interval_thread: Mutex::new(None),
+        heal: Default::default(),
+        opened_at: std::time::SystemTime::now(),
         recovery: Mutex::new(report),
         stopping: AtomicBool::new(false),
         self_ref: weak.clone(),

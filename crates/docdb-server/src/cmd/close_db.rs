@@ -1,0 +1,4 @@
+//! CloseDB (2): served through the database's queue so it runs after the requests
+//! queued before it; the database is checkpointed and closed once no worker holds
+//! it, and reopened transparently by the next request. Empty reply. The handling is
+//! in `serve_batch` (`Context::close_requested`).

@@ -1,0 +1,38 @@
+//! ListDBs (8): JSON array of `{"Name","ID","CreatedAt","WALSize","MemoryUsed","DocsLive"}`
+//! (the v0.3 field names), one per active database, by id.
+
+use docdb_protocol::Status;
+use serde::Serialize;
+
+use super::json;
+use crate::context::Context;
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Row {
+    name: String,
+    #[serde(rename = "ID")]
+    id: u64,
+    created_at: String,
+    #[serde(rename = "WALSize")]
+    wal_size: u64,
+    memory_used: u64,
+    docs_live: u64,
+}
+
+pub fn run(ctx: &Context) -> (Status, Vec<u8>) {
+    let rows: Vec<Row> = ctx
+        .pool
+        .list()
+        .into_iter()
+        .map(|i| Row {
+            name: i.entry.name,
+            id: i.entry.id,
+            created_at: i.entry.created_at,
+            wal_size: i.wal_bytes,
+            memory_used: i.memory_used,
+            docs_live: i.live_docs,
+        })
+        .collect();
+    (Status::Ok, json(&rows))
+}

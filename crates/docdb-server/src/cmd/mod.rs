@@ -1,0 +1,181 @@
+//! One file per wire command, each with the same three steps: parse the request,
+//! apply it to the pool or database, encode the reply.
+//!
+//! Commands that touch one database (Execute, Transaction, Scan, collections, heal,
+//! CloseDB) go through that database's scheduler queue and are served by
+//! [`serve_batch`]; the others (OpenDB, Stats, ListDBs, Metrics, SchedulerStats) are
+//! answered by the connection directly.
+
+pub mod close_db;
+pub mod create_collection;
+pub mod delete_collection;
+pub mod execute;
+pub mod heal;
+pub mod list_collections;
+pub mod list_dbs;
+pub mod metrics;
+pub mod open_db;
+pub mod scan;
+pub mod scheduler_stats;
+pub mod stats;
+pub mod transaction;
+
+use std::time::Instant;
+
+use docdb_core::error::msg;
+use docdb_protocol::{Command, Op, Request, Status};
+
+use crate::context::Context;
+use crate::errors::classify;
+use crate::reply::Task;
+
+/// Whether a command is served from its database's queue.
+pub fn is_per_db(cmd: Command) -> bool {
+    !matches!(
+        cmd,
+        Command::OpenDb
+            | Command::Stats
+            | Command::ListDbs
+            | Command::Metrics
+            | Command::SchedulerStats
+    )
+}
+
+/// The collection name of an op as text; the engine validates the name itself.
+pub(crate) fn collection(op: &Op) -> Result<&str, docdb_core::Error> {
+    std::str::from_utf8(&op.collection).map_err(|_| docdb_core::Error::InvalidName {
+        kind: "collection",
+        name: String::from_utf8_lossy(&op.collection).into_owned(),
+        reason: "must be UTF-8",
+    })
+}
+
+/// The first op of a request, for commands that carry their argument there.
+pub(crate) fn first_op(req: &Request) -> Result<&Op, &'static str> {
+    req.ops.first().ok_or(msg::MISSING_OP)
+}
+
+/// Status and text of an engine error, counting it by category.
+pub(crate) fn engine_error(ctx: &Context, e: &docdb_core::Error) -> (Status, Vec<u8>) {
+    ctx.metrics.error(classify(e));
+    let status = match e.status() {
+        docdb_core::Status::Ok | docdb_core::Status::Error => Status::Error,
+        docdb_core::Status::NotFound => Status::NotFound,
+        docdb_core::Status::Conflict => Status::Conflict,
+        docdb_core::Status::MemoryLimit => Status::MemoryLimit,
+    };
+    (status, e.to_string().into_bytes())
+}
+
+/// Test hook (opt-in by environment): an op on this collection panics, to prove a
+/// panic answers `internal error` and the server lives on.
+pub(crate) fn maybe_inject_panic(ctx: &Context, coll: &str) {
+    if ctx.panic_collection.as_deref() == Some(coll) {
+        panic!("injected panic for collection {coll}");
+    }
+}
+
+/// Serves a batch of one database's queued requests (called by a scheduler worker).
+pub fn serve_batch(ctx: &Context, db_id: u64, tasks: Vec<Task>) {
+    let db = match ctx.pool.get(db_id) {
+        Ok(db) => db,
+        Err(e) => {
+            let text = e.to_string();
+            for t in tasks {
+                let op = t.req.command().map_or("unknown", Command::name);
+                ctx.metrics
+                    .record(op, Status::Error, t.enqueued.elapsed().as_secs_f64());
+                t.reply.error(&text);
+            }
+            return;
+        }
+    };
+    let mut batch = db.batch();
+    let mut deferred: Vec<execute::Deferred> = Vec::new();
+    for task in tasks {
+        let Some(cmd) = task.req.command() else {
+            task.reply.error(msg::UNKNOWN_COMMAND);
+            continue;
+        };
+        if cmd == Command::Execute {
+            let d = execute::run(ctx, &mut batch, task);
+            if let Some(d) = d {
+                deferred.push(d);
+            }
+            continue;
+        }
+        // Everything else runs after the writes queued before it are durable.
+        let flushed = batch.flush();
+        finish_deferred(ctx, &mut deferred, &flushed);
+        if let Err(e) = flushed {
+            let (status, text) = engine_error(ctx, &e);
+            task.reply.send(status, text);
+            continue;
+        }
+        let started = task.enqueued;
+        let (status, data) = match cmd {
+            Command::Transaction => transaction::run(ctx, &db, &task.req),
+            Command::Scan => scan::run(ctx, &db, &task.req),
+            Command::CreateCollection => create_collection::run(ctx, &db, &task.req),
+            Command::DeleteCollection => delete_collection::run(ctx, &db, &task.req),
+            Command::ListCollections => list_collections::run(&db),
+            Command::Heal => heal::heal(ctx, &db, &task.req),
+            Command::HealAll => heal::heal_all(ctx, &db),
+            Command::HealStats => heal::heal_stats(&db),
+            Command::CloseDb => (Status::Ok, Vec::new()),
+            _ => (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec()),
+        };
+        ctx.metrics
+            .record(cmd.name(), status, started.elapsed().as_secs_f64());
+        task.reply.send(status, data);
+        if cmd == Command::CloseDb {
+            // Close after the batch lets go of the handle.
+            ctx.close_requested(db_id);
+        }
+    }
+    let flushed = batch.finish();
+    finish_deferred(ctx, &mut deferred, &flushed);
+}
+
+/// Answers Execute requests whose writes waited for a flush.
+fn finish_deferred(
+    ctx: &Context,
+    deferred: &mut Vec<execute::Deferred>,
+    flushed: &docdb_core::Result<()>,
+) {
+    for d in deferred.drain(..) {
+        d.finish(ctx, flushed.as_ref().err());
+    }
+}
+
+/// A request answered on the connection rather than through a queue.
+pub fn serve_global(ctx: &Context, req: &Request) -> (Status, Vec<u8>) {
+    let started = Instant::now();
+    let Some(cmd) = req.command() else {
+        return (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec());
+    };
+    let out = match cmd {
+        Command::OpenDb => open_db::run(ctx, req),
+        Command::Stats => stats::run(ctx),
+        Command::ListDbs => list_dbs::run(ctx),
+        Command::Metrics => metrics::run(ctx),
+        Command::SchedulerStats => scheduler_stats::run(ctx),
+        _ => (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec()),
+    };
+    ctx.metrics
+        .record(cmd.name(), out.0, started.elapsed().as_secs_f64());
+    out
+}
+
+/// Shorthand for a database-level engine call's reply.
+pub(crate) fn reply_of(ctx: &Context, r: docdb_core::Result<Vec<u8>>) -> (Status, Vec<u8>) {
+    match r {
+        Ok(data) => (Status::Ok, data),
+        Err(e) => engine_error(ctx, &e),
+    }
+}
+
+/// JSON bytes of a value that cannot fail to serialize.
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec())
+}

@@ -1,0 +1,370 @@
+//! Server configuration: embedded defaults, overridden by a TOML file (`--config`),
+//! overridden by flags. Every key is documented once, here, with its default; a bad
+//! value fails at start with a message naming the key.
+//!
+//! ```toml
+//! data_dir = "./data"            # databases live under <data_dir>/dbs/<name>
+//! socket = "/tmp/docdb.sock"
+//! socket_mode = "0600"           # octal permission bits of the socket file
+//! # wal_dir = "/fast/wal"        # WAL of database <name> in <wal_dir>/<name>
+//! max_connections = 1024         # concurrent clients; 0 = unlimited
+//! # http = "127.0.0.1:9187"      # GET /metrics and /healthz
+//! log_level = "info"             # error | warn | info | debug | trace
+//! log_format = "text"            # text | json
+//!
+//! [memory]
+//! global_capacity_mb = 1024      # live-document bytes, all databases together
+//! per_db_limit_mb = 256
+//!
+//! [db]
+//! max_open_dbs = 100             # least-recently-used idle databases close beyond this
+//! idle_timeout = "5m"            # a database unused this long is closed
+//!
+//! [sched]
+//! queue_depth = 100              # per-database request queue; full -> "request queue is full"
+//! workers = 0                    # workers kept alive; 0 = auto (2 x cores, at least 4)
+//! max_workers = 256              # the pool grows to this under load
+//! worker_expiry = "1s"           # idle workers above `workers` exit after this
+//! prealloc = false               # start all `max_workers` workers up front
+//! policy = "fair"                # fair | deepest | round_robin
+//! max_batch = 256                # requests one worker takes from a queue at once
+//!
+//! [wal]                          # docdb_core::config::WalConfig
+//! max_file_size_mb = 64
+//! keep_segments = 2
+//! [wal.fsync]
+//! mode = "group"                 # always | group | interval | none
+//! interval_ms = 10
+//! max_batch_size = 1024
+//!
+//! [checkpoint]
+//! interval_mb = 64
+//!
+//! [compaction]
+//! size_mb = 100
+//! tombstone_ratio = 0.3
+//!
+//! [healing]
+//! on_read_corruption = true      # heal a corrupt record during the read that finds it
+//! interval_secs = 3600           # background scan of every live document
+//! max_batch_size = 100           # documents repaired per group commit
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use docdb_core::config::{CheckpointConfig, CompactionConfig, HealingConfig, WalConfig};
+use serde::{Deserialize, Deserializer};
+
+/// Everything `docdb serve` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    #[serde(deserialize_with = "octal")]
+    pub socket_mode: u32,
+    pub wal_dir: Option<PathBuf>,
+    pub max_connections: usize,
+    pub http: Option<String>,
+    pub log_level: String,
+    pub log_format: String,
+    pub memory: MemorySection,
+    pub db: DbSection,
+    pub sched: SchedSection,
+    pub wal: WalConfig,
+    pub checkpoint: CheckpointConfig,
+    pub compaction: CompactionConfig,
+    pub healing: HealingConfig,
+}
+
+/// `[memory]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySection {
+    pub global_capacity_mb: u64,
+    pub per_db_limit_mb: u64,
+}
+
+/// `[db]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbSection {
+    pub max_open_dbs: usize,
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+/// Queue-choice policy of the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Serve the ready database that has received the least service (default).
+    Fair,
+    /// Serve the longest queue first (the original).
+    Deepest,
+    /// Serve ready databases in turn.
+    RoundRobin,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Fair => "fair",
+            Policy::Deepest => "deepest",
+            Policy::RoundRobin => "round_robin",
+        }
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fair" => Ok(Policy::Fair),
+            "deepest" => Ok(Policy::Deepest),
+            "round_robin" => Ok(Policy::RoundRobin),
+            _ => Err(format!(
+                "unknown policy {s:?} (expected fair, deepest or round_robin)"
+            )),
+        }
+    }
+}
+
+/// `[sched]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedSection {
+    pub queue_depth: usize,
+    pub workers: usize,
+    pub max_workers: usize,
+    #[serde(deserialize_with = "duration")]
+    pub worker_expiry: Duration,
+    pub prealloc: bool,
+    pub policy: Policy,
+    pub max_batch: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./data"),
+            socket: PathBuf::from("/tmp/docdb.sock"),
+            socket_mode: 0o600,
+            wal_dir: None,
+            max_connections: 1024,
+            http: None,
+            log_level: "info".into(),
+            log_format: "text".into(),
+            memory: MemorySection::default(),
+            db: DbSection::default(),
+            sched: SchedSection::default(),
+            wal: WalConfig::default(),
+            checkpoint: CheckpointConfig::default(),
+            compaction: CompactionConfig::default(),
+            healing: HealingConfig::default(),
+        }
+    }
+}
+
+impl Default for MemorySection {
+    fn default() -> Self {
+        MemorySection {
+            global_capacity_mb: 1024,
+            per_db_limit_mb: 256,
+        }
+    }
+}
+
+impl Default for DbSection {
+    fn default() -> Self {
+        DbSection {
+            max_open_dbs: 100,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for SchedSection {
+    fn default() -> Self {
+        SchedSection {
+            queue_depth: 100,
+            workers: 0,
+            max_workers: 256,
+            worker_expiry: Duration::from_secs(1),
+            prealloc: false,
+            policy: Policy::Fair,
+            max_batch: 256,
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn octal<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_mode(&s).map_err(serde::de::Error::custom)
+}
+
+/// Parses an octal permission string such as `0600`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode like 0600"))
+}
+
+/// A configuration error naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl ServerConfig {
+    /// Parses a TOML file's text. Unknown keys are errors (a typo must not be ignored).
+    pub fn from_toml(text: &str) -> Result<ServerConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            // toml reports the offending key in its message; keep it whole.
+            bad("config file", msg)
+        })
+    }
+
+    /// The engine configuration each database is opened with.
+    pub fn engine(&self) -> docdb_core::Config {
+        docdb_core::Config {
+            wal: self.wal.clone(),
+            checkpoint: self.checkpoint.clone(),
+            compaction: self.compaction.clone(),
+            memory: docdb_core::config::MemoryConfig {
+                per_db_limit_mb: self.memory.per_db_limit_mb,
+            },
+            healing: self.healing.clone(),
+        }
+    }
+
+    /// Workers kept alive (resolving 0 = auto).
+    pub fn min_workers(&self) -> usize {
+        let auto = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let w = if self.sched.workers == 0 {
+            auto.max(4)
+        } else {
+            self.sched.workers
+        };
+        w.min(self.sched.max_workers)
+    }
+
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        if self.socket.as_os_str().is_empty() {
+            return Err(bad("socket", "must not be empty"));
+        }
+        // sun_path is 108 bytes including the NUL.
+        if self.socket.as_os_str().len() > 107 {
+            return Err(bad("socket", "path longer than 107 bytes"));
+        }
+        if self.memory.global_capacity_mb == 0 {
+            return Err(bad("memory.global_capacity_mb", "must be at least 1"));
+        }
+        if self.memory.per_db_limit_mb == 0 {
+            return Err(bad("memory.per_db_limit_mb", "must be at least 1"));
+        }
+        if self.db.max_open_dbs == 0 {
+            return Err(bad("db.max_open_dbs", "must be at least 1"));
+        }
+        if self.db.idle_timeout.is_zero() {
+            return Err(bad("db.idle_timeout", "must be longer than 0"));
+        }
+        if self.sched.queue_depth == 0 || self.sched.queue_depth > 1_000_000 {
+            return Err(bad("sched.queue_depth", "must be between 1 and 1000000"));
+        }
+        if self.sched.max_workers == 0 || self.sched.max_workers > 4096 {
+            return Err(bad("sched.max_workers", "must be between 1 and 4096"));
+        }
+        if self.sched.workers > self.sched.max_workers {
+            return Err(bad("sched.workers", "must not exceed sched.max_workers"));
+        }
+        if self.sched.worker_expiry.is_zero() {
+            return Err(bad("sched.worker_expiry", "must be longer than 0"));
+        }
+        if self.sched.max_batch == 0 {
+            return Err(bad("sched.max_batch", "must be at least 1"));
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {
+            return Err(bad(
+                "log_level",
+                "must be one of error, warn, info, debug, trace",
+            ));
+        }
+        if !["text", "json"].contains(&self.log_format.as_str()) {
+            return Err(bad("log_format", "must be text or json"));
+        }
+        if let Some(addr) = &self.http {
+            addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                bad(
+                    "http",
+                    format!("{addr:?} is not an address like 127.0.0.1:9187"),
+                )
+            })?;
+        }
+        self.engine().validate().map_err(|e| match e {
+            docdb_core::Error::Config { key, reason } => bad(key, reason),
+            other => bad("engine", other.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = ServerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/docdb.sock"));
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.sched.queue_depth, 100);
+        assert_eq!(c.sched.policy, Policy::Fair);
+        assert_eq!(c.db.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.socket_mode, 0o600);
+    }
+
+    #[test]
+    fn toml_overrides_and_names_bad_keys() {
+        let c = ServerConfig::from_toml(
+            "socket = \"/tmp/x.sock\"\n[sched]\npolicy = \"deepest\"\nworker_expiry = \"250ms\"\n[wal.fsync]\nmode = \"always\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sched.policy, Policy::Deepest);
+        assert_eq!(c.sched.worker_expiry, Duration::from_millis(250));
+        assert_eq!(c.wal.fsync.mode, docdb_core::FsyncMode::Always);
+        let e = ServerConfig::from_toml("[sched]\nqueue_dept = 5\n").unwrap_err();
+        assert!(e.to_string().contains("queue_dept"), "{e}");
+        let e = ServerConfig::from_toml("[compaction]\ntombstone_ratio = 3.0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("compaction.tombstone_ratio"), "{e}");
+        let e = ServerConfig::from_toml("[db]\nidle_timeout = \"soon\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("idle_timeout") || e.to_string().contains("soon"),
+            "{e}"
+        );
+    }
+}

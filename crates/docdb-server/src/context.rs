@@ -1,0 +1,54 @@
+//! What every part of the server shares: the pool, the scheduler, the metrics.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::scheduler::Scheduler;
+
+pub struct Context {
+    pub cfg: ServerConfig,
+    pub pool: Pool,
+    pub metrics: Metrics,
+    scheduler: OnceLock<Arc<Scheduler>>,
+    /// Test hook: ops on this collection panic (env `DOCDB_TEST_PANIC_COLLECTION`).
+    pub panic_collection: Option<String>,
+}
+
+impl Context {
+    pub fn new(cfg: ServerConfig, pool: Pool) -> Context {
+        Context {
+            cfg,
+            pool,
+            metrics: Metrics::new(),
+            scheduler: OnceLock::new(),
+            panic_collection: std::env::var("DOCDB_TEST_PANIC_COLLECTION").ok(),
+        }
+    }
+
+    pub fn set_scheduler(&self, s: Arc<Scheduler>) {
+        let _ = self.scheduler.set(s);
+    }
+
+    /// # Panics
+    /// Never after start-up: the server sets the scheduler before accepting requests.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        #[expect(
+            clippy::expect_used,
+            reason = "set once at start-up, before any request"
+        )]
+        self.scheduler.get().expect("scheduler is set at start-up")
+    }
+
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.pool, self.scheduler())
+    }
+
+    /// CloseDB: close once the batch that served it has let go of the handle.
+    pub fn close_requested(&self, db_id: u64) {
+        if let Err(e) = self.pool.close_db(db_id) {
+            tracing::debug!(db_id, error = %e, "close request");
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! `docdb-server`: one process hosting many logical databases behind a Unix socket.
+//!
+//! # Layout
+//! Data flows socket → [`connection`] (framing, pipelining) → [`cmd`] (one file per
+//! wire command) → [`scheduler`] (per-database queues, worker pool) → [`pool`]
+//! (lazy open, LRU, idle close) → `docdb_core::Database`.
+//! - [`server`]: bind, accept, signals, shutdown. [`http`]: `/metrics`, `/healthz`.
+//! - [`config`]: every setting with its default. [`catalog`]: names ⇄ ids on disk.
+//! - [`metrics`]: Prometheus. [`errors`]: classification and transient retry.
+//! - [`reply`]: a queued request and the guarantee it is answered once.
+
+pub mod catalog;
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod context;
+pub mod errors;
+pub mod http;
+pub mod metrics;
+pub mod pool;
+pub mod reply;
+pub mod scheduler;
+pub mod server;
+
+pub use config::ServerConfig;
+pub use server::run;

@@ -1,0 +1,331 @@
+//! Prometheus metrics (SPEC §9), served by command 12 and `GET /metrics`. Counters and
+//! the latency histogram are updated as requests complete; gauges (documents, memory,
+//! WAL size, scheduler, worker pool, group commit) are read from the pool and the
+//! scheduler when scraped, so they are never stale.
+
+use std::sync::atomic::AtomicU64;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::pool::Pool;
+use crate::scheduler::Scheduler;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub operation: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabel {
+    pub category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DbLabel {
+    pub db: String,
+}
+
+type FGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub operations: Family<OpLabels, Counter>,
+    pub duration: Family<OperationLabel, Histogram>,
+    pub errors: Family<CategoryLabel, Counter>,
+    pub healing_operations: Counter,
+    pub documents_healed: Counter,
+    pub connections: Gauge,
+    documents: Gauge,
+    memory: Gauge,
+    wal_size: Gauge,
+    dbs_open: Gauge,
+    dbs_total: Gauge,
+    panics: Gauge,
+    queue_depth: Family<DbLabel, Gauge>,
+    avg_queue_depth: Family<DbLabel, FGauge>,
+    workers: Gauge,
+    pool_running: Gauge,
+    pool_waiting: Gauge,
+    pool_free: Gauge,
+    pool_capacity: Gauge,
+    gc_batches: Family<DbLabel, Gauge>,
+    gc_records: Family<DbLabel, Gauge>,
+    gc_avg_batch: Family<DbLabel, FGauge>,
+    gc_max_batch: Family<DbLabel, Gauge>,
+    gc_avg_latency: Family<DbLabel, FGauge>,
+    gc_max_latency: Family<DbLabel, FGauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::default();
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            operations: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                // 10 µs .. ~20 s
+                Histogram::new(exponential_buckets(0.00001, 2.0, 22))
+            }),
+            errors: Family::default(),
+            healing_operations: Counter::default(),
+            documents_healed: Counter::default(),
+            connections: Gauge::default(),
+            documents: Gauge::default(),
+            memory: Gauge::default(),
+            wal_size: Gauge::default(),
+            dbs_open: Gauge::default(),
+            dbs_total: Gauge::default(),
+            panics: Gauge::default(),
+            queue_depth: Family::default(),
+            avg_queue_depth: Family::default(),
+            workers: Gauge::default(),
+            pool_running: Gauge::default(),
+            pool_waiting: Gauge::default(),
+            pool_free: Gauge::default(),
+            pool_capacity: Gauge::default(),
+            gc_batches: Family::default(),
+            gc_records: Family::default(),
+            gc_avg_batch: Family::default(),
+            gc_max_batch: Family::default(),
+            gc_avg_latency: Family::default(),
+            gc_max_latency: Family::default(),
+        };
+        r.register(
+            "docdb_operations",
+            "Operations by type and outcome",
+            m.operations.clone(),
+        );
+        r.register(
+            "docdb_operation_duration_seconds",
+            "Request latency from arrival to reply, by operation",
+            m.duration.clone(),
+        );
+        r.register(
+            "docdb_errors",
+            "Errors by category (transient, permanent, critical, validation, network)",
+            m.errors.clone(),
+        );
+        r.register(
+            "docdb_healing_operations",
+            "Healing runs (on read, on demand, background)",
+            m.healing_operations.clone(),
+        );
+        r.register(
+            "docdb_documents_healed",
+            "Documents rebuilt from the WAL",
+            m.documents_healed.clone(),
+        );
+        r.register(
+            "docdb_connections",
+            "Open client connections",
+            m.connections.clone(),
+        );
+        r.register(
+            "docdb_documents_total",
+            "Live documents in open databases",
+            m.documents.clone(),
+        );
+        r.register(
+            "docdb_memory_bytes",
+            "Bytes of live documents charged to the global budget",
+            m.memory.clone(),
+        );
+        r.register(
+            "docdb_wal_size_bytes",
+            "Bytes of WAL segments of open databases",
+            m.wal_size.clone(),
+        );
+        r.register(
+            "docdb_databases_open",
+            "Databases currently open",
+            m.dbs_open.clone(),
+        );
+        r.register(
+            "docdb_databases",
+            "Databases in the catalog",
+            m.dbs_total.clone(),
+        );
+        r.register(
+            "docdb_worker_panics",
+            "Panics caught while serving requests",
+            m.panics.clone(),
+        );
+        r.register(
+            "docdb_scheduler_queue_depth",
+            "Queued requests per database",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "docdb_scheduler_avg_queue_depth",
+            "Average queue depth seen on enqueue, per database",
+            m.avg_queue_depth.clone(),
+        );
+        r.register(
+            "docdb_scheduler_workers",
+            "Worker threads alive",
+            m.workers.clone(),
+        );
+        r.register(
+            "docdb_worker_pool_running_workers",
+            "Workers serving a batch",
+            m.pool_running.clone(),
+        );
+        r.register(
+            "docdb_worker_pool_waiting_tasks",
+            "Requests waiting in queues",
+            m.pool_waiting.clone(),
+        );
+        r.register(
+            "docdb_worker_pool_free_workers",
+            "Idle workers",
+            m.pool_free.clone(),
+        );
+        r.register(
+            "docdb_worker_pool_capacity",
+            "Maximum workers",
+            m.pool_capacity.clone(),
+        );
+        r.register(
+            "docdb_wal_group_commit_batches",
+            "Group-commit fsync batches per database",
+            m.gc_batches.clone(),
+        );
+        r.register(
+            "docdb_wal_group_commit_records",
+            "Commits covered by group-commit batches per database",
+            m.gc_records.clone(),
+        );
+        r.register(
+            "docdb_wal_group_commit_avg_batch_size",
+            "Average commits per fsync per database",
+            m.gc_avg_batch.clone(),
+        );
+        r.register(
+            "docdb_wal_group_commit_max_batch_size",
+            "Largest batch per database",
+            m.gc_max_batch.clone(),
+        );
+        r.register(
+            "docdb_wal_group_commit_avg_batch_latency_seconds",
+            "Average write+fsync time per batch",
+            m.gc_avg_latency.clone(),
+        );
+        r.register(
+            "docdb_wal_group_commit_max_batch_latency_seconds",
+            "Longest write+fsync time of a batch",
+            m.gc_max_latency.clone(),
+        );
+        *m.registry.lock() = r;
+        m
+    }
+
+    /// Counts one finished operation.
+    pub fn record(&self, operation: &'static str, status: docdb_protocol::Status, secs: f64) {
+        self.operations
+            .get_or_create(&OpLabels {
+                operation,
+                status: status.name(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&OperationLabel { operation })
+            .observe(secs);
+    }
+
+    pub fn error(&self, category: crate::errors::Category) {
+        self.errors
+            .get_or_create(&CategoryLabel {
+                category: category.name(),
+            })
+            .inc();
+    }
+
+    /// Refreshes the gauges and renders the text exposition.
+    pub fn render(&self, pool: &Pool, sched: &Scheduler) -> String {
+        let mut docs = 0u64;
+        let mut wal = 0u64;
+        for f in [&self.gc_batches, &self.gc_records, &self.gc_max_batch] {
+            f.clear();
+        }
+        for f in [
+            &self.gc_avg_batch,
+            &self.gc_avg_latency,
+            &self.gc_max_latency,
+        ] {
+            f.clear();
+        }
+        let open = pool.open_dbs();
+        for (id, db) in &open {
+            let s = db.stats();
+            docs += s.live_docs;
+            wal += s.wal_bytes;
+            let l = DbLabel { db: id.to_string() };
+            let g = &s.group_commit;
+            self.gc_batches
+                .get_or_create(&l)
+                .set(g.total_batches as i64);
+            self.gc_records
+                .get_or_create(&l)
+                .set(g.total_records as i64);
+            self.gc_max_batch
+                .get_or_create(&l)
+                .set(g.max_batch_size as i64);
+            self.gc_avg_batch.get_or_create(&l).set(g.avg_batch_size);
+            self.gc_avg_latency
+                .get_or_create(&l)
+                .set(g.avg_batch_latency_ns as f64 / 1e9);
+            self.gc_max_latency
+                .get_or_create(&l)
+                .set(g.max_batch_latency_ns as f64 / 1e9);
+        }
+        self.documents.set(docs as i64);
+        self.wal_size.set(wal as i64);
+        self.memory.set(pool.memory().used() as i64);
+        self.dbs_open.set(open.len() as i64);
+        self.dbs_total.set(pool.catalog().list().len() as i64);
+        let st = sched.stats();
+        self.panics.set(st.panics as i64);
+        self.queue_depth.clear();
+        self.avg_queue_depth.clear();
+        for (id, d) in &st.queue_depths {
+            self.queue_depth
+                .get_or_create(&DbLabel { db: id.to_string() })
+                .set(*d as i64);
+        }
+        for (id, d) in &st.avg_queue_depth {
+            self.avg_queue_depth
+                .get_or_create(&DbLabel { db: id.to_string() })
+                .set(*d);
+        }
+        self.workers.set(st.worker_count as i64);
+        self.pool_running.set(st.worker_pool.running_workers as i64);
+        self.pool_waiting.set(st.worker_pool.waiting_tasks as i64);
+        self.pool_free.set(st.worker_pool.free_workers as i64);
+        self.pool_capacity.set(st.worker_pool.pool_capacity as i64);
+        let mut out = String::new();
+        if encode(&mut out, &self.registry.lock()).is_err() {
+            out.push_str("# metrics encoding failed\n");
+        }
+        out
+    }
+}

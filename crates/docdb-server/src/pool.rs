@@ -1,0 +1,332 @@
+//! The pool: every logical database of the data directory, opened lazily, closed when
+//! idle or least recently used, all sharing one global memory budget.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use docdb_core::error::msg;
+use docdb_core::{Database, MemoryBudget, OpenOptions};
+use parking_lot::Mutex;
+
+use crate::catalog::{Catalog, Entry};
+use crate::config::ServerConfig;
+use crate::errors::retry_transient;
+
+/// Why the pool could not hand out a database.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("{}", msg::DB_NOT_OPEN)]
+    NotOpen,
+    #[error("{}", msg::POOL_STOPPED)]
+    Stopped,
+    #[error("{0}")]
+    Engine(#[from] docdb_core::Error),
+    #[error("catalog: {0}")]
+    Catalog(std::io::Error),
+}
+
+/// What is remembered about a database while it is closed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Remembered {
+    wal_bytes: u64,
+    live_docs: u64,
+}
+
+/// One database's place in the pool.
+#[derive(Default)]
+struct Slot {
+    db: Mutex<Option<Arc<Database>>>,
+    /// Milliseconds since the pool started, at last use.
+    last_used: AtomicU64,
+    remembered: Mutex<Remembered>,
+}
+
+pub struct Pool {
+    cfg: ServerConfig,
+    catalog: Catalog,
+    global: MemoryBudget,
+    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+    started: Instant,
+    stopped: AtomicBool,
+    /// Transactions of databases closed since start (their handles are gone).
+    closed_txns: AtomicU64,
+}
+
+/// One row of ListDBs.
+#[derive(Debug, Clone)]
+pub struct DbInfo {
+    pub entry: Entry,
+    pub open: bool,
+    pub wal_bytes: u64,
+    pub memory_used: u64,
+    pub live_docs: u64,
+    pub group_commit: Option<docdb_core::GroupCommitStats>,
+}
+
+impl Pool {
+    pub fn open(cfg: ServerConfig) -> anyhow::Result<Pool> {
+        std::fs::create_dir_all(cfg.data_dir.join("dbs"))?;
+        let catalog = Catalog::open(&cfg.data_dir)?;
+        let global = MemoryBudget::new(cfg.memory.global_capacity_mb.saturating_mul(1 << 20));
+        Ok(Pool {
+            cfg,
+            catalog,
+            global,
+            slots: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            stopped: AtomicBool::new(false),
+            closed_txns: AtomicU64::new(0),
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn memory(&self) -> &MemoryBudget {
+        &self.global
+    }
+
+    fn db_dir(&self, name: &str) -> PathBuf {
+        self.cfg.data_dir.join("dbs").join(name)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// OpenDB: the id of database `name`, created (durably) on first use.
+    pub fn open_db(&self, name: &str) -> Result<u64, PoolError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(PoolError::Stopped);
+        }
+        docdb_core::name::validate_db_name(name)?;
+        let (entry, _) = self
+            .catalog
+            .get_or_create(name)
+            .map_err(PoolError::Catalog)?;
+        self.get(entry.id)?;
+        Ok(entry.id)
+    }
+
+    /// The open database `id`, opening it if needed.
+    pub fn get(&self, id: u64) -> Result<Arc<Database>, PoolError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(PoolError::Stopped);
+        }
+        let slot = {
+            let mut slots = self.slots.lock();
+            match slots.get(&id) {
+                Some(s) => s.clone(),
+                None => {
+                    if self.catalog.get(id).is_none() {
+                        return Err(PoolError::NotOpen);
+                    }
+                    slots.entry(id).or_default().clone()
+                }
+            }
+        };
+        slot.last_used.store(self.now_ms(), Ordering::Relaxed);
+        let mut guard = slot.db.lock();
+        if let Some(db) = guard.as_ref() {
+            return Ok(db.clone());
+        }
+        let entry = self.catalog.get(id).ok_or(PoolError::NotOpen)?;
+        let opts = OpenOptions {
+            global_memory: Some(self.global.clone()),
+            wal_dir: self.cfg.wal_dir.as_ref().map(|w| w.join(&entry.name)),
+            ..OpenOptions::default()
+        };
+        let dir = self.db_dir(&entry.name);
+        let engine = self.cfg.engine();
+        let db = retry_transient("open database", || {
+            Database::open_with(&dir, engine.clone(), opts.clone())
+        })?;
+        let report = db.recovery_report();
+        tracing::info!(db = %entry.name, id, replayed = report.replayed_records,
+            ms = report.duration.as_millis() as u64, "opened database");
+        let db = Arc::new(db);
+        *guard = Some(db.clone());
+        drop(guard);
+        self.evict_over_limit(id);
+        Ok(db)
+    }
+
+    /// Closes least-recently-used idle databases while more than `max_open_dbs` are
+    /// open. Never closes `keep` or a database in use.
+    fn evict_over_limit(&self, keep: u64) {
+        loop {
+            let candidates: Vec<(u64, Arc<Slot>)> = {
+                let slots = self.slots.lock();
+                let open: Vec<_> = slots
+                    .iter()
+                    .filter(|(_, s)| s.db.try_lock().is_some_and(|g| g.is_some()))
+                    .map(|(&id, s)| (id, s.clone()))
+                    .collect();
+                if open.len() <= self.cfg.db.max_open_dbs {
+                    return;
+                }
+                let mut c: Vec<_> = open.into_iter().filter(|(id, _)| *id != keep).collect();
+                c.sort_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed));
+                c
+            };
+            if !candidates.iter().any(|(id, s)| self.try_close(*id, s)) {
+                return; // everything else is busy; try again on the next open
+            }
+        }
+    }
+
+    /// Closes the slot's database if nobody else holds it. Returns true if closed.
+    fn try_close(&self, id: u64, slot: &Slot) -> bool {
+        let Some(mut guard) = slot.db.try_lock() else {
+            return false;
+        };
+        let Some(db) = guard.take() else { return false };
+        match Arc::try_unwrap(db) {
+            Ok(db) => {
+                let s = db.stats();
+                *slot.remembered.lock() = Remembered {
+                    wal_bytes: s.wal_bytes,
+                    live_docs: s.live_docs,
+                };
+                self.closed_txns.fetch_add(s.tx_count, Ordering::Relaxed);
+                if let Err(e) = db.close() {
+                    tracing::warn!(id, error = %e, "closing database failed");
+                }
+                tracing::debug!(id, "closed database");
+                true
+            }
+            Err(db) => {
+                *guard = Some(db);
+                false
+            }
+        }
+    }
+
+    /// CloseDB: closes the database now if it is idle (else it closes when idle).
+    pub fn close_db(&self, id: u64) -> Result<(), PoolError> {
+        if self.catalog.get(id).is_none() {
+            return Err(PoolError::NotOpen);
+        }
+        let slot = self.slots.lock().get(&id).cloned();
+        if let Some(slot) = slot {
+            self.try_close(id, &slot);
+        }
+        Ok(())
+    }
+
+    /// Closes databases unused for `idle_timeout`. Called periodically.
+    pub fn close_idle(&self) {
+        let limit = self.cfg.db.idle_timeout.as_millis() as u64;
+        let now = self.now_ms();
+        let idle: Vec<(u64, Arc<Slot>)> = self
+            .slots
+            .lock()
+            .iter()
+            .filter(|(_, s)| now.saturating_sub(s.last_used.load(Ordering::Relaxed)) >= limit)
+            .map(|(&id, s)| (id, s.clone()))
+            .collect();
+        for (id, s) in idle {
+            self.try_close(id, &s);
+        }
+    }
+
+    /// Open databases (id, handle).
+    pub fn open_dbs(&self) -> Vec<(u64, Arc<Database>)> {
+        let slots: Vec<(u64, Arc<Slot>)> = self
+            .slots
+            .lock()
+            .iter()
+            .map(|(&id, s)| (id, s.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|(id, s)| s.db.lock().as_ref().map(|d| (id, d.clone())))
+            .collect()
+    }
+
+    /// Every active database with what is known about it.
+    pub fn list(&self) -> Vec<DbInfo> {
+        let slots: HashMap<u64, Arc<Slot>> = self.slots.lock().clone();
+        self.catalog
+            .list()
+            .into_iter()
+            .map(|entry| {
+                let slot = slots.get(&entry.id);
+                let db = slot.and_then(|s| s.db.lock().clone());
+                match db {
+                    Some(db) => {
+                        let s = db.stats();
+                        DbInfo {
+                            entry,
+                            open: true,
+                            wal_bytes: s.wal_bytes,
+                            memory_used: s.memory_used,
+                            live_docs: s.live_docs,
+                            group_commit: Some(s.group_commit),
+                        }
+                    }
+                    None => {
+                        let r = slot.map(|s| *s.remembered.lock()).unwrap_or_default();
+                        DbInfo {
+                            entry,
+                            open: false,
+                            wal_bytes: r.wal_bytes,
+                            memory_used: 0,
+                            live_docs: r.live_docs,
+                            group_commit: None,
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Transactions committed since the server started.
+    pub fn total_txns(&self) -> u64 {
+        self.closed_txns.load(Ordering::Relaxed)
+            + self
+                .open_dbs()
+                .iter()
+                .map(|(_, d)| d.stats().tx_count)
+                .sum::<u64>()
+    }
+
+    /// Refuses new work, then checkpoints and closes every database, waiting up to
+    /// `timeout` for ones still in use.
+    pub fn shutdown(&self, timeout: Duration) {
+        self.stopped.store(true, Ordering::Release);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let slots: Vec<(u64, Arc<Slot>)> = self
+                .slots
+                .lock()
+                .iter()
+                .map(|(&id, s)| (id, s.clone()))
+                .collect();
+            let mut remaining = 0;
+            for (id, s) in &slots {
+                if s.db.lock().is_some() && !self.try_close(*id, s) {
+                    remaining += 1;
+                }
+            }
+            if remaining == 0 || Instant::now() >= deadline {
+                if remaining > 0 {
+                    tracing::warn!(
+                        remaining,
+                        "databases still in use at shutdown; their acknowledged writes are durable"
+                    );
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,428 @@
+//! The scheduler: a bounded request queue per database and an elastic pool of worker
+//! threads serving them (the original's ants pool, done right).
+//!
+//! - `enqueue` never blocks: a full queue answers `request queue is full` at once.
+//! - A worker takes one database's queue *exclusively* and drains up to `max_batch`
+//!   requests from it as one batch, so the engine's group commit covers all their
+//!   writes with one fsync, and requests of one database run in arrival order.
+//! - Other databases are served by other workers meanwhile: a read is never stuck
+//!   behind another database's fsync as long as a worker is free, and when none is,
+//!   the pool grows up to `max_workers`. Workers above `workers` that stay idle for
+//!   `worker_expiry` exit.
+//! - Which ready queue a free worker takes is the policy: `fair` (least service so
+//!   far, so a quiet database is served as soon as it has work however hot another
+//!   one is), `deepest` (longest queue, the original) or `round_robin`.
+//! - A panic while serving a batch is caught; its unanswered requests get `internal
+//!   error` (see `ReplyTo`), it is logged and counted, and the worker lives on.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+
+use crate::config::Policy;
+use crate::reply::Task;
+
+/// Serves one batch of one database's requests. Must answer every task.
+pub type Handler = dyn Fn(u64, Vec<Task>) + Send + Sync;
+
+/// Scheduler settings (from `[sched]`).
+#[derive(Debug, Clone)]
+pub struct SchedConfig {
+    pub queue_depth: usize,
+    pub min_workers: usize,
+    pub max_workers: usize,
+    pub worker_expiry: Duration,
+    pub prealloc: bool,
+    pub policy: Policy,
+    pub max_batch: usize,
+}
+
+#[derive(Default)]
+struct DbQueue {
+    tasks: VecDeque<Task>,
+    /// A worker is serving this database.
+    busy: bool,
+    /// In `Queues::ready`.
+    ready: bool,
+    /// Requests served so far, plus catch-up (the `fair` policy's virtual time).
+    vtime: u64,
+    depth_sum: u64,
+    depth_samples: u64,
+}
+
+#[derive(Default)]
+struct Queues {
+    dbs: HashMap<u64, DbQueue>,
+    /// Databases with queued work and no worker, in the order they became ready.
+    ready: VecDeque<u64>,
+    /// Virtual time of the last database picked (`fair`).
+    vclock: u64,
+    /// Threads alive.
+    workers: usize,
+    /// Threads waiting for work.
+    idle: usize,
+    queued: usize,
+    stopping: bool,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    QueueFull,
+    Stopped,
+}
+
+/// The scheduler. Cheap to share (`Arc`).
+pub struct Scheduler {
+    cfg: SchedConfig,
+    q: Mutex<Queues>,
+    work: Condvar,
+    all_exited: Condvar,
+    handler: Arc<Handler>,
+    panics: AtomicU64,
+    me: std::sync::Weak<Scheduler>,
+}
+
+/// Pool figures as SchedulerStats reports them.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerPoolStats {
+    pub running_workers: u64,
+    pub waiting_tasks: u64,
+    pub free_workers: u64,
+    pub pool_capacity: u64,
+}
+
+/// A snapshot of the scheduler.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchedStats {
+    pub queue_depths: HashMap<u64, u64>,
+    pub avg_queue_depth: HashMap<u64, f64>,
+    pub worker_count: u64,
+    pub policy: &'static str,
+    pub panics: u64,
+    pub worker_pool: WorkerPoolStats,
+}
+
+impl Scheduler {
+    pub fn new(cfg: SchedConfig, handler: Arc<Handler>) -> Arc<Scheduler> {
+        let s = Arc::new_cyclic(|me| Scheduler {
+            cfg,
+            q: Mutex::new(Queues::default()),
+            work: Condvar::new(),
+            all_exited: Condvar::new(),
+            handler,
+            panics: AtomicU64::new(0),
+            me: me.clone(),
+        });
+        let start = if s.cfg.prealloc {
+            s.cfg.max_workers
+        } else {
+            s.cfg.min_workers
+        };
+        for _ in 0..start {
+            s.q.lock().workers += 1;
+            s.spawn_worker();
+        }
+        s
+    }
+
+    fn spawn_worker(&self) {
+        let Some(me) = self.me.upgrade() else { return };
+        let r = std::thread::Builder::new()
+            .name("docdb-worker".into())
+            .spawn(move || me.worker());
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not start a worker thread");
+            let mut q = self.q.lock();
+            q.workers -= 1;
+            if q.workers == 0 {
+                self.all_exited.notify_all();
+            }
+        }
+    }
+
+    /// Queues `task` for database `db`, or hands it back.
+    pub fn enqueue(&self, db: u64, task: Task) -> Result<(), (Rejected, Task)> {
+        let mut q = self.q.lock();
+        if q.stopping {
+            return Err((Rejected::Stopped, task));
+        }
+        let vclock = q.vclock;
+        let dq = q.dbs.entry(db).or_default();
+        if dq.tasks.len() >= self.cfg.queue_depth {
+            return Err((Rejected::QueueFull, task));
+        }
+        dq.tasks.push_back(task);
+        dq.depth_sum += dq.tasks.len() as u64;
+        dq.depth_samples += 1;
+        let mut became_ready = false;
+        if !dq.busy && !dq.ready {
+            dq.ready = true;
+            // A database that was idle does not bank service it never asked for.
+            dq.vtime = dq.vtime.max(vclock);
+            became_ready = true;
+        }
+        q.queued += 1;
+        if became_ready {
+            q.ready.push_back(db);
+        }
+        let spawn = q.idle == 0 && q.workers < self.cfg.max_workers;
+        if spawn {
+            q.workers += 1;
+        }
+        drop(q);
+        if spawn {
+            self.spawn_worker();
+        } else {
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Picks the next database to serve per the policy and takes its batch.
+    fn pick(&self, q: &mut Queues) -> Option<(u64, Vec<Task>)> {
+        if q.ready.is_empty() {
+            return None;
+        }
+        let idx = match self.cfg.policy {
+            Policy::RoundRobin => 0,
+            Policy::Deepest => (0..q.ready.len())
+                .max_by_key(|&i| q.dbs.get(&q.ready[i]).map_or(0, |d| d.tasks.len()))
+                .unwrap_or(0),
+            Policy::Fair => (0..q.ready.len())
+                .min_by_key(|&i| q.dbs.get(&q.ready[i]).map_or(u64::MAX, |d| d.vtime))
+                .unwrap_or(0),
+        };
+        let db = q.ready.remove(idx)?;
+        let dq = q.dbs.get_mut(&db)?;
+        dq.ready = false;
+        dq.busy = true;
+        let n = dq.tasks.len().min(self.cfg.max_batch);
+        let tasks: Vec<Task> = dq.tasks.drain(..n).collect();
+        dq.vtime += n as u64;
+        let vt = dq.vtime;
+        q.vclock = q.vclock.max(vt.saturating_sub(n as u64));
+        q.queued -= n;
+        Some((db, tasks))
+    }
+
+    fn worker(self: Arc<Self>) {
+        let mut q = self.q.lock();
+        loop {
+            if let Some((db, tasks)) = self.pick(&mut q) {
+                drop(q);
+                let h = self.handler.clone();
+                if catch_unwind(AssertUnwindSafe(|| h(db, tasks))).is_err() {
+                    // Unanswered tasks were dropped during unwinding and answered
+                    // `internal error` by their ReplyTo guards.
+                    self.panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(db, "panic while serving a request; answered internal error");
+                }
+                q = self.q.lock();
+                let again = match q.dbs.get_mut(&db) {
+                    Some(dq) => {
+                        dq.busy = false;
+                        let again = !dq.tasks.is_empty();
+                        if again {
+                            dq.ready = true;
+                        } else if dq.depth_samples > 1_000_000 {
+                            dq.depth_sum /= 2;
+                            dq.depth_samples /= 2;
+                        }
+                        again
+                    }
+                    None => false,
+                };
+                if again {
+                    q.ready.push_back(db);
+                    self.work.notify_one();
+                }
+                continue;
+            }
+            if q.stopping && q.queued == 0 {
+                break;
+            }
+            q.idle += 1;
+            let timed_out = self
+                .work
+                .wait_for(&mut q, self.cfg.worker_expiry)
+                .timed_out();
+            q.idle -= 1;
+            if timed_out && q.ready.is_empty() && q.workers > self.cfg.min_workers && !q.stopping {
+                break;
+            }
+        }
+        q.workers -= 1;
+        if q.workers == 0 {
+            self.all_exited.notify_all();
+        }
+    }
+
+    /// Stops taking requests, serves everything queued, and waits for the workers to
+    /// exit (at most `timeout`). Returns false on timeout.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let mut q = self.q.lock();
+        q.stopping = true;
+        self.work.notify_all();
+        // Queued work needs a worker even if all expired.
+        if q.queued > 0 && q.workers == 0 {
+            q.workers += 1;
+            drop(q);
+            self.spawn_worker();
+            q = self.q.lock();
+        }
+        let deadline = Instant::now() + timeout;
+        while q.workers > 0 {
+            if self.all_exited.wait_until(&mut q, deadline).timed_out() {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.cfg.policy
+    }
+
+    pub fn stats(&self) -> SchedStats {
+        let q = self.q.lock();
+        let busy = q.dbs.values().filter(|d| d.busy).count() as u64;
+        SchedStats {
+            queue_depths: q
+                .dbs
+                .iter()
+                .map(|(&id, d)| (id, d.tasks.len() as u64))
+                .collect(),
+            avg_queue_depth: q
+                .dbs
+                .iter()
+                .map(|(&id, d)| {
+                    let avg = if d.depth_samples == 0 {
+                        0.0
+                    } else {
+                        d.depth_sum as f64 / d.depth_samples as f64
+                    };
+                    (id, avg)
+                })
+                .collect(),
+            worker_count: q.workers as u64,
+            policy: self.cfg.policy.name(),
+            panics: self.panics.load(Ordering::Relaxed),
+            worker_pool: WorkerPoolStats {
+                running_workers: busy,
+                waiting_tasks: q.queued as u64,
+                free_workers: q.idle as u64,
+                pool_capacity: self.cfg.max_workers as u64,
+            },
+        }
+    }
+
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::ReplyTo;
+    use docdb_protocol::{Request, Response};
+    use tokio::sync::mpsc;
+
+    fn cfg(policy: Policy) -> SchedConfig {
+        SchedConfig {
+            queue_depth: 4,
+            min_workers: 1,
+            max_workers: 2,
+            worker_expiry: Duration::from_millis(50),
+            prealloc: false,
+            policy,
+            max_batch: 8,
+        }
+    }
+
+    fn task(id: u64, tx: &mpsc::UnboundedSender<Response>) -> Task {
+        Task::new(
+            Request {
+                request_id: id,
+                ..Request::default()
+            },
+            ReplyTo::new(tx.clone(), id),
+        )
+    }
+
+    #[test]
+    fn full_queue_rejects_at_once_and_panics_are_answered() {
+        let gate = Arc::new(Mutex::new(()));
+        let g2 = gate.clone();
+        let handler: Arc<Handler> = Arc::new(move |_db, tasks: Vec<Task>| {
+            let _g = g2.lock();
+            for t in tasks {
+                if t.req.request_id == 666 {
+                    panic!("injected");
+                }
+                t.reply.ok(Vec::new());
+            }
+        });
+        let s = Scheduler::new(cfg(Policy::Fair), handler);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let hold = gate.lock();
+        // The first task is taken by a worker that then blocks on the gate.
+        s.enqueue(1, task(1, &tx)).map_err(|e| e.0).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        for i in 2..6 {
+            s.enqueue(1, task(i, &tx)).map_err(|e| e.0).unwrap();
+        }
+        assert_eq!(
+            s.enqueue(1, task(9, &tx)).err().map(|e| e.0),
+            Some(Rejected::QueueFull)
+        );
+        drop(hold);
+        for _ in 1..6 {
+            let r = rx.blocking_recv().unwrap();
+            assert_eq!(r.status, 0);
+        }
+        s.enqueue(2, task(666, &tx)).map_err(|e| e.0).unwrap();
+        let r = rx.blocking_recv().unwrap();
+        assert_eq!((r.request_id, r.status), (666, 1));
+        assert_eq!(r.data, b"internal error");
+        s.enqueue(2, task(7, &tx)).map_err(|e| e.0).unwrap();
+        assert_eq!(
+            rx.blocking_recv().unwrap().request_id,
+            7,
+            "the pool lives on"
+        );
+        assert_eq!(s.panics(), 1);
+        assert!(s.shutdown(Duration::from_secs(5)));
+        assert_eq!(
+            s.enqueue(1, task(8, &tx)).err().map(|e| e.0),
+            Some(Rejected::Stopped)
+        );
+    }
+
+    #[test]
+    fn idle_workers_above_the_minimum_expire() {
+        let handler: Arc<Handler> = Arc::new(|_db, tasks: Vec<Task>| {
+            std::thread::sleep(Duration::from_millis(20));
+            for t in tasks {
+                t.reply.ok(Vec::new());
+            }
+        });
+        let s = Scheduler::new(cfg(Policy::Deepest), handler);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for db in 0..2 {
+            s.enqueue(db, task(db, &tx)).map_err(|e| e.0).unwrap();
+        }
+        rx.blocking_recv().unwrap();
+        rx.blocking_recv().unwrap();
+        assert_eq!(s.stats().worker_count, 2);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(s.stats().worker_count, 1);
+        assert!(s.shutdown(Duration::from_secs(5)));
+    }
+}

@@ -1,0 +1,177 @@
+//! `docdb`: the DocDB server (`docdb serve`, the default) and its operator tools.
+//! Thin: parse flags, build the configuration, call the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use docdb_core::FsyncMode;
+use docdb_server::config::{parse_mode, Policy, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "docdb",
+    version,
+    about = "DocDB: many isolated, durable JSON document databases in one process"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+}
+
+/// Flags keep the original's names; each overrides the config file.
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// TOML configuration file (keys as documented in docdb-server's config.rs).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory holding the catalog and every database [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Unix socket path [default: /tmp/docdb.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Socket file mode, octal [default: 0600].
+    #[arg(long, value_parser = parse_mode)]
+    socket_mode: Option<u32>,
+    /// Global memory capacity for live documents, MiB [default: 1024].
+    #[arg(long, value_name = "MB")]
+    memory_global: Option<u64>,
+    /// Per-database memory limit, MiB [default: 256].
+    #[arg(long, value_name = "MB")]
+    memory_per_db: Option<u64>,
+    /// Put the WAL of each database under this directory instead of the data dir.
+    #[arg(long)]
+    wal_dir: Option<PathBuf>,
+    /// Same as --fsync-mode; also accepts true (= group) and false (= none).
+    #[arg(long, value_name = "MODE")]
+    wal_fsync: Option<String>,
+    /// always | group | interval | none [default: group].
+    #[arg(long, value_parser = parse_fsync)]
+    fsync_mode: Option<FsyncMode>,
+    /// WAL segment size, MiB [default: 64].
+    #[arg(long, value_name = "MB")]
+    wal_max_size: Option<u64>,
+    /// Per-database request queue depth [default: 100].
+    #[arg(long)]
+    queue_depth: Option<usize>,
+    /// Compact a data file above this size, MiB [default: 100].
+    #[arg(long, value_name = "MB")]
+    compact_size: Option<u64>,
+    /// ...when more than this fraction of it is dead [default: 0.3].
+    #[arg(long)]
+    compact_ratio: Option<f64>,
+    /// Worker threads kept alive; 0 = auto [default: 0].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Maximum concurrent client connections; 0 = unlimited [default: 1024].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Serve GET /metrics and /healthz on this address (e.g. 127.0.0.1:9187).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Scheduler policy: fair | deepest | round_robin [default: fair].
+    #[arg(long)]
+    policy: Option<Policy>,
+    /// error | warn | info | debug | trace [default: info].
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn parse_fsync(s: &str) -> Result<FsyncMode, String> {
+    match s {
+        "true" => Ok(FsyncMode::Group),
+        "false" => Ok(FsyncMode::None),
+        other => other.parse(),
+    }
+}
+
+fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let mut c = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
+            ServerConfig::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => ServerConfig::default(),
+    };
+    macro_rules! set {
+        ($flag:expr, $field:expr) => {
+            if let Some(v) = $flag.clone() {
+                $field = v;
+            }
+        };
+    }
+    set!(a.data_dir, c.data_dir);
+    set!(a.socket, c.socket);
+    set!(a.socket_mode, c.socket_mode);
+    set!(a.memory_global, c.memory.global_capacity_mb);
+    set!(a.memory_per_db, c.memory.per_db_limit_mb);
+    if a.wal_dir.is_some() {
+        c.wal_dir = a.wal_dir.clone();
+    }
+    if let Some(m) = &a.wal_fsync {
+        c.wal.fsync.mode = parse_fsync(m).map_err(|e| anyhow::anyhow!("--wal-fsync: {e}"))?;
+    }
+    set!(a.fsync_mode, c.wal.fsync.mode);
+    set!(a.wal_max_size, c.wal.max_file_size_mb);
+    set!(a.queue_depth, c.sched.queue_depth);
+    set!(a.compact_size, c.compaction.size_mb);
+    set!(a.compact_ratio, c.compaction.tombstone_ratio);
+    set!(a.workers, c.sched.workers);
+    set!(a.max_connections, c.max_connections);
+    if a.http.is_some() {
+        c.http = a.http.clone();
+    }
+    set!(a.policy, c.sched.policy);
+    set!(a.log_level, c.log_level);
+    c.validate()?;
+    Ok(c)
+}
+
+fn init_logging(c: &ServerConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DOCDB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&c.log_level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if c.log_format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(a)) => a,
+        None => cli.serve,
+    };
+    let cfg = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("docdb: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg);
+    match docdb_server::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("docdb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
