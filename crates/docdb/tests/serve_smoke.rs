@@ -1,0 +1,25 @@
+//! The server starts on its own data dir and socket, serves a write and a read, keeps
+//! them across a restart, and exits 0 on SIGTERM after removing its socket.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+
+#[test]
+fn write_restart_read_and_clean_exit() {
+    let mut s = Server::start(&[]);
+    let mut c = s.connect();
+    let db = c.open_db("smoke");
+    assert_eq!(c.create(db, "", 1, r#"{"hello":"world"}"#).0, 0);
+    assert_eq!(c.read(db, "", 1), (0, br#"{"hello":"world"}"#.to_vec()));
+    drop(c);
+    let st = s.terminate(Duration::from_secs(20));
+    assert!(st.success(), "{st}");
+    assert!(!s.socket.exists(), "socket removed on shutdown");
+    s.spawn();
+    let mut c = s.connect();
+    assert_eq!(c.open_db("smoke"), db, "ids survive restarts");
+    assert_eq!(c.read(db, "", 1), (0, br#"{"hello":"world"}"#.to_vec()));
+}
