@@ -232,9 +232,10 @@ impl Inner {
             let hits: Vec<(u64, Version)> = {
                 let docs = coll.docs.read();
                 let snap = snapshot.unwrap_or_else(|| self.snapshots.visible());
-                let range = match start_after.checked_add(1) {
-                    Some(from) => docs.range(from..),
-                    None => docs.range(u64::MAX..u64::MAX),
+                // 0 means "from the start" (SPEC §8 command 15), so id 0 is reachable.
+                let range = match start_after {
+                    0 => docs.range(0..),
+                    n => docs.range(n.saturating_add(1)..),
                 };
                 range
                     .filter_map(|(&id, c)| c.at(snap).filter(|v| v.is_live()).map(|v| (id, *v)))
@@ -371,8 +372,8 @@ impl Database {
         Err(Error::Conflict)
     }
 
-    /// Up to `limit` (at most 1000) documents with ids greater than `start_after`, in
-    /// id order, at one snapshot.
+    /// Up to `limit` (at most 1000) documents with ids greater than `start_after` (0:
+    /// from the start, id 0 included), in id order, at one snapshot.
     pub fn scan(
         &self,
         collection: &str,

@@ -153,6 +153,13 @@ fn scan_pages_in_id_order() {
     let want: Vec<u64> = (1..=25).map(|i| i * 2).filter(|&i| i != 10).collect();
     assert_eq!(seen, want);
     assert_eq!(db.scan("", u64::MAX, 10).unwrap().len(), 0);
+    db.create("", 0, b"0").unwrap();
+    let first = db.scan("", 0, 2).unwrap();
+    assert_eq!(
+        first.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![0, 2],
+        "0 = from the start"
+    );
 }
 
 #[test]
