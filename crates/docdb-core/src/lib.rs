@@ -60,4 +60,4 @@ pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;
-pub use verify::VerifyReport;
+pub use verify::{verify_offline, VerifyReport};

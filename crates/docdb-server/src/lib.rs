@@ -8,6 +8,7 @@
 //! - [`config`]: every setting with its default. [`catalog`]: names ⇄ ids on disk.
 //! - [`metrics`]: Prometheus. [`errors`]: classification and transient retry.
 //! - [`reply`]: a queued request and the guarantee it is answered once.
+//! - [`tools`]: the offline `check`, `dump` and `restore`.
 
 pub mod catalog;
 pub mod cmd;
@@ -21,6 +22,7 @@ pub mod pool;
 pub mod reply;
 pub mod scheduler;
 pub mod server;
+pub mod tools;
 
 pub use config::ServerConfig;
 pub use server::run;

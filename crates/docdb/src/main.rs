@@ -25,6 +25,113 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Verify every checksum of every database offline; exit 1 on corruption.
+    Check(ToolArgs),
+    /// Write every document as JSON Lines, to stdout or a directory.
+    Dump(DumpArgs),
+    /// Load what `dump` wrote; refuses to replace existing documents unless --force.
+    Restore(RestoreArgs),
+}
+
+/// Where the data is (for the offline tools; the server must be stopped).
+#[derive(Args, Clone)]
+struct ToolArgs {
+    /// Data directory [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// WAL directory, if the server runs with --wal-dir.
+    #[arg(long)]
+    wal_dir: Option<PathBuf>,
+    /// The server's TOML configuration file, if any.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct DumpArgs {
+    #[command(flatten)]
+    tool: ToolArgs,
+    /// Write <DIR>/<db>/<collection>.jsonl instead of one stream to stdout.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Only these databases (repeatable).
+    #[arg(long = "db", value_name = "NAME")]
+    dbs: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+struct RestoreArgs {
+    #[command(flatten)]
+    tool: ToolArgs,
+    /// Read <DIR>/<db>/<collection>.jsonl instead of the stream form from stdin.
+    #[arg(long = "from", value_name = "DIR")]
+    from: Option<PathBuf>,
+    /// Replace documents that already exist.
+    #[arg(long)]
+    force: bool,
+}
+
+impl ToolArgs {
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        build_config(&ServeArgs {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            wal_dir: self.wal_dir.clone(),
+            ..ServeArgs::default()
+        })
+    }
+}
+
+/// Runs an offline tool; exit 0 = fine, 1 = corruption found / refused, 2 = usage.
+fn run_tool(cmd: Command) -> ExitCode {
+    let result = match cmd {
+        Command::Serve(_) => return ExitCode::from(2),
+        Command::Check(a) => a.config().and_then(|c| {
+            let s = docdb_server::tools::check::run(&c, &mut std::io::stdout().lock())?;
+            Ok(s.corrupt_databases == 0)
+        }),
+        Command::Dump(a) => a.tool.config().and_then(|c| {
+            let s = docdb_server::tools::dump::run(
+                &c,
+                &a.dbs,
+                a.out.as_deref(),
+                &mut std::io::BufWriter::new(std::io::stdout().lock()),
+            )?;
+            eprintln!(
+                "dumped {} document(s) in {} collection(s) of {} database(s)",
+                s.documents, s.collections, s.databases
+            );
+            Ok(true)
+        }),
+        Command::Restore(a) => a.tool.config().and_then(|c| {
+            let s = docdb_server::tools::restore::run(
+                &c,
+                a.from.as_deref(),
+                &mut std::io::stdin().lock(),
+                a.force,
+            )?;
+            eprintln!(
+                "restored {} document(s) into {} database(s)",
+                s.documents, s.databases
+            );
+            Ok(true)
+        }),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        // `docdb dump | head`: the reader left; that is not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("docdb: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Flags keep the original's names; each overrides the config file.
@@ -157,6 +264,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
         None => cli.serve,
+        Some(tool) => return run_tool(tool),
     };
     let cfg = match build_config(&args) {
         Ok(c) => c,

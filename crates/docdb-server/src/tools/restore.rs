@@ -1,0 +1,157 @@
+//! `docdb restore`: load what `docdb dump` wrote (a directory of
+//! `<db>/<collection>.jsonl`, or the single-stream form on stdin) into a data
+//! directory. Databases and collections are created as needed. A document that already
+//! exists is an error that stops the restore before anything of that database changes,
+//! unless `--force` (then it is replaced).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::BufRead;
+use std::path::Path;
+
+use docdb_core::{Database, Error, OpenOptions};
+use serde::Deserialize;
+
+use crate::catalog::Catalog;
+use crate::config::ServerConfig;
+
+#[derive(Deserialize)]
+struct StreamLine {
+    db: String,
+    collection: String,
+    id: u64,
+    doc: Box<serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct FileLine {
+    id: u64,
+    doc: Box<serde_json::value::RawValue>,
+}
+
+/// Documents to load: db → collection → (id, json).
+type Plan = BTreeMap<String, BTreeMap<String, Vec<(u64, Vec<u8>)>>>;
+
+/// Totals of a restore.
+#[derive(Debug, Default)]
+pub struct RestoreSummary {
+    pub databases: usize,
+    pub documents: u64,
+}
+
+fn read_dir_plan(dir: &Path) -> anyhow::Result<Plan> {
+    let mut plan = Plan::new();
+    for db in fs::read_dir(dir)? {
+        let db = db?;
+        if !db.file_type()?.is_dir() {
+            continue;
+        }
+        let name = db.file_name().to_string_lossy().into_owned();
+        let colls = plan.entry(name.clone()).or_default();
+        for f in fs::read_dir(db.path())? {
+            let f = f?;
+            let fname = f.file_name().to_string_lossy().into_owned();
+            let Some(coll) = fname.strip_suffix(".jsonl") else {
+                continue;
+            };
+            let docs = colls.entry(coll.to_owned()).or_default();
+            let reader = std::io::BufReader::new(fs::File::open(f.path())?);
+            for (n, line) in reader.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let l: FileLine = serde_json::from_str(&line)
+                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", f.path().display(), n + 1))?;
+                docs.push((l.id, l.doc.get().as_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn read_stream_plan(input: &mut impl BufRead) -> anyhow::Result<Plan> {
+    let mut plan = Plan::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: StreamLine =
+            serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("stdin:{}: {e}", n + 1))?;
+        plan.entry(l.db)
+            .or_default()
+            .entry(l.collection)
+            .or_default()
+            .push((l.id, l.doc.get().as_bytes().to_vec()));
+    }
+    Ok(plan)
+}
+
+/// Restores from `from_dir`, or from `stdin` when it is None.
+pub fn run(
+    cfg: &ServerConfig,
+    from_dir: Option<&Path>,
+    stdin: &mut impl BufRead,
+    force: bool,
+) -> anyhow::Result<RestoreSummary> {
+    let plan = match from_dir {
+        Some(d) => read_dir_plan(d)?,
+        None => read_stream_plan(stdin)?,
+    };
+    fs::create_dir_all(cfg.data_dir.join("dbs"))?;
+    let catalog = Catalog::open(&cfg.data_dir)?;
+    let mut sum = RestoreSummary::default();
+    for (name, colls) in plan {
+        docdb_core::name::validate_db_name(&name)?;
+        let (entry, _) = catalog.get_or_create(&name)?;
+        let (dir, wal_dir) = super::db_dirs(cfg, &entry);
+        let db = Database::open_with(
+            &dir,
+            cfg.engine(),
+            OpenOptions {
+                wal_dir,
+                ..OpenOptions::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("opening {name}: {e}"))?;
+        // Refuse before writing anything, so a refused restore changes nothing.
+        if !force {
+            for (coll, docs) in &colls {
+                if !db.list_collections().contains(coll) {
+                    continue;
+                }
+                for (id, _) in docs {
+                    match db.read(coll, *id) {
+                        Ok(_) => anyhow::bail!(
+                            "{name}/{coll}/{id} already exists; use --force to replace existing documents"
+                        ),
+                        Err(Error::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        for (coll, docs) in &colls {
+            match db.create_collection(coll) {
+                Ok(()) | Err(Error::CollectionExists) => {}
+                Err(e) => return Err(anyhow::anyhow!("{name}/{coll}: {e}")),
+            }
+            for chunk in docs.chunks(512) {
+                let mut b = db.batch();
+                for (id, doc) in chunk {
+                    match b.create(coll, *id, doc) {
+                        Ok(()) => {}
+                        Err(Error::AlreadyExists) if force => b.update(coll, *id, doc)?,
+                        Err(e) => return Err(anyhow::anyhow!("{name}/{coll}/{id}: {e}")),
+                    }
+                    sum.documents += 1;
+                }
+                b.finish()?;
+            }
+        }
+        db.close()?;
+        sum.databases += 1;
+    }
+    Ok(sum)
+}
