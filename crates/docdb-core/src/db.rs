@@ -235,7 +235,10 @@ impl Inner {
                 // 0 means "from the start" (SPEC §8 command 15), so id 0 is reachable.
                 let range = match start_after {
                     0 => docs.range(0..),
-                    n => docs.range(n.saturating_add(1)..),
+                    n => match n.checked_add(1) {
+                        Some(from) => docs.range(from..),
+                        None => docs.range(u64::MAX..u64::MAX), // after the last id: empty
+                    },
                 };
                 range
                     .filter_map(|(&id, c)| c.at(snap).filter(|v| v.is_live()).map(|v| (id, *v)))

@@ -31,6 +31,8 @@ enum Command {
     Dump(DumpArgs),
     /// Load what `dump` wrote; refuses to replace existing documents unless --force.
     Restore(RestoreArgs),
+    /// The interactive shell (same as `docdbsh`).
+    Shell(docdb_shell::cli::Args),
 }
 
 /// Where the data is (for the offline tools; the server must be stopped).
@@ -86,6 +88,7 @@ impl ToolArgs {
 fn run_tool(cmd: Command) -> ExitCode {
     let result = match cmd {
         Command::Serve(_) => return ExitCode::from(2),
+        Command::Shell(a) => return docdb_shell::cli::run(a),
         Command::Check(a) => a.config().and_then(|c| {
             let s = docdb_server::tools::check::run(&c, &mut std::io::stdout().lock())?;
             Ok(s.corrupt_databases == 0)

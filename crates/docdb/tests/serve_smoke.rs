@@ -1,6 +1,8 @@
 //! The server starts on its own data dir and socket, serves a write and a read, keeps
 //! them across a restart, and exits 0 on SIGTERM after removing its socket.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -22,4 +24,26 @@ fn write_restart_read_and_clean_exit() {
     let mut c = s.connect();
     assert_eq!(c.open_db("smoke"), db, "ids survive restarts");
     assert_eq!(c.read(db, "", 1), (0, br#"{"hello":"world"}"#.to_vec()));
+}
+
+#[test]
+fn close_db_closes_and_the_next_request_reopens() {
+    use docdb_protocol::Command;
+    let s = Server::start(&[]);
+    let mut c = s.connect();
+    let db = c.open_db("closing");
+    assert_eq!(c.create(db, "", 1, "1").0, 0);
+    let active = |c: &mut common::Client| {
+        let r = c.call(0, Command::Stats, vec![]);
+        u64::from_le_bytes(r.data[8..16].try_into().unwrap())
+    };
+    assert_eq!(active(&mut c), 1);
+    assert_eq!(c.call(db, Command::CloseDb, vec![]).status, 0);
+    assert_eq!(active(&mut c), 0, "CloseDB closed it");
+    assert_eq!(
+        c.read(db, "", 1),
+        (0, b"1".to_vec()),
+        "reopened transparently"
+    );
+    assert_eq!(active(&mut c), 1);
 }

@@ -92,6 +92,7 @@ pub fn serve_batch(ctx: &Context, db_id: u64, tasks: Vec<Task>) {
     };
     let mut batch = db.batch();
     let mut deferred: Vec<execute::Deferred> = Vec::new();
+    let mut close_requested = false;
     for task in tasks {
         let Some(cmd) = task.req.command() else {
             task.reply.error(msg::UNKNOWN_COMMAND);
@@ -128,13 +129,15 @@ pub fn serve_batch(ctx: &Context, db_id: u64, tasks: Vec<Task>) {
         ctx.metrics
             .record(cmd.name(), status, started.elapsed().as_secs_f64());
         task.reply.send(status, data);
-        if cmd == Command::CloseDb {
-            // Close after the batch lets go of the handle.
-            ctx.close_requested(db_id);
-        }
+        close_requested |= cmd == Command::CloseDb;
     }
     let flushed = batch.finish();
     finish_deferred(ctx, &mut deferred, &flushed);
+    drop(db);
+    if close_requested {
+        // Only now has this worker let go of the handle, so it can be closed.
+        ctx.close_requested(db_id);
+    }
 }
 
 /// Answers Execute requests whose writes waited for a flush.

@@ -1,0 +1,384 @@
+//! [`Client`]: a cheap, cloneable handle shared by any number of threads, sending every
+//! request over one connection (or a few, round-robin) and reconnecting after the
+//! connection breaks.
+//!
+//! Reconnect rules: a request whose connection is found broken *before* its frame
+//! left is sent again on a new connection; a request already in flight when the
+//! connection broke fails with [`Error::Io`] (it may or may not have been applied —
+//! only the caller can decide whether to repeat it). A new connection is attempted
+//! with exponential backoff until [`ClientOptions::reconnect_timeout`] has passed.
+//! Database ids survive server restarts, so [`Database`] handles stay valid.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use docdb_protocol::{Command, Op, OpType, Request, Response};
+
+use crate::connection::{lock, Connection, SendError, Ticket};
+use crate::database::Database;
+use crate::error::{Error, Result};
+use crate::stats::{DbInfo, Stats};
+
+/// How a [`Client`] connects and reconnects.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    connections: usize,
+    reconnect_timeout: Duration,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    request_timeout: Option<Duration>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connections: 1,
+            reconnect_timeout: Duration::from_secs(2),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(500),
+            request_timeout: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of connections, used round-robin (default 1). One connection already
+    /// carries many requests in flight; more spread the client-side reading and
+    /// writing over several threads.
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n.max(1);
+        self
+    }
+
+    /// How long a call keeps trying to re-establish a broken connection before it
+    /// fails with [`Error::Io`] (default 2 s).
+    pub fn reconnect_timeout(mut self, t: Duration) -> Self {
+        self.reconnect_timeout = t;
+        self
+    }
+
+    /// Delay before the first reconnect retry, doubled after each failure up to `max`
+    /// (defaults 10 ms and 500 ms).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// Fail a call with an [`io::ErrorKind::TimedOut`] error when its response takes
+    /// longer than this (default: wait as long as it takes). The connection stays
+    /// usable; a late response is discarded. Also bounds the time to write a request
+    /// to a server that stopped reading (the connection is then replaced).
+    pub fn request_timeout(mut self, t: Option<Duration>) -> Self {
+        self.request_timeout = t;
+        self
+    }
+}
+
+/// A connection to a DocDB server. `Clone + Send + Sync`: clones share the connection,
+/// and any number of threads may call at once, each request in flight at the same
+/// time (pipelining).
+#[doc(alias = "Pool")]
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    opts: ClientOptions,
+    slots: Box<[Slot]>,
+    next_slot: AtomicUsize,
+}
+
+/// One connection of the client, replaced when it breaks.
+struct Slot {
+    conn: Mutex<Option<Arc<Connection>>>,
+    /// Counts failed reconnect rounds, so threads that waited for one round do not
+    /// each start another (N threads × 2 s).
+    failures: AtomicU64,
+    last_failure: Mutex<Option<(io::ErrorKind, String)>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("socket", &self.inner.path)
+            .field("connections", &self.inner.slots.len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to the server listening on the Unix socket `path` (one attempt: a
+    /// server that is not there is reported at once).
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client> {
+        Self::with_options(path, ClientOptions::default())
+    }
+
+    /// Connects with `n` connections used round-robin.
+    pub fn pool(path: impl AsRef<Path>, n: usize) -> Result<Client> {
+        Self::with_options(path, ClientOptions::default().connections(n))
+    }
+
+    /// Connects with explicit options; every connection is opened up front.
+    pub fn with_options(path: impl AsRef<Path>, opts: ClientOptions) -> Result<Client> {
+        let path = path.as_ref().to_path_buf();
+        let mut slots = Vec::with_capacity(opts.connections);
+        for _ in 0..opts.connections {
+            let conn = Connection::open(&path, opts.request_timeout)?;
+            slots.push(Slot {
+                conn: Mutex::new(Some(Arc::new(conn))),
+                failures: AtomicU64::new(0),
+                last_failure: Mutex::new(None),
+            });
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                path,
+                opts,
+                slots: slots.into_boxed_slice(),
+                next_slot: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The socket this client connects to.
+    pub fn socket_path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Opens the database `name`, creating it on first use (OpenDB). The handle keeps
+    /// the database's id, which stays valid across reconnects and server restarts.
+    pub fn open_db(&self, name: &str) -> Result<Database> {
+        let op = Op::new(OpType::Create, "", 0, name.as_bytes().to_vec());
+        let id = self.request(0, Command::OpenDb, vec![op], |resp| {
+            let data = ok_data(resp)?;
+            let bytes: [u8; 8] = data.as_slice().try_into().map_err(|_| {
+                Error::protocol(format!(
+                    "OpenDB reply of {} bytes, expected a u64",
+                    data.len()
+                ))
+            })?;
+            Ok(u64::from_le_bytes(bytes))
+        })?;
+        Ok(Database::new(self.clone(), id, name))
+    }
+
+    /// A handle on the database with id `id` without asking the server (ids are
+    /// stable, so one saved earlier stays valid). Its [`Database::name`] is empty.
+    /// Requests on an id the server does not know fail with `database not open`.
+    pub fn database_by_id(&self, id: u64) -> Database {
+        Database::new(self.clone(), id, "")
+    }
+
+    /// Server-wide counters (Stats).
+    pub fn stats(&self) -> Result<Stats> {
+        self.request(0, Command::Stats, Vec::new(), |resp| {
+            Stats::decode(&ok_data(resp)?)
+        })
+    }
+
+    /// Every active database with its sizes (ListDBs).
+    pub fn list_dbs(&self) -> Result<Vec<DbInfo>> {
+        self.request(0, Command::ListDbs, Vec::new(), |resp| {
+            json_reply(&ok_data(resp)?, "ListDBs")
+        })
+    }
+
+    /// The Prometheus text exposition (Metrics).
+    pub fn metrics(&self) -> Result<String> {
+        self.request(0, Command::Metrics, Vec::new(), |resp| {
+            String::from_utf8(ok_data(resp)?)
+                .map_err(|_| Error::protocol("Metrics reply is not UTF-8"))
+        })
+    }
+
+    /// Scheduler, worker-pool and group-commit figures (SchedulerStats), as JSON.
+    pub fn scheduler_stats(&self) -> Result<serde_json::Value> {
+        self.request(0, Command::SchedulerStats, Vec::new(), |resp| {
+            json_reply(&ok_data(resp)?, "SchedulerStats")
+        })
+    }
+
+    /// Sends a raw request and waits for its raw response, whatever its status:
+    /// the escape hatch for tools that speak the protocol directly.
+    pub fn call(&self, db_id: u64, command: Command, ops: Vec<Op>) -> Result<Response> {
+        self.submit(db_id, command, ops)?.wait()
+    }
+
+    /// Sends a raw request without waiting: the response is collected later with
+    /// [`Pending::wait`], so one thread can keep many requests in flight.
+    pub fn submit(&self, db_id: u64, command: Command, ops: Vec<Op>) -> Result<Pending<Response>> {
+        self.submit_with(db_id, command, ops, Ok)
+    }
+
+    /// Sends a request; `decode` turns its response into the caller's result.
+    pub(crate) fn submit_with<T>(
+        &self,
+        db_id: u64,
+        command: Command,
+        ops: Vec<Op>,
+        decode: impl FnOnce(Response) -> Result<T> + Send + 'static,
+    ) -> Result<Pending<T>> {
+        let mut req = Request {
+            request_id: 0,
+            db_id,
+            command: command as u8,
+            ops,
+        };
+        let n = self.inner.slots.len();
+        let slot = &self.inner.slots[self.inner.next_slot.fetch_add(1, Ordering::Relaxed) % n];
+        // A request that never left is sent again on a fresh connection; each round
+        // has its own reconnect budget, and three rounds in a row only happen if the
+        // server keeps dropping new connections.
+        let mut rounds = 0;
+        loop {
+            let conn = self.connection(slot)?;
+            match conn.send(&mut req) {
+                Ok(ticket) => {
+                    return Ok(Pending {
+                        conn,
+                        ticket,
+                        timeout: self.inner.opts.request_timeout,
+                        decode: Box::new(decode),
+                    })
+                }
+                Err(SendError::Refused(e)) => return Err(e),
+                Err(SendError::NotSent(e)) => {
+                    rounds += 1;
+                    if rounds >= 3 {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a request and waits for its decoded result.
+    pub(crate) fn request<T>(
+        &self,
+        db_id: u64,
+        command: Command,
+        ops: Vec<Op>,
+        decode: impl FnOnce(Response) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.submit_with(db_id, command, ops, decode)?.wait()
+    }
+
+    /// The slot's live connection, reconnecting if it broke.
+    fn connection(&self, slot: &Slot) -> Result<Arc<Connection>> {
+        let failures_seen = slot.failures.load(Ordering::Acquire);
+        let mut conn = lock(&slot.conn);
+        if let Some(c) = conn.as_ref().filter(|c| c.is_alive()) {
+            return Ok(c.clone());
+        }
+        if slot.failures.load(Ordering::Acquire) != failures_seen {
+            // Another thread just spent the reconnect budget while this one waited
+            // for the lock: report its failure rather than start over.
+            if let Some((kind, msg)) = lock(&slot.last_failure).clone() {
+                return Err(Error::Io(io::Error::new(kind, msg)));
+            }
+        }
+        // Drop the dead connection first (this joins its reader thread, which has
+        // already seen the stream end).
+        *conn = None;
+        match self.reconnect() {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *conn = Some(c.clone());
+                Ok(c)
+            }
+            Err(e) => {
+                *lock(&slot.last_failure) = Some((e.kind(), e.to_string()));
+                slot.failures.fetch_add(1, Ordering::Release);
+                Err(Error::Io(e))
+            }
+        }
+    }
+
+    /// Connects with exponential backoff until the reconnect timeout has passed.
+    fn reconnect(&self) -> io::Result<Connection> {
+        let opts = &self.inner.opts;
+        let deadline = Instant::now() + opts.reconnect_timeout;
+        let mut delay = opts.initial_backoff;
+        loop {
+            match Connection::open(&self.inner.path, opts.request_timeout) {
+                Ok(c) => return Ok(c),
+                Err(e) if !retryable(&e) => return Err(e),
+                Err(e) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "reconnect to {} failed for {:?}: {e}",
+                                self.inner.path.display(),
+                                opts.reconnect_timeout
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(delay.min(deadline - now));
+                    delay = (delay * 2).min(opts.max_backoff);
+                }
+            }
+        }
+    }
+}
+
+/// Errors a server restart produces (socket missing or refusing for a moment).
+fn retryable(e: &io::Error) -> bool {
+    !matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput
+    )
+}
+
+/// A request in flight. [`Pending::wait`] blocks until its response arrives.
+#[must_use = "the outcome of a request is only known after `wait`"]
+pub struct Pending<T> {
+    conn: Arc<Connection>,
+    ticket: Ticket,
+    timeout: Option<Duration>,
+    decode: Box<dyn FnOnce(Response) -> Result<T> + Send>,
+}
+
+impl<T> Pending<T> {
+    /// Waits for the response. Fails with [`Error::Io`] if the connection breaks
+    /// first (the request may or may not have been applied).
+    pub fn wait(self) -> Result<T> {
+        let resp = self.conn.wait(self.ticket, self.timeout)?;
+        (self.decode)(resp)
+    }
+}
+
+impl<T> fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+/// The data of an OK response, or the error its status stands for.
+pub(crate) fn ok_data(resp: Response) -> Result<Vec<u8>> {
+    if resp.status == 0 {
+        Ok(resp.data)
+    } else {
+        Err(Error::from_status(resp.status, &resp.data))
+    }
+}
+
+/// Parses a JSON reply; a reply that does not parse is the server's fault.
+pub(crate) fn json_reply<T: serde::de::DeserializeOwned>(data: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(data).map_err(|e| Error::protocol(format!("{what} reply: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

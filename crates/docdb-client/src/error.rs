@@ -1,0 +1,155 @@
+//! Typed errors: one variant per response status, plus transport and decoding failures.
+//!
+//! The server's error texts are stable strings (SPEC §2) and are kept verbatim in the
+//! variants, so callers can match on the status (`is_not_found()`) and still compare
+//! or show the exact text.
+
+use std::io;
+
+use docdb_protocol::Status;
+
+/// Stable server texts the client needs to recognise (SPEC §2). Per-op results of a
+/// batch carry only the text, so the status of each failed op is recovered from it.
+pub(crate) mod text {
+    pub const NOT_FOUND: &str = "document not found";
+    pub const ALREADY_EXISTS: &str = "document already exists";
+    pub const TX_CONFLICT: &str = "transaction conflict";
+    pub const MEMORY_LIMIT: &str = "memory limit exceeded";
+    pub const FRAME_TOO_LARGE: &str = "frame size exceeds maximum";
+}
+
+/// Everything a DocDB call can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Status 2: the document does not exist (`document not found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// Status 3: `document already exists`, or a transaction lost a write-write race
+    /// (`transaction conflict`).
+    #[error("{0}")]
+    Conflict(String),
+    /// Status 4: the write would exceed a memory budget (`memory limit exceeded`);
+    /// nothing was changed.
+    #[error("{0}")]
+    MemoryLimit(String),
+    /// Status 1 (or a status this client does not know) with the server's text, e.g.
+    /// `collection is not empty`, `invalid JSON path`, `database not open`,
+    /// `request queue is full`.
+    #[error("{0}")]
+    Server(String),
+    /// The connection failed: could not connect, or it broke while the request was in
+    /// flight (the request may or may not have been applied). The next call
+    /// reconnects.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The server's reply does not follow the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A value could not be converted to or from JSON by the serde helpers (for
+    /// example a stored document that does not fit the requested type).
+    #[error("JSON conversion failed: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Result of a DocDB call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Status 2, `document not found`.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound(_))
+    }
+
+    /// Status 3: the document exists already, or a transaction conflict.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict(_))
+    }
+
+    /// Status 4, a memory budget would be exceeded.
+    pub fn is_memory_limit(&self) -> bool {
+        matches!(self, Error::MemoryLimit(_))
+    }
+
+    /// Any other error the server reported (status 1).
+    pub fn is_server(&self) -> bool {
+        matches!(self, Error::Server(_))
+    }
+
+    /// The connection failed.
+    pub fn is_io(&self) -> bool {
+        matches!(self, Error::Io(_))
+    }
+
+    /// The server's reply was malformed.
+    pub fn is_protocol(&self) -> bool {
+        matches!(self, Error::Protocol(_))
+    }
+
+    /// The server's error text, for errors the server reported.
+    pub fn server_text(&self) -> Option<&str> {
+        match self {
+            Error::NotFound(t) | Error::Conflict(t) | Error::MemoryLimit(t) | Error::Server(t) => {
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+
+    /// The error a response with `status` and error text `data` stands for.
+    pub(crate) fn from_status(status: u8, data: &[u8]) -> Error {
+        let text = String::from_utf8_lossy(data).into_owned();
+        match Status::from_u8(status) {
+            Some(Status::NotFound) => Error::NotFound(text),
+            Some(Status::Conflict) => Error::Conflict(text),
+            Some(Status::MemoryLimit) => Error::MemoryLimit(text),
+            // Status 0 never reaches here; unknown codes (≥ 5) are reported as server
+            // errors with their text.
+            _ => Error::Server(text),
+        }
+    }
+
+    /// The error of a failed op inside a batch, whose own status is not on the wire:
+    /// recovered from its stable text.
+    pub(crate) fn from_op_text(data: &[u8]) -> Error {
+        let status = match std::str::from_utf8(data) {
+            Ok(text::NOT_FOUND) => Status::NotFound,
+            Ok(text::ALREADY_EXISTS | text::TX_CONFLICT) => Status::Conflict,
+            Ok(text::MEMORY_LIMIT) => Status::MemoryLimit,
+            _ => Status::Error,
+        };
+        Error::from_status(status as u8, data)
+    }
+
+    pub(crate) fn protocol(what: impl Into<String>) -> Error {
+        Error::Protocol(what.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_variants_with_their_text() {
+        let e = Error::from_status(2, b"document not found");
+        assert!(e.is_not_found());
+        assert_eq!(e.to_string(), "document not found");
+        assert!(Error::from_status(3, b"document already exists").is_conflict());
+        assert!(Error::from_status(4, b"memory limit exceeded").is_memory_limit());
+        let e = Error::from_status(1, b"collection is not empty");
+        assert_eq!(e.server_text(), Some("collection is not empty"));
+        assert!(Error::from_status(9, b"from the future").is_server());
+        assert!(Error::from_status(1, &[0xff, b'x']).is_server());
+    }
+
+    #[test]
+    fn op_texts_recover_their_status() {
+        assert!(Error::from_op_text(b"document not found").is_not_found());
+        assert!(Error::from_op_text(b"document already exists").is_conflict());
+        assert!(Error::from_op_text(b"transaction conflict").is_conflict());
+        assert!(Error::from_op_text(b"memory limit exceeded").is_memory_limit());
+        assert!(Error::from_op_text(b"invalid JSON path").is_server());
+    }
+}

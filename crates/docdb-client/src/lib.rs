@@ -1,0 +1,84 @@
+//! Blocking Rust client for DocDB, the multi-tenant JSON document database.
+//!
+//! A [`Client`] connects to the server's Unix socket; [`Client::open_db`] gives a
+//! [`Database`] handle on which documents are created, read, updated, deleted,
+//! patched and scanned, alone, in a [`Batch`] (one request, per-op results) or in a
+//! transaction (all or nothing). Failures are typed per response status
+//! ([`Error::NotFound`], [`Error::Conflict`], [`Error::MemoryLimit`], [`Error::Server`]
+//! with the server's stable text), and serde helpers convert documents to and from
+//! Rust types.
+//!
+//! `Client` is `Clone + Send + Sync`: clones and threads share one connection and
+//! keep many requests in flight at once, matched to their responses by request id
+//! ([`Client::pool`] spreads them over several connections). If the connection breaks
+//! (say the server restarts), requests in flight fail with [`Error::Io`] and the next
+//! call reconnects, retrying with backoff for up to 2 s; database handles stay valid.
+//!
+//! ```no_run
+//! use docdb_client::{Batch, Client, PatchOp};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct User {
+//!     name: String,
+//!     age: u32,
+//! }
+//!
+//! # fn main() -> docdb_client::Result<()> {
+//! let client = Client::connect("/tmp/docdb.sock")?;
+//! let db = client.open_db("app")?;
+//!
+//! db.create_json(1, &User { name: "Ada".into(), age: 36 })?;
+//! db.patch(1, &[PatchOp::set("/age", 37)])?;
+//! let ada: User = db.read_json(1)?;
+//! assert_eq!(ada.age, 37);
+//!
+//! match db.read(2) {
+//!     Err(e) if e.is_not_found() => println!("no document 2"),
+//!     other => println!("{other:?}"),
+//! }
+//!
+//! // All or nothing.
+//! db.transaction(&Batch::new().create(2, r#"{"n":2}"#).delete(1))?;
+//!
+//! for doc in db.scan().page_size(500) {
+//!     let (id, value) = doc?;
+//!     println!("{id}: {value}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`client`]: [`Client`], its options, reconnecting, [`Pending`] requests, the
+//!   server-wide commands (stats, list_dbs, metrics, scheduler_stats).
+//! - `connection`: one multiplexed connection — writer mutex, reader thread, requests
+//!   matched by id.
+//! - [`database`]: [`Database`] and [`Collection`] — documents, collections, healing.
+//! - [`batch`]: [`Batch`], Execute and Transaction replies.
+//! - [`scan`]: the paging [`Scan`] iterator.
+//! - [`patch`]: typed [`PatchOp`]s.
+//! - [`stats`]: typed replies ([`Stats`], [`DbInfo`], [`HealStats`]).
+//! - [`error`]: the typed [`Error`].
+//!
+//! The wire format itself is `docdb-protocol`'s; [`Client::call`] sends raw requests.
+
+pub mod batch;
+pub mod client;
+mod connection;
+pub mod database;
+pub mod error;
+pub mod patch;
+pub mod scan;
+pub mod stats;
+
+pub use batch::{Batch, OpResult};
+pub use client::{Client, ClientOptions, Pending};
+pub use database::{Collection, Database};
+pub use error::{Error, Result};
+pub use patch::PatchOp;
+pub use scan::{RawScan, Scan};
+pub use stats::{DbInfo, HealStats, Stats, Unrecoverable};
+
+/// The protocol crate, for [`Client::call`] and [`Client::submit`].
+pub use docdb_protocol as protocol;
