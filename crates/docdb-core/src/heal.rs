@@ -5,7 +5,7 @@
 //! intact copy left (its WAL segment was trimmed) is reported as unrecoverable, never
 //! served as garbage.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -50,7 +50,9 @@ pub(crate) struct HealState {
     background: AtomicU64,
     last_scan: Mutex<Option<SystemTime>>,
     last_heal: Mutex<Option<SystemTime>>,
-    unrecoverable: Mutex<BTreeSet<(String, u64)>>,
+    /// (collection, id) → the corrupt version's seq; an entry lapses once that
+    /// version is no longer the document's current one (rewritten or deleted).
+    unrecoverable: Mutex<BTreeMap<(String, u64), u64>>,
 }
 
 /// Why a heal was run (for the statistics).
@@ -79,7 +81,7 @@ impl Inner {
             self.heal
                 .unrecoverable
                 .lock()
-                .insert((coll.name.to_string(), id));
+                .insert((coll.name.to_string(), id), v.seq);
             tracing::error!(db = %self.dir.display(), collection = %coll.name, id,
                 "corrupt document has no intact copy left in the WAL: unrecoverable");
             return Err(Error::Corrupt {
@@ -193,7 +195,7 @@ impl Inner {
                     self.heal
                         .unrecoverable
                         .lock()
-                        .insert((coll.name.to_string(), id));
+                        .insert((coll.name.to_string(), id), v.seq);
                 }
             }
         }
@@ -212,6 +214,11 @@ impl Inner {
 
     pub(crate) fn heal_stats(&self) -> HealStats {
         let h = &self.heal;
+        h.unrecoverable.lock().retain(|(coll, id), seq| {
+            let c = self.collections.read().get(coll.as_str()).cloned();
+            c.and_then(|c| self.version_at(&c, *id, None))
+                .is_some_and(|v| v.is_live() && v.seq == *seq)
+        });
         HealStats {
             total_scans: h.scans.load(Ordering::Relaxed),
             documents_healed: h.healed.load(Ordering::Relaxed),
@@ -220,7 +227,7 @@ impl Inner {
             background_healings: h.background.load(Ordering::Relaxed),
             last_scan_time: *h.last_scan.lock(),
             last_healing_time: *h.last_heal.lock(),
-            unrecoverable: h.unrecoverable.lock().iter().cloned().collect(),
+            unrecoverable: h.unrecoverable.lock().keys().cloned().collect(),
         }
     }
 }

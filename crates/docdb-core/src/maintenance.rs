@@ -47,12 +47,18 @@ impl Inner {
             .name("docdb-maintenance".into())
             .spawn(move || {
                 if !me.stopping.load(Ordering::Acquire) {
-                    if let Err(e) = me.checkpoint() {
-                        tracing::warn!(db = %me.dir.display(), error = %e, "checkpoint failed");
+                    // A database closed meanwhile needs neither (close checkpoints).
+                    match me.checkpoint() {
+                        Ok(()) | Err(Error::Closed) => {}
+                        Err(e) => {
+                            tracing::warn!(db = %me.dir.display(), error = %e, "checkpoint failed")
+                        }
                     }
                     if me.compaction_due() {
-                        if let Err(e) = me.compact() {
-                            tracing::warn!(db = %me.dir.display(), error = %e, "compaction failed");
+                        match me.compact() {
+                            Ok(_) | Err(Error::Closed) => {}
+                            Err(e) => tracing::warn!(db = %me.dir.display(), error = %e,
+                                "compaction failed"),
                         }
                     }
                 }

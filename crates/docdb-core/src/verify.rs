@@ -1,5 +1,6 @@
 //! `verify`: read every byte of the WAL and the data file and check every checksum.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
@@ -143,27 +144,43 @@ fn verify_wal(wal_dir: &Path, active: Option<WalPos>, r: &mut VerifyReport) -> R
 
 fn verify_data(data: &DataFile, data_len: u64, r: &mut VerifyReport) -> Result<()> {
     let mut gaps = Vec::new();
+    // Newest seq per document, to tell a damaged record that still matters from one
+    // that a newer version (a repair, an update, a delete) already superseded.
+    let mut newest: HashMap<(String, u64), u64> = HashMap::new();
+    let mut damaged: Vec<(u64, String, u64, u64)> = Vec::new();
     data.scan(
         data_len,
         true,
         |offset, h, payload| {
             r.data_records += 1;
+            if matches!(h.kind, Kind::Put | Kind::Tombstone) {
+                let e = newest
+                    .entry((h.collection.to_owned(), h.doc_id))
+                    .or_insert(h.seq);
+                *e = (*e).max(h.seq);
+            }
             if let Some((_, false)) = payload {
-                r.problems.push(format!(
-                    "{}: payload checksum mismatch in record of {}/{} at offset {offset}",
-                    data.path.display(),
-                    h.collection,
-                    h.doc_id
-                ));
-                if h.kind == Kind::Put {
-                    r.corrupt_documents
-                        .push((h.collection.to_owned(), h.doc_id));
-                }
+                damaged.push((offset, h.collection.to_owned(), h.doc_id, h.seq));
             }
             Ok(())
         },
         |from, to| gaps.push((from, to)),
     )?;
+    for (offset, coll, id, seq) in damaged {
+        let superseded = newest.get(&(coll.clone(), id)).is_some_and(|&n| n > seq);
+        if superseded {
+            r.notes.push(format!(
+                "{}: damaged payload of an old version of {coll}/{id} at offset {offset}; a newer version supersedes it (dropped at the next compaction)",
+                data.path.display()
+            ));
+        } else {
+            r.problems.push(format!(
+                "{}: payload checksum mismatch in record of {coll}/{id} at offset {offset}",
+                data.path.display()
+            ));
+            r.corrupt_documents.push((coll, id));
+        }
+    }
     for (from, to) in gaps {
         r.problems.push(format!(
             "{}: damaged record header(s), bytes {from}..{to} unreadable",

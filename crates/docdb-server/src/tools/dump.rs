@@ -2,7 +2,8 @@
 //! To stdout, one object per line: `{"db":..,"collection":..,"id":..,"doc":..}`; to a
 //! directory: `<dir>/<db>/<collection>.jsonl`, one `{"id":..,"doc":..}` per line (an
 //! empty collection gets an empty file, so it is restored too). Each collection is read
-//! at one snapshot.
+//! at one snapshot. A document stored with line breaks (pretty-printed) is written on
+//! one line: the same JSON value, compact formatting.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -19,6 +20,33 @@ pub struct DumpSummary {
     pub databases: usize,
     pub collections: usize,
     pub documents: u64,
+}
+
+/// A stored document on one line: whitespace outside strings removed (JSON strings
+/// cannot hold a raw newline, so what is left has none). The value is unchanged;
+/// only its formatting is.
+fn one_line(doc: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !doc.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        return std::borrow::Cow::Borrowed(doc);
+    }
+    let mut out = Vec::with_capacity(doc.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in doc {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Dumps to `out_dir`, or to `stdout` when `out_dir` is None.
@@ -67,7 +95,8 @@ pub fn run(
                     if !first && *id == after {
                         continue;
                     }
-                    let doc = String::from_utf8_lossy(doc);
+                    let doc = one_line(doc);
+                    let doc = String::from_utf8_lossy(&doc);
                     match &mut file_out {
                         Some(f) => writeln!(f, "{{\"id\":{id},\"doc\":{doc}}}")?,
                         None => writeln!(
@@ -92,4 +121,23 @@ pub fn run(
         drop(db);
     }
     Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn one_line_keeps_strings_and_drops_layout() {
+        let doc = b"{\n  \"a b\": \"x\\\"\\n y\",\r\n  \"c\": [1, 2]\n}";
+        let got = one_line(doc);
+        assert_eq!(&*got, &b"{\"a b\":\"x\\\"\\n y\",\"c\":[1,2]}"[..]);
+        let v1: serde_json::Value = serde_json::from_slice(doc).unwrap();
+        let v2: serde_json::Value = serde_json::from_slice(&got).unwrap();
+        assert_eq!(v1, v2);
+        assert!(matches!(
+            one_line(b"{\"a\": 1}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

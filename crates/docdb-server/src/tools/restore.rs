@@ -1,7 +1,7 @@
 //! `docdb restore`: load what `docdb dump` wrote (a directory of
 //! `<db>/<collection>.jsonl`, or the single-stream form on stdin) into a data
 //! directory. Databases and collections are created as needed. A document that already
-//! exists is an error that stops the restore before anything of that database changes,
+//! exists is an error that stops the restore before anything changes,
 //! unless `--force` (then it is replaced).
 
 use std::collections::BTreeMap;
@@ -88,6 +88,19 @@ fn read_stream_plan(input: &mut impl BufRead) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
+fn open(cfg: &ServerConfig, entry: &crate::catalog::Entry) -> anyhow::Result<Database> {
+    let (dir, wal_dir) = super::db_dirs(cfg, entry);
+    Database::open_with(
+        &dir,
+        cfg.engine(),
+        OpenOptions {
+            wal_dir,
+            ..OpenOptions::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("opening {}: {e}", entry.name))
+}
+
 /// Restores from `from_dir`, or from `stdin` when it is None.
 pub fn run(
     cfg: &ServerConfig,
@@ -101,37 +114,35 @@ pub fn run(
     };
     fs::create_dir_all(cfg.data_dir.join("dbs"))?;
     let catalog = Catalog::open(&cfg.data_dir)?;
-    let mut sum = RestoreSummary::default();
-    for (name, colls) in plan {
-        docdb_core::name::validate_db_name(&name)?;
-        let (entry, _) = catalog.get_or_create(&name)?;
-        let (dir, wal_dir) = super::db_dirs(cfg, &entry);
-        let db = Database::open_with(
-            &dir,
-            cfg.engine(),
-            OpenOptions {
-                wal_dir,
-                ..OpenOptions::default()
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("opening {name}: {e}"))?;
-        // Refuse before writing anything, so a refused restore changes nothing.
-        if !force {
-            for (coll, docs) in &colls {
-                if !db.list_collections().contains(coll) {
-                    continue;
-                }
-                for (id, _) in docs {
-                    match db.read(coll, *id) {
-                        Ok(_) => anyhow::bail!(
-                            "{name}/{coll}/{id} already exists; use --force to replace existing documents"
-                        ),
-                        Err(Error::NotFound) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+    // Refuse before writing anything, so a refused restore changes nothing anywhere.
+    for (name, colls) in &plan {
+        docdb_core::name::validate_db_name(name)?;
+        if force {
+            continue;
+        }
+        let Some(entry) = catalog.list().into_iter().find(|e| &e.name == name) else {
+            continue; // a new database cannot hold conflicting documents
+        };
+        let db = open(cfg, &entry)?;
+        for (coll, docs) in colls {
+            if !db.list_collections().contains(coll) {
+                continue;
+            }
+            for (id, _) in docs {
+                match db.read(coll, *id) {
+                    Ok(_) => anyhow::bail!(
+                        "{name}/{coll}/{id} already exists; nothing was restored (use --force to replace existing documents)"
+                    ),
+                    Err(Error::NotFound) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
+    }
+    let mut sum = RestoreSummary::default();
+    for (name, colls) in plan {
+        let (entry, _) = catalog.get_or_create(&name)?;
+        let db = open(cfg, &entry)?;
         for (coll, docs) in &colls {
             match db.create_collection(coll) {
                 Ok(()) | Err(Error::CollectionExists) => {}
