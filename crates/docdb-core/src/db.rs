@@ -265,6 +265,9 @@ pub(crate) fn validate_json(json: &[u8]) -> Result<()> {
     if json.len() > MAX_DOCUMENT_SIZE {
         return Err(Error::PayloadTooLarge);
     }
+    // IMPORTANT: skipping a string (IgnoredAny) does not check its UTF-8, so check
+    // the whole payload first; a stored document must be readable JSON text.
+    std::str::from_utf8(json).map_err(|_| Error::InvalidJson)?;
     serde_json::from_slice::<serde::de::IgnoredAny>(json).map_err(|_| Error::InvalidJson)?;
     Ok(())
 }

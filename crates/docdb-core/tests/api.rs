@@ -39,7 +39,15 @@ fn crud_round_trip_and_reopen() {
 fn invalid_input_is_rejected_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let db = open(d.path());
-    for bad in [&b"raw:abc"[..], b"hex:00", b"{", b"", b"{} {}", b"\xff"] {
+    for bad in [
+        &b"raw:abc"[..],
+        b"hex:00",
+        b"{",
+        b"",
+        b"{} {}",
+        b"\xff",
+        b"{\"a\":\"\xff\"}",
+    ] {
         assert!(
             matches!(db.create("", 1, bad), Err(Error::InvalidJson)),
             "{bad:?}"

@@ -235,11 +235,8 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
 impl ServerConfig {
     /// Parses a TOML file's text. Unknown keys are errors (a typo must not be ignored).
     pub fn from_toml(text: &str) -> Result<ServerConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
-            // toml reports the offending key in its message; keep it whole.
-            bad("config file", msg)
-        })
+        // The full rendering names the line and shows the `key = value` at fault.
+        toml::from_str(text).map_err(|e| bad("config file", e.to_string().trim_end().to_string()))
     }
 
     /// The engine configuration each database is opened with.

@@ -5,13 +5,17 @@
 //! The length prefix is checked before anything is allocated; a frame over the limit
 //! or one that does not decode gets an Error response (with its request id when
 //! readable) and the connection is closed once every request already dispatched has
-//! been answered. Other connections are not affected.
+//! been answered. Other connections are not affected. At shutdown, requests the client
+//! already sent but the server had not read yet are answered `server is shutting
+//! down`; none is left without a reply.
 
 use std::sync::Arc;
 
 use docdb_core::error::msg;
 use docdb_protocol::{decode_request, encode_response, Request, Response, Status, MAX_FRAME};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
@@ -20,6 +24,9 @@ use crate::context::Context;
 use crate::errors::Category;
 use crate::reply::{ReplyTo, Task};
 use crate::scheduler::Rejected;
+
+/// How long a draining connection may stay quiet before it is closed.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 pub async fn serve(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     ctx.metrics.connections.inc();
@@ -46,14 +53,35 @@ pub async fn serve(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::R
         let _ = wr.shutdown().await;
     });
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    // After the shutdown signal the connection drains: frames the client had already
+    // sent are read and answered `server is shutting down` (with their request ids)
+    // instead of being cut off, until the client has been quiet for a moment.
+    let mut draining = false;
     loop {
-        let len = tokio::select! {
-            r = rd.read_u32_le() => match r {
-                Ok(len) => len as usize,
-                Err(_) => break, // EOF or reset: the client is done
-            },
-            _ = shutdown.changed() => break,
+        // Wait for the next frame to begin. `fill_buf` is cancel-safe, so racing it
+        // against the signal loses no bytes.
+        let more = if draining {
+            matches!(
+                tokio::time::timeout(DRAIN_QUIET, rd.fill_buf()).await,
+                Ok(Ok(b)) if !b.is_empty()
+            )
+        } else {
+            tokio::select! {
+                biased;
+                r = rd.fill_buf() => matches!(r, Ok(b) if !b.is_empty()),
+                _ = shutdown.changed() => {
+                    draining = true;
+                    continue;
+                }
+            }
         };
+        if !more {
+            break; // EOF, reset, or quiet while draining
+        }
+        let Ok(len) = rd.read_u32_le().await else {
+            break;
+        };
+        let len = len as usize;
         if len > MAX_FRAME {
             let _ = tx.send(Response::new(
                 0,
@@ -64,11 +92,7 @@ pub async fn serve(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::R
             break;
         }
         let mut frame = vec![0u8; len];
-        let read = tokio::select! {
-            r = rd.read_exact(&mut frame) => r.is_ok(),
-            _ = shutdown.changed() => false,
-        };
-        if !read {
+        if rd.read_exact(&mut frame).await.is_err() {
             break;
         }
         let req = match decode_request(&frame) {
@@ -83,6 +107,14 @@ pub async fn serve(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::R
                 break;
             }
         };
+        if draining {
+            let _ = tx.send(Response::new(
+                req.request_id,
+                Status::Error,
+                msg::SHUTTING_DOWN.as_bytes().to_vec(),
+            ));
+            continue;
+        }
         dispatch(&ctx, req, &tx).await;
     }
     drop(tx);

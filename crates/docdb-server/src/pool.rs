@@ -28,12 +28,16 @@ pub enum PoolError {
     Catalog(std::io::Error),
 }
 
-/// What is remembered about a database while it is closed.
-#[derive(Debug, Default, Clone, Copy)]
+/// What is remembered about a database while it is closed; also written to
+/// `<db dir>/SUMMARY.json` on close, so ListDBs can report it after a restart without
+/// opening every database.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Remembered {
     wal_bytes: u64,
     live_docs: u64,
 }
+
+const SUMMARY: &str = "SUMMARY.json";
 
 /// One database's place in the pool.
 #[derive(Default)]
@@ -188,13 +192,20 @@ impl Pool {
         match Arc::try_unwrap(db) {
             Ok(db) => {
                 let s = db.stats();
-                *slot.remembered.lock() = Remembered {
+                let r = Remembered {
                     wal_bytes: s.wal_bytes,
                     live_docs: s.live_docs,
                 };
+                *slot.remembered.lock() = r;
                 self.closed_txns.fetch_add(s.tx_count, Ordering::Relaxed);
+                let summary = db.path().join(SUMMARY);
                 if let Err(e) = db.close() {
                     tracing::warn!(id, error = %e, "closing database failed");
+                }
+                // Advisory figures for ListDBs: no fsync, a stale file only shows old
+                // numbers until the database is next opened.
+                if let Ok(json) = serde_json::to_vec(&r) {
+                    let _ = std::fs::write(summary, json);
                 }
                 tracing::debug!(id, "closed database");
                 true
@@ -270,7 +281,13 @@ impl Pool {
                         }
                     }
                     None => {
-                        let r = slot.map(|s| *s.remembered.lock()).unwrap_or_default();
+                        let r = match slot {
+                            Some(s) if s.remembered.lock().wal_bytes > 0 => *s.remembered.lock(),
+                            _ => std::fs::read(self.db_dir(&entry.name).join(SUMMARY))
+                                .ok()
+                                .and_then(|b| serde_json::from_slice(&b).ok())
+                                .unwrap_or_default(),
+                        };
                         DbInfo {
                             entry,
                             open: false,

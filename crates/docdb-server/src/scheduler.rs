@@ -322,6 +322,11 @@ impl Scheduler {
         }
     }
 
+    /// Counts a panic that a handler caught itself (around one request).
+    pub fn record_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn panics(&self) -> u64 {
         self.panics.load(Ordering::Relaxed)
     }

@@ -75,21 +75,24 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     );
     ctx.set_scheduler(sched.clone());
 
-    let listener = UnixListener::bind(&cfg.socket)
-        .with_context(|| format!("binding socket {}", cfg.socket.display()))?;
-    std::fs::set_permissions(
-        &cfg.socket,
-        std::fs::Permissions::from_mode(cfg.socket_mode),
-    )
-    .with_context(|| format!("setting mode of {}", cfg.socket.display()))?;
-
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
+    // The HTTP address is bound first: if it fails, no socket file is left behind.
     if let Some(addr) = &cfg.http {
         let fut = http::bind(addr, ctx.clone(), stop_rx.clone()).await?;
         background.spawn(fut);
         tracing::info!(addr = %addr, "http endpoint: /metrics /healthz");
     }
+    let listener = UnixListener::bind(&cfg.socket)
+        .with_context(|| format!("binding socket {}", cfg.socket.display()))?;
+    if let Err(e) = std::fs::set_permissions(
+        &cfg.socket,
+        std::fs::Permissions::from_mode(cfg.socket_mode),
+    ) {
+        let _ = std::fs::remove_file(&cfg.socket);
+        return Err(e).with_context(|| format!("setting mode of {}", cfg.socket.display()));
+    }
+
     {
         let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
@@ -163,7 +166,16 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     });
     drop(listener);
     let _ = stop_tx.send(true);
-    while conns.join_next().await.is_some() {}
+    // Connections answer what they had read and drain what the clients had sent; one
+    // that stalls in the middle of a frame is not waited for forever.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some connections did not finish within 10 s; closing them");
+        conns.shutdown().await;
+    }
     let ctx2 = ctx.clone();
     tokio::task::spawn_blocking(move || {
         if !ctx2.scheduler().shutdown(Duration::from_secs(60)) {

@@ -39,6 +39,11 @@ fn close_db_closes_and_the_next_request_reopens() {
     };
     assert_eq!(active(&mut c), 1);
     assert_eq!(c.call(db, Command::CloseDb, vec![]).status, 0);
+    // The reply is sent before the worker lets go of the handle: allow it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while active(&mut c) != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(active(&mut c), 0, "CloseDB closed it");
     assert_eq!(
         c.read(db, "", 1),

@@ -20,7 +20,10 @@ pub mod scheduler_stats;
 pub mod stats;
 pub mod transaction;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
+
+use docdb_core::{Batch, Database};
 
 use docdb_core::error::msg;
 use docdb_protocol::{Command, Op, Request, Status};
@@ -94,42 +97,21 @@ pub fn serve_batch(ctx: &Context, db_id: u64, tasks: Vec<Task>) {
     let mut deferred: Vec<execute::Deferred> = Vec::new();
     let mut close_requested = false;
     for task in tasks {
-        let Some(cmd) = task.req.command() else {
-            task.reply.error(msg::UNKNOWN_COMMAND);
-            continue;
-        };
-        if cmd == Command::Execute {
-            let d = execute::run(ctx, &mut batch, task);
-            if let Some(d) = d {
-                deferred.push(d);
+        // A panic fails only the request that caused it: its ReplyTo, dropped while
+        // unwinding, answers `internal error`; the batch goes on with the others.
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            serve_one(ctx, &db, &mut batch, &mut deferred, task)
+        }));
+        match served {
+            Ok(closes) => close_requested |= closes,
+            Err(_) => {
+                ctx.scheduler().record_panic();
+                tracing::error!(
+                    db = db_id,
+                    "panic while serving a request; answered internal error"
+                );
             }
-            continue;
         }
-        // Everything else runs after the writes queued before it are durable.
-        let flushed = batch.flush();
-        finish_deferred(ctx, &mut deferred, &flushed);
-        if let Err(e) = flushed {
-            let (status, text) = engine_error(ctx, &e);
-            task.reply.send(status, text);
-            continue;
-        }
-        let started = task.enqueued;
-        let (status, data) = match cmd {
-            Command::Transaction => transaction::run(ctx, &db, &task.req),
-            Command::Scan => scan::run(ctx, &db, &task.req),
-            Command::CreateCollection => create_collection::run(ctx, &db, &task.req),
-            Command::DeleteCollection => delete_collection::run(ctx, &db, &task.req),
-            Command::ListCollections => list_collections::run(&db),
-            Command::Heal => heal::heal(ctx, &db, &task.req),
-            Command::HealAll => heal::heal_all(ctx, &db),
-            Command::HealStats => heal::heal_stats(&db),
-            Command::CloseDb => (Status::Ok, Vec::new()),
-            _ => (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec()),
-        };
-        ctx.metrics
-            .record(cmd.name(), status, started.elapsed().as_secs_f64());
-        task.reply.send(status, data);
-        close_requested |= cmd == Command::CloseDb;
     }
     let flushed = batch.finish();
     finish_deferred(ctx, &mut deferred, &flushed);
@@ -138,6 +120,51 @@ pub fn serve_batch(ctx: &Context, db_id: u64, tasks: Vec<Task>) {
         // Only now has this worker let go of the handle, so it can be closed.
         ctx.close_requested(db_id);
     }
+}
+
+/// Serves one queued request; returns true if it asked to close the database.
+fn serve_one(
+    ctx: &Context,
+    db: &Database,
+    batch: &mut Batch<'_>,
+    deferred: &mut Vec<execute::Deferred>,
+    task: Task,
+) -> bool {
+    let Some(cmd) = task.req.command() else {
+        task.reply.error(msg::UNKNOWN_COMMAND);
+        return false;
+    };
+    if cmd == Command::Execute {
+        if let Some(d) = execute::run(ctx, batch, task) {
+            deferred.push(d);
+        }
+        return false;
+    }
+    // Everything else runs after the writes queued before it are durable.
+    let flushed = batch.flush();
+    finish_deferred(ctx, deferred, &flushed);
+    if let Err(e) = flushed {
+        let (status, text) = engine_error(ctx, &e);
+        task.reply.send(status, text);
+        return false;
+    }
+    let started = task.enqueued;
+    let (status, data) = match cmd {
+        Command::Transaction => transaction::run(ctx, db, &task.req),
+        Command::Scan => scan::run(ctx, db, &task.req),
+        Command::CreateCollection => create_collection::run(ctx, db, &task.req),
+        Command::DeleteCollection => delete_collection::run(ctx, db, &task.req),
+        Command::ListCollections => list_collections::run(db),
+        Command::Heal => heal::heal(ctx, db, &task.req),
+        Command::HealAll => heal::heal_all(ctx, db),
+        Command::HealStats => heal::heal_stats(db),
+        Command::CloseDb => (Status::Ok, Vec::new()),
+        _ => (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec()),
+    };
+    ctx.metrics
+        .record(cmd.name(), status, started.elapsed().as_secs_f64());
+    task.reply.send(status, data);
+    cmd == Command::CloseDb
 }
 
 /// Answers Execute requests whose writes waited for a flush.

@@ -9,29 +9,33 @@ use docdb_protocol::{Request, Status};
 use super::{collection, first_op, reply_of};
 use crate::context::Context;
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Options {
-    #[serde(default = "default_limit")]
-    limit: u64,
+/// The `limit` of the options object; anything else (not an object, unknown keys, a
+/// limit that is not a positive integer) is refused.
+fn parse_limit(payload: &[u8]) -> Option<u64> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Some(DEFAULT_LIMIT);
+    }
+    let serde_json::Value::Object(map) = serde_json::from_slice(payload).ok()? else {
+        return None;
+    };
+    if map.keys().any(|k| k != "limit") {
+        return None;
+    }
+    match map.get("limit") {
+        None => Some(DEFAULT_LIMIT),
+        Some(v) => v.as_u64().filter(|&n| n >= 1),
+    }
 }
 
-fn default_limit() -> u64 {
-    100
-}
+const DEFAULT_LIMIT: u64 = 100;
 
 pub fn run(ctx: &Context, db: &Database, req: &Request) -> (Status, Vec<u8>) {
     let op = match first_op(req) {
         Ok(op) => op,
         Err(text) => return (Status::Error, text.as_bytes().to_vec()),
     };
-    let limit = if op.payload.iter().all(u8::is_ascii_whitespace) {
-        default_limit()
-    } else {
-        match serde_json::from_slice::<Options>(&op.payload) {
-            Ok(o) if o.limit >= 1 => o.limit,
-            _ => return (Status::Error, msg::INVALID_SCAN.as_bytes().to_vec()),
-        }
+    let Some(limit) = parse_limit(&op.payload) else {
+        return (Status::Error, msg::INVALID_SCAN.as_bytes().to_vec());
     };
     let limit = limit.min(docdb_core::MAX_SCAN_LIMIT as u64) as usize;
     reply_of(
