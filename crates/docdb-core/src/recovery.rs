@@ -103,7 +103,9 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         )));
     }
     let mut report = RecoveryReport::default();
-    let ckpt = match Checkpoint::load(dir)? {
+    let loaded = Checkpoint::load(dir)?;
+    let had_checkpoint = loaded.is_some();
+    let ckpt = match loaded {
         Some(c) => c,
         None => initial_checkpoint(dir, &data_dir, &wal_dir, &mut report)?,
     };
@@ -145,6 +147,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         ..Rebuild::default()
     };
     let mut data_records = 0;
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
     data.scan(
         durable_len,
         false,
@@ -173,19 +176,49 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             }
             Ok(())
         },
-        |from, to| {
-            report.dropped.push(format!(
-                "{}: damaged bytes {from}..{to} skipped",
-                data.path.display()
-            ))
-        },
+        |from, to| gaps.push((from, to)),
     )?;
     report.data_records = data_records;
+    let mut durable_len = durable_len;
+    if let Some(&(from, to)) = gaps.last() {
+        if to == durable_len {
+            // A torn last record: cut it, or its intact header would claim the
+            // records appended after it at the next open.
+            data.set_len(from)?;
+            durable_len = from;
+        }
+    }
+    // Where replay starts. Normally at the checkpoint, expecting the commit after it.
+    // If data-file records were unreadable, the versions they held may be newer than
+    // what the index now has: replay every WAL segment still on disk (idempotent per
+    // key) to bring back whatever the log still holds.
+    let data_damaged = !gaps.is_empty() || file_len < ckpt.data_len;
+    let (from, first_seq) = if !data_damaged {
+        (ckpt.wal, had_checkpoint.then_some(ckpt.seq + 1))
+    } else {
+        for (a, b) in &gaps {
+            report.dropped.push(format!(
+                "{}: damaged bytes {a}..{b} skipped; documents whose newest version was there are restored from the WAL if it still holds them, else they may be missing or stale",
+                data.path.display()
+            ));
+        }
+        let first = list_segments(&wal_dir)?
+            .first()
+            .copied()
+            .unwrap_or(ckpt.wal.segment);
+        (
+            WalPos {
+                segment: first.min(ckpt.wal.segment),
+                offset: WAL_HEADER,
+            },
+            None,
+        )
+    };
 
     // Replay the WAL, appending what the data file lacks.
     let mut end = durable_len;
     let mut buf: Vec<u8> = Vec::new();
-    let outcome = replay(&wal_dir, ckpt.wal, |rec| {
+    let outcome = replay(&wal_dir, from, first_seq, |rec| {
         for op in &rec.ops {
             match op.op {
                 WalOp::Create | WalOp::Update | WalOp::Delete => {
@@ -282,6 +315,17 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
                 Arc::from(name.as_str()),
                 Arc::new(Collection::new(name, st.seq)),
             );
+        }
+    }
+    // A collection with live documents but no create or delete record lost that
+    // record to damage: it exists (a deleted collection held no live documents).
+    for (name, docs) in &rb.docs {
+        let known = rb.colls.contains_key(name) || name == DEFAULT_COLLECTION;
+        if !known && docs.values().any(|v| !v.tombstone) {
+            report.dropped.push(format!(
+                "collection {name}: its creation record is unreadable; recreated from its documents"
+            ));
+            collections.insert(Arc::from(name.as_str()), Arc::new(Collection::new(name, 0)));
         }
     }
     let mut live_bytes = 0u64;

@@ -30,6 +30,7 @@ pub(crate) struct ReplayOutcome {
 pub(crate) fn replay(
     dir: &Path,
     from: WalPos,
+    first_seq: Option<u64>,
     mut apply: impl FnMut(CommitRef<'_>) -> Result<()>,
 ) -> Result<ReplayOutcome> {
     let mut out = ReplayOutcome::default();
@@ -38,6 +39,9 @@ pub(crate) fn replay(
         .filter(|&s| s >= from.segment)
         .collect();
     out.last_segment_seen = segments.last().copied().unwrap_or(0);
+    // INVARIANT: commits are numbered consecutively in log order, so the next record
+    // must carry `expect`; anything else means the log lost bytes in between.
+    let mut expect = first_seq;
     for (i, &seg) in segments.iter().enumerate() {
         let path = segment_path(dir, seg);
         let buf = fs::read(&path)?;
@@ -55,16 +59,34 @@ pub(crate) fn replay(
             HEADER_LEN
         } as usize;
         if pos > buf.len() {
+            // Bytes the checkpoint counted on are gone: the commits after it in this
+            // segment are lost. Keep the intact prefix, so new records never land
+            // behind torn bytes, and replay nothing after the hole.
+            let mut valid = HEADER_LEN as usize;
+            while let Ok((_, n)) = decode(&buf[valid..]) {
+                valid += n;
+            }
             out.dropped.push(format!(
-                "{}: shorter ({} bytes) than the checkpoint position {pos}; records after it are lost",
+                "{}: shorter ({} bytes) than the checkpoint position {pos}; commits after it are lost",
                 path.display(),
                 buf.len()
             ));
-            pos = buf.len();
+            cut(dir, &segments, i, &buf, valid, &mut out)?;
+            return Ok(out);
         }
         loop {
             match decode(&buf[pos..]) {
                 Ok((rec, n)) => {
+                    if let Some(e) = expect.filter(|&e| e != rec.seq) {
+                        out.dropped.push(format!(
+                            "{}: commit {} at offset {pos} where {e} was expected: commits are missing before it",
+                            path.display(),
+                            rec.seq
+                        ));
+                        cut(dir, &segments, i, &buf, pos, &mut out)?;
+                        return Ok(out);
+                    }
+                    expect = Some(rec.seq + 1);
                     apply(rec)?;
                     pos += n;
                     out.records += 1;
@@ -76,19 +98,9 @@ pub(crate) fn replay(
                         DecodeError::Truncated => "torn record",
                         DecodeError::Corrupt(why) => why,
                     };
-                    out.dropped.push(format!(
-                        "{}: {why} at offset {pos}; dropped {} bytes",
-                        path.display(),
-                        buf.len() - pos
-                    ));
-                    let f = OpenOptions::new().write(true).open(&path)?;
-                    f.set_len(pos as u64)?;
-                    f.sync_all()?;
-                    out.end = Some(WalPos {
-                        segment: seg,
-                        offset: pos as u64,
-                    });
-                    drop_segments(dir, &segments[i + 1..], &mut out)?;
+                    out.dropped
+                        .push(format!("{}: {why} at offset {pos}", path.display()));
+                    cut(dir, &segments, i, &buf, pos, &mut out)?;
                     return Ok(out);
                 }
             }
@@ -99,6 +111,40 @@ pub(crate) fn replay(
         });
     }
     Ok(out)
+}
+
+/// Ends the log at `pos` of `segments[i]`: the bytes after it are saved to
+/// `<segment>.wal.tail-<pos>.dropped` (for an operator; never replayed), the segment is
+/// truncated there, and later segments are renamed `*.dropped`.
+fn cut(
+    dir: &Path,
+    segments: &[u64],
+    i: usize,
+    buf: &[u8],
+    pos: usize,
+    out: &mut ReplayOutcome,
+) -> Result<()> {
+    let seg = segments[i];
+    let path = segment_path(dir, seg);
+    if pos < buf.len() {
+        let mut keep = path.clone().into_os_string();
+        keep.push(format!(".tail-{pos}.dropped"));
+        fs::write(&keep, &buf[pos..])?;
+        out.dropped.push(format!(
+            "{}: {} bytes after offset {pos} cut; saved to {}",
+            path.display(),
+            buf.len() - pos,
+            Path::new(&keep).display()
+        ));
+    }
+    let f = OpenOptions::new().write(true).open(&path)?;
+    f.set_len(pos as u64)?;
+    f.sync_all()?;
+    out.end = Some(WalPos {
+        segment: seg,
+        offset: pos as u64,
+    });
+    drop_segments(dir, &segments[i + 1..], out)
 }
 
 fn drop_segments(dir: &Path, segs: &[u64], out: &mut ReplayOutcome) -> Result<()> {
