@@ -1,0 +1,787 @@
+/**
+ * The client: one pipelined connection per {@link Client}, reconnected on demand, and
+ * {@link Database} handles that carry a database id.
+ */
+
+import { Connection, NotSent } from './connection.js';
+import {
+  ConnectionError,
+  DocDBError,
+  errorForStatus,
+  ProtocolError,
+  statusOfText,
+} from './errors.js';
+import { type BigJson, parseBigJson, splitScanReply, toU64 } from './json.js';
+import {
+  bytesOf,
+  Command,
+  decodeResults,
+  encodeRequest,
+  OpType,
+  type Op,
+  type Response,
+  textOf,
+} from './protocol.js';
+
+/** Document ids, database ids and every other u64 of the protocol. */
+export type DocId = bigint;
+
+/** Largest Scan page the server returns (it caps larger limits). */
+export const MAX_SCAN_LIMIT = 1000;
+
+export interface ClientOptions {
+  /**
+   * How long to keep trying to (re)connect, with exponential backoff, before a call
+   * fails with {@link ConnectionError}. Milliseconds; default 2000.
+   */
+  reconnectTimeoutMs?: number;
+  /**
+   * Reject a request with `TimeoutError` when its response has not arrived within
+   * this many milliseconds (the request may still be applied). 0 (default): wait.
+   */
+  timeoutMs?: number;
+  /**
+   * Most requests on the wire at once on the connection; more wait in the client, in
+   * order. Keeps a burst (say 1,000 calls in a `Promise.all`) within the server's
+   * per-database queue (`sched.queue_depth`, default 100). Default 64.
+   */
+  maxInFlight?: number;
+  /**
+   * When the server answers `request queue is full` (the request was not run), send it
+   * again with backoff for up to this many milliseconds before failing with that
+   * `ServerError`. 0 disables. Default 5000.
+   */
+  queueFullRetryMs?: number;
+}
+
+/** Pool statistics (Stats, command 4). */
+export interface Stats {
+  totalDbs: bigint;
+  activeDbs: bigint;
+  totalTxns: bigint;
+  walSize: bigint;
+  memoryUsed: bigint;
+}
+
+/** One database of ListDBs (command 8). */
+export interface DbInfo {
+  name: string;
+  id: bigint;
+  /** RFC 3339. */
+  createdAt: string;
+  walSize: bigint;
+  memoryUsed: bigint;
+  docsLive: bigint;
+}
+
+/** HealStats (command 11), with the server's field names. */
+export interface HealStats {
+  TotalScans: number;
+  DocumentsHealed: number;
+  DocumentsCorrupted: number;
+  OnDemandHealings: number;
+  BackgroundHealings: number;
+  /** RFC 3339; `0001-01-01T00:00:00Z` for never. */
+  LastScanTime: string;
+  LastHealingTime: string;
+  /** Documents found corrupt with no intact copy left. */
+  Unrecoverable: { Collection: string; ID: bigint }[];
+  [key: string]: unknown;
+}
+
+/** SchedulerStats (command 14), as the server sends it. */
+export interface SchedulerStats {
+  queue_depths: Record<string, number>;
+  total_queued?: number;
+  avg_queue_depth: number;
+  worker_count: number;
+  policy: string;
+  panics: number;
+  worker_pool: {
+    running_workers: number;
+    waiting_tasks: number;
+    free_workers: number;
+    pool_capacity: number;
+    [key: string]: unknown;
+  };
+  wal_group_commit: Record<
+    string,
+    {
+      total_batches: number;
+      total_records: number;
+      avg_batch_size: number;
+      avg_batch_latency_ns: number;
+      max_batch_size: number;
+      max_batch_latency_ns: number;
+      last_flush_time_unix_ns: number;
+      [key: string]: unknown;
+    }
+  >;
+  [key: string]: unknown;
+}
+
+/**
+ * One patch operation. DocDB's own ops `set`, `delete`, `insert` and the RFC 6902 ops
+ * `add`, `remove`, `replace`, `move`, `copy`, `test`; paths are JSON Pointers.
+ */
+export interface PatchOp {
+  op: 'set' | 'delete' | 'insert' | 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test';
+  path: string;
+  value?: unknown;
+  from?: string;
+}
+
+export type OpName = 'create' | 'read' | 'update' | 'delete' | 'patch';
+
+/** One operation of {@link Database.batch} or {@link Database.transaction}. */
+export interface BatchOp {
+  /** The operation, or a raw op type code (sent as is; unknown codes fail that op). */
+  op: OpName | number;
+  /** Collection; omitted or `""` means `_default`. */
+  collection?: string;
+  id: DocId;
+  /** create/update: the document, serialized with `JSON.stringify`. */
+  doc?: unknown;
+  /** create/update: the document's JSON bytes as they are (instead of `doc`). */
+  raw?: Uint8Array | string;
+  /** patch: the operations (or their JSON text/bytes). */
+  patch?: readonly PatchOp[] | Uint8Array | string;
+}
+
+/**
+ * A Scan page: rows in id order; `next` is the id to start after for the next page,
+ * `null` at the end. (A `next` of `0n` cannot be asked for: `startAfter` 0 means from
+ * the start. {@link Database.scanAll} handles that case.)
+ */
+export interface ScanPage<T = unknown> {
+  items: ScanItem<T>[];
+  next: bigint | null;
+}
+
+export interface ScanItem<T = unknown> {
+  id: bigint;
+  doc: T;
+}
+
+export interface ScanOptions {
+  /** Start after this id; 0 (default) means from the start (document 0 included). */
+  startAfter?: DocId;
+  /** Page size, 1..1000; default 100. */
+  limit?: number;
+}
+
+export interface ScanAllOptions {
+  startAfter?: DocId;
+  /** Rows per request, 1..1000; default 1000. */
+  pageSize?: number;
+}
+
+const OP_CODES: Record<OpName, number> = {
+  create: OpType.Create,
+  read: OpType.Read,
+  update: OpType.Update,
+  delete: OpType.Delete,
+  patch: OpType.Patch,
+};
+
+const U64_MAX = (1n << 64n) - 1n;
+const EMPTY: Uint8Array = new Uint8Array(0);
+
+/** An id as bigint; safe non-negative integer numbers are accepted too. */
+function u64(v: DocId | number, what = 'id'): bigint {
+  if (typeof v === 'bigint') {
+    if (v < 0n || v > U64_MAX) throw new RangeError(`${what} out of u64 range: ${v}`);
+    return v;
+  }
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  throw new TypeError(`${what} must be a bigint (u64), got ${typeof v === 'number' ? v : typeof v}`);
+}
+
+function jsonBytes(doc: unknown): Uint8Array {
+  const text = JSON.stringify(doc);
+  if (text === undefined) throw new TypeError(`cannot serialize ${typeof doc} as JSON`);
+  return bytesOf(text);
+}
+
+function patchBytes(patch: readonly PatchOp[] | Uint8Array | string | undefined): Uint8Array {
+  if (patch === undefined) throw new TypeError('patch op needs `patch`');
+  if (typeof patch === 'string' || patch instanceof Uint8Array) return bytesOf(patch);
+  return jsonBytes(patch);
+}
+
+/** Whether a read's result is a document (JSON) rather than an error text. */
+function isDocument(b: Uint8Array): boolean {
+  let i = 0;
+  while (i < b.length && (b[i] === 0x20 || b[i] === 0x09 || b[i] === 0x0a || b[i] === 0x0d)) i++;
+  if (i === b.length) return false;
+  const c = b[i]!;
+  // { [ " - 0-9 start every JSON value but the literals; error texts are never JSON.
+  if (c === 0x7b || c === 0x5b || c === 0x22 || c === 0x2d || (c >= 0x30 && c <= 0x39)) return true;
+  const t = textOf(b).trim();
+  return t === 'true' || t === 'false' || t === 'null';
+}
+
+/** The outcome of one op of a batch or transaction. */
+export class OpResult<T = unknown> {
+  constructor(
+    /** Position in the request. */
+    readonly index: number,
+    readonly op: OpName | number,
+    /** 0 when the op succeeded, else its status (the reply's for the first failure, else told by its text). */
+    readonly status: number,
+    /** A read's document bytes, a failed op's error text, else empty. */
+    readonly data: Uint8Array,
+  ) {}
+
+  get ok(): boolean {
+    return this.status === 0;
+  }
+
+  /** The typed error of a failed op. */
+  get error(): DocDBError | undefined {
+    return this.ok ? undefined : errorForStatus(this.status, textOf(this.data), { opIndex: this.index });
+  }
+
+  /** A successful read's document, parsed; `undefined` otherwise. */
+  get doc(): T | undefined {
+    if (!this.ok || this.op !== 'read' || this.data.length === 0) return undefined;
+    return JSON.parse(textOf(this.data)) as T;
+  }
+}
+
+/**
+ * A DocDB client. Create it with {@link connect}. Calls may be issued concurrently: they
+ * are pipelined on one connection. After the connection breaks, requests in flight fail
+ * with {@link ConnectionError} and the next call reconnects (retrying with backoff for
+ * up to `reconnectTimeoutMs`); {@link Database} handles stay valid.
+ */
+export class Client {
+  readonly socketPath: string;
+  private readonly reconnectTimeoutMs: number;
+  private readonly timeoutMs: number;
+  private readonly maxInFlight: number;
+  private readonly queueFullRetryMs: number;
+  private conn: Connection | null = null;
+  private connecting: Promise<Connection> | null = null;
+  private closed = false;
+  private nextId = 1n;
+
+  /** Use {@link connect}. */
+  constructor(socketPath: string, options: ClientOptions = {}) {
+    this.socketPath = socketPath;
+    this.reconnectTimeoutMs = options.reconnectTimeoutMs ?? 2000;
+    this.timeoutMs = options.timeoutMs ?? 0;
+    this.maxInFlight = options.maxInFlight ?? 64;
+    this.queueFullRetryMs = options.queueFullRetryMs ?? 5000;
+    if (!(this.maxInFlight >= 1)) throw new RangeError(`maxInFlight must be at least 1, got ${this.maxInFlight}`);
+  }
+
+  /** Whether a connection is up right now. */
+  get connected(): boolean {
+    return this.conn !== null && this.conn.alive;
+  }
+
+  /** Requests not yet answered: on the wire, or waiting for the `maxInFlight` window. */
+  get inFlight(): number {
+    return this.conn?.alive ? this.conn.inFlight : 0;
+  }
+
+  /** Connects now if not connected (calls do this on their own). */
+  async ensureConnected(): Promise<void> {
+    await this.connection();
+  }
+
+  private connection(): Promise<Connection> {
+    if (this.closed) return Promise.reject(new ConnectionError('client is closed'));
+    if (this.conn?.alive) return Promise.resolve(this.conn);
+    if (this.connecting === null) {
+      this.connecting = this.dial().finally(() => {
+        this.connecting = null;
+      });
+    }
+    return this.connecting;
+  }
+
+  private async dial(): Promise<Connection> {
+    const deadline = Date.now() + this.reconnectTimeoutMs;
+    let delay = 10;
+    for (;;) {
+      let last: Error;
+      try {
+        const c = await Connection.open(this.socketPath, this.timeoutMs, this.maxInFlight);
+        if (this.closed) {
+          c.destroy(new ConnectionError('client is closed'));
+          throw new ConnectionError('client is closed');
+        }
+        this.conn = c;
+        return c;
+      } catch (e) {
+        if (e instanceof ConnectionError) throw e;
+        last = e as Error;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || this.closed) {
+        throw new ConnectionError(`cannot connect to ${this.socketPath}: ${last.message}`, { cause: last });
+      }
+      await new Promise((r) => setTimeout(r, Math.min(delay, left)));
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+
+  /**
+   * Sends one request and returns the raw response, whatever its status (the building
+   * block of every other call). Throws {@link FrameTooLargeError} for a request over
+   * the frame limit without sending it, {@link ConnectionError} when the connection fails.
+   */
+  request(command: number, dbId: bigint, ops: Op[]): Promise<Response> {
+    const requestId = this.nextId++;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeRequest({ requestId, dbId, command, ops });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const sent = this.sendEncoded(requestId, bytes);
+    if (this.queueFullRetryMs <= 0) return sent;
+    return sent.then((r) => (isQueueFull(r) ? this.retryQueueFull(bytes, r) : r));
+  }
+
+  private sendEncoded(requestId: bigint, bytes: Uint8Array): Promise<Response> {
+    const c = this.conn;
+    const sent = c !== null && c.alive && !this.closed ? c.send(requestId, bytes) : this.connection().then((c2) => c2.send(requestId, bytes));
+    // A request that never left the client (its connection broke while it waited for
+    // the window) goes out on the next connection; one on the wire fails instead.
+    return sent.catch((e: unknown) => {
+      if (!(e instanceof NotSent)) throw e;
+      if (this.closed) throw e.reason;
+      return this.sendEncoded(requestId, bytes);
+    });
+  }
+
+  /** Sends a request the server turned away with `request queue is full` again, with backoff. */
+  private async retryQueueFull(bytes: Uint8Array, first: Response): Promise<Response> {
+    const deadline = Date.now() + this.queueFullRetryMs;
+    let delay = 1;
+    let last = first;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+      delay = Math.min(delay * 2, 64);
+      // A fresh request id; the earlier bytes may still be referenced by the socket.
+      const requestId = this.nextId++;
+      const again = bytes.slice();
+      new DataView(again.buffer, again.byteOffset, again.byteLength).setBigUint64(4, requestId, true);
+      last = await this.sendEncoded(requestId, again);
+      if (!isQueueFull(last)) return last;
+    }
+    return last;
+  }
+
+  /** Sends a request and returns its data when the status is OK; throws the typed error otherwise. */
+  async call(command: number, dbId: bigint, ops: Op[]): Promise<Uint8Array> {
+    const r = await this.request(command, dbId, ops);
+    if (r.status !== 0) throw errorForStatus(r.status, textOf(r.data));
+    return r.data;
+  }
+
+  /** Opens (creating on first use) the database `name`. */
+  async openDb(name: string): Promise<Database> {
+    const data = await this.call(Command.OpenDb, 0n, [
+      { opType: OpType.Create, collection: '', docId: 0n, payload: bytesOf(name) },
+    ]);
+    if (data.length !== 8) throw new ProtocolError(`OpenDB reply of ${data.length} bytes, expected 8`);
+    const id = new DataView(data.buffer, data.byteOffset, 8).getBigUint64(0, true);
+    return new Database(this, id, name);
+  }
+
+  /** A handle for a database id already known (no request is made). */
+  database(id: DocId, name = ''): Database {
+    return new Database(this, u64(id, 'database id'), name);
+  }
+
+  /** Closes a database on the server (checkpointed; reopened by its next request). */
+  async closeDb(db: Database | DocId): Promise<void> {
+    const id = db instanceof Database ? db.id : u64(db, 'database id');
+    await this.call(Command.CloseDb, id, []);
+  }
+
+  /** Pool statistics: 5 × u64. */
+  async stats(): Promise<Stats> {
+    const data = await this.call(Command.Stats, 0n, []);
+    if (data.length < 40) throw new ProtocolError(`Stats reply of ${data.length} bytes, expected 40`);
+    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    const f = (i: number) => dv.getBigUint64(i * 8, true);
+    return { totalDbs: f(0), activeDbs: f(1), totalTxns: f(2), walSize: f(3), memoryUsed: f(4) };
+  }
+
+  /** Every active database. */
+  async listDbs(): Promise<DbInfo[]> {
+    const rows = parseJsonReply(await this.call(Command.ListDbs, 0n, []), 'ListDBs');
+    if (!Array.isArray(rows)) throw new ProtocolError('ListDBs reply is not an array');
+    return rows.map((r) => {
+      const o = r as { [k: string]: BigJson };
+      return {
+        name: String(o['Name']),
+        id: toU64(o['ID'], 'ID'),
+        createdAt: String(o['CreatedAt']),
+        walSize: toU64(o['WALSize'] ?? 0, 'WALSize'),
+        memoryUsed: toU64(o['MemoryUsed'] ?? 0, 'MemoryUsed'),
+        docsLive: toU64(o['DocsLive'] ?? 0, 'DocsLive'),
+      };
+    });
+  }
+
+  /** The Prometheus text exposition. */
+  async metrics(): Promise<string> {
+    return textOf(await this.call(Command.Metrics, 0n, []));
+  }
+
+  /** Scheduler, worker-pool and group-commit figures. */
+  async schedulerStats(): Promise<SchedulerStats> {
+    return JSON.parse(textOf(await this.call(Command.SchedulerStats, 0n, []))) as SchedulerStats;
+  }
+
+  /**
+   * Closes the client: new calls fail with {@link ConnectionError}; requests in flight
+   * are answered first.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    const c = this.conn;
+    this.conn = null;
+    if (c) await c.close();
+  }
+
+  /** Closes at once: requests in flight reject with {@link ConnectionError}. */
+  destroy(): void {
+    this.closed = true;
+    this.conn?.destroy(new ConnectionError('client destroyed'));
+    this.conn = null;
+  }
+}
+
+const QUEUE_FULL = 'request queue is full';
+
+/** The server's answer for a request it did not run because the database's queue was full. */
+function isQueueFull(r: Response): boolean {
+  return r.status === 1 && r.data.length === QUEUE_FULL.length && textOf(r.data) === QUEUE_FULL;
+}
+
+function parseJsonReply(data: Uint8Array, what: string): BigJson {
+  try {
+    return parseBigJson(textOf(data));
+  } catch (e) {
+    throw new ProtocolError(`${what} reply is not JSON: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+function toOp(o: BatchOp): { name: OpName | number; op: Op } {
+  const collection = o.collection ?? '';
+  const docId = u64(o.id);
+  let code: number;
+  if (typeof o.op === 'number') code = o.op;
+  else {
+    const c = OP_CODES[o.op];
+    if (c === undefined) throw new TypeError(`unknown op ${JSON.stringify(o.op)}`);
+    code = c;
+  }
+  let payload: Uint8Array = EMPTY;
+  let patch: Uint8Array | null = null;
+  if (code === OpType.Patch) patch = patchBytes(o.patch);
+  else if (code === OpType.Create || code === OpType.Update) {
+    if (o.raw !== undefined) payload = bytesOf(o.raw);
+    else if ('doc' in o) payload = jsonBytes(o.doc);
+    else throw new TypeError(`${o.op} op needs \`doc\` or \`raw\``);
+  } else if (o.raw !== undefined) payload = bytesOf(o.raw);
+  return { name: o.op, op: { opType: code, collection, docId, patch, payload } };
+}
+
+/**
+ * Per-op results of an Execute/Transaction reply, or `null` when the reply is not
+ * per-op (a whole-request failure such as `database not open`).
+ */
+function perOp(resp: Response, names: (OpName | number)[]): OpResult[] | null {
+  let results: Uint8Array[];
+  try {
+    results = decodeResults(resp.data);
+  } catch (e) {
+    if (resp.status === 0) throw new ProtocolError(`malformed results: ${(e as Error).message}`, { cause: e });
+    return null;
+  }
+  if (results.length !== names.length) {
+    if (resp.status === 0) {
+      throw new ProtocolError(`reply has ${results.length} results for ${names.length} ops`);
+    }
+    return null;
+  }
+  let firstFailure = true;
+  return results.map((data, i) => {
+    const name = names[i]!;
+    let status = 0;
+    if (resp.status !== 0) {
+      const failed = name === 'read' ? data.length > 0 && !isDocument(data) : data.length > 0;
+      if (failed) {
+        status = firstFailure ? resp.status : statusOfText(textOf(data));
+        firstFailure = false;
+      }
+    }
+    return new OpResult(i, name, status, data);
+  });
+}
+
+/**
+ * A logical database on the server, by id. Handles are cheap, survive reconnects, and
+ * may be shared by concurrent calls.
+ */
+export class Database {
+  constructor(
+    readonly client: Client,
+    /** The database id (u64). */
+    readonly id: bigint,
+    /** The name it was opened with (`""` for {@link Client.database} without one). */
+    readonly name: string,
+  ) {}
+
+  private async single(name: OpName, op: Op): Promise<Uint8Array> {
+    const resp = await this.client.request(Command.Execute, this.id, [op]);
+    const rs = perOp(resp, [name]);
+    if (rs === null) throw errorForStatus(resp.status, textOf(resp.data));
+    const r = rs[0]!;
+    if (resp.status !== 0) throw errorForStatus(resp.status, textOf(r.data));
+    return r.data;
+  }
+
+  /** Inserts a document (JSON-serialized); {@link ConflictError} if the id exists. */
+  async create(collection: string, id: DocId, doc: unknown): Promise<void> {
+    await this.createRaw(collection, id, jsonBytes(doc));
+  }
+
+  /** Inserts a document given as JSON bytes or text. */
+  async createRaw(collection: string, id: DocId, json: Uint8Array | string): Promise<void> {
+    await this.single('create', { opType: OpType.Create, collection, docId: u64(id), payload: bytesOf(json) });
+  }
+
+  /** The latest committed version, parsed; {@link NotFoundError} if absent. */
+  async read<T = unknown>(collection: string, id: DocId): Promise<T> {
+    return JSON.parse(textOf(await this.readRaw(collection, id))) as T;
+  }
+
+  /** The latest committed version as JSON bytes. */
+  async readRaw(collection: string, id: DocId): Promise<Uint8Array> {
+    const data = await this.single('read', { opType: OpType.Read, collection, docId: u64(id) });
+    return data.slice();
+  }
+
+  /** Replaces a document; {@link NotFoundError} if absent. */
+  async update(collection: string, id: DocId, doc: unknown): Promise<void> {
+    await this.updateRaw(collection, id, jsonBytes(doc));
+  }
+
+  async updateRaw(collection: string, id: DocId, json: Uint8Array | string): Promise<void> {
+    await this.single('update', { opType: OpType.Update, collection, docId: u64(id), payload: bytesOf(json) });
+  }
+
+  /** Deletes a document; {@link NotFoundError} if absent. */
+  async delete(collection: string, id: DocId): Promise<void> {
+    await this.single('delete', { opType: OpType.Delete, collection, docId: u64(id) });
+  }
+
+  /** Applies patch operations atomically to an existing JSON object. */
+  async patch(collection: string, id: DocId, ops: readonly PatchOp[]): Promise<void> {
+    await this.patchRaw(collection, id, jsonBytes(ops));
+  }
+
+  /** Applies patch operations given as JSON bytes or text. */
+  async patchRaw(collection: string, id: DocId, opsJson: Uint8Array | string): Promise<void> {
+    await this.single('patch', { opType: OpType.Patch, collection, docId: u64(id), patch: bytesOf(opsJson) });
+  }
+
+  /**
+   * Runs ops in order, each atomic on its own (Execute). Resolves with one
+   * {@link OpResult} per op, failures included; rejects only when the request as a
+   * whole fails (connection, unknown database, ...).
+   */
+  async batch(ops: readonly BatchOp[]): Promise<OpResult[]> {
+    const conv = ops.map(toOp);
+    const resp = await this.client.request(
+      Command.Execute,
+      this.id,
+      conv.map((c) => c.op),
+    );
+    const rs = perOp(
+      resp,
+      conv.map((c) => c.name),
+    );
+    if (rs === null) throw errorForStatus(resp.status, textOf(resp.data));
+    return rs;
+  }
+
+  /**
+   * Applies all ops or none (Transaction, command 13), at one snapshot. Resolves with
+   * the per-op results (reads carry their documents); rejects with the typed error of
+   * the op that failed (its `opIndex` set) and nothing applied.
+   */
+  async transaction(ops: readonly BatchOp[]): Promise<OpResult[]> {
+    const conv = ops.map(toOp);
+    const resp = await this.client.request(
+      Command.Transaction,
+      this.id,
+      conv.map((c) => c.op),
+    );
+    if (resp.status === 0) {
+      return perOp(
+        resp,
+        conv.map((c) => c.name),
+      )!;
+    }
+    let results: Uint8Array[] | null = null;
+    try {
+      results = decodeResults(resp.data);
+    } catch {
+      results = null;
+    }
+    if (results === null || results.length !== ops.length) {
+      throw errorForStatus(resp.status, textOf(resp.data));
+    }
+    // The failed op is the last one with a result: the ones after it never ran. When
+    // every result is the same text, the commit itself failed.
+    let at = results.length - 1;
+    while (at > 0 && results[at]!.length === 0) at--;
+    const text = textOf(results[at]!);
+    const allSame = results.length > 1 && results.every((r) => textOf(r) === text);
+    throw errorForStatus(resp.status, text, allSame ? {} : { opIndex: at });
+  }
+
+  /** Creates a collection; {@link ServerError} `collection already exists` if it does. */
+  async createCollection(name: string): Promise<void> {
+    await this.client.call(Command.CreateCollection, this.id, [
+      { opType: OpType.Create, collection: name, docId: 0n },
+    ]);
+  }
+
+  /** Deletes an empty collection (`collection is not empty` otherwise). */
+  async deleteCollection(name: string): Promise<void> {
+    await this.client.call(Command.DeleteCollection, this.id, [
+      { opType: OpType.Delete, collection: name, docId: 0n },
+    ]);
+  }
+
+  /** Collection names, sorted. */
+  async listCollections(): Promise<string[]> {
+    const v = JSON.parse(textOf(await this.client.call(Command.ListCollections, this.id, []))) as unknown;
+    if (!Array.isArray(v)) throw new ProtocolError('ListCollections reply is not an array');
+    return v as string[];
+  }
+
+  /** One page of documents in id order, parsed. */
+  async scan<T = unknown>(collection: string, options: ScanOptions = {}): Promise<ScanPage<T>> {
+    const page = await this.scanRaw(collection, options);
+    return {
+      items: page.items.map((r) => ({ id: r.id, doc: JSON.parse(textOf(r.doc)) as T })),
+      next: page.next,
+    };
+  }
+
+  /** One page of documents in id order, as JSON bytes. */
+  async scanRaw(collection: string, options: ScanOptions = {}): Promise<ScanPage<Uint8Array>> {
+    const limit = options.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SCAN_LIMIT) {
+      throw new RangeError(`scan limit must be 1..${MAX_SCAN_LIMIT}, got ${limit}`);
+    }
+    const startAfter = u64(options.startAfter ?? 0n, 'startAfter');
+    const data = await this.client.call(Command.Scan, this.id, [
+      {
+        opType: OpType.Read,
+        collection,
+        docId: startAfter,
+        payload: bytesOf(JSON.stringify({ limit })),
+      },
+    ]);
+    let rows;
+    try {
+      rows = splitScanReply(data);
+    } catch (e) {
+      throw new ProtocolError(`malformed Scan reply: ${(e as Error).message}`, { cause: e });
+    }
+    const items = rows.map((r) => ({ id: r.id, doc: r.doc.slice() }));
+    const next = items.length < limit || items.length === 0 ? null : items[items.length - 1]!.id;
+    return { items, next };
+  }
+
+  /** Every document of a collection in id order, fetched page by page. */
+  async *scanAll<T = unknown>(collection: string, options: ScanAllOptions = {}): AsyncGenerator<ScanItem<T>> {
+    for await (const row of this.scanAllRaw(collection, options)) {
+      yield { id: row.id, doc: JSON.parse(textOf(row.doc)) as T };
+    }
+  }
+
+  /** As {@link scanAll}, with documents as JSON bytes. */
+  async *scanAllRaw(collection: string, options: ScanAllOptions = {}): AsyncGenerator<ScanItem<Uint8Array>> {
+    const pageSize = options.pageSize ?? MAX_SCAN_LIMIT;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_SCAN_LIMIT) {
+      throw new RangeError(`scan page size must be 1..${MAX_SCAN_LIMIT}, got ${pageSize}`);
+    }
+    // `startAfter` 0 means "from the start", so "after document 0" cannot be said:
+    // once document 0 was the last row seen, ask from the start for one row more and
+    // drop it.
+    const start = u64(options.startAfter ?? 0n, 'startAfter');
+    /** The last id yielded (or given); `null` = from the start. */
+    let after: bigint | null = start === 0n ? null : start;
+    let skipZero = false;
+    for (;;) {
+      const limit = skipZero ? Math.min(pageSize + 1, MAX_SCAN_LIMIT) : pageSize;
+      const page = await this.scanRaw(collection, { startAfter: after ?? 0n, limit });
+      const got = page.items.length;
+      let items = page.items;
+      if (skipZero) items = items.filter((r) => r.id !== 0n);
+      for (const r of items) {
+        if (after !== null && r.id <= after) {
+          throw new ProtocolError(`Scan returned id ${r.id} out of order (after ${after})`);
+        }
+        after = r.id;
+        yield r;
+      }
+      if (got < limit) return;
+      skipZero = page.items[got - 1]!.id === 0n;
+    }
+  }
+
+  /** Rebuilds one document from the WAL if it is corrupt. */
+  async heal(collection: string, id: DocId): Promise<void> {
+    await this.client.call(Command.Heal, this.id, [{ opType: OpType.Read, collection, docId: u64(id) }]);
+  }
+
+  /** Scans the whole database and heals what is corrupt; returns the ids healed. */
+  async healAll(): Promise<bigint[]> {
+    const v = parseJsonReply(await this.client.call(Command.HealAll, this.id, []), 'HealAll');
+    if (!Array.isArray(v)) throw new ProtocolError('HealAll reply is not an array');
+    return v.map((x) => toU64(x, 'healed id'));
+  }
+
+  /** Healing counters. */
+  async healStats(): Promise<HealStats> {
+    const v = parseJsonReply(await this.client.call(Command.HealStats, this.id, []), 'HealStats');
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+      throw new ProtocolError('HealStats reply is not an object');
+    }
+    const out: { [k: string]: unknown } = {};
+    for (const [k, x] of Object.entries(v)) out[k] = typeof x === 'bigint' ? Number(x) : x;
+    const un = (v['Unrecoverable'] ?? []) as { [k: string]: BigJson }[];
+    out['Unrecoverable'] = un.map((u) => ({ Collection: String(u['Collection']), ID: toU64(u['ID'], 'ID') }));
+    return out as HealStats;
+  }
+
+  /** Closes the database on the server (CloseDB); the handle stays usable. */
+  async close(): Promise<void> {
+    await this.client.closeDb(this.id);
+  }
+}
+
+/**
+ * Connects to a DocDB server's Unix socket. Retries with backoff for up to
+ * `reconnectTimeoutMs` (default 2 s), then rejects with {@link ConnectionError}.
+ */
+export async function connect(socketPath: string, options: ClientOptions = {}): Promise<Client> {
+  const c = new Client(socketPath, options);
+  await c.ensureConnected();
+  return c;
+}

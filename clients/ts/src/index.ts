@@ -1,0 +1,67 @@
+/**
+ * DocDB client for Node.js ≥ 20 and Bun: the binary protocol over a Unix socket, with
+ * pipelining, typed errors and transparent reconnects. No runtime dependencies.
+ *
+ * ```ts
+ * import { connect } from 'docdb-client';
+ * const client = await connect('/tmp/docdb.sock');
+ * const db = await client.openDb('app');
+ * await db.create('users', 1n, { name: 'Ada' });
+ * ```
+ */
+
+export {
+  connect,
+  Client,
+  Database,
+  OpResult,
+  MAX_SCAN_LIMIT,
+  type BatchOp,
+  type ClientOptions,
+  type DbInfo,
+  type DocId,
+  type HealStats,
+  type OpName,
+  type PatchOp,
+  type ScanAllOptions,
+  type ScanItem,
+  type ScanOptions,
+  type ScanPage,
+  type SchedulerStats,
+  type Stats,
+} from './client.js';
+export {
+  CLIENT_STATUS,
+  ConflictError,
+  ConnectionError,
+  DocDBError,
+  errorForStatus,
+  FrameTooLargeError,
+  MemoryLimitError,
+  NotFoundError,
+  ProtocolError,
+  ServerError,
+  TimeoutError,
+  type DocDBErrorOptions,
+} from './errors.js';
+export {
+  Command,
+  decodeRequest,
+  decodeResponse,
+  decodeResults,
+  encodeRequest,
+  encodeResponse,
+  encodeResults,
+  FrameError,
+  FrameReader,
+  MAX_COLLECTION_LEN,
+  MAX_FRAME,
+  OpType,
+  Status,
+  type DecodedOp,
+  type DecodedRequest,
+  type Op,
+  type Request,
+  type Response,
+} from './protocol.js';
+export { parseBigJson, type BigJson } from './json.js';
