@@ -1,0 +1,568 @@
+//! Results: HDR latency percentiles per operation and per database, throughput,
+//! errors by kind, validation failures, engine figures; rendered as Markdown (stdout,
+//! `--markdown` appends) and JSON (`--json`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::cli::{Scenario, TargetKind};
+use crate::meta::Meta;
+use crate::runner::{Timed, WorkerOutput};
+use crate::target::EngineStats;
+use crate::workload::Op;
+
+/// Latency percentiles, microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+impl Latency {
+    /// From a histogram of nanoseconds; `None` when it is empty.
+    pub fn from_ns(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Some(Latency {
+            mean_us: h.mean() / 1000.0,
+            p50_us: us(h.value_at_quantile(0.50)),
+            p95_us: us(h.value_at_quantile(0.95)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpStats {
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    pub latency: Option<Latency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DbStats {
+    pub db: usize,
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    pub latency: Option<Latency>,
+    /// Embedded target only.
+    pub engine: Option<EngineStats>,
+}
+
+/// The `replay` scenario's figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplayStats {
+    /// WAL on disk when the database was dropped (engine's `wal_bytes`).
+    pub wal_bytes_written: u64,
+    pub docs_written: u64,
+    pub write_secs: f64,
+    /// Whether the page cache was dropped before the reopen.
+    pub cold_cache: bool,
+    /// Wall-clock time of `Database::open`.
+    pub open_secs: f64,
+    /// The engine's own measure of the same (`RecoveryReport::duration`).
+    pub recovery_secs: f64,
+    pub replayed_bytes: u64,
+    pub replayed_records: u64,
+    /// `replayed_bytes` (MiB) / `open_secs`.
+    pub replay_mib_per_sec: f64,
+    pub live_docs_after: u64,
+}
+
+/// One scenario against one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub scenario: Scenario,
+    pub target: TargetKind,
+    /// The workload's parameters, as `key → value`.
+    pub settings: BTreeMap<&'static str, String>,
+    pub load_avg_at_start: Option<[f64; 3]>,
+    /// Length of the timed phase.
+    pub elapsed_secs: f64,
+    /// Successful operations in the timed phase.
+    pub ops: u64,
+    pub ops_per_sec: f64,
+    /// Every operation type together.
+    pub latency: Option<Latency>,
+    pub per_op: BTreeMap<&'static str, OpStats>,
+    /// One entry per database (only `mix` has several).
+    pub per_db: Vec<DbStats>,
+    pub errors: BTreeMap<&'static str, u64>,
+    pub validation_failures: u64,
+    /// The first few validation failures, described.
+    pub failure_examples: Vec<String>,
+    pub replay: Option<ReplayStats>,
+    pub notes: Vec<String>,
+}
+
+fn merged<'a>(hs: impl Iterator<Item = &'a Histogram<u64>>) -> anyhow::Result<Histogram<u64>> {
+    let mut all = Histogram::<u64>::new(3).context("creating a histogram")?;
+    for h in hs {
+        all.add(h).context("merging latency histograms")?;
+    }
+    Ok(all)
+}
+
+fn rate(ops: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        ops as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+impl RunResult {
+    pub fn new(scenario: Scenario, target: TargetKind) -> Self {
+        RunResult {
+            scenario,
+            target,
+            settings: BTreeMap::new(),
+            load_avg_at_start: crate::meta::load_avg(),
+            elapsed_secs: 0.0,
+            ops: 0,
+            ops_per_sec: 0.0,
+            latency: None,
+            per_op: BTreeMap::new(),
+            per_db: Vec::new(),
+            errors: BTreeMap::new(),
+            validation_failures: 0,
+            failure_examples: Vec::new(),
+            replay: None,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn set(&mut self, key: &'static str, value: impl ToString) -> &mut Self {
+        self.settings.insert(key, value.to_string());
+        self
+    }
+
+    /// Fills throughput, percentiles, errors and validation from a timed phase;
+    /// `engine` holds each database's engine figures (by index), where there are any.
+    pub fn absorb(
+        &mut self,
+        timed: &Timed,
+        engine: Vec<Option<EngineStats>>,
+    ) -> anyhow::Result<()> {
+        let secs = timed.elapsed.as_secs_f64();
+        let ws = &timed.workers;
+        self.elapsed_secs = secs;
+        let all = merged(ws.iter().flat_map(|w| w.latency.iter()))?;
+        self.ops = all.len();
+        self.ops_per_sec = rate(self.ops, secs);
+        self.latency = Latency::from_ns(&all);
+        for op in Op::ALL {
+            let h = merged(ws.iter().map(|w| &w.latency[op.index()]))?;
+            if !h.is_empty() {
+                self.per_op.insert(
+                    op.name(),
+                    OpStats {
+                        ops: h.len(),
+                        ops_per_sec: rate(h.len(), secs),
+                        latency: Latency::from_ns(&h),
+                    },
+                );
+            }
+        }
+        let dbs = ws
+            .iter()
+            .map(|w| w.db + 1)
+            .max()
+            .unwrap_or(0)
+            .max(engine.len());
+        let mut engine = engine.into_iter();
+        for db in 0..dbs {
+            let mine: Vec<&WorkerOutput> = ws.iter().filter(|w| w.db == db).collect();
+            let h = merged(mine.iter().flat_map(|w| w.latency.iter()))?;
+            self.per_db.push(DbStats {
+                db,
+                ops: h.len(),
+                ops_per_sec: rate(h.len(), secs),
+                latency: Latency::from_ns(&h),
+                engine: engine.next().flatten(),
+            });
+        }
+        for w in ws {
+            for (k, n) in &w.errors {
+                *self.errors.entry(k).or_insert(0) += n;
+            }
+            self.validation_failures += w.validation_failures;
+            for f in &w.failures {
+                if self.failure_examples.len() < 10 {
+                    self.failure_examples.push(format!("db {}: {f}", w.db));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn title(&self) -> String {
+        format!("{} · {}", self.scenario.name(), self.target.name())
+    }
+}
+
+/// Embedded vs SQLite on one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub scenario: Scenario,
+    pub embedded_ops_per_sec: f64,
+    pub sqlite_ops_per_sec: f64,
+    /// embedded / sqlite throughput.
+    pub throughput_ratio: f64,
+    pub embedded_p99_us: Option<f64>,
+    pub sqlite_p99_us: Option<f64>,
+}
+
+/// Everything one invocation measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub meta: Meta,
+    pub runs: Vec<RunResult>,
+    pub comparisons: Vec<Comparison>,
+}
+
+impl Report {
+    pub fn new(meta: Meta) -> Self {
+        Report {
+            meta,
+            runs: Vec::new(),
+            comparisons: Vec::new(),
+        }
+    }
+
+    /// Adds the embedded/SQLite ratio of every scenario that ran against both.
+    pub fn compare(&mut self) {
+        self.comparisons.clear();
+        for e in self
+            .runs
+            .iter()
+            .filter(|r| r.target == TargetKind::Embedded)
+        {
+            let Some(s) = self
+                .runs
+                .iter()
+                .find(|r| r.target == TargetKind::Sqlite && r.scenario == e.scenario)
+            else {
+                continue;
+            };
+            self.comparisons.push(Comparison {
+                scenario: e.scenario,
+                embedded_ops_per_sec: e.ops_per_sec,
+                sqlite_ops_per_sec: s.ops_per_sec,
+                throughput_ratio: if s.ops_per_sec > 0.0 {
+                    e.ops_per_sec / s.ops_per_sec
+                } else {
+                    f64::INFINITY
+                },
+                embedded_p99_us: e.latency.as_ref().map(|l| l.p99_us),
+                sqlite_p99_us: s.latency.as_ref().map(|l| l.p99_us),
+            });
+        }
+    }
+
+    /// Why the run as a whole failed, if it did: any validation failure.
+    pub fn failure(&self) -> Option<String> {
+        let bad: Vec<String> = self
+            .runs
+            .iter()
+            .filter(|r| r.validation_failures > 0)
+            .map(|r| {
+                format!(
+                    "{}: {} validation failures",
+                    r.title(),
+                    r.validation_failures
+                )
+            })
+            .collect();
+        (!bad.is_empty()).then(|| bad.join("; "))
+    }
+
+    pub fn to_json(&self) -> anyhow::Result<String> {
+        serde_json::to_string_pretty(self).context("encoding the JSON report")
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.meta;
+        let scenarios: Vec<&str> = {
+            let mut v: Vec<&str> = self.runs.iter().map(|r| r.scenario.name()).collect();
+            v.dedup();
+            v
+        };
+        let _ = writeln!(md, "## docdb-bench engine: {}\n", scenarios.join(", "));
+        let _ = writeln!(md, "- command: `{}`", m.command_line);
+        let _ = writeln!(
+            md,
+            "- date: {} · nproc: {} · git: {} · {}",
+            m.date,
+            m.nproc,
+            m.git_commit.as_deref().unwrap_or("unknown"),
+            m.tool
+        );
+        for r in &self.runs {
+            render_run(&mut md, r);
+        }
+        if !self.comparisons.is_empty() {
+            let _ = writeln!(md, "\n### embedded vs sqlite\n");
+            let _ = writeln!(
+                md,
+                "| scenario | embedded ops/s | sqlite ops/s | ratio | embedded p99 µs | sqlite p99 µs |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+            for c in &self.comparisons {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | **{:.2}×** | {} | {} |",
+                    c.scenario.name(),
+                    thousands(c.embedded_ops_per_sec),
+                    thousands(c.sqlite_ops_per_sec),
+                    c.throughput_ratio,
+                    opt_us(c.embedded_p99_us),
+                    opt_us(c.sqlite_p99_us),
+                );
+            }
+        }
+        md
+    }
+
+    /// Writes the JSON report and appends the Markdown one, as asked.
+    pub fn write_files(&self, markdown: Option<&Path>, json: Option<&Path>) -> anyhow::Result<()> {
+        if let Some(p) = json {
+            std::fs::write(p, self.to_json()? + "\n")
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
+        if let Some(p) = markdown {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?;
+            writeln!(f, "{}", self.to_markdown())
+                .with_context(|| format!("appending to {}", p.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// `1234567.8` → `1,234,568`.
+pub fn thousands(x: f64) -> String {
+    let s = format!("{:.0}", x.max(0.0));
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn us(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn opt_us(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".into(), us)
+}
+
+fn latency_row(md: &mut String, name: &str, ops: u64, ops_per_sec: f64, l: Option<&Latency>) {
+    let cells = l.map_or_else(
+        || "– | – | – | – | – | –".to_owned(),
+        |l| {
+            format!(
+                "{} | {} | {} | {} | {} | {}",
+                us(l.mean_us),
+                us(l.p50_us),
+                us(l.p95_us),
+                us(l.p99_us),
+                us(l.p999_us),
+                us(l.max_us)
+            )
+        },
+    );
+    let _ = writeln!(
+        md,
+        "| {name} | {} | {} | {cells} |",
+        thousands(ops as f64),
+        thousands(ops_per_sec)
+    );
+}
+
+fn render_run(md: &mut String, r: &RunResult) {
+    let _ = writeln!(md, "\n### {}\n", r.title());
+    let settings: Vec<String> = r.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(md, "- settings: {}", settings.join(", "));
+    if let Some([a, b, c]) = r.load_avg_at_start {
+        let _ = writeln!(md, "- load average at start: {a:.2} {b:.2} {c:.2}");
+    }
+    if let Some(rp) = &r.replay {
+        render_replay(md, rp);
+    } else {
+        let _ = writeln!(md, "- timed phase: {:.2} s\n", r.elapsed_secs);
+        let _ = writeln!(
+            md,
+            "| op | ops | ops/s | mean µs | p50 µs | p95 µs | p99 µs | p99.9 µs | max µs |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (name, s) in &r.per_op {
+            latency_row(md, name, s.ops, s.ops_per_sec, s.latency.as_ref());
+        }
+        if r.per_op.len() > 1 {
+            latency_row(md, "**all**", r.ops, r.ops_per_sec, r.latency.as_ref());
+        }
+        if r.per_db.len() > 1 {
+            let _ = writeln!(md, "\n| db | ops | ops/s | p50 µs | p99 µs | avg batch |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+            for d in &r.per_db {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    d.db,
+                    thousands(d.ops as f64),
+                    thousands(d.ops_per_sec),
+                    opt_us(d.latency.as_ref().map(|l| l.p50_us)),
+                    opt_us(d.latency.as_ref().map(|l| l.p99_us)),
+                    d.engine.as_ref().map_or_else(
+                        || "–".into(),
+                        |e| format!("{:.2}", e.group_commit.avg_batch_size)
+                    ),
+                );
+            }
+        }
+        md.push('\n');
+        for d in &r.per_db {
+            if let Some(e) = &d.engine {
+                let g = &e.group_commit;
+                let _ = writeln!(
+                    md,
+                    "- db {} group commit: avg batch **{:.2}**, max batch {}, {} batches / {} records, avg batch latency {} µs (max {} µs); WAL on disk {:.1} MiB",
+                    d.db,
+                    g.avg_batch_size,
+                    g.max_batch_size,
+                    g.total_batches,
+                    g.total_records,
+                    us(g.avg_batch_latency_ns as f64 / 1000.0),
+                    us(g.max_batch_latency_ns as f64 / 1000.0),
+                    e.wal_bytes as f64 / (1024.0 * 1024.0),
+                );
+            }
+        }
+    }
+    let errors = if r.errors.is_empty() {
+        "none".to_owned()
+    } else {
+        r.errors
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        md,
+        "- errors: {errors} · validation failures: {}",
+        r.validation_failures
+    );
+    for f in &r.failure_examples {
+        let _ = writeln!(md, "  - {f}");
+    }
+    for n in &r.notes {
+        let _ = writeln!(md, "- note: {n}");
+    }
+}
+
+fn render_replay(md: &mut String, rp: &ReplayStats) {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let _ = writeln!(md);
+    let _ = writeln!(md, "| figure | value |");
+    let _ = writeln!(md, "|---|---:|");
+    let rows = [
+        (
+            "WAL written",
+            format!(
+                "{:.1} MiB ({} docs)",
+                rp.wal_bytes_written as f64 / MIB,
+                rp.docs_written
+            ),
+        ),
+        (
+            "write phase (fsync none)",
+            format!(
+                "{:.2} s ({:.0} MiB/s)",
+                rp.write_secs,
+                rate(rp.wal_bytes_written, rp.write_secs) / MIB
+            ),
+        ),
+        (
+            "page cache before reopen",
+            if rp.cold_cache { "dropped" } else { "warm" }.into(),
+        ),
+        (
+            "`Database::open` wall time",
+            format!("**{:.3} s**", rp.open_secs),
+        ),
+        (
+            "engine's recovery duration",
+            format!("{:.3} s", rp.recovery_secs),
+        ),
+        (
+            "WAL replayed",
+            format!(
+                "{:.1} MiB, {} records",
+                rp.replayed_bytes as f64 / MIB,
+                rp.replayed_records
+            ),
+        ),
+        (
+            "replay rate",
+            format!("**{:.0} MiB/s**", rp.replay_mib_per_sec),
+        ),
+        ("live docs after reopen", rp.live_docs_after.to_string()),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    md.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(1_234_567.8), "1,234,568");
+    }
+
+    #[test]
+    fn latency_in_microseconds() {
+        let mut h = Histogram::<u64>::new(3).expect("histogram");
+        for ns in 1..=1000u64 {
+            h.record(ns * 1000).expect("record");
+        }
+        let l = Latency::from_ns(&h).expect("not empty");
+        assert!((l.p50_us - 500.0).abs() < 1.0, "{l:?}");
+        assert!((l.max_us - 1000.0).abs() < 1.0, "{l:?}");
+        assert!(Latency::from_ns(&Histogram::<u64>::new(3).expect("histogram")).is_none());
+    }
+}

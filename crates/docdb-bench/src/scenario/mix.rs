@@ -1,0 +1,300 @@
+//! `mix`: `--dbs` databases × `--workers-per-db` workers running the `--mix` of
+//! read/create/update/delete, every outcome validated.
+//!
+//! Validation works because ids are partitioned: worker `w` of a database owns the ids
+//! `≡ w + 1 (mod workers)`, the preloaded ones included, so it alone writes them and
+//! knows exactly what each must hold. A body is a function of `(id, version)`, so the
+//! worker keeps one version number per live id. After the timed phase every worker
+//! reads back all its ids (live ones must match, deleted ones must be gone) and the
+//! database's document count must equal the sum of what the workers hold.
+
+use crate::cli::{Scenario, TargetKind};
+use crate::report::RunResult;
+use crate::runner::{run_timed, Recorder, Worker};
+use crate::target::{OpError, Session, Target};
+use crate::workload::{DocGen, Mix, Op, Rng};
+
+use super::{open_target, Ctx};
+
+/// One worker: its session and what it knows the database holds for its ids.
+struct MixWorker {
+    db: usize,
+    /// Index of this worker within its database.
+    w: u64,
+    workers: u64,
+    session: Box<dyn Session>,
+    /// Live ids this worker owns, with the version of their current body.
+    live: Vec<(u64, u32)>,
+    /// Ids this worker deleted.
+    deleted: Vec<u64>,
+    /// Next id = `next_k * workers + w + 1`.
+    next_k: u64,
+    /// Outcomes that leave an id's state unknown (the id is then forgotten).
+    uncertain: u64,
+    rng: Rng,
+}
+
+impl MixWorker {
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_k * self.workers + self.w + 1;
+        self.next_k += 1;
+        id
+    }
+
+    fn step(&mut self, rec: &mut Recorder, mix: &Mix, gen: &DocGen, body: &mut Vec<u8>) {
+        let mut op = mix.pick(self.rng.below(100));
+        if self.live.is_empty() {
+            op = Op::Create;
+        }
+        let (db, w) = (self.db, self.w);
+        match op {
+            Op::Create => {
+                let id = self.next_id();
+                gen.body_into(id, 0, body);
+                let session = &mut self.session;
+                match rec.time(Op::Create, || session.create(id, body)) {
+                    Ok(()) => self.live.push((id, 0)),
+                    Err(OpError::AlreadyExists) => rec.validation_failure(|| {
+                        format!("worker {w}: create of new id {id} said it already exists")
+                    }),
+                    Err(e) if !e.changed_nothing() => self.uncertain += 1,
+                    Err(_) => {}
+                }
+            }
+            Op::Read => {
+                let i = self.rng.below(self.live.len() as u64) as usize;
+                let (id, v) = self.live[i];
+                let session = &mut self.session;
+                match rec.time(Op::Read, || session.read(id)) {
+                    Ok(got) => {
+                        gen.body_into(id, v, body);
+                        if got != *body {
+                            rec.validation_failure(|| {
+                                format!(
+                                    "worker {w} db {db}: read of {id} returned {}, want version {v}",
+                                    describe(&got)
+                                )
+                            });
+                        }
+                    }
+                    Err(OpError::NotFound) => rec.validation_failure(|| {
+                        format!("worker {w}: read of live id {id} (version {v}) found nothing")
+                    }),
+                    Err(_) => {}
+                }
+            }
+            Op::Update => {
+                let i = self.rng.below(self.live.len() as u64) as usize;
+                let (id, v) = self.live[i];
+                let nv = v.wrapping_add(1);
+                gen.body_into(id, nv, body);
+                let session = &mut self.session;
+                match rec.time(Op::Update, || session.update(id, body)) {
+                    Ok(()) => self.live[i].1 = nv,
+                    Err(OpError::NotFound) => {
+                        rec.validation_failure(|| {
+                            format!("worker {w}: update of live id {id} found nothing")
+                        });
+                        self.live.swap_remove(i);
+                    }
+                    Err(e) if !e.changed_nothing() => {
+                        self.uncertain += 1;
+                        self.live.swap_remove(i);
+                    }
+                    Err(_) => {}
+                }
+            }
+            Op::Delete => {
+                let i = self.rng.below(self.live.len() as u64) as usize;
+                let id = self.live[i].0;
+                let session = &mut self.session;
+                match rec.time(Op::Delete, || session.delete(id)) {
+                    Ok(()) => {
+                        self.live.swap_remove(i);
+                        self.deleted.push(id);
+                    }
+                    Err(OpError::NotFound) => {
+                        rec.validation_failure(|| {
+                            format!("worker {w}: delete of live id {id} found nothing")
+                        });
+                        self.live.swap_remove(i);
+                    }
+                    Err(e) if !e.changed_nothing() => {
+                        self.uncertain += 1;
+                        self.live.swap_remove(i);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Reads back every id this worker owns and checks it (untimed).
+    fn verify(&mut self, rec: &mut Recorder, gen: &DocGen, body: &mut Vec<u8>) {
+        let w = self.w;
+        for &(id, v) in &self.live {
+            match self.session.read(id) {
+                Ok(got) => {
+                    gen.body_into(id, v, body);
+                    if got != *body {
+                        rec.validation_failure(|| {
+                            format!(
+                                "final check, worker {w}: {id} holds {}, want version {v}",
+                                describe(&got)
+                            )
+                        });
+                    }
+                }
+                Err(e) => rec.validation_failure(|| {
+                    format!("final check, worker {w}: live id {id} (version {v}): {e}")
+                }),
+            }
+        }
+        for &id in &self.deleted {
+            match self.session.read(id) {
+                Err(OpError::NotFound) => {}
+                Ok(got) => rec.validation_failure(|| {
+                    format!(
+                        "final check, worker {w}: deleted id {id} still holds {}",
+                        describe(&got)
+                    )
+                }),
+                Err(e) => rec.validation_failure(|| {
+                    format!("final check, worker {w}: deleted id {id}: {e}")
+                }),
+            }
+        }
+    }
+}
+
+/// A short description of a body for a failure message.
+fn describe(body: &[u8]) -> String {
+    let head = &body[..body.len().min(40)];
+    format!(
+        "{} bytes starting {:?}",
+        body.len(),
+        String::from_utf8_lossy(head)
+    )
+}
+
+pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
+    let a = ctx.args;
+    let (dbs, per_db) = (a.dbs.max(1), a.workers_per_db.max(1));
+    let preload = a.preload_or(10_000);
+    let duration = ctx.duration()?;
+    let dir = ctx.run_dir(Scenario::Mix, kind)?;
+    let gen = ctx.docs();
+    let mut result = ctx.base_result(Scenario::Mix, kind);
+    result
+        .set("dbs", dbs)
+        .set("workers_per_db", per_db)
+        .set("mix_read_create_update_delete", a.mix)
+        .set("preload_per_db", preload);
+    let label = format!("mix/{}", kind.name());
+
+    let mut targets: Vec<Box<dyn Target>> = Vec::with_capacity(dbs);
+    let mut workers: Vec<MixWorker> = Vec::with_capacity(dbs * per_db);
+    for db in 0..dbs {
+        let target = open_target(ctx, kind, &dir.path, db)?;
+        ctx.preload(&*target, &format!("{label} preload db{db}"), preload)?;
+        let n = per_db as u64;
+        for w in 0..n {
+            let live = (w + 1..=preload)
+                .step_by(per_db)
+                .map(|id| (id, 0))
+                .collect();
+            workers.push(MixWorker {
+                db,
+                w,
+                workers: n,
+                session: target.session()?,
+                live,
+                deleted: Vec::new(),
+                next_k: preload.div_ceil(n),
+                uncertain: 0,
+                rng: Rng::for_worker(a.common.seed, (db as u64) << 32 | w),
+            });
+        }
+        targets.push(target);
+    }
+
+    let mix = a.mix;
+    let timed_workers = workers
+        .iter_mut()
+        .map(|mw| {
+            let gen = &gen;
+            Worker {
+                db: mw.db,
+                run: Box::new(move |rec: &mut Recorder| {
+                    let mut body = Vec::with_capacity(gen.size() + 64);
+                    while rec.running() {
+                        mw.step(rec, &mix, gen, &mut body);
+                    }
+                    Ok(())
+                }),
+            }
+        })
+        .collect();
+    let timed = run_timed(&label, Some(duration), &ctx.progress, timed_workers)?;
+
+    let check_workers = workers
+        .iter_mut()
+        .map(|mw| {
+            let gen = &gen;
+            Worker {
+                db: mw.db,
+                run: Box::new(move |rec: &mut Recorder| {
+                    let mut body = Vec::new();
+                    mw.verify(rec, gen, &mut body);
+                    Ok(())
+                }),
+            }
+        })
+        .collect();
+    let checked = run_timed(
+        &format!("{label} final check"),
+        None,
+        &ctx.progress,
+        check_workers,
+    )?;
+
+    let engine: Vec<_> = targets.iter().map(|t| t.engine_stats()).collect();
+    result.absorb(&timed, engine)?;
+    for w in &checked.workers {
+        result.validation_failures += w.validation_failures;
+        result
+            .failure_examples
+            .extend(w.failures.iter().take(5).cloned());
+    }
+    let uncertain: u64 = workers.iter().map(|w| w.uncertain).sum();
+    for (db, target) in targets.iter().enumerate() {
+        let expected: u64 = workers
+            .iter()
+            .filter(|w| w.db == db)
+            .map(|w| w.live.len() as u64)
+            .sum();
+        let count = target.count()?;
+        if uncertain == 0 && count != expected {
+            result.validation_failures += 1;
+            result.failure_examples.push(format!(
+                "db {db}: holds {count} documents, the workers account for {expected}"
+            ));
+        }
+    }
+    if uncertain > 0 {
+        result.notes.push(format!(
+            "{uncertain} operations failed in a way that leaves their effect unknown; those ids were not checked"
+        ));
+    }
+    result.notes.push(format!(
+        "final check read back all {} live and {} deleted ids ({:.2} s)",
+        workers.iter().map(|w| w.live.len()).sum::<usize>(),
+        workers.iter().map(|w| w.deleted.len()).sum::<usize>(),
+        checked.elapsed.as_secs_f64()
+    ));
+    drop(workers);
+    for t in targets {
+        t.close()?;
+    }
+    Ok(result)
+}

@@ -1,0 +1,171 @@
+//! The scenarios of `docdb-bench engine`, one file each, and what they share: the
+//! directory each run gets, the engine configuration, preloading.
+
+mod creates;
+mod mix;
+mod reads;
+mod replay;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use docdb_core::Config;
+
+use crate::cli::{EngineArgs, Scenario, TargetKind};
+use crate::meta::Meta;
+use crate::progress::Progress;
+use crate::report::{Report, RunResult};
+use crate::target::{Target, TargetOptions};
+use crate::workload::DocGen;
+
+/// What every scenario needs.
+pub struct Ctx<'a> {
+    pub args: &'a EngineArgs,
+    pub progress: Progress,
+    root: PathBuf,
+}
+
+/// The directory of one run; removed when dropped unless `--keep-data`.
+pub struct RunDir {
+    pub path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// A fresh, empty directory for one scenario against one target.
+    pub fn run_dir(&self, scenario: Scenario, target: TargetKind) -> anyhow::Result<RunDir> {
+        let path = self
+            .root
+            .join(format!("{}-{}", scenario.name(), target.name()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("clearing {}", path.display()))?;
+        }
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(RunDir {
+            path,
+            keep: self.args.common.keep_data,
+        })
+    }
+
+    /// The timed phase's length.
+    pub fn duration(&self) -> anyhow::Result<Duration> {
+        Duration::try_from_secs_f64(self.args.duration)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow::anyhow!("--duration must be a positive number of seconds"))
+    }
+
+    pub fn docs(&self) -> DocGen {
+        DocGen::new(self.args.common.seed, self.args.doc_size)
+    }
+
+    /// Configuration of the embedded engine for the timed scenarios.
+    pub fn engine_config(&self) -> Config {
+        let mut c = Config::default();
+        c.wal.fsync.mode = self.args.fsync_mode;
+        c.memory.per_db_limit_mb = self.args.memory_per_db_mb;
+        c
+    }
+
+    pub fn target_options(&self) -> TargetOptions {
+        TargetOptions {
+            config: self.engine_config(),
+        }
+    }
+
+    /// Settings every timed result lists.
+    pub fn base_result(&self, scenario: Scenario, target: TargetKind) -> RunResult {
+        let a = self.args;
+        let mut r = RunResult::new(scenario, target);
+        r.set("duration_s", a.duration)
+            .set("doc_size", a.doc_size)
+            .set("seed", a.common.seed);
+        if target == TargetKind::Embedded {
+            r.set("fsync_mode", format!("{:?}", a.fsync_mode).to_lowercase());
+        } else {
+            r.set("sqlite", "journal_mode=WAL, synchronous=FULL, autocommit");
+        }
+        r
+    }
+
+    /// Writes documents `1..=n` (version 0) untimed, with a progress line.
+    pub fn preload(&self, target: &dyn Target, label: &str, n: u64) -> anyhow::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let gen = self.docs();
+        let bar = self.progress.counting(label, n, "docs");
+        let mut docs = (1..=n).map(|id| (id, gen.body(id, 0)));
+        let written = target.preload(&mut docs, &|done| bar.set_position(done))?;
+        bar.finish_and_clear();
+        anyhow::ensure!(
+            written == n,
+            "{label}: preloaded {written} of {n} documents"
+        );
+        Ok(())
+    }
+}
+
+/// Runs the scenario of `args` against each of its targets; `--compare` adds the
+/// embedded/SQLite ratio. Writes the `--markdown` and `--json` files.
+pub fn run_engine(args: &EngineArgs) -> anyhow::Result<Report> {
+    let targets = args.targets();
+    anyhow::ensure!(!targets.is_empty(), "no --target given");
+    if args.scenario == Scenario::Replay && targets.contains(&TargetKind::Sqlite) {
+        anyhow::bail!("the replay scenario measures the engine's WAL replay and has no SQLite counterpart: use --target embedded");
+    }
+    let mut report = Report::new(Meta::collect());
+    let tmp = match &args.common.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            tempfile::Builder::new()
+                .prefix("docdb-bench-")
+                .tempdir_in(d)
+        }
+        None => tempfile::Builder::new().prefix("docdb-bench-").tempdir(),
+    }
+    .context("creating the data directory")?;
+    let root = tmp.path().to_path_buf();
+    let ctx = Ctx {
+        args,
+        progress: Progress::new(args.common.quiet),
+        root,
+    };
+    for target in targets {
+        let result = match args.scenario {
+            Scenario::Creates => creates::run(&ctx, target),
+            Scenario::Reads => reads::run(&ctx, target),
+            Scenario::Mix => mix::run(&ctx, target),
+            Scenario::Replay => replay::run(&ctx),
+        }
+        .with_context(|| format!("{} against {}", args.scenario.name(), target.name()))?;
+        report.runs.push(result);
+    }
+    report.compare();
+    if args.common.keep_data {
+        let kept = tmp.keep();
+        eprintln!("data kept in {}", kept.display());
+    }
+    report.write_files(args.common.markdown.as_deref(), args.common.json.as_deref())?;
+    Ok(report)
+}
+
+/// Opens database `index` of a run.
+pub fn open_target(
+    ctx: &Ctx<'_>,
+    kind: TargetKind,
+    dir: &Path,
+    index: usize,
+) -> anyhow::Result<Box<dyn Target>> {
+    crate::target::open(kind, dir, index, &ctx.target_options())
+}

@@ -1,0 +1,124 @@
+//! The engine in this process: one `Arc<Database>` per database, shared by that
+//! database's workers. Writes are acknowledged after the fsync the configured mode
+//! requires (group commit by default), exactly as the server will acknowledge them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use docdb_core::{Config, Database, Error};
+
+use super::{EngineStats, OpError, OpResult, Session, Target};
+use crate::cli::TargetKind;
+
+/// Largest preload transaction, in documents and in payload bytes.
+const PRELOAD_BATCH_DOCS: usize = 1000;
+const PRELOAD_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+pub struct EmbeddedTarget {
+    db: Arc<Database>,
+}
+
+impl EmbeddedTarget {
+    pub fn open(dir: &Path, config: Config) -> anyhow::Result<Self> {
+        let db = Database::open(dir, config)
+            .with_context(|| format!("opening embedded database {}", dir.display()))?;
+        Ok(EmbeddedTarget { db: Arc::new(db) })
+    }
+
+    /// The shared handle (the `replay` scenario drops it without closing).
+    pub fn into_database(self) -> Arc<Database> {
+        self.db
+    }
+}
+
+fn classify(e: Error) -> OpError {
+    match e {
+        Error::NotFound => OpError::NotFound,
+        Error::AlreadyExists => OpError::AlreadyExists,
+        Error::Conflict => OpError::Conflict,
+        Error::MemoryLimit => OpError::MemoryLimit,
+        e => OpError::Other(e.to_string()),
+    }
+}
+
+/// The session of one worker: a clone of the database handle.
+pub struct EmbeddedSession {
+    db: Arc<Database>,
+}
+
+impl Session for EmbeddedSession {
+    fn create(&mut self, id: u64, body: &[u8]) -> OpResult<()> {
+        self.db.create("", id, body).map_err(classify)
+    }
+
+    fn read(&mut self, id: u64) -> OpResult<Vec<u8>> {
+        self.db.read("", id).map_err(classify)
+    }
+
+    fn update(&mut self, id: u64, body: &[u8]) -> OpResult<()> {
+        self.db.update("", id, body).map_err(classify)
+    }
+
+    fn delete(&mut self, id: u64) -> OpResult<()> {
+        self.db.delete("", id).map_err(classify)
+    }
+}
+
+impl Target for EmbeddedTarget {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Embedded
+    }
+
+    fn session(&self) -> anyhow::Result<Box<dyn Session>> {
+        Ok(Box::new(EmbeddedSession {
+            db: self.db.clone(),
+        }))
+    }
+
+    fn preload(
+        &self,
+        docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<u64> {
+        let mut written = 0u64;
+        let mut docs = docs.peekable();
+        while docs.peek().is_some() {
+            let mut tx = self.db.begin();
+            let mut bytes = 0;
+            for (id, body) in docs.by_ref() {
+                tx.create("", id, &body)
+                    .with_context(|| format!("preloading document {id}"))?;
+                bytes += body.len();
+                if tx.len() >= PRELOAD_BATCH_DOCS || bytes >= PRELOAD_BATCH_BYTES {
+                    break;
+                }
+            }
+            let n = tx.len() as u64;
+            tx.commit().context("committing a preload transaction")?;
+            written += n;
+            progress(written);
+        }
+        Ok(written)
+    }
+
+    fn count(&self) -> anyhow::Result<u64> {
+        Ok(self.db.stats().live_docs)
+    }
+
+    fn engine_stats(&self) -> Option<EngineStats> {
+        let s = self.db.stats();
+        Some(EngineStats {
+            group_commit: s.group_commit,
+            wal_bytes: s.wal_bytes,
+            data_bytes: s.data_bytes,
+            live_docs: s.live_docs,
+        })
+    }
+
+    fn close(self: Box<Self>) -> anyhow::Result<()> {
+        let db = Arc::try_unwrap(self.db)
+            .map_err(|_| anyhow::anyhow!("a session still holds the embedded database"))?;
+        db.close().context("closing the embedded database")
+    }
+}

@@ -1,0 +1,127 @@
+//! What a workload runs against. A [`Target`] is one database of some engine; each
+//! worker thread gets its own [`Session`] (a connection, for SQLite; a shared handle,
+//! for the embedded engine). Later targets (the server over its socket) plug in here.
+
+mod embedded;
+mod sqlite;
+
+use std::fmt;
+use std::path::Path;
+
+use docdb_core::{Config, GroupCommitStats};
+
+pub use embedded::EmbeddedTarget;
+pub use sqlite::SqliteTarget;
+
+use crate::cli::TargetKind;
+
+/// Why one operation failed, classified so the report can count errors by kind and a
+/// validating worker can tell an expected outcome from a wrong one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpError {
+    NotFound,
+    AlreadyExists,
+    /// Lost a race to another writer (not expected from single-document operations).
+    Conflict,
+    MemoryLimit,
+    /// SQLite: the database was locked for longer than the busy timeout.
+    Busy,
+    /// Anything else; the operation may or may not have been applied.
+    Other(String),
+}
+
+impl OpError {
+    /// The key this error is counted under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OpError::NotFound => "not_found",
+            OpError::AlreadyExists => "already_exists",
+            OpError::Conflict => "conflict",
+            OpError::MemoryLimit => "memory_limit",
+            OpError::Busy => "busy",
+            OpError::Other(_) => "other",
+        }
+    }
+
+    /// True when the operation certainly changed nothing.
+    pub fn changed_nothing(&self) -> bool {
+        !matches!(self, OpError::Other(_))
+    }
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpError::Other(m) => write!(f, "{m}"),
+            e => f.write_str(e.kind()),
+        }
+    }
+}
+
+pub type OpResult<T> = Result<T, OpError>;
+
+/// One worker's connection to a database. Every call is one durable operation on one
+/// document of the default collection.
+pub trait Session: Send {
+    fn create(&mut self, id: u64, body: &[u8]) -> OpResult<()>;
+    fn read(&mut self, id: u64) -> OpResult<Vec<u8>>;
+    fn update(&mut self, id: u64, body: &[u8]) -> OpResult<()>;
+    fn delete(&mut self, id: u64) -> OpResult<()>;
+}
+
+/// Figures only the embedded engine reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EngineStats {
+    pub group_commit: GroupCommitStats,
+    pub wal_bytes: u64,
+    pub data_bytes: u64,
+    pub live_docs: u64,
+}
+
+/// One database of some engine.
+pub trait Target: Send {
+    fn kind(&self) -> TargetKind;
+
+    /// A new session for one worker thread.
+    fn session(&self) -> anyhow::Result<Box<dyn Session>>;
+
+    /// Writes documents in large transactions, for setting up a workload (untimed).
+    /// `progress` is called with the number of documents written so far.
+    fn preload(
+        &self,
+        docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<u64>;
+
+    /// Documents that exist now.
+    fn count(&self) -> anyhow::Result<u64>;
+
+    /// Engine figures (group commit, WAL size), where the engine has them.
+    fn engine_stats(&self) -> Option<EngineStats>;
+
+    /// Closes cleanly. Every session must be gone.
+    fn close(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// How to open the databases of one run.
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    /// Configuration of embedded databases.
+    pub config: Config,
+}
+
+/// Opens (creating) database number `index` of a run, inside `dir`.
+pub fn open(
+    kind: TargetKind,
+    dir: &Path,
+    index: usize,
+    opts: &TargetOptions,
+) -> anyhow::Result<Box<dyn Target>> {
+    Ok(match kind {
+        TargetKind::Embedded => Box::new(EmbeddedTarget::open(
+            &dir.join(format!("db{index}")),
+            opts.config.clone(),
+        )?),
+        TargetKind::Sqlite => Box::new(SqliteTarget::open(&dir.join(format!("db{index}.sqlite")))?),
+    })
+}
