@@ -379,19 +379,26 @@ mod tests {
         let hold = gate.lock();
         // The first task is taken by a worker that then blocks on the gate.
         s.enqueue(1, task(1, &tx)).map_err(|e| e.0).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.stats().queue_depths.get(&1) != Some(&0) {
+            assert!(Instant::now() < deadline, "no worker took the first task");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         for i in 2..6 {
             s.enqueue(1, task(i, &tx)).map_err(|e| e.0).unwrap();
         }
-        assert_eq!(
-            s.enqueue(1, task(9, &tx)).err().map(|e| e.0),
-            Some(Rejected::QueueFull)
-        );
+        let (why, rejected) = s.enqueue(1, task(9, &tx)).err().unwrap();
+        assert_eq!(why, Rejected::QueueFull);
+        rejected.reply.error("request queue is full");
         drop(hold);
-        for _ in 1..6 {
-            let r = rx.blocking_recv().unwrap();
-            assert_eq!(r.status, 0);
-        }
+        let mut got: Vec<(u64, u8)> = (0..6)
+            .map(|_| {
+                let r = rx.blocking_recv().unwrap();
+                (r.request_id, r.status)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (9, 1)]);
         s.enqueue(2, task(666, &tx)).map_err(|e| e.0).unwrap();
         let r = rx.blocking_recv().unwrap();
         assert_eq!((r.request_id, r.status), (666, 1));
@@ -412,22 +419,35 @@ mod tests {
 
     #[test]
     fn idle_workers_above_the_minimum_expire() {
-        let handler: Arc<Handler> = Arc::new(|_db, tasks: Vec<Task>| {
-            std::thread::sleep(Duration::from_millis(20));
+        let gate = Arc::new(Mutex::new(()));
+        let g2 = gate.clone();
+        let handler: Arc<Handler> = Arc::new(move |_db, tasks: Vec<Task>| {
+            let _g = g2.lock();
             for t in tasks {
                 t.reply.ok(Vec::new());
             }
         });
         let s = Scheduler::new(cfg(Policy::Deepest), handler);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        for db in 0..2 {
-            s.enqueue(db, task(db, &tx)).map_err(|e| e.0).unwrap();
+        let hold = gate.lock();
+        s.enqueue(0, task(0, &tx)).map_err(|e| e.0).unwrap();
+        // Once the only worker is busy, more work makes the pool grow.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.stats().worker_pool.free_workers != 0 {
+            assert!(Instant::now() < deadline, "the worker never took the task");
+            std::thread::sleep(Duration::from_millis(5));
         }
-        rx.blocking_recv().unwrap();
-        rx.blocking_recv().unwrap();
+        s.enqueue(1, task(1, &tx)).map_err(|e| e.0).unwrap();
         assert_eq!(s.stats().worker_count, 2);
-        std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(s.stats().worker_count, 1);
+        drop(hold);
+        rx.blocking_recv().unwrap();
+        rx.blocking_recv().unwrap();
+        // The extra worker expires (worker_expiry 50 ms); the minimum stays.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.stats().worker_count != 1 {
+            assert!(Instant::now() < deadline, "the extra worker never expired");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(s.shutdown(Duration::from_secs(5)));
     }
 }
