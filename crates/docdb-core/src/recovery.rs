@@ -6,7 +6,10 @@
 //! number is newer than what the data file already holds for that document or
 //! collection. That makes recovery correct from any checkpoint, and from none.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -43,24 +46,14 @@ struct CollState {
 #[derive(Default)]
 struct Rebuild {
     colls: HashMap<String, CollState>,
-    docs: HashMap<String, HashMap<u64, Version>>,
+    // Fx hashing: recovery does a lookup per replayed op, and SipHash dominated it.
+    docs: FxHashMap<String, FxHashMap<u64, Version>>,
     max_seq: u64,
 }
 
 impl Rebuild {
     fn doc(&mut self, coll: &str, id: u64, v: Version) -> bool {
-        self.max_seq = self.max_seq.max(v.seq);
-        let m = match self.docs.get_mut(coll) {
-            Some(m) => m,
-            None => self.docs.entry(coll.to_owned()).or_default(),
-        };
-        match m.get(&id) {
-            Some(old) if old.seq >= v.seq => false,
-            _ => {
-                m.insert(id, v);
-                true
-            }
-        }
+        self.apply_if_newer(coll, id, v.seq, || v)
     }
 
     fn coll(&mut self, name: &str, seq: u64, exists: bool) -> bool {
@@ -75,11 +68,31 @@ impl Rebuild {
         }
     }
 
-    fn doc_seq(&self, coll: &str, id: u64) -> u64 {
-        self.docs
-            .get(coll)
-            .and_then(|m| m.get(&id))
-            .map_or(0, |v| v.seq)
+    /// Applies a logged op to `coll/id` if `seq` is newer than what is known:
+    /// `make` (which appends the data record) runs only then. One lookup per op.
+    fn apply_if_newer(
+        &mut self,
+        coll: &str,
+        id: u64,
+        seq: u64,
+        make: impl FnOnce() -> Version,
+    ) -> bool {
+        self.max_seq = self.max_seq.max(seq);
+        let m = match self.docs.get_mut(coll) {
+            Some(m) => m,
+            None => self.docs.entry(coll.to_owned()).or_default(),
+        };
+        match m.entry(id) {
+            Entry::Occupied(e) if e.get().seq >= seq => false,
+            Entry::Occupied(mut e) => {
+                e.insert(make());
+                true
+            }
+            Entry::Vacant(e) => {
+                e.insert(make());
+                true
+            }
+        }
     }
 }
 
@@ -137,9 +150,11 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             ckpt.data_len
         ));
     }
-    // Bytes past the checkpoint were never fsynced as a whole; the WAL has them.
+    // Bytes past the checkpoint were never fsynced as a whole, so they are not
+    // trusted: the WAL rewrites them. After a process crash they are usually intact
+    // and identical to what replay produces, so replay compares before it writes
+    // (see `put_chunk`) instead of truncating and rewriting them.
     let durable_len = ckpt.data_len.min(file_len);
-    data.set_len(durable_len)?;
 
     let generation = data.generation;
     let mut rb = Rebuild {
@@ -218,36 +233,32 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     // Replay the WAL, appending what the data file lacks.
     let mut end = durable_len;
     let mut buf: Vec<u8> = Vec::new();
+    // Up to here the file may already hold exactly the bytes replay is about to write.
+    let mut reusable_end = data.len()?;
     let outcome = replay(&wal_dir, from, first_seq, |rec| {
         for op in &rec.ops {
             match op.op {
                 WalOp::Create | WalOp::Update | WalOp::Delete => {
-                    if rec.seq <= rb.doc_seq(op.collection, op.doc_id) {
-                        rb.max_seq = rb.max_seq.max(rec.seq);
-                        continue;
-                    }
                     let put = op.op != WalOp::Delete;
-                    let kind = if put { Kind::Put } else { Kind::Tombstone };
-                    let offset = end + buf.len() as u64;
-                    drec::encode(
-                        &mut buf,
-                        kind,
-                        op.collection,
-                        op.doc_id,
-                        rec.seq,
-                        op.payload,
-                    );
-                    rb.doc(
-                        op.collection,
-                        op.doc_id,
+                    rb.apply_if_newer(op.collection, op.doc_id, rec.seq, || {
+                        let kind = if put { Kind::Put } else { Kind::Tombstone };
+                        let offset = end + buf.len() as u64;
+                        drec::encode(
+                            &mut buf,
+                            kind,
+                            op.collection,
+                            op.doc_id,
+                            rec.seq,
+                            op.payload,
+                        );
                         Version {
                             seq: rec.seq,
                             generation,
                             offset,
                             len: op.payload.len() as u32,
                             tombstone: !put,
-                        },
-                    );
+                        }
+                    });
                 }
                 WalOp::CreateCollection | WalOp::DeleteCollection => {
                     let exists = op.op == WalOp::CreateCollection;
@@ -263,14 +274,18 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             }
         }
         if buf.len() >= 8 * 1024 * 1024 {
-            data.write_at(&buf, end)?;
+            put_chunk(&data, &buf, end, &mut reusable_end)?;
             end += buf.len() as u64;
             buf.clear();
         }
         Ok(())
     })?;
-    data.write_at(&buf, end)?;
+    put_chunk(&data, &buf, end, &mut reusable_end)?;
     end += buf.len() as u64;
+    // INVARIANT: the file ends where replay ended; nothing untrusted stays behind it.
+    if data.len()? != end {
+        data.set_len(end)?;
+    }
     report.replayed_records = outcome.records;
     report.replayed_bytes = outcome.bytes;
     report.dropped.extend(outcome.dropped);
@@ -334,18 +349,20 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         let Some(coll) = collections.get(name.as_str()) else {
             continue;
         };
-        let mut map = coll.docs.write();
-        let mut live = 0;
-        for (id, v) in docs {
-            if v.tombstone || v.seq < coll.created_seq {
-                continue;
-            }
-            live += 1;
-            live_bytes += (FIXED + name.len()) as u64 + v.len as u64;
-            mem += v.len as u64;
-            map.insert(id, Chain::One(v));
-        }
-        coll.live.store(live, std::sync::atomic::Ordering::Relaxed);
+        let mut entries: Vec<(u64, Chain)> = docs
+            .into_iter()
+            .filter(|(_, v)| !v.tombstone && v.seq >= coll.created_seq)
+            .map(|(id, v)| {
+                live_bytes += (FIXED + name.len()) as u64 + v.len as u64;
+                mem += v.len as u64;
+                (id, Chain::One(v))
+            })
+            .collect();
+        // Sorted input lets the map be built in bulk rather than by insertion.
+        entries.sort_unstable_by_key(|(id, _)| *id);
+        coll.live
+            .store(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        *coll.docs.write() = entries.into_iter().collect();
     }
     memory.force_add(mem);
 
@@ -410,6 +427,21 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     });
     inner.start_interval_syncer();
     Ok(Database { inner })
+}
+
+/// Writes a replayed chunk at `at`, unless the file already holds exactly these bytes
+/// there (the unsynced tail a process crash left intact). After the first difference
+/// nothing further is reused.
+fn put_chunk(data: &DataFile, chunk: &[u8], at: u64, reusable_end: &mut u64) -> Result<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    if at + chunk.len() as u64 <= *reusable_end && data.read_raw(at, chunk.len())? == chunk {
+        return Ok(());
+    }
+    *reusable_end = 0;
+    data.write_at(chunk, at)?;
+    Ok(())
 }
 
 /// A database without a checkpoint: brand new, or one whose first checkpoint was never

@@ -7,6 +7,7 @@
 //! `*.wal.dropped` (kept for an operator, never replayed) and reported.
 
 use std::fs::{self, OpenOptions};
+use std::io::Read;
 use std::path::Path;
 
 use super::record::{decode, CommitRef, DecodeError};
@@ -42,9 +43,12 @@ pub(crate) fn replay(
     // INVARIANT: commits are numbered consecutively in log order, so the next record
     // must carry `expect`; anything else means the log lost bytes in between.
     let mut expect = first_seq;
+    // One buffer for every segment: segments are large and read whole.
+    let mut buf = Vec::new();
     for (i, &seg) in segments.iter().enumerate() {
         let path = segment_path(dir, seg);
-        let buf = fs::read(&path)?;
+        buf.clear();
+        fs::File::open(&path)?.read_to_end(&mut buf)?;
         if decode_header(&buf) != Some(seg) {
             out.dropped.push(format!(
                 "{}: invalid segment header, segment dropped",
