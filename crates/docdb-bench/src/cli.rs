@@ -164,6 +164,9 @@ pub struct EngineArgs {
     /// effectively unlimited so a long `creates` run never hits `memory limit exceeded`.
     #[arg(long, default_value_t = 1 << 20)]
     pub memory_per_db_mb: u64,
+    /// Engine read cache per database, MiB (0 = off) [default: the engine's].
+    #[arg(long)]
+    pub cache_mb: Option<u64>,
 
     #[command(flatten)]
     pub common: CommonArgs,

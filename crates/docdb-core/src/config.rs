@@ -120,6 +120,9 @@ pub struct CompactionConfig {
 pub struct MemoryConfig {
     /// Cap on the bytes of live documents of one database. Default 256.
     pub per_db_limit_mb: u64,
+    /// Cache of verified document bytes for hot reads, per database; 0 disables it.
+    /// Default 16.
+    pub cache_mb: u64,
 }
 
 impl Default for WalConfig {
@@ -161,6 +164,7 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
             per_db_limit_mb: 256,
+            cache_mb: 16,
         }
     }
 }
@@ -212,6 +216,9 @@ impl Config {
         }
         if self.memory.per_db_limit_mb == 0 {
             return bad("memory.per_db_limit_mb", "must be at least 1");
+        }
+        if self.memory.cache_mb > 65_536 {
+            return bad("memory.cache_mb", "must be at most 65536");
         }
         Ok(())
     }

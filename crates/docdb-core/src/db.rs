@@ -112,6 +112,7 @@ pub(crate) struct Inner {
     pub maintenance_queued: AtomicBool,
     pub interval_thread: Mutex<Option<JoinHandle<()>>>,
     pub heal: crate::heal::HealState,
+    pub cache: crate::cache::DocCache,
     pub opened_at: std::time::SystemTime,
     pub recovery: Mutex<RecoveryReport>,
     /// Set when the handle is dropped or closed; background threads stop.
@@ -185,7 +186,15 @@ impl Inner {
         id: u64,
         v: &Version,
     ) -> Result<Option<Vec<u8>>> {
-        match self.read_version(coll, id, v) {
+        let key = (Arc::as_ptr(coll) as usize, id);
+        if let Some(bytes) = self.cache.get(key, v.seq) {
+            return Ok(Some(bytes.to_vec()));
+        }
+        let read = self.read_version(coll, id, v);
+        if let Ok(Some(bytes)) = &read {
+            self.cache.put(key, v.seq, bytes);
+        }
+        match read {
             Err(Error::Corrupt { detail }) => {
                 if !self.config.healing.on_read_corruption {
                     return Err(Error::Corrupt { detail });

@@ -29,6 +29,7 @@
 //! - [`patch`]: the patch language. [`name`], [`config`], [`error`], [`stats`].
 
 pub mod batch;
+mod cache;
 mod checkpoint;
 mod codec;
 mod commit;

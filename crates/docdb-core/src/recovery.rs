@@ -377,6 +377,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     }
     let data = Arc::new(data);
     let seq = rb.max_seq;
+    let cache_bytes = (config.memory.cache_mb << 20) as usize;
     let inner = Arc::new_cyclic(|weak| Inner {
         dir: dir.to_path_buf(),
         wal_dir,
@@ -419,6 +420,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         maintenance_queued: AtomicBool::new(false),
         interval_thread: Mutex::new(None),
         heal: Default::default(),
+        cache: crate::cache::DocCache::new(cache_bytes),
         opened_at: std::time::SystemTime::now(),
         recovery: Mutex::new(report),
         stopping: AtomicBool::new(false),

@@ -15,6 +15,7 @@
 //! [memory]
 //! global_capacity_mb = 1024      # live-document bytes, all databases together
 //! per_db_limit_mb = 256
+//! cache_mb = 0                   # hot-document read cache per open database (0 = off)
 //!
 //! [db]
 //! max_open_dbs = 100             # least-recently-used idle databases close beyond this
@@ -84,6 +85,8 @@ pub struct ServerConfig {
 pub struct MemorySection {
     pub global_capacity_mb: u64,
     pub per_db_limit_mb: u64,
+    /// Hot-document read cache per open database, MiB (0 = off).
+    pub cache_mb: u64,
 }
 
 /// `[db]`
@@ -172,6 +175,9 @@ impl Default for MemorySection {
         MemorySection {
             global_capacity_mb: 1024,
             per_db_limit_mb: 256,
+            // Off: with thousands of databases a per-database cache would dominate
+            // RSS, and over the socket the round trip, not the pread, bounds a read.
+            cache_mb: 0,
         }
     }
 }
@@ -247,6 +253,7 @@ impl ServerConfig {
             compaction: self.compaction.clone(),
             memory: docdb_core::config::MemoryConfig {
                 per_db_limit_mb: self.memory.per_db_limit_mb,
+                cache_mb: self.memory.cache_mb,
             },
             healing: self.healing.clone(),
         }

@@ -74,6 +74,9 @@ impl Ctx<'_> {
         let mut c = Config::default();
         c.wal.fsync.mode = self.args.fsync_mode;
         c.memory.per_db_limit_mb = self.args.memory_per_db_mb;
+        if let Some(mb) = self.args.cache_mb {
+            c.memory.cache_mb = mb;
+        }
         c
     }
 
