@@ -41,16 +41,9 @@ pub mod msg {
     pub const SHUTTING_DOWN: &str = "server is shutting down";
 }
 
-/// Outcome class of an operation, as the wire protocol's status byte encodes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Status {
-    Ok = 0,
-    Error = 1,
-    NotFound = 2,
-    Conflict = 3,
-    MemoryLimit = 4,
-}
+/// Outcome class of an operation: the wire protocol's status byte, which the engine's
+/// errors map onto (one definition, in `docdb-protocol`).
+pub use docdb_protocol::Status;
 
 /// What can go wrong in the engine. `Display` of the client-facing variants is exactly
 /// the stable text of [`msg`].

@@ -61,13 +61,7 @@ pub(crate) fn first_op(req: &Request) -> Result<&Op, &'static str> {
 /// Status and text of an engine error, counting it by category.
 pub(crate) fn engine_error(ctx: &Context, e: &docdb_core::Error) -> (Status, Vec<u8>) {
     ctx.metrics.error(classify(e));
-    let status = match e.status() {
-        docdb_core::Status::Ok | docdb_core::Status::Error => Status::Error,
-        docdb_core::Status::NotFound => Status::NotFound,
-        docdb_core::Status::Conflict => Status::Conflict,
-        docdb_core::Status::MemoryLimit => Status::MemoryLimit,
-    };
-    (status, e.to_string().into_bytes())
+    (e.status(), e.to_string().into_bytes())
 }
 
 /// Test hook (opt-in by environment): an op on this collection panics, to prove a
