@@ -30,18 +30,11 @@ impl Server {
     }
 
     pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("docdb.sock");
-        let mut s = Server {
-            dir,
-            socket,
-            child: None,
-            extra_args: args.iter().map(|s| s.to_string()).collect(),
-            envs: envs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
+        let mut s = Server::unstarted(args);
+        s.envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         s.spawn();
         s
     }

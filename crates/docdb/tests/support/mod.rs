@@ -219,15 +219,7 @@ pub fn alive(s: &mut Server) -> bool {
 
 /// A server set up on its own temp dir and socket but not started (call `spawn`).
 pub fn unstarted(args: &[&str]) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("docdb.sock");
-    Server {
-        dir,
-        socket,
-        child: None,
-        extra_args: args.iter().map(|s| s.to_string()).collect(),
-        envs: Vec::new(),
-    }
+    Server::unstarted(args)
 }
 
 /// The outcome of a `docdb serve` that was expected to stop by itself.
