@@ -31,7 +31,6 @@
 pub mod batch;
 mod cache;
 mod checkpoint;
-mod codec;
 mod commit;
 pub mod config;
 pub mod data;

@@ -1,6 +1,7 @@
 //! Request and response frames (the bytes after the `u32` length prefix).
 //! Decoding never panics and never allocates more than the frame it was given.
 
+use crate::codec::Reader;
 use crate::types::{Command, OpType, Status};
 use crate::MAX_COLLECTION_LEN;
 
@@ -93,40 +94,11 @@ pub struct DecodeError {
     pub reason: &'static str,
 }
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-}
-
 /// Smallest encoded op: type, collection length, doc id, payload length.
 const MIN_OP: usize = 1 + 2 + 8 + 4;
 
 pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
-    let mut c = Cursor { buf: frame, pos: 0 };
+    let mut c = Reader::new(frame);
     let err = |request_id, reason| DecodeError { request_id, reason };
     let request_id = c
         .u64()
@@ -152,14 +124,14 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
             return Err(err(id, "collection name longer than 64 bytes"));
         }
         let collection = c
-            .take(clen)
+            .bytes(clen)
             .ok_or(err(id, "truncated collection name"))?
             .to_vec();
         let doc_id = c.u64().ok_or(err(id, "truncated op"))?;
         let patch = if op_type == OpType::Patch as u8 {
             let plen = c.u32().ok_or(err(id, "truncated patch length"))? as usize;
             Some(
-                c.take(plen)
+                c.bytes(plen)
                     .ok_or(err(id, "patch length exceeds the frame"))?
                     .to_vec(),
             )
@@ -168,7 +140,7 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
         };
         let len = c.u32().ok_or(err(id, "truncated payload length"))? as usize;
         let payload = c
-            .take(len)
+            .bytes(len)
             .ok_or(err(id, "payload length exceeds the frame"))?
             .to_vec();
         ops.push(Op {
@@ -216,7 +188,7 @@ pub fn encode_request(req: &Request, out: &mut Vec<u8>) {
 }
 
 pub fn decode_response(frame: &[u8]) -> Result<Response, DecodeError> {
-    let mut c = Cursor { buf: frame, pos: 0 };
+    let mut c = Reader::new(frame);
     let err = |request_id, reason| DecodeError { request_id, reason };
     let request_id = c
         .u64()
@@ -229,7 +201,7 @@ pub fn decode_response(frame: &[u8]) -> Result<Response, DecodeError> {
         .u32()
         .ok_or(err(id, "frame shorter than a response header"))? as usize;
     let data = c
-        .take(len)
+        .bytes(len)
         .ok_or(err(id, "data length exceeds the frame"))?
         .to_vec();
     if c.remaining() != 0 {
@@ -266,7 +238,7 @@ pub fn encode_results(results: &[Vec<u8>]) -> Vec<u8> {
 
 /// Parses Execute/Transaction reply data.
 pub fn decode_results(data: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
-    let mut c = Cursor { buf: data, pos: 0 };
+    let mut c = Reader::new(data);
     let err = |reason| DecodeError {
         request_id: None,
         reason,
@@ -279,7 +251,7 @@ pub fn decode_results(data: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     for _ in 0..n {
         let len = c.u32().ok_or(err("truncated result"))? as usize;
         out.push(
-            c.take(len)
+            c.bytes(len)
                 .ok_or(err("result length exceeds the data"))?
                 .to_vec(),
         );

@@ -14,10 +14,12 @@
 //! ```
 //!
 //! # Layout
+//! - [`codec`]: the bounds-checked little-endian reader every decoder uses.
 //! - [`frame`]: request and response encoding and decoding.
 //! - [`types`]: command, op type and status codes.
 //! - [`io`]: reading a length-prefixed frame with the size check first.
 
+pub mod codec;
 pub mod frame;
 pub mod io;
 pub mod types;

@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{decode_header, payload_ok, Header, HeaderError, FIXED, MAGIC};
-use crate::codec::Reader;
 use crate::fsutil::sync_dir;
+use docdb_protocol::codec::Reader;
 
 const FILE_MAGIC: &[u8; 8] = b"DOCDBDAT";
 const VERSION: u32 = 1;
