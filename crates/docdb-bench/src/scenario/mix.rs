@@ -91,17 +91,7 @@ impl MixWorker {
                 let session = &mut self.session;
                 match rec.time(Op::Update, || session.update(id, body)) {
                     Ok(()) => self.live[i].1 = nv,
-                    Err(OpError::NotFound) => {
-                        rec.validation_failure(|| {
-                            format!("worker {w}: update of live id {id} found nothing")
-                        });
-                        self.live.swap_remove(i);
-                    }
-                    Err(e) if !e.changed_nothing() => {
-                        self.uncertain += 1;
-                        self.live.swap_remove(i);
-                    }
-                    Err(_) => {}
+                    Err(e) => self.failed_write(rec, "update", i, e),
                 }
             }
             Op::Delete => {
@@ -113,23 +103,30 @@ impl MixWorker {
                         self.live.swap_remove(i);
                         self.deleted.push(id);
                     }
-                    Err(OpError::NotFound) => {
-                        rec.validation_failure(|| {
-                            format!("worker {w}: delete of live id {id} found nothing")
-                        });
-                        self.live.swap_remove(i);
-                    }
-                    Err(e) if !e.changed_nothing() => {
-                        self.uncertain += 1;
-                        self.live.swap_remove(i);
-                    }
-                    Err(_) => {}
+                    Err(e) => self.failed_write(rec, "delete", i, e),
                 }
             }
         }
     }
 
     /// Reads back every id this worker owns and checks it (untimed).
+    /// A failed update or delete of the live id at `live[i]`: not found is a
+    /// validation failure; an error that may have changed something leaves the id's
+    /// state unknown; either way the id is no longer tracked as live.
+    fn failed_write(&mut self, rec: &mut Recorder, what: &str, i: usize, e: OpError) {
+        let (id, w) = (self.live[i].0, self.w);
+        match e {
+            OpError::NotFound => {
+                rec.validation_failure(|| {
+                    format!("worker {w}: {what} of live id {id} found nothing")
+                });
+            }
+            e if !e.changed_nothing() => self.uncertain += 1,
+            _ => return,
+        }
+        self.live.swap_remove(i);
+    }
+
     fn verify(&mut self, rec: &mut Recorder, gen: &DocGen, body: &mut Vec<u8>) {
         let w = self.w;
         for &(id, v) in &self.live {
