@@ -4,8 +4,16 @@
 //!
 //! Each write is its own commit (atomic on its own, not with the others). A write's
 //! success is only final once [`Batch::flush`] (or [`Batch::finish`]) returns Ok; if
-//! the flush fails, every write staged since the previous flush failed. Reads and
-//! patches flush first, so operations of a batch take effect in the order given.
+//! the flush fails, every write staged since the previous flush failed.
+//!
+//! Operations take effect in the order they were staged, across batches too: a read
+//! of a document with a staged, not yet durable write (by this batch or any other)
+//! waits until that write is durable and reads it; a patch flushes first. A read of
+//! any other document does not wait: it sees what is durable, which is everything
+//! acknowledged. So a batch of interleaved reads and writes costs one group commit,
+//! not one per read, and a server worker can hand the database to the next batch
+//! while its own writes wait ([`Batch::detach`], then [`Database::wait_flushed`] or
+//! [`Database::when_flushed`]).
 
 use crate::commit::{DocKind, StagedOp};
 use crate::db::{validate_json, Database};
@@ -16,6 +24,14 @@ pub struct Batch<'db> {
     db: &'db Database,
     /// Highest staged sequence number not yet known durable.
     unflushed: Option<u64>,
+}
+
+/// Writes of a detached batch that may not be durable yet: wait for them with
+/// [`Database::wait_flushed`] before acknowledging them.
+#[must_use = "the batch's writes are acknowledged only after wait_flushed"]
+#[derive(Debug)]
+pub struct Unflushed {
+    seq: u64,
 }
 
 impl<'db> Batch<'db> {
@@ -58,10 +74,21 @@ impl<'db> Batch<'db> {
         self.stage(collection, id, DocKind::Delete, Vec::new())
     }
 
-    /// Reads after making earlier writes of the batch durable and visible.
+    /// Reads a document, after its newest staged write (if any, by anyone) is durable.
     pub fn read(&mut self, collection: &str, id: u64) -> Result<Vec<u8>> {
-        self.flush()?;
-        self.db.read(collection, id)
+        let inner = &self.db.inner;
+        let coll = inner.collection(collection)?;
+        if let Some(v) = coll.latest(id) {
+            if v.seq > inner.snapshots.visible() {
+                // A failed flush leaves the durable version in place, which is then
+                // the right answer; the writes' own callers get the error.
+                let _ = inner.wait_durable(v.seq);
+                if self.unflushed.is_some_and(|u| u <= v.seq) {
+                    self.unflushed = None;
+                }
+            }
+        }
+        Ok(inner.read_doc(&coll, id, None)?.1)
     }
 
     /// Patches (a commit of its own) after flushing earlier writes.
@@ -75,12 +102,27 @@ impl<'db> Batch<'db> {
         self.unflushed.is_some()
     }
 
-    /// Waits until every staged write is durable and visible.
+    /// Waits until every write of this batch is durable and visible.
     pub fn flush(&mut self) -> Result<()> {
         if let Some(seq) = self.unflushed.take() {
             self.db.inner.wait_durable(seq)?;
         }
         Ok(())
+    }
+
+    /// Waits until every write staged in the database so far, by this batch or any
+    /// other, is durable and visible (before a scan or a transaction, which read a
+    /// snapshot of many documents).
+    pub fn flush_all(&mut self) -> Result<()> {
+        self.flush()?;
+        let last = self.db.inner.last_staged();
+        self.db.inner.wait_durable(last)
+    }
+
+    /// Ends the batch without waiting: returns what to wait for before acknowledging
+    /// its writes, if anything.
+    pub fn detach(mut self) -> Option<Unflushed> {
+        self.unflushed.take().map(|seq| Unflushed { seq })
     }
 
     pub fn finish(mut self) -> Result<()> {
@@ -100,5 +142,24 @@ impl Database {
     /// Starts a batch of independent writes that share group commits.
     pub fn batch(&self) -> Batch<'_> {
         Batch::new(self)
+    }
+
+    /// Waits until the writes of a detached batch are durable and visible. An error
+    /// means every one of them failed.
+    pub fn wait_flushed(&self, unflushed: Unflushed) -> Result<()> {
+        self.inner.wait_durable(unflushed.seq)
+    }
+
+    /// Calls `done` once the writes of a detached batch are durable and visible (`Ok`)
+    /// or have failed, without waiting for another thread's fsync: when a group commit
+    /// is in progress, `done` runs on the thread driving it, later. Otherwise this
+    /// thread drives the group commits, running every callback that becomes ready,
+    /// until none is left. `done` must not block for long.
+    pub fn when_flushed(
+        &self,
+        unflushed: Unflushed,
+        done: impl FnOnce(Result<()>) + Send + 'static,
+    ) {
+        self.inner.when_durable(unflushed.seq, Box::new(done));
     }
 }

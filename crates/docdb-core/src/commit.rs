@@ -73,12 +73,55 @@ pub(crate) struct CommitState {
     pub live_bytes: u64,
 }
 
+/// Called once a commit is durable (`Ok`) or can no longer become durable.
+pub(crate) type OnDurable = Box<dyn FnOnce(Result<()>) + Send>;
+
 /// State of the syncer handoff, guarded by `Inner::sync`.
 #[derive(Default)]
 pub(crate) struct SyncState {
     pub syncing: bool,
+    /// The syncer is a [`Inner::when_durable`] caller that keeps syncing until no
+    /// callback is left (rather than a blocked waiter that stops once its own commit
+    /// is durable).
+    pub driver: bool,
     pub durable: u64,
     pub failed: bool,
+    /// Callbacks of staged commits that are not durable yet.
+    pub callbacks: Vec<(u64, OnDurable)>,
+}
+
+impl SyncState {
+    /// Takes the callbacks that can run now: durable ones, or every one once the
+    /// database has failed.
+    fn take_ready(&mut self) -> Vec<(u64, OnDurable)> {
+        if self.callbacks.is_empty() {
+            return Vec::new();
+        }
+        let durable = self.durable;
+        if self.failed {
+            return std::mem::take(&mut self.callbacks);
+        }
+        let (ready, rest) = std::mem::take(&mut self.callbacks)
+            .into_iter()
+            .partition(|(seq, _)| *seq <= durable);
+        self.callbacks = rest;
+        ready
+    }
+}
+
+/// Runs callbacks with no lock held. A panicking callback is a bug of its caller; it
+/// must not leave the database without a syncer, so it is contained and logged.
+fn run_callbacks(ready: Vec<(u64, OnDurable)>, durable: u64) {
+    for (seq, cb) in ready {
+        let result = if seq <= durable {
+            Ok(())
+        } else {
+            Err(Error::ReadOnly)
+        };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
+            tracing::error!(seq, "a durability callback panicked");
+        }
+    }
 }
 
 fn record_len(coll: &str, payload_len: usize) -> u64 {
@@ -281,22 +324,90 @@ impl Inner {
             let result = self.run_batch();
             s = self.sync.lock();
             s.syncing = false;
-            match result {
-                Ok(Some(last)) => {
-                    s.durable = s.durable.max(last);
-                    // IMPORTANT: publish before waking anyone, so an acknowledged write
-                    // is visible to every read that starts after the ack.
-                    self.snapshots.publish(last);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(db = %self.dir.display(), error = %e,
-                        "WAL write or fsync failed; the database is read-only until reopened");
-                    s.failed = true;
-                    self.poisoned.store(true, Ordering::Release);
-                }
+            self.end_round(&mut s, result);
+            // Callbacks made durable by this round run here; any left wake up (they
+            // wait while a blocked waiter syncs) and their owner drives them.
+            let ready = s.take_ready();
+            self.sync_cv.notify_all();
+            if !ready.is_empty() {
+                let durable = s.durable;
+                drop(s);
+                run_callbacks(ready, durable);
+                s = self.sync.lock();
+            }
+        }
+    }
+
+    /// Calls `done` once commit `seq` is durable and visible (or can no longer be),
+    /// without blocking on another thread's fsync: if a syncer is running, `done` runs
+    /// on it. Otherwise this thread becomes the syncer and keeps syncing, running every
+    /// callback that becomes ready, until none is left — so a server worker can hand
+    /// its database to the next batch and let one thread drive its group commits.
+    pub(crate) fn when_durable(&self, seq: u64, done: OnDurable) {
+        let mut s = self.sync.lock();
+        loop {
+            if s.durable >= seq {
+                drop(s);
+                run_callbacks(vec![(seq, done)], seq);
+                return;
+            }
+            if s.failed {
+                drop(s);
+                run_callbacks(vec![(seq, done)], 0);
+                return;
+            }
+            if !s.syncing {
+                break;
+            }
+            if s.driver {
+                s.callbacks.push((seq, done));
+                return;
+            }
+            // A blocked waiter is syncing and stops once its own commit is durable:
+            // wait for its round, then drive.
+            self.sync_cv.wait(&mut s);
+        }
+        s.callbacks.push((seq, done));
+        s.syncing = true;
+        s.driver = true;
+        loop {
+            drop(s);
+            let result = self.run_batch();
+            s = self.sync.lock();
+            self.end_round(&mut s, result);
+            let ready = s.take_ready();
+            let more = !s.callbacks.is_empty();
+            if !more {
+                s.syncing = false;
+                s.driver = false;
             }
             self.sync_cv.notify_all();
+            let durable = s.durable;
+            drop(s);
+            run_callbacks(ready, durable);
+            if !more {
+                return;
+            }
+            s = self.sync.lock();
+        }
+    }
+
+    /// Records the outcome of one syncer round.
+    fn end_round(&self, s: &mut SyncState, result: Result<Option<u64>>) {
+        match result {
+            Ok(Some(last)) => {
+                s.durable = s.durable.max(last);
+                // IMPORTANT: publish before waking anyone, so an acknowledged write is
+                // visible to every read that starts after the ack.
+                self.snapshots.publish(last);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(db = %self.dir.display(), error = %e,
+                    "WAL write or fsync failed; the database is read-only until reopened");
+                s.failed = true;
+                self.poisoned.store(true, Ordering::Release);
+            }
         }
     }
 

@@ -52,7 +52,7 @@ pub mod tx;
 pub mod verify;
 pub mod wal;
 
-pub use batch::Batch;
+pub use batch::{Batch, Unflushed};
 pub use config::{Config, FsyncMode};
 pub use db::{Database, OpenOptions, RecoveryReport, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT};
 pub use error::{Error, Result, Status};

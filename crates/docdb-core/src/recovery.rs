@@ -395,9 +395,8 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             live_bytes,
         }),
         sync: Mutex::new(SyncState {
-            syncing: false,
             durable: seq,
-            failed: false,
+            ..SyncState::default()
         }),
         sync_cv: Condvar::new(),
         io: Mutex::new(Io {

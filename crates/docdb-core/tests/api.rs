@@ -364,3 +364,65 @@ fn a_batch_shares_one_fsync_and_keeps_order() {
     let batches = db.stats().group_commit.total_batches - before;
     assert_eq!(batches, 2, "one fsync before the read, one at the end");
 }
+
+#[test]
+fn a_batch_read_of_an_untouched_document_does_not_wait_for_its_writes() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    db.create("", 1000, b"\"old\"").unwrap();
+    let before = db.stats().group_commit.total_batches;
+    let mut b = db.batch();
+    for i in 0..20u64 {
+        b.create("", i, b"1").unwrap();
+        // Reads of other documents see what is durable, without a flush each.
+        assert_eq!(b.read("", 1000).unwrap(), b"\"old\"");
+        assert!(
+            matches!(b.read("", i + 1), Err(Error::NotFound)),
+            "an unwritten id stays not found"
+        );
+    }
+    assert!(b.has_unflushed(), "nothing flushed so far");
+    assert_eq!(
+        db.stats().group_commit.total_batches,
+        before,
+        "no fsync before the end"
+    );
+    // A read of a document the batch wrote flushes first and sees the write.
+    b.update("", 1000, b"\"new\"").unwrap();
+    assert_eq!(b.read("", 1000).unwrap(), b"\"new\"");
+    assert!(!b.has_unflushed());
+    b.finish().unwrap();
+    assert_eq!(db.stats().live_docs, 21);
+}
+
+#[test]
+fn a_detached_batch_is_acknowledged_after_wait_flushed_and_read_in_order_by_the_next() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    db.create("", 1, b"1").unwrap();
+    let mut first = db.batch();
+    first.update("", 1, b"2").unwrap();
+    first.create("", 2, b"2").unwrap();
+    let pending = first.detach().expect("writes to wait for");
+    // The next batch (another server worker) reads in staging order: the staged
+    // update is made durable first and seen.
+    let mut next = db.batch();
+    assert_eq!(next.read("", 1).unwrap(), b"2");
+    next.finish().unwrap();
+    db.wait_flushed(pending).unwrap();
+    assert_eq!(db.read("", 2).unwrap(), b"2");
+    // A scan-like reader waits for everything staged by anyone.
+    let mut third = db.batch();
+    let staged = {
+        let mut b = db.batch();
+        b.create("", 3, b"3").unwrap();
+        b.detach().expect("a write")
+    };
+    third.flush_all().unwrap();
+    assert_eq!(db.read("", 3).unwrap(), b"3");
+    db.wait_flushed(staged).unwrap();
+    assert!(
+        db.batch().detach().is_none(),
+        "an empty batch has nothing to wait for"
+    );
+}
