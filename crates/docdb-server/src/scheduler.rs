@@ -4,7 +4,10 @@
 //! - `enqueue` never blocks: a full queue answers `request queue is full` at once.
 //! - A worker takes one database's queue *exclusively* and drains up to `max_batch`
 //!   requests from it as one batch, so the engine's group commit covers all their
-//!   writes with one fsync, and requests of one database run in arrival order.
+//!   writes with one fsync, and requests of one database are staged in arrival order.
+//!   The handler may return an [`AfterRelease`] step (waiting for that fsync and
+//!   answering the writes): the worker runs it after handing the queue back, so the
+//!   database's next requests are served meanwhile.
 //! - Other databases are served by other workers meanwhile: a read is never stuck
 //!   behind another database's fsync as long as a worker is free, and when none is,
 //!   the pool grows up to `max_workers`. Workers above `workers` that stay idle for
@@ -27,8 +30,13 @@ use serde::Serialize;
 use crate::config::Policy;
 use crate::reply::Task;
 
-/// Serves one batch of one database's requests. Must answer every task.
-pub type Handler = dyn Fn(u64, Vec<Task>) + Send + Sync;
+/// Serves one batch of one database's requests. Must answer every task, directly or
+/// in the step it returns.
+pub type Handler = dyn Fn(u64, Vec<Task>) -> Option<AfterRelease> + Send + Sync;
+
+/// The rest of a batch's work, run once its database's queue is free for the next
+/// worker.
+pub type AfterRelease = Box<dyn FnOnce() + Send>;
 
 /// Scheduler settings (from `[sched]`).
 #[derive(Debug, Clone)]
@@ -171,6 +179,10 @@ impl Scheduler {
         if became_ready {
             q.ready.push_back(db);
         }
+        if !became_ready {
+            // The worker serving this database (or the ready entry) takes it.
+            return Ok(());
+        }
         let spawn = q.idle == 0 && q.workers < self.cfg.max_workers;
         if spawn {
             q.workers += 1;
@@ -217,12 +229,12 @@ impl Scheduler {
             if let Some((db, tasks)) = self.pick(&mut q) {
                 drop(q);
                 let h = self.handler.clone();
-                if catch_unwind(AssertUnwindSafe(|| h(db, tasks))).is_err() {
-                    // Unanswered tasks were dropped during unwinding and answered
-                    // `internal error` by their ReplyTo guards.
-                    self.panics.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(db, "panic while serving a request; answered internal error");
-                }
+                // Unanswered tasks of a panicking step were dropped during unwinding
+                // and answered `internal error` by their ReplyTo guards.
+                let after = catch_unwind(AssertUnwindSafe(|| h(db, tasks))).unwrap_or_else(|_| {
+                    self.panicked(db);
+                    None
+                });
                 q = self.q.lock();
                 let again = match q.dbs.get_mut(&db) {
                     Some(dq) => {
@@ -241,6 +253,13 @@ impl Scheduler {
                 if again {
                     q.ready.push_back(db);
                     self.work.notify_one();
+                }
+                if let Some(after) = after {
+                    drop(q);
+                    if catch_unwind(AssertUnwindSafe(after)).is_err() {
+                        self.panicked(db);
+                    }
+                    q = self.q.lock();
                 }
                 continue;
             }
@@ -261,6 +280,11 @@ impl Scheduler {
         if q.workers == 0 {
             self.all_exited.notify_all();
         }
+    }
+
+    fn panicked(&self, db: u64) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(db, "panic while serving a request; answered internal error");
     }
 
     /// Stops taking requests, serves everything queued, and waits for the workers to
@@ -357,7 +381,7 @@ mod tests {
                 request_id: id,
                 ..Request::default()
             },
-            ReplyTo::new(tx.clone(), id),
+            ReplyTo::new(Arc::new(tx.clone()), id),
         )
     }
 
@@ -373,6 +397,7 @@ mod tests {
                 }
                 t.reply.ok(Vec::new());
             }
+            None
         });
         let s = Scheduler::new(cfg(Policy::Fair), handler);
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -426,6 +451,7 @@ mod tests {
             for t in tasks {
                 t.reply.ok(Vec::new());
             }
+            None
         });
         let s = Scheduler::new(cfg(Policy::Deepest), handler);
         let (tx, mut rx) = mpsc::unbounded_channel();

@@ -57,9 +57,8 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(cfg.clone(), pool));
     let weak = Arc::downgrade(&ctx);
     let handler: Arc<Handler> = Arc::new(move |db, tasks| {
-        if let Some(ctx) = weak.upgrade() {
-            cmd::serve_batch(&ctx, db, tasks);
-        }
+        let ctx = weak.upgrade()?;
+        cmd::serve_batch(&ctx, db, tasks)
     });
     let sched = Scheduler::new(
         SchedConfig {

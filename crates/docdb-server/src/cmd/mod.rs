@@ -21,6 +21,7 @@ pub mod stats;
 pub mod transaction;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
 
 use docdb_core::{Batch, Database};
@@ -31,6 +32,7 @@ use docdb_protocol::{Command, Op, Request, Status};
 use crate::context::Context;
 use crate::errors::classify;
 use crate::reply::Task;
+use crate::scheduler::AfterRelease;
 
 /// Whether a command is served from its database's queue.
 pub fn is_per_db(cmd: Command) -> bool {
@@ -72,8 +74,11 @@ pub(crate) fn maybe_inject_panic(ctx: &Context, coll: &str) {
     }
 }
 
-/// Serves a batch of one database's queued requests (called by a scheduler worker).
-pub fn serve_batch(ctx: &Context, db_id: u64, tasks: Vec<Task>) {
+/// Serves a batch of one database's queued requests (called by a scheduler worker):
+/// stages its writes and answers everything else, then returns the step that waits
+/// for the writes' group commit and answers them, which the worker runs after
+/// handing the database's queue to the next batch.
+pub fn serve_batch(ctx: &Arc<Context>, db_id: u64, tasks: Vec<Task>) -> Option<AfterRelease> {
     let db = match ctx.pool.get(db_id) {
         Ok(db) => db,
         Err(e) => {
@@ -84,7 +89,7 @@ pub fn serve_batch(ctx: &Context, db_id: u64, tasks: Vec<Task>) {
                     .record(op, Status::Error, t.enqueued.elapsed().as_secs_f64());
                 t.reply.error(&text);
             }
-            return;
+            return None;
         }
     };
     let mut batch = db.batch();
@@ -107,13 +112,33 @@ pub fn serve_batch(ctx: &Context, db_id: u64, tasks: Vec<Task>) {
             }
         }
     }
-    let flushed = batch.finish();
-    finish_deferred(ctx, &mut deferred, &flushed);
-    drop(db);
     if close_requested {
+        let flushed = batch.finish();
+        finish_deferred(ctx, &mut deferred, &flushed);
+        drop(db);
         // Only now has this worker let go of the handle, so it can be closed.
         ctx.close_requested(db_id);
+        return None;
     }
+    let unflushed = batch.detach();
+    if unflushed.is_none() && deferred.is_empty() {
+        return None;
+    }
+    let Some(unflushed) = unflushed else {
+        // A read of a written document already made them durable.
+        finish_deferred(ctx, &mut deferred, &Ok(()));
+        return None;
+    };
+    let ctx = ctx.clone();
+    // The answers go out from whichever thread drives the group commit: this worker
+    // (after the queue is handed on) if none is running, else that one.
+    Some(Box::new(move || {
+        let db2 = db.clone();
+        db2.when_flushed(unflushed, move |flushed| {
+            finish_deferred(&ctx, &mut deferred, &flushed);
+            drop(db);
+        });
+    }))
 }
 
 /// Serves one queued request; returns true if it asked to close the database.
@@ -134,9 +159,11 @@ fn serve_one(
         }
         return false;
     }
-    // Everything else runs after the writes queued before it are durable.
+    // Everything else runs after the writes staged before it (by this batch or an
+    // earlier one still waiting for its group commit) are durable.
     let flushed = batch.flush();
     finish_deferred(ctx, deferred, &flushed);
+    let flushed = flushed.and_then(|()| batch.flush_all());
     if let Err(e) = flushed {
         let (status, text) = engine_error(ctx, &e);
         task.reply.send(status, text);
