@@ -288,8 +288,7 @@ impl Client {
                 return Err(Error::Io(io::Error::new(kind, msg)));
             }
         }
-        // Drop the dead connection first (this joins its reader thread, which has
-        // already seen the stream end).
+        // Drop the dead connection first.
         *conn = None;
         match self.reconnect() {
             Ok(c) => {

@@ -1,29 +1,35 @@
 //! One multiplexed connection: many requests in flight, matched to their responses by
 //! request id.
 //!
-//! Callers encode their frame, register a one-shot channel under a fresh request id,
-//! then write the frame while holding the writer mutex (frames never interleave). A
-//! background reader thread reads response frames and hands each to the channel
-//! registered under its id. When the stream ends or breaks, the reader marks the
-//! connection dead and fails every waiting request; a dead connection never accepts a
-//! new registration, so no caller can wait forever.
+//! Callers encode their frame, register under a fresh request id, then write the frame
+//! while holding the writer mutex (frames never interleave). There is no reader
+//! thread: the callers waiting for responses take turns reading (leader/follower). The
+//! first waiter to find nobody reading becomes the reader and reads frames, handing
+//! each one to the waiter registered under its id, until its own arrives; then it
+//! passes the reading on to another waiter, if any, and returns. A caller with one
+//! request in flight thus reads its own response straight off the socket: one thread
+//! wake-up per call instead of three.
+//!
+//! When the stream ends or breaks, the reader marks the connection dead and fails every
+//! waiting request; a dead connection never accepts a new registration, so no caller
+//! can wait forever. A response the server sends with an id nobody waits for (id 0,
+//! `too many connections`, just before it closes) is kept as a note for that error.
 //!
 //! Writing to a connection the server closed fails with `EPIPE`, which Rust programs
 //! see as an error because the Rust runtime ignores `SIGPIPE`; a host program that
 //! restores the default `SIGPIPE` action would be killed instead.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader};
+use std::io::{self, Read as _};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use docdb_protocol::io::{read_frame, write_all};
+use docdb_protocol::io::write_all;
 use docdb_protocol::{decode_response, encode_request, Request, Response, MAX_FRAME};
 
 use crate::error::{text, Error, Result};
@@ -34,9 +40,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-type Reply = SyncSender<Result<Response>>;
+/// What a waiting caller is told.
+enum Msg {
+    /// Its response (or why it will never come).
+    Done(Result<Response>),
+    /// Nobody else is reading: it is the reader now.
+    Lead,
+}
 
-/// State shared by the callers and the reader thread.
+/// State shared by the callers.
 struct Shared {
     state: Mutex<State>,
     /// Set once the connection can no longer be used (mirrors `State::closed`, for a
@@ -44,8 +56,20 @@ struct Shared {
     dead: AtomicBool,
 }
 
+/// A request in flight.
+struct Waiter {
+    tx: SyncSender<Msg>,
+    /// Its caller is blocked in [`Connection::wait`] (only such a caller can be handed
+    /// the turn to read: a pipelining caller may not wait for this one for a while).
+    active: bool,
+}
+
 struct State {
-    waiting: HashMap<u64, Reply>,
+    /// Requests in flight, by request id. A caller told to lead stays here until its
+    /// own response arrives.
+    waiting: HashMap<u64, Waiter>,
+    /// A caller is reading (or has been told to).
+    reading: bool,
     /// Why the connection ended; `Some` means no new request may register.
     closed: Option<Closed>,
     /// An error the server sent with a request id no caller is waiting for (id 0:
@@ -70,46 +94,59 @@ impl Closed {
 }
 
 impl Shared {
-    /// Marks the connection dead and fails every waiting request.
-    fn close(&self, why: Closed) {
-        let (waiting, closed) = {
-            let mut st = lock(&self.state);
-            let closed = match &st.closed {
-                Some(c) => c.clone(),
-                None => {
-                    let c = match (why, &st.note) {
-                        (Closed::Io(kind, msg), Some(note)) => {
-                            Closed::Io(kind, format!("{msg}; the server said: {note}"))
-                        }
-                        (why, _) => why,
-                    };
-                    st.closed = Some(c.clone());
-                    c
-                }
-            };
-            self.dead.store(true, Ordering::Release);
-            (std::mem::take(&mut st.waiting), closed)
+    /// Marks the connection dead and fails every waiting request; returns why it
+    /// ended (with the server's last word, if it sent one).
+    fn close(&self, why: Closed) -> Closed {
+        let mut st = lock(&self.state);
+        let closed = match &st.closed {
+            Some(c) => c.clone(),
+            None => {
+                let c = match (why, &st.note) {
+                    (Closed::Io(kind, msg), Some(note)) => {
+                        Closed::Io(kind, format!("{msg}; the server said: {note}"))
+                    }
+                    (why, _) => why,
+                };
+                st.closed = Some(c.clone());
+                c
+            }
         };
-        for (_, reply) in waiting {
+        self.dead.store(true, Ordering::Release);
+        for (_, w) in st.waiting.drain() {
             // A caller that stopped waiting dropped its receiver; nothing to do.
-            let _ = reply.send(Err(closed.to_error()));
+            let _ = w.tx.try_send(Msg::Done(Err(closed.to_error())));
+        }
+        closed
+    }
+
+    /// Hands a response read by the reader to its waiter.
+    fn deliver(&self, resp: Response) {
+        let mut st = lock(&self.state);
+        match st.waiting.remove(&resp.request_id) {
+            Some(w) => {
+                let _ = w.tx.try_send(Msg::Done(Ok(resp)));
+            }
+            None => {
+                if resp.status != 0 {
+                    st.note = Some(String::from_utf8_lossy(&resp.data).into_owned());
+                }
+            }
         }
     }
 
-    fn complete(&self, resp: Response) {
-        let reply = {
-            let mut st = lock(&self.state);
-            match st.waiting.remove(&resp.request_id) {
-                Some(reply) => reply,
-                None => {
-                    if resp.status != 0 {
-                        st.note = Some(String::from_utf8_lossy(&resp.data).into_owned());
-                    }
-                    return;
-                }
+    /// The reader stops reading: tell another waiter to take over, if there is one.
+    fn pass_lead(&self, st: &mut State) {
+        st.reading = false;
+        if st.closed.is_some() {
+            return;
+        }
+        if let Some(w) = st.waiting.values().find(|w| w.active) {
+            // INVARIANT: a waiter holds at most one message besides Lead (its Done
+            // from `close`), and the channel has room for two.
+            if w.tx.try_send(Msg::Lead).is_ok() {
+                st.reading = true;
             }
-        };
-        let _ = reply.send(Ok(resp));
+        }
     }
 }
 
@@ -123,40 +160,126 @@ pub(crate) enum SendError {
     Refused(Error),
 }
 
+/// Reads whole frames, keeping a partial one across readers (a reader that gives up
+/// at its deadline leaves the bytes it read for the next).
+struct FrameReader {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// Start of unconsumed bytes in `buf`.
+    start: usize,
+}
+
+impl FrameReader {
+    /// The next frame, reading until `deadline` (forever with `None`). `Ok(None)` is a
+    /// clean end of stream between frames.
+    fn next(&mut self, deadline: Option<Instant>) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            let avail = &self.buf[self.start..];
+            if avail.len() >= 4 {
+                let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+                if len > MAX_FRAME {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "frame size exceeds maximum",
+                    ));
+                }
+                if avail.len() >= 4 + len {
+                    let frame = avail[4..4 + len].to_vec();
+                    self.start += 4 + len;
+                    if self.start == self.buf.len() {
+                        self.buf.clear();
+                        self.start = 0;
+                    }
+                    return Ok(Some(frame));
+                }
+            }
+            if self.start > 0 && self.start == self.buf.len() {
+                self.buf.clear();
+                self.start = 0;
+            } else if self.start > 64 * 1024 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(t) if !t.is_zero() => Some(t),
+                    _ => return Err(timed_out()),
+                },
+            };
+            self.stream.set_read_timeout(timeout)?;
+            let old = self.buf.len();
+            self.buf.resize(old + 64 * 1024, 0);
+            let got = self.stream.read(&mut self.buf[old..]);
+            match got {
+                Ok(n) => self.buf.truncate(old + n),
+                Err(_) => self.buf.truncate(old),
+            }
+            match got {
+                Ok(0) if old == self.start => return Ok(None),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed in the middle of a response",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(timed_out())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no response within the request timeout",
+    )
+}
+
 /// An open connection to the server.
 pub(crate) struct Connection {
-    /// The write half (a clone of the socket the reader reads). The mutex keeps
+    /// The write half (a clone of the socket the readers read). The mutex keeps
     /// frames whole.
     writer: Mutex<UnixStream>,
+    reader: Mutex<FrameReader>,
     shared: Arc<Shared>,
     next_id: AtomicU64,
-    reader: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Connection {
-    /// Connects once (no retries) and starts the reader thread. `write_timeout`
-    /// bounds how long a frame may take to hand to a server that stopped reading.
+    /// Connects once (no retries). `write_timeout` bounds how long a frame may take
+    /// to hand to a server that stopped reading.
     pub(crate) fn open(path: &Path, write_timeout: Option<Duration>) -> io::Result<Connection> {
         let stream = UnixStream::connect(path)?;
         stream.set_write_timeout(write_timeout)?;
         let read_half = stream.try_clone()?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                waiting: HashMap::new(),
-                closed: None,
-                note: None,
-            }),
-            dead: AtomicBool::new(false),
-        });
-        let reader_shared = shared.clone();
-        let reader = std::thread::Builder::new()
-            .name("docdb-client-reader".into())
-            .spawn(move || read_loop(read_half, &reader_shared))?;
         Ok(Connection {
             writer: Mutex::new(stream),
-            shared,
+            reader: Mutex::new(FrameReader {
+                stream: read_half,
+                buf: Vec::with_capacity(64 * 1024),
+                start: 0,
+            }),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    waiting: HashMap::new(),
+                    reading: false,
+                    closed: None,
+                    note: None,
+                }),
+                dead: AtomicBool::new(false),
+            }),
             next_id: AtomicU64::new(1),
-            reader: Mutex::new(Some(reader)),
         })
     }
 
@@ -179,54 +302,132 @@ impl Connection {
                 text::FRAME_TOO_LARGE.into(),
             )));
         }
-        let (tx, rx) = mpsc::sync_channel(1);
+        let (tx, rx) = mpsc::sync_channel(2);
         {
             let mut st = lock(&self.shared.state);
             if let Some(closed) = &st.closed {
                 return Err(SendError::NotSent(closed.to_error()));
             }
-            st.waiting.insert(req.request_id, tx);
+            st.waiting
+                .insert(req.request_id, Waiter { tx, active: false });
         }
+        let ticket = Ticket {
+            id: req.request_id,
+            rx,
+            shared: self.shared.clone(),
+            settled: false,
+        };
         let written = {
             let mut w = lock(&self.writer);
             write_all(&mut *w, &buf)
         };
         if let Err(e) = written {
-            lock(&self.shared.state).waiting.remove(&req.request_id);
             // IMPORTANT: part of the frame may have been written; nothing more can go
-            // on this stream. Shutting it down also wakes the reader, which fails the
-            // other requests in flight.
+            // on this stream. Shutting it down also ends any read in progress, and
+            // closing fails the other requests in flight.
             self.shutdown();
-            self.shared
+            let _ = self
+                .shared
                 .close(Closed::Io(e.kind(), format!("connection lost: {e}")));
             return Err(SendError::NotSent(Error::Io(e)));
         }
-        Ok(Ticket {
-            id: req.request_id,
-            rx,
-        })
+        Ok(ticket)
     }
 
-    /// Waits for the response of a sent request.
-    pub(crate) fn wait(&self, ticket: Ticket, timeout: Option<Duration>) -> Result<Response> {
-        let got = match timeout {
-            None => ticket.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(t) => ticket.rx.recv_timeout(t),
-        };
-        match got {
-            Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => {
-                lock(&self.shared.state).waiting.remove(&ticket.id);
-                Err(Error::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no response within the request timeout",
-                )))
+    /// Waits for the response of a sent request, reading it (and others') off the
+    /// socket when nobody else is.
+    pub(crate) fn wait(&self, mut ticket: Ticket, timeout: Option<Duration>) -> Result<Response> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut lead = false;
+        {
+            let mut st = lock(&self.shared.state);
+            // Every message is sent under this lock: what arrived is in the channel.
+            match ticket.rx.try_recv() {
+                Ok(Msg::Done(r)) => {
+                    ticket.settled = true;
+                    return r;
+                }
+                Ok(Msg::Lead) => lead = true,
+                Err(_) => {}
             }
-            // The reader always answers before dropping a sender; this is defensive.
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Io(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "connection closed before the response arrived",
-            ))),
+            if !lead {
+                if let Some(w) = st.waiting.get_mut(&ticket.id) {
+                    w.active = true;
+                }
+                if !st.reading && st.closed.is_none() {
+                    st.reading = true;
+                    lead = true;
+                }
+            }
+        }
+        loop {
+            if lead {
+                let r = self.read_until(ticket.id, deadline);
+                ticket.settled = true;
+                let mut st = lock(&self.shared.state);
+                st.waiting.remove(&ticket.id);
+                self.shared.pass_lead(&mut st);
+                return r;
+            }
+            let got = match deadline {
+                None => ticket.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(d) => ticket
+                    .rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now())),
+            };
+            match got {
+                Ok(Msg::Done(r)) => {
+                    ticket.settled = true;
+                    return r;
+                }
+                Ok(Msg::Lead) => lead = true,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Dropping the ticket unregisters it (passing on a Lead that may
+                    // have just arrived) unless its response made it in time.
+                    return match ticket.settle() {
+                        Some(r) => r,
+                        None => Err(Error::Io(timed_out())),
+                    };
+                }
+                // Every sender is dropped only after answering; this is defensive.
+                Err(RecvTimeoutError::Disconnected) => {
+                    ticket.settled = true;
+                    return Err(Error::Io(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "connection closed before the response arrived",
+                    )));
+                }
+            }
+        }
+    }
+
+    /// As the reader: reads frames, delivering other callers' responses, until the
+    /// one for `id` arrives (or the deadline passes, or the connection ends).
+    fn read_until(&self, id: u64, deadline: Option<Instant>) -> Result<Response> {
+        let mut rd = lock(&self.reader);
+        loop {
+            let why = match rd.next(deadline) {
+                Ok(Some(frame)) => match decode_response(&frame) {
+                    Ok(resp) if resp.request_id == id => return Ok(resp),
+                    Ok(resp) => {
+                        self.shared.deliver(resp);
+                        continue;
+                    }
+                    Err(e) => Closed::Protocol(format!("malformed response: {e}")),
+                },
+                Ok(None) => Closed::Io(
+                    io::ErrorKind::ConnectionAborted,
+                    "connection closed by the server".into(),
+                ),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Error::Io(e)),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    Closed::Protocol(format!("malformed response: {e}"))
+                }
+                Err(e) => Closed::Io(e.kind(), format!("connection lost: {e}")),
+            };
+            // After a malformed reply the stream cannot be trusted: drop it.
+            let _ = rd.stream.shutdown(Shutdown::Both);
+            return Err(self.shared.close(why).to_error());
         }
     }
 
@@ -237,43 +438,41 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // Wakes the reader (its read returns end of stream) and lets it exit.
         self.shutdown();
-        if let Some(reader) = lock(&self.reader).take() {
-            let _ = reader.join();
+    }
+}
+
+/// A request in flight: its id and the channel its response (or the turn to read)
+/// arrives on. Dropped unsettled, it unregisters and passes on a turn to read.
+pub(crate) struct Ticket {
+    id: u64,
+    rx: Receiver<Msg>,
+    shared: Arc<Shared>,
+    settled: bool,
+}
+
+impl Ticket {
+    /// Unregisters; returns the response if it arrived meanwhile. A turn to read that
+    /// was handed to this ticket goes to another waiter.
+    fn settle(&mut self) -> Option<Result<Response>> {
+        self.settled = true;
+        let mut st = lock(&self.shared.state);
+        st.waiting.remove(&self.id);
+        let mut out = None;
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::Done(r)) => out = Some(r),
+                Ok(Msg::Lead) => self.shared.pass_lead(&mut st),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return out,
+            }
         }
     }
 }
 
-/// A request in flight: its id and the channel its response arrives on.
-pub(crate) struct Ticket {
-    id: u64,
-    rx: Receiver<Result<Response>>,
-}
-
-/// The reader thread: frames in, responses out to their waiters, until the stream
-/// ends.
-fn read_loop(stream: UnixStream, shared: &Shared) {
-    let mut rd = BufReader::with_capacity(64 * 1024, &stream);
-    let why = loop {
-        match read_frame(&mut rd) {
-            Ok(Some(frame)) => match decode_response(&frame) {
-                Ok(resp) => shared.complete(resp),
-                Err(e) => break Closed::Protocol(format!("malformed response: {e}")),
-            },
-            Ok(None) => {
-                break Closed::Io(
-                    io::ErrorKind::ConnectionAborted,
-                    "connection closed by the server".into(),
-                )
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                break Closed::Protocol(format!("malformed response: {e}"))
-            }
-            Err(e) => break Closed::Io(e.kind(), format!("connection lost: {e}")),
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = self.settle();
         }
-    };
-    // After a malformed reply the stream cannot be trusted: drop it.
-    let _ = stream.shutdown(Shutdown::Both);
-    shared.close(why);
+    }
 }

@@ -52,8 +52,8 @@
 //! # Layout
 //! - [`client`]: [`Client`], its options, reconnecting, [`Pending`] requests, the
 //!   server-wide commands (stats, list_dbs, metrics, scheduler_stats).
-//! - `connection`: one multiplexed connection — writer mutex, reader thread, requests
-//!   matched by id.
+//! - `connection`: one multiplexed connection — writer mutex, callers taking turns
+//!   to read (no reader thread), requests matched by id.
 //! - [`database`]: [`Database`] and [`Collection`] — documents, collections, healing.
 //! - [`batch`]: [`Batch`], Execute and Transaction replies.
 //! - [`scan`]: the paging [`Scan`] iterator.

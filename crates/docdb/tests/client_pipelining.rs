@@ -97,3 +97,68 @@ fn a_pool_spreads_requests_over_several_connections() {
     assert_eq!(open_connections, 4.0, "one per pooled connection");
     assert_eq!(client.stats().unwrap().active_dbs, 1);
 }
+
+#[test]
+fn responses_are_waited_for_in_any_order_and_dropped_requests_do_not_stall_others() {
+    // Callers take turns reading the connection: a request nobody waits for yet, or
+    // one whose caller gave up on it, must never hold the others' responses.
+    let server = Server::start(&[]);
+    let client = Client::connect(&server.socket).unwrap();
+    let db = client.open_db("order").unwrap();
+    let pending: Vec<_> = (0..50u64)
+        .map(|id| {
+            db.submit(&Batch::new().create_json(id, &json!({"id": id})))
+                .unwrap()
+        })
+        .collect();
+    // Newest first: the first wait reads the other 49 responses for their owners.
+    for p in pending.into_iter().rev() {
+        assert!(p.wait().unwrap()[0].is_ok());
+    }
+    // Half of these are dropped unwaited while another thread waits for the rest.
+    let mut pending: Vec<_> = (0..50u64)
+        .map(|id| db.submit(&Batch::new().read(id)).unwrap())
+        .collect();
+    let kept: Vec<_> = pending.drain(..25).collect();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for p in kept {
+                assert!(p.wait().unwrap()[0].is_ok());
+            }
+        });
+        drop(pending);
+    });
+    // The connection is still in order for a plain call.
+    assert_eq!(db.read_json::<Value>(7).unwrap(), json!({"id": 7}));
+}
+
+#[test]
+fn a_request_timeout_fails_that_call_and_the_connection_stays_usable() {
+    let server = Server::start(&[]);
+    let opts = docdb_client::ClientOptions::new()
+        .request_timeout(Some(std::time::Duration::from_millis(200)));
+    let client = Client::with_options(&server.socket, opts).unwrap();
+    let db = client.open_db("timeout").unwrap();
+    db.create_json(1, &json!({"a": 1})).unwrap();
+    // Stop the server from answering (SIGSTOP), so the next call times out.
+    let pid: libc::pid_t = server.pid();
+    // SAFETY: signals to the server process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // The stop takes effect asynchronously; wait until the kernel reports it.
+    let stat = format!("/proc/{pid}/stat");
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&stat).unwrap().contains(") T ") {
+        assert!(Instant::now() < deadline, "the server never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let t = Instant::now();
+    let e = db.read(1).unwrap_err();
+    assert!(e.is_io(), "{e}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // The late response is discarded; the next call gets its own.
+    assert_eq!(db.read_json::<Value>(1).unwrap(), json!({"a": 1}));
+    db.create_json(2, &json!({"a": 2})).unwrap();
+    assert_eq!(db.read_json::<Value>(2).unwrap(), json!({"a": 2}));
+}
