@@ -9,22 +9,39 @@ use docdb_core::FsyncMode;
 
 use crate::workload::Mix;
 
-/// DocDB's load tester.
+/// DocDB's load tester: the original's multi-database CRUD mix (and a few focused
+/// scenarios) against the server over its socket, the engine in-process and SQLite.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "docdb-bench", version, about)]
+#[command(
+    name = "docdb-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub args: BenchArgs,
+}
+
+impl Cli {
+    /// The flags of this invocation, with or without the `engine` subcommand.
+    pub fn bench_args(&self) -> &BenchArgs {
+        match &self.command {
+            Some(Command::Engine(a)) => a,
+            None => &self.args,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Drive the storage engine in-process (and SQLite as a baseline) with no server
-    /// in between.
-    Engine(EngineArgs),
+    /// The same as no subcommand (the name earlier reports' commands use).
+    Engine(BenchArgs),
 }
 
-/// What `docdb-bench engine` measures.
+/// What `docdb-bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scenario {
@@ -55,6 +72,9 @@ impl Scenario {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
+    /// The server over its Unix socket through the Rust client, one connection per
+    /// worker: a running one (`--socket`) or one started for the run (`--server-bin`).
+    Docdb,
     /// `docdb-core` in this process: one `Database` per database, shared by its workers.
     Embedded,
     /// SQLite (bundled): one file per database, WAL journal, `synchronous=FULL`, one
@@ -65,6 +85,7 @@ pub enum TargetKind {
 impl TargetKind {
     pub fn name(self) -> &'static str {
         match self {
+            TargetKind::Docdb => "docdb",
             TargetKind::Embedded => "embedded",
             TargetKind::Sqlite => "sqlite",
         }
@@ -101,21 +122,53 @@ pub struct CommonArgs {
     pub quiet: bool,
 }
 
-/// `docdb-bench engine`.
+/// Every flag of a run.
 #[derive(Debug, Clone, Args)]
-pub struct EngineArgs {
+pub struct BenchArgs {
     /// Which workload to run.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value = "mix")]
     pub scenario: Scenario,
 
-    /// Targets to run, one after the other (comma-separated or repeated).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "embedded")]
-    pub target: Vec<TargetKind>,
+    /// Targets to run, one after the other (comma-separated or repeated) [default:
+    /// docdb; embedded for `replay`].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub target: Option<Vec<TargetKind>>,
 
-    /// Run the embedded engine and SQLite back to back with the same seed and print
-    /// the ratio (overrides `--target`).
+    /// Run these targets back to back with the same seed and print each one's ratio
+    /// to SQLite (overrides `--target`; alone: `docdb,sqlite`).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        num_args = 0..=1,
+        default_missing_value = "docdb,sqlite"
+    )]
+    pub compare: Option<Vec<TargetKind>>,
+
+    /// `docdb` target: use the server listening on this socket instead of starting
+    /// one (its databases are named `bench-<time>-<pid>-<run>-db<i>` and left there).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// `docdb` target: the `docdb` binary to start [default: $DOCDB_BIN, else the
+    /// one next to docdb-bench, else `docdb` on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+
+    /// `docdb` target: scheduler policy of the started server [default: the
+    /// server's].
+    #[arg(long, value_parser = ["fair", "deepest", "round_robin"])]
+    pub policy: Option<String>,
+
+    /// `docdb` target: scheduler workers of the started server [default: the
+    /// server's].
     #[arg(long)]
-    pub compare: bool,
+    pub server_workers: Option<usize>,
+
+    /// `mix` skew: database 0 gets this share of all `--dbs` × `--workers-per-db`
+    /// workers, the others split the rest (at least one each).
+    #[arg(long, value_name = "SHARE")]
+    pub hot_db_share: Option<f64>,
 
     /// Worker threads of `creates` (default 32), `reads` (default 2) and the writers
     /// that fill the WAL in `replay` (default 4). `mix` uses `--dbs` × `--workers-per-db`.
@@ -156,15 +209,16 @@ pub struct EngineArgs {
     #[arg(long)]
     pub drop_caches: bool,
 
-    /// Fsync mode of the embedded engine (`replay` always uses `none`).
+    /// Fsync mode of the engine and the server (`replay` always uses `none`).
     #[arg(long, default_value = "group", value_parser = parse_fsync_mode)]
     pub fsync_mode: FsyncMode,
 
-    /// Per-database memory limit of the embedded engine, MiB. The default is
-    /// effectively unlimited so a long `creates` run never hits `memory limit exceeded`.
+    /// Per-database memory limit of the engine (for a started server: its global and
+    /// per-database limits), MiB. The default is effectively unlimited so a long run
+    /// never hits `memory limit exceeded`.
     #[arg(long, default_value_t = 1 << 20)]
     pub memory_per_db_mb: u64,
-    /// Engine read cache per database, MiB (0 = off) [default: the engine's].
+    /// Read cache per database, MiB (0 = off) [default: the engine's or server's].
     #[arg(long)]
     pub cache_mb: Option<u64>,
 
@@ -176,14 +230,20 @@ fn parse_fsync_mode(s: &str) -> Result<FsyncMode, String> {
     s.parse()
 }
 
-impl EngineArgs {
+impl BenchArgs {
     /// The targets this invocation runs, in order.
     pub fn targets(&self) -> Vec<TargetKind> {
-        if self.compare {
-            return vec![TargetKind::Embedded, TargetKind::Sqlite];
-        }
+        let default = match self.scenario {
+            Scenario::Replay => vec![TargetKind::Embedded],
+            _ => vec![TargetKind::Docdb],
+        };
         let mut out: Vec<TargetKind> = Vec::new();
-        for t in &self.target {
+        for t in self
+            .compare
+            .as_ref()
+            .or(self.target.as_ref())
+            .unwrap_or(&default)
+        {
             if !out.contains(t) {
                 out.push(*t);
             }

@@ -1,14 +1,15 @@
 //! `docdb-bench`: DocDB's load tester.
 //!
-//! It drives a workload against one or more *targets* — today the storage engine
-//! in-process (`embedded`) and SQLite as the baseline; later the server over its
-//! socket — measures throughput and HDR latency percentiles, validates what it reads,
-//! and reports in Markdown and JSON.
+//! It drives a workload against one or more *targets* — the server over its socket
+//! (`docdb`), the storage engine in-process (`embedded`) and SQLite as the baseline —
+//! measures throughput and HDR latency percentiles, validates what it reads, and
+//! reports in Markdown and JSON.
 //!
 //! ```text
-//! docdb-bench engine --scenario creates --compare
-//! docdb-bench engine --scenario mix --dbs 3 --workers-per-db 10 --json mix.json
-//! docdb-bench engine --scenario replay --wal-mb 1024
+//! docdb-bench --dbs 3 --workers-per-db 10 --compare docdb,embedded,sqlite
+//! docdb-bench --dbs 3 --workers-per-db 10 --hot-db-share 0.9 --policy deepest
+//! docdb-bench --scenario creates --compare embedded,sqlite
+//! docdb-bench --scenario replay --target embedded --wal-mb 1024
 //! ```
 //!
 //! # Layout
@@ -16,7 +17,8 @@
 //! - [`scenario`]: `creates`, `reads`, `mix`, `replay`, one file each, and the run
 //!   directory, engine configuration and preloading they share.
 //! - [`target`]: the [`Target`](target::Target) trait (one database) with per-worker
-//!   [`Session`](target::Session)s; `embedded.rs` and `sqlite.rs`.
+//!   [`Session`](target::Session)s; `docdb.rs` (the server, started or running),
+//!   `embedded.rs` and `sqlite.rs`.
 //! - [`workload`]: operation kinds, the CRUD mix, seeded randomness, document bodies.
 //! - [`runner`]: worker threads, common start, deadline, per-worker recorders.
 //! - [`report`]: percentiles, tables, Markdown and JSON. [`meta`]: date, nproc, git.
@@ -31,12 +33,10 @@ pub mod scenario;
 pub mod target;
 pub mod workload;
 
-pub use cli::{Cli, Command, EngineArgs, Scenario, TargetKind};
+pub use cli::{BenchArgs, Cli, Command, Scenario, TargetKind};
 pub use report::Report;
 
 /// Runs one invocation: the measurements, and the `--markdown`/`--json` files.
 pub fn run(cli: &Cli) -> anyhow::Result<Report> {
-    match &cli.command {
-        Command::Engine(args) => scenario::run_engine(args),
-    }
+    scenario::run(cli.bench_args())
 }

@@ -56,10 +56,12 @@ pub struct OpStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct DbStats {
     pub db: usize,
+    /// Workers that used this database.
+    pub workers: usize,
     pub ops: u64,
     pub ops_per_sec: f64,
     pub latency: Option<Latency>,
-    /// Embedded target only.
+    /// Engine figures (not for SQLite).
     pub engine: Option<EngineStats>,
 }
 
@@ -106,6 +108,9 @@ pub struct RunResult {
     /// The first few validation failures, described.
     pub failure_examples: Vec<String>,
     pub replay: Option<ReplayStats>,
+    /// Resident memory of a server the run started, at the end and at its peak, MiB.
+    pub server_rss_mib: Option<f64>,
+    pub server_peak_rss_mib: Option<f64>,
     pub notes: Vec<String>,
 }
 
@@ -142,6 +147,8 @@ impl RunResult {
             validation_failures: 0,
             failure_examples: Vec::new(),
             replay: None,
+            server_rss_mib: None,
+            server_peak_rss_mib: None,
             notes: Vec::new(),
         }
     }
@@ -190,6 +197,7 @@ impl RunResult {
             let h = merged(mine.iter().flat_map(|w| w.latency.iter()))?;
             self.per_db.push(DbStats {
                 db,
+                workers: mine.len(),
                 ops: h.len(),
                 ops_per_sec: rate(h.len(), secs),
                 latency: Latency::from_ns(&h),
@@ -215,16 +223,21 @@ impl RunResult {
     }
 }
 
-/// Embedded vs SQLite on one scenario.
+/// One target vs SQLite on one scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub scenario: Scenario,
-    pub embedded_ops_per_sec: f64,
+    pub target: TargetKind,
+    pub target_ops_per_sec: f64,
     pub sqlite_ops_per_sec: f64,
-    /// embedded / sqlite throughput.
+    /// target / sqlite throughput.
     pub throughput_ratio: f64,
-    pub embedded_p99_us: Option<f64>,
+    pub target_p99_us: Option<f64>,
     pub sqlite_p99_us: Option<f64>,
+    pub target_p999_us: Option<f64>,
+    pub sqlite_p999_us: Option<f64>,
+    pub target_max_us: Option<f64>,
+    pub sqlite_max_us: Option<f64>,
 }
 
 /// Everything one invocation measured.
@@ -244,14 +257,10 @@ impl Report {
         }
     }
 
-    /// Adds the embedded/SQLite ratio of every scenario that ran against both.
+    /// Adds each target's ratio to SQLite on every scenario SQLite ran too.
     pub fn compare(&mut self) {
         self.comparisons.clear();
-        for e in self
-            .runs
-            .iter()
-            .filter(|r| r.target == TargetKind::Embedded)
-        {
+        for e in self.runs.iter().filter(|r| r.target != TargetKind::Sqlite) {
             let Some(s) = self
                 .runs
                 .iter()
@@ -259,17 +268,23 @@ impl Report {
             else {
                 continue;
             };
+            let (el, sl) = (e.latency.as_ref(), s.latency.as_ref());
             self.comparisons.push(Comparison {
                 scenario: e.scenario,
-                embedded_ops_per_sec: e.ops_per_sec,
+                target: e.target,
+                target_ops_per_sec: e.ops_per_sec,
                 sqlite_ops_per_sec: s.ops_per_sec,
                 throughput_ratio: if s.ops_per_sec > 0.0 {
                     e.ops_per_sec / s.ops_per_sec
                 } else {
                     f64::INFINITY
                 },
-                embedded_p99_us: e.latency.as_ref().map(|l| l.p99_us),
-                sqlite_p99_us: s.latency.as_ref().map(|l| l.p99_us),
+                target_p99_us: el.map(|l| l.p99_us),
+                sqlite_p99_us: sl.map(|l| l.p99_us),
+                target_p999_us: el.map(|l| l.p999_us),
+                sqlite_p999_us: sl.map(|l| l.p999_us),
+                target_max_us: el.map(|l| l.max_us),
+                sqlite_max_us: sl.map(|l| l.max_us),
             });
         }
     }
@@ -303,7 +318,7 @@ impl Report {
             v.dedup();
             v
         };
-        let _ = writeln!(md, "## docdb-bench engine: {}\n", scenarios.join(", "));
+        let _ = writeln!(md, "## docdb-bench: {}\n", scenarios.join(", "));
         let _ = writeln!(md, "- command: `{}`", m.command_line);
         let _ = writeln!(
             md,
@@ -317,22 +332,27 @@ impl Report {
             render_run(&mut md, r);
         }
         if !self.comparisons.is_empty() {
-            let _ = writeln!(md, "\n### embedded vs sqlite\n");
+            let _ = writeln!(md, "\n### vs sqlite (same run, same seed)\n");
             let _ = writeln!(
                 md,
-                "| scenario | embedded ops/s | sqlite ops/s | ratio | embedded p99 µs | sqlite p99 µs |"
+                "| scenario | target | ops/s | sqlite ops/s | ratio | p99 µs | p99.9 µs | max µs | sqlite p99 / p99.9 / max µs |"
             );
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---|");
             for c in &self.comparisons {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | **{:.2}×** | {} | {} |",
+                    "| {} | {} | {} | {} | **{:.2}×** | {} | {} | {} | {} / {} / {} |",
                     c.scenario.name(),
-                    thousands(c.embedded_ops_per_sec),
+                    c.target.name(),
+                    thousands(c.target_ops_per_sec),
                     thousands(c.sqlite_ops_per_sec),
                     c.throughput_ratio,
-                    opt_us(c.embedded_p99_us),
+                    opt_us(c.target_p99_us),
+                    opt_us(c.target_p999_us),
+                    opt_us(c.target_max_us),
                     opt_us(c.sqlite_p99_us),
+                    opt_us(c.sqlite_p999_us),
+                    opt_us(c.sqlite_max_us),
                 );
             }
         }
@@ -429,31 +449,22 @@ fn render_run(md: &mut String, r: &RunResult) {
             latency_row(md, "**all**", r.ops, r.ops_per_sec, r.latency.as_ref());
         }
         if r.per_db.len() > 1 {
-            let _ = writeln!(md, "\n| db | ops | ops/s | p50 µs | p99 µs | avg batch |");
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
-            for d in &r.per_db {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    d.db,
-                    thousands(d.ops as f64),
-                    thousands(d.ops_per_sec),
-                    opt_us(d.latency.as_ref().map(|l| l.p50_us)),
-                    opt_us(d.latency.as_ref().map(|l| l.p99_us)),
-                    d.engine.as_ref().map_or_else(
-                        || "–".into(),
-                        |e| format!("{:.2}", e.group_commit.avg_batch_size)
-                    ),
-                );
-            }
+            render_per_db(md, r);
         }
         md.push('\n');
-        for d in &r.per_db {
+        if let (Some(rss), Some(peak)) = (r.server_rss_mib, r.server_peak_rss_mib) {
+            let _ = writeln!(
+                md,
+                "- server RSS at the end {rss:.1} MiB, peak {peak:.1} MiB"
+            );
+        }
+        // Per-database engine lines only while they stay readable.
+        for d in r.per_db.iter().take(MAX_DB_LINES) {
             if let Some(e) = &d.engine {
                 let g = &e.group_commit;
                 let _ = writeln!(
                     md,
-                    "- db {} group commit: avg batch **{:.2}**, max batch {}, {} batches / {} records, avg batch latency {} µs (max {} µs); WAL on disk {:.1} MiB",
+                    "- db {} group commit: avg batch **{:.2}**, max batch {}, {} batches / {} records, avg batch latency {} µs (max {} µs); WAL on disk {:.1} MiB{}",
                     d.db,
                     g.avg_batch_size,
                     g.max_batch_size,
@@ -462,6 +473,14 @@ fn render_run(md: &mut String, r: &RunResult) {
                     us(g.avg_batch_latency_ns as f64 / 1000.0),
                     us(g.max_batch_latency_ns as f64 / 1000.0),
                     e.wal_bytes as f64 / (1024.0 * 1024.0),
+                    if e.wal_growth_bytes > 0 {
+                        format!(
+                            ", grew {:.1} MiB in the timed phase",
+                            e.wal_growth_bytes as f64 / (1024.0 * 1024.0)
+                        )
+                    } else {
+                        String::new()
+                    },
                 );
             }
         }
@@ -485,6 +504,53 @@ fn render_run(md: &mut String, r: &RunResult) {
     }
     for n in &r.notes {
         let _ = writeln!(md, "- note: {n}");
+    }
+}
+
+/// Databases listed one per row; beyond this, the table shows the spread.
+const MAX_DB_LINES: usize = 12;
+
+/// The per-database table: every database when there are few, else the spread
+/// (the best, median and worst p99) so 200 databases stay one screen.
+fn render_per_db(md: &mut String, r: &RunResult) {
+    let _ = writeln!(
+        md,
+        "\n| db | workers | ops | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | avg batch |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let row = |md: &mut String, label: String, d: &DbStats| {
+        let l = d.latency.as_ref();
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            d.workers,
+            thousands(d.ops as f64),
+            thousands(d.ops_per_sec),
+            opt_us(l.map(|l| l.p50_us)),
+            opt_us(l.map(|l| l.p99_us)),
+            opt_us(l.map(|l| l.p999_us)),
+            opt_us(l.map(|l| l.max_us)),
+            d.engine.as_ref().map_or_else(
+                || "–".into(),
+                |e| format!("{:.2}", e.group_commit.avg_batch_size)
+            ),
+        );
+    };
+    if r.per_db.len() <= MAX_DB_LINES {
+        for d in &r.per_db {
+            row(md, d.db.to_string(), d);
+        }
+        return;
+    }
+    let mut by_p99: Vec<&DbStats> = r.per_db.iter().collect();
+    by_p99.sort_by(|a, b| {
+        let p = |d: &DbStats| d.latency.as_ref().map_or(f64::MAX, |l| l.p99_us);
+        p(a).total_cmp(&p(b))
+    });
+    let n = by_p99.len();
+    for (what, i) in [("best p99", 0), ("median p99", n / 2), ("worst p99", n - 1)] {
+        let d = by_p99[i];
+        row(md, format!("{} ({what} of {n})", d.db), d);
     }
 }
 

@@ -7,13 +7,14 @@ use crate::report::RunResult;
 use crate::runner::{run_timed, Worker};
 use crate::workload::Op;
 
-use super::{open_target, Ctx};
+use super::Ctx;
 
 pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     let threads = ctx.args.threads_or(32).max(1);
     let duration = ctx.duration()?;
     let dir = ctx.run_dir(Scenario::Creates, kind)?;
-    let target = open_target(ctx, kind, &dir.path, 0)?;
+    let backend = ctx.backend(kind, &dir.path, 1)?;
+    let target = backend.open(&dir.path, 0)?;
     let gen = ctx.docs();
     let mut result = ctx.base_result(Scenario::Creates, kind);
     result.set("threads", threads).set("dbs", 1);
@@ -43,6 +44,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     let engine = target.engine_stats();
     let live = target.count()?;
     target.close()?;
+    ctx.finish(backend, &mut result)?;
     result.absorb(&timed, vec![engine])?;
     // Every acknowledged create must be there, and nothing else.
     if live != result.ops {

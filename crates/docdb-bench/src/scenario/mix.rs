@@ -14,7 +14,7 @@ use crate::runner::{run_timed, Recorder, Worker};
 use crate::target::{OpError, Session, Target};
 use crate::workload::{DocGen, Mix, Op, Rng};
 
-use super::{open_target, Ctx};
+use super::Ctx;
 
 /// One worker: its session and what it knows the database holds for its ids.
 struct MixWorker {
@@ -174,9 +174,37 @@ fn describe(body: &[u8]) -> String {
     )
 }
 
+/// Workers of each database: `per_db` each, or with a hot share, `share` of them all
+/// on database 0 and the rest spread over the others (at least one each).
+pub fn layout(dbs: usize, per_db: usize, hot_share: Option<f64>) -> anyhow::Result<Vec<usize>> {
+    let (dbs, per_db) = (dbs.max(1), per_db.max(1));
+    let Some(share) = hot_share else {
+        return Ok(vec![per_db; dbs]);
+    };
+    anyhow::ensure!(
+        share > 0.0 && share < 1.0,
+        "--hot-db-share must be between 0 and 1 (exclusive), got {share}"
+    );
+    anyhow::ensure!(
+        dbs >= 2,
+        "--hot-db-share needs at least 2 databases (--dbs)"
+    );
+    let total = dbs * per_db;
+    anyhow::ensure!(
+        total > dbs,
+        "--hot-db-share needs more workers than databases (--workers-per-db > 1)"
+    );
+    let hot = ((share * total as f64).round() as usize).clamp(1, total - (dbs - 1));
+    let (rest, others) = (total - hot, dbs - 1);
+    let mut out = vec![hot];
+    out.extend((0..others).map(|i| rest / others + usize::from(i < rest % others)));
+    Ok(out)
+}
+
 pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     let a = ctx.args;
-    let (dbs, per_db) = (a.dbs.max(1), a.workers_per_db.max(1));
+    let per_db_workers = layout(a.dbs, a.workers_per_db, a.hot_db_share)?;
+    let dbs = per_db_workers.len();
     let preload = a.preload_or(10_000);
     let duration = ctx.duration()?;
     let dir = ctx.run_dir(Scenario::Mix, kind)?;
@@ -184,15 +212,26 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     let mut result = ctx.base_result(Scenario::Mix, kind);
     result
         .set("dbs", dbs)
-        .set("workers_per_db", per_db)
+        .set("workers_per_db", a.workers_per_db.max(1))
         .set("mix_read_create_update_delete", a.mix)
         .set("preload_per_db", preload);
+    if let Some(share) = a.hot_db_share {
+        result.set("hot_db_share", share).set(
+            "workers_by_db",
+            per_db_workers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("/"),
+        );
+    }
     let label = format!("mix/{}", kind.name());
 
+    let backend = ctx.backend(kind, &dir.path, dbs)?;
     let mut targets: Vec<Box<dyn Target>> = Vec::with_capacity(dbs);
-    let mut workers: Vec<MixWorker> = Vec::with_capacity(dbs * per_db);
-    for db in 0..dbs {
-        let target = open_target(ctx, kind, &dir.path, db)?;
+    let mut workers: Vec<MixWorker> = Vec::with_capacity(per_db_workers.iter().sum());
+    for (db, &per_db) in per_db_workers.iter().enumerate() {
+        let target = backend.open(&dir.path, db)?;
         ctx.preload(&*target, &format!("{label} preload db{db}"), preload)?;
         let n = per_db as u64;
         for w in 0..n {
@@ -215,6 +254,10 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
         targets.push(target);
     }
 
+    let wal_before: Vec<u64> = targets
+        .iter()
+        .map(|t| t.engine_stats().map_or(0, |e| e.wal_bytes))
+        .collect();
     let mix = a.mix;
     let timed_workers = workers
         .iter_mut()
@@ -257,6 +300,11 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
 
     let engine: Vec<_> = targets.iter().map(|t| t.engine_stats()).collect();
     result.absorb(&timed, engine)?;
+    for (d, before) in result.per_db.iter_mut().zip(wal_before) {
+        if let Some(e) = &mut d.engine {
+            e.wal_growth_bytes = e.wal_bytes.saturating_sub(before);
+        }
+    }
     for w in &checked.workers {
         result.validation_failures += w.validation_failures;
         result
@@ -293,5 +341,23 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     for t in targets {
         t.close()?;
     }
+    ctx.finish(backend, &mut result)?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layout;
+
+    #[test]
+    fn hot_share_puts_most_workers_on_database_zero() {
+        assert_eq!(layout(3, 10, None).unwrap(), vec![10, 10, 10]);
+        assert_eq!(layout(3, 10, Some(0.9)).unwrap(), vec![27, 2, 1]);
+        assert_eq!(layout(2, 2, Some(0.99)).unwrap(), vec![3, 1]);
+        // Every database keeps at least one worker.
+        assert_eq!(layout(5, 2, Some(0.95)).unwrap(), vec![6, 1, 1, 1, 1]);
+        assert!(layout(1, 10, Some(0.9)).is_err());
+        assert!(layout(3, 10, Some(1.0)).is_err());
+        assert!(layout(3, 1, Some(0.5)).is_err());
+    }
 }

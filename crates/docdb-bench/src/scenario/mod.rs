@@ -1,5 +1,5 @@
-//! The scenarios of `docdb-bench engine`, one file each, and what they share: the
-//! directory each run gets, the engine configuration, preloading.
+//! The scenarios of `docdb-bench`, one file each, and what they share: the directory
+//! each run gets, the engine and server configuration, preloading.
 
 mod creates;
 mod mix;
@@ -12,16 +12,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use docdb_core::Config;
 
-use crate::cli::{EngineArgs, Scenario, TargetKind};
+use crate::cli::{BenchArgs, Scenario, TargetKind};
 use crate::meta::Meta;
 use crate::progress::Progress;
 use crate::report::{Report, RunResult};
-use crate::target::{Target, TargetOptions};
+use crate::target::{find_server_bin, Backend, DocdbServer, ServerSpec, Target};
 use crate::workload::DocGen;
 
 /// What every scenario needs.
 pub struct Ctx<'a> {
-    pub args: &'a EngineArgs,
+    pub args: &'a BenchArgs,
     pub progress: Progress,
     root: PathBuf,
 }
@@ -80,10 +80,29 @@ impl Ctx<'_> {
         c
     }
 
-    pub fn target_options(&self) -> TargetOptions {
-        TargetOptions {
-            config: self.engine_config(),
-        }
+    /// What opens the databases of one run of `kind` in `dir`: for the server, a
+    /// server started on `dir` (or the one at `--socket`) for `dbs` databases.
+    pub fn backend(&self, kind: TargetKind, dir: &Path, dbs: usize) -> anyhow::Result<Backend> {
+        let a = self.args;
+        Ok(match kind {
+            TargetKind::Embedded => Backend::Embedded(self.engine_config()),
+            TargetKind::Sqlite => Backend::Sqlite,
+            TargetKind::Docdb => Backend::Docdb(match &a.socket {
+                Some(socket) => DocdbServer::existing(socket)?,
+                None => DocdbServer::start(
+                    &ServerSpec {
+                        bin: a.server_bin.clone().unwrap_or_else(find_server_bin),
+                        fsync_mode: a.fsync_mode,
+                        policy: a.policy.clone(),
+                        workers: a.server_workers,
+                        memory_mb: a.memory_per_db_mb,
+                        max_open_dbs: dbs,
+                        cache_mb: a.cache_mb,
+                    },
+                    dir,
+                )?,
+            }),
+        })
     }
 
     /// Settings every timed result lists.
@@ -93,12 +112,39 @@ impl Ctx<'_> {
         r.set("duration_s", a.duration)
             .set("doc_size", a.doc_size)
             .set("seed", a.common.seed);
-        if target == TargetKind::Embedded {
-            r.set("fsync_mode", format!("{:?}", a.fsync_mode).to_lowercase());
-        } else {
-            r.set("sqlite", "journal_mode=WAL, synchronous=FULL, autocommit");
+        match target {
+            TargetKind::Sqlite => {
+                r.set("sqlite", "journal_mode=WAL, synchronous=FULL, autocommit");
+            }
+            TargetKind::Embedded => {
+                r.set("fsync_mode", format!("{:?}", a.fsync_mode).to_lowercase());
+            }
+            TargetKind::Docdb => {
+                match &a.socket {
+                    Some(s) => r.set("server", format!("running at {}", s.display())),
+                    None => r
+                        .set("fsync_mode", format!("{:?}", a.fsync_mode).to_lowercase())
+                        .set("server", "started for the run"),
+                };
+                if a.socket.is_none() {
+                    r.set("policy", a.policy.as_deref().unwrap_or("server default"));
+                    if let Some(w) = a.server_workers {
+                        r.set("server_workers", w);
+                    }
+                }
+            }
         }
         r
+    }
+
+    /// Ends a run's backend, noting a started server's memory in `result` first.
+    pub fn finish(&self, backend: Backend, result: &mut RunResult) -> anyhow::Result<()> {
+        if let Some((rss, peak)) = backend.server().and_then(|s| s.rss()) {
+            const MIB: f64 = 1024.0 * 1024.0;
+            result.server_rss_mib = Some(rss as f64 / MIB);
+            result.server_peak_rss_mib = Some(peak as f64 / MIB);
+        }
+        backend.finish().context("stopping the server")
     }
 
     /// Writes documents `1..=n` (version 0) untimed, with a progress line.
@@ -119,13 +165,13 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs the scenario of `args` against each of its targets; `--compare` adds the
-/// embedded/SQLite ratio. Writes the `--markdown` and `--json` files.
-pub fn run_engine(args: &EngineArgs) -> anyhow::Result<Report> {
+/// Runs the scenario of `args` against each of its targets, with each target's ratio
+/// to SQLite when SQLite ran too. Writes the `--markdown` and `--json` files.
+pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let targets = args.targets();
     anyhow::ensure!(!targets.is_empty(), "no --target given");
-    if args.scenario == Scenario::Replay && targets.contains(&TargetKind::Sqlite) {
-        anyhow::bail!("the replay scenario measures the engine's WAL replay and has no SQLite counterpart: use --target embedded");
+    if args.scenario == Scenario::Replay && targets != [TargetKind::Embedded] {
+        anyhow::bail!("the replay scenario measures the engine's WAL replay in-process: use --target embedded");
     }
     let mut report = Report::new(Meta::collect());
     let tmp = match &args.common.dir {
@@ -161,14 +207,4 @@ pub fn run_engine(args: &EngineArgs) -> anyhow::Result<Report> {
     }
     report.write_files(args.common.markdown.as_deref(), args.common.json.as_deref())?;
     Ok(report)
-}
-
-/// Opens database `index` of a run.
-pub fn open_target(
-    ctx: &Ctx<'_>,
-    kind: TargetKind,
-    dir: &Path,
-    index: usize,
-) -> anyhow::Result<Box<dyn Target>> {
-    crate::target::open(kind, dir, index, &ctx.target_options())
 }

@@ -11,7 +11,7 @@ use crate::runner::{run_timed, Worker};
 use crate::target::{OpError, Session};
 use crate::workload::{DocGen, Op, Rng};
 
-use super::{open_target, Ctx};
+use super::Ctx;
 
 /// One in this many timed reads is compared byte for byte.
 const FULL_CHECK_EVERY: u64 = 16;
@@ -57,7 +57,8 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     );
     let duration = ctx.duration()?;
     let dir = ctx.run_dir(Scenario::Reads, kind)?;
-    let target = open_target(ctx, kind, &dir.path, 0)?;
+    let backend = ctx.backend(kind, &dir.path, 1)?;
+    let target = backend.open(&dir.path, 0)?;
     let gen = ctx.docs();
     let mut result = ctx.base_result(Scenario::Reads, kind);
     result
@@ -120,6 +121,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     drop(sessions);
     let engine = target.engine_stats();
     target.close()?;
+    ctx.finish(backend, &mut result)?;
     result.absorb(&timed, vec![engine])?;
     if warm_failures > 0 {
         result.validation_failures += warm_failures;

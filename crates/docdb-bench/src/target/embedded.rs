@@ -111,6 +111,7 @@ impl Target for EmbeddedTarget {
         Some(EngineStats {
             group_commit: s.group_commit,
             wal_bytes: s.wal_bytes,
+            wal_growth_bytes: 0,
             data_bytes: s.data_bytes,
             live_docs: s.live_docs,
         })

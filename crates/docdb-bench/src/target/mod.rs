@@ -1,15 +1,19 @@
 //! What a workload runs against. A [`Target`] is one database of some engine; each
-//! worker thread gets its own [`Session`] (a connection, for SQLite; a shared handle,
-//! for the embedded engine). Later targets (the server over its socket) plug in here.
+//! worker thread gets its own [`Session`] (a connection, for the server and SQLite; a
+//! shared handle, for the embedded engine). A [`Backend`] opens the databases of one
+//! run (for the server: the one server they all live on).
 
+mod docdb;
 mod embedded;
 mod sqlite;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use docdb_core::{Config, GroupCommitStats};
 
+pub use docdb::{find_server_bin, DocdbServer, DocdbTarget, ServerSpec};
 pub use embedded::EmbeddedTarget;
 pub use sqlite::SqliteTarget;
 
@@ -69,11 +73,16 @@ pub trait Session: Send {
     fn delete(&mut self, id: u64) -> OpResult<()>;
 }
 
-/// Figures only the embedded engine reports.
+/// Figures the engine reports (in-process, or the server's through ListDBs and its
+/// metrics).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct EngineStats {
     pub group_commit: GroupCommitStats,
+    /// WAL on disk at the end.
     pub wal_bytes: u64,
+    /// WAL written during the timed phase (`mix`; WAL trimmed after a checkpoint
+    /// makes it an underestimate).
+    pub wal_growth_bytes: u64,
     pub data_bytes: u64,
     pub live_docs: u64,
 }
@@ -103,25 +112,42 @@ pub trait Target: Send {
     fn close(self: Box<Self>) -> anyhow::Result<()>;
 }
 
-/// How to open the databases of one run.
-#[derive(Debug, Clone)]
-pub struct TargetOptions {
-    /// Configuration of embedded databases.
-    pub config: Config,
+/// What opens the databases of one run.
+pub enum Backend {
+    /// Embedded databases with this configuration.
+    Embedded(Config),
+    Sqlite,
+    /// Databases on this server.
+    Docdb(Arc<DocdbServer>),
 }
 
-/// Opens (creating) database number `index` of a run, inside `dir`.
-pub fn open(
-    kind: TargetKind,
-    dir: &Path,
-    index: usize,
-    opts: &TargetOptions,
-) -> anyhow::Result<Box<dyn Target>> {
-    Ok(match kind {
-        TargetKind::Embedded => Box::new(EmbeddedTarget::open(
-            &dir.join(format!("db{index}")),
-            opts.config.clone(),
-        )?),
-        TargetKind::Sqlite => Box::new(SqliteTarget::open(&dir.join(format!("db{index}.sqlite")))?),
-    })
+impl Backend {
+    /// Opens (creating) database number `index` of a run, inside `dir`.
+    pub fn open(&self, dir: &Path, index: usize) -> anyhow::Result<Box<dyn Target>> {
+        Ok(match self {
+            Backend::Embedded(config) => Box::new(EmbeddedTarget::open(
+                &dir.join(format!("db{index}")),
+                config.clone(),
+            )?),
+            Backend::Sqlite => {
+                Box::new(SqliteTarget::open(&dir.join(format!("db{index}.sqlite")))?)
+            }
+            Backend::Docdb(server) => Box::new(server.open(index)?),
+        })
+    }
+
+    /// Ends the run: stops a server the run started (checking it exits cleanly).
+    pub fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Backend::Docdb(server) => server.stop(),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn server(&self) -> Option<&DocdbServer> {
+        match self {
+            Backend::Docdb(s) => Some(s),
+            _ => None,
+        }
+    }
 }

@@ -1,0 +1,430 @@
+//! The server over its Unix socket, through the Rust client (`docdb-client`): one
+//! connection per worker, each operation one request acknowledged after the fsync the
+//! server's mode requires.
+//!
+//! A run either uses a server that is already running (`--socket`) or starts its own
+//! (`docdb serve`) on the run directory with a configuration written for the run (see
+//! [`ServerSpec`]), and stops it with SIGTERM at the end. Every database of a run
+//! shares the one server and one admin client (preloads, counts, metrics).
+
+use std::fs::File;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use docdb_client::{Batch, Client, Database, Error};
+use docdb_core::{FsyncMode, GroupCommitStats};
+
+use super::{EngineStats, OpError, OpResult, Session, Target};
+use crate::cli::TargetKind;
+
+/// Largest preload transaction, in documents and in payload bytes (a frame holds at
+/// most 16 MiB).
+const PRELOAD_BATCH_DOCS: usize = 1000;
+const PRELOAD_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// How long a started server may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Unix socket paths longer than this do not fit `sockaddr_un`.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// How to start a server for a run.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// The `docdb` binary.
+    pub bin: PathBuf,
+    pub fsync_mode: FsyncMode,
+    /// Scheduler policy (`fair`, `deepest`, `round_robin`), or the server's default.
+    pub policy: Option<String>,
+    /// Scheduler workers kept alive (0 = the server's auto), if set.
+    pub workers: Option<usize>,
+    /// `memory.global_capacity_mb` and `memory.per_db_limit_mb`.
+    pub memory_mb: u64,
+    /// `db.max_open_dbs`: at least the run's database count, so none is closed and
+    /// reopened mid-run.
+    pub max_open_dbs: usize,
+    /// `memory.cache_mb`, if set.
+    pub cache_mb: Option<u64>,
+}
+
+impl ServerSpec {
+    /// The TOML configuration of a server for one run.
+    fn config(&self, data_dir: &Path, socket: &Path) -> String {
+        let mut t = format!(
+            "data_dir = {data:?}\nsocket = {socket:?}\nlog_level = \"warn\"\nmax_connections = 0\n\
+             \n[memory]\nglobal_capacity_mb = {mem}\nper_db_limit_mb = {mem}\n",
+            data = data_dir.display().to_string(),
+            socket = socket.display().to_string(),
+            mem = self.memory_mb,
+        );
+        if let Some(mb) = self.cache_mb {
+            t += &format!("cache_mb = {mb}\n");
+        }
+        t += &format!("\n[db]\nmax_open_dbs = {}\n", self.max_open_dbs.max(100));
+        t += "\n[sched]\n";
+        if let Some(p) = &self.policy {
+            t += &format!("policy = {p:?}\n");
+        }
+        if let Some(w) = self.workers {
+            t += &format!("workers = {w}\n");
+        }
+        t += &format!(
+            "\n[wal.fsync]\nmode = {:?}\n",
+            format!("{:?}", self.fsync_mode).to_lowercase()
+        );
+        t
+    }
+}
+
+/// Where the `docdb` binary is: `DOCDB_BIN`, else next to this executable (or one
+/// directory up, for test binaries in `target/<profile>/deps`), else `docdb` on `PATH`.
+pub fn find_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DOCDB_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Ok(me) = std::env::current_exe() {
+        for dir in me.ancestors().skip(1).take(2) {
+            let candidate = dir.join("docdb");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("docdb")
+}
+
+/// A server the bench talks to: started by it, or already running.
+pub struct DocdbServer {
+    socket: PathBuf,
+    /// The started server (`None` for `--socket`, or once stopped).
+    child: Mutex<KillOnDrop>,
+    log: Option<PathBuf>,
+    admin: Client,
+    /// Prefix of database names (unique per run on a shared server).
+    prefix: String,
+}
+
+impl DocdbServer {
+    /// Uses the server listening on `socket`. Database names get a prefix unique to
+    /// this run so they never collide with existing ones.
+    pub fn existing(socket: &Path) -> anyhow::Result<Arc<Self>> {
+        let admin = Client::connect(socket)
+            .with_context(|| format!("connecting to the server at {}", socket.display()))?;
+        static RUN: AtomicU64 = AtomicU64::new(0);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let prefix = format!(
+            "bench-{secs}-{}-{}-",
+            std::process::id(),
+            RUN.fetch_add(1, Ordering::Relaxed)
+        );
+        Ok(Arc::new(DocdbServer {
+            socket: socket.to_path_buf(),
+            child: Mutex::new(KillOnDrop(None)),
+            log: None,
+            admin,
+            prefix,
+        }))
+    }
+
+    /// Starts `docdb serve` on `dir` (data in `dir/data`, its log in
+    /// `dir/server.log`) and waits until it accepts connections.
+    pub fn start(spec: &ServerSpec, dir: &Path) -> anyhow::Result<Arc<Self>> {
+        let data = dir.join("data");
+        let mut socket = dir.join("docdb.sock");
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            static N: AtomicU64 = AtomicU64::new(0);
+            socket = std::env::temp_dir().join(format!(
+                "docdb-bench-{}-{}.sock",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+        }
+        let config = dir.join("server.toml");
+        std::fs::write(&config, spec.config(&data, &socket))
+            .with_context(|| format!("writing {}", config.display()))?;
+        let log = dir.join("server.log");
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("duplicating the log file handle")?;
+        let child = Command::new(&spec.bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting the server {} (give its path with --server-bin or DOCDB_BIN)",
+                    spec.bin.display()
+                )
+            })?;
+        // Killed if it never comes up.
+        let mut child = KillOnDrop(Some(child));
+        let deadline = Instant::now() + START_TIMEOUT;
+        let admin = loop {
+            if let Some(status) = child.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                anyhow::bail!("the server exited at start ({status}): {}", log_tail(&log));
+            }
+            match Client::connect(&socket) {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => anyhow::bail!(
+                    "the server did not accept connections within {START_TIMEOUT:?}: {e}; {}",
+                    log_tail(&log)
+                ),
+            }
+        };
+        Ok(Arc::new(DocdbServer {
+            socket,
+            child: Mutex::new(KillOnDrop(child.0.take())),
+            log: Some(log),
+            admin,
+            prefix: String::new(),
+        }))
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Whether this run started the server.
+    pub fn started(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Resident and peak resident memory of a started server, bytes.
+    pub fn rss(&self) -> Option<(u64, u64)> {
+        let pid = lock(&self.child).0.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let kb: u64 = line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some(kb * 1024)
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    /// Opens (creating) the database of index `index`.
+    pub fn open(self: &Arc<Self>, index: usize) -> anyhow::Result<DocdbTarget> {
+        let name = format!("{}db{index}", self.prefix);
+        let db = self
+            .admin
+            .open_db(&name)
+            .with_context(|| format!("opening database {name} on the server"))?;
+        Ok(DocdbTarget {
+            server: self.clone(),
+            db,
+            name,
+        })
+    }
+
+    /// Stops a started server: SIGTERM, then waits for a clean exit (SIGKILL after
+    /// [`STOP_TIMEOUT`]). A server that does not exit 0 is an error.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let Some(mut child) = lock(&self.child).0.take() else {
+            return Ok(());
+        };
+        let pid = libc::pid_t::try_from(child.id()).context("server pid out of range")?;
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet (so
+        // the pid cannot have been reused).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            match child.try_wait().context("waiting for the server")? {
+                Some(s) => break s,
+                None if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                None => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    anyhow::bail!(
+                        "the server did not exit within {STOP_TIMEOUT:?} of SIGTERM: {}",
+                        self.log_tail()
+                    );
+                }
+            }
+        };
+        anyhow::ensure!(
+            status.success(),
+            "the server exited with {status}: {}",
+            self.log_tail()
+        );
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        self.log.as_deref().map(log_tail).unwrap_or_default()
+    }
+
+    /// Group-commit figures of database `id` from the server's metrics (zeros when
+    /// they cannot be read).
+    fn group_commit(&self, id: u64) -> GroupCommitStats {
+        let text = self.admin.metrics().unwrap_or_default();
+        let label = format!("{{db=\"{id}\"}} ");
+        let get = |metric: &str| -> f64 {
+            let prefix = format!("{metric}{label}");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        GroupCommitStats {
+            total_batches: get("docdb_wal_group_commit_batches") as u64,
+            total_records: get("docdb_wal_group_commit_records") as u64,
+            avg_batch_size: get("docdb_wal_group_commit_avg_batch_size"),
+            max_batch_size: get("docdb_wal_group_commit_max_batch_size") as u64,
+            avg_batch_latency_ns: (get("docdb_wal_group_commit_avg_batch_latency_seconds") * 1e9)
+                as u64,
+            max_batch_latency_ns: (get("docdb_wal_group_commit_max_batch_latency_seconds") * 1e9)
+                as u64,
+            last_flush_time_unix_ns: 0,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A child process killed (and reaped) when dropped unless taken out.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The end of the server's log, for an error message.
+fn log_tail(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let len = f.metadata().map_or(0, |m| m.len());
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(2000)));
+        let _ = f.read_to_string(&mut text);
+    }
+    format!("server log {}: {}", path.display(), text.trim())
+}
+
+fn classify(e: Error) -> OpError {
+    match e {
+        Error::NotFound(_) => OpError::NotFound,
+        Error::Conflict(t) if t == "document already exists" => OpError::AlreadyExists,
+        Error::Conflict(_) => OpError::Conflict,
+        Error::MemoryLimit(_) => OpError::MemoryLimit,
+        e => OpError::Other(e.to_string()),
+    }
+}
+
+/// One database on the server.
+pub struct DocdbTarget {
+    server: Arc<DocdbServer>,
+    db: Database,
+    name: String,
+}
+
+/// One worker's connection.
+pub struct DocdbSession {
+    db: Database,
+}
+
+impl Session for DocdbSession {
+    fn create(&mut self, id: u64, body: &[u8]) -> OpResult<()> {
+        self.db.create(id, body).map_err(classify)
+    }
+
+    fn read(&mut self, id: u64) -> OpResult<Vec<u8>> {
+        self.db.read(id).map_err(classify)
+    }
+
+    fn update(&mut self, id: u64, body: &[u8]) -> OpResult<()> {
+        self.db.update(id, body).map_err(classify)
+    }
+
+    fn delete(&mut self, id: u64) -> OpResult<()> {
+        self.db.delete(id).map_err(classify)
+    }
+}
+
+impl Target for DocdbTarget {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Docdb
+    }
+
+    fn session(&self) -> anyhow::Result<Box<dyn Session>> {
+        let client = Client::connect(self.server.socket()).context("connecting a worker")?;
+        Ok(Box::new(DocdbSession {
+            db: client.database_by_id(self.db.id()),
+        }))
+    }
+
+    fn preload(
+        &self,
+        docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<u64> {
+        let mut written = 0u64;
+        let mut docs = docs.peekable();
+        while docs.peek().is_some() {
+            let mut batch = Batch::new();
+            let mut bytes = 0;
+            for (id, body) in docs.by_ref() {
+                bytes += body.len();
+                batch = batch.create(id, body);
+                if batch.len() >= PRELOAD_BATCH_DOCS || bytes >= PRELOAD_BATCH_BYTES {
+                    break;
+                }
+            }
+            let n = batch.len() as u64;
+            self.db
+                .transaction(&batch)
+                .with_context(|| format!("preloading {} on the server", self.name))?;
+            written += n;
+            progress(written);
+        }
+        Ok(written)
+    }
+
+    fn count(&self) -> anyhow::Result<u64> {
+        let dbs = self.server.admin.list_dbs().context("ListDBs")?;
+        dbs.iter()
+            .find(|d| d.id == self.db.id())
+            .map(|d| d.docs_live)
+            .with_context(|| format!("database {} is not in ListDBs", self.name))
+    }
+
+    fn engine_stats(&self) -> Option<EngineStats> {
+        let dbs = self.server.admin.list_dbs().ok()?;
+        let info = dbs.iter().find(|d| d.id == self.db.id())?;
+        Some(EngineStats {
+            group_commit: self.server.group_commit(self.db.id()),
+            wal_bytes: info.wal_size,
+            wal_growth_bytes: 0,
+            data_bytes: 0,
+            live_docs: info.docs_live,
+        })
+    }
+
+    fn close(self: Box<Self>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
