@@ -434,14 +434,12 @@ impl Database {
         let i = &self.inner;
         let colls: Vec<Arc<Collection>> = i.collections.read().values().cloned().collect();
         let (mut live, mut tombs) = (0, 0);
+        // O(collections), never O(documents): metrics and ListDBs call this for every
+        // open database, and counting versions held writers up for a whole scan.
         for c in &colls {
-            live += c.live();
-            tombs += c
-                .docs
-                .read()
-                .values()
-                .map(|ch| ch.versions().iter().filter(|v| v.tombstone).count() as u64)
-                .sum::<u64>();
+            let l = c.live();
+            live += l;
+            tombs += (c.docs.read().len() as u64).saturating_sub(l);
         }
         let (data_bytes, live_bytes) = {
             let c = i.commit.lock();

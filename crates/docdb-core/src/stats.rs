@@ -10,7 +10,8 @@ use serde::Serialize;
 pub struct Stats {
     /// Documents that exist (newest committed state).
     pub live_docs: u64,
-    /// Deleted documents whose tombstones are still held for open snapshots.
+    /// Deleted documents whose tombstones are still held (for open snapshots, until
+    /// the next cleanup).
     pub tombstones: u64,
     pub collections: u64,
     /// Bytes in WAL segments on disk.
