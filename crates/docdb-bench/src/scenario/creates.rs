@@ -41,6 +41,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     }
     let label = format!("creates/{}", kind.name());
     let timed = run_timed(&label, Some(duration), &ctx.progress, workers)?;
+    backend.refresh()?;
     let engine = target.engine_stats();
     let live = target.count()?;
     target.close()?;

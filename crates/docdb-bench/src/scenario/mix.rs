@@ -254,6 +254,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
         targets.push(target);
     }
 
+    backend.refresh()?;
     let wal_before: Vec<u64> = targets
         .iter()
         .map(|t| t.engine_stats().map_or(0, |e| e.wal_bytes))
@@ -298,6 +299,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
         check_workers,
     )?;
 
+    backend.refresh()?;
     let engine: Vec<_> = targets.iter().map(|t| t.engine_stats()).collect();
     result.absorb(&timed, engine)?;
     for (d, before) in result.per_db.iter_mut().zip(wal_before) {

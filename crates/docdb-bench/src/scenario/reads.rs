@@ -119,6 +119,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
         .collect();
     let timed = run_timed(&label, Some(duration), &ctx.progress, workers)?;
     drop(sessions);
+    backend.refresh()?;
     let engine = target.engine_stats();
     target.close()?;
     ctx.finish(backend, &mut result)?;

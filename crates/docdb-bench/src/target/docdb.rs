@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use docdb_client::{Batch, Client, Database, Error};
+use docdb_client::{Batch, Client, Database, DbInfo, Error};
 use docdb_core::{FsyncMode, GroupCommitStats};
 
 use super::{EngineStats, OpError, OpResult, Session, Target};
@@ -107,6 +107,14 @@ pub struct DocdbServer {
     admin: Client,
     /// Prefix of database names (unique per run on a shared server).
     prefix: String,
+    /// The server's figures as of the last [`DocdbServer::refresh`]: one ListDBs and
+    /// one metrics call serve every database of the run (a run may have thousands).
+    figures: Mutex<Option<Arc<Figures>>>,
+}
+
+struct Figures {
+    dbs: Vec<DbInfo>,
+    metrics: String,
 }
 
 impl DocdbServer {
@@ -130,6 +138,7 @@ impl DocdbServer {
             log: None,
             admin,
             prefix,
+            figures: Mutex::new(None),
         }))
     }
 
@@ -190,6 +199,7 @@ impl DocdbServer {
             log: Some(log),
             admin,
             prefix: String::new(),
+            figures: Mutex::new(None),
         }))
     }
 
@@ -272,10 +282,28 @@ impl DocdbServer {
         self.log.as_deref().map(log_tail).unwrap_or_default()
     }
 
+    /// Reads the server's figures (ListDBs and metrics) for the next
+    /// [`Target::count`] and [`Target::engine_stats`] calls.
+    pub fn refresh(&self) -> anyhow::Result<()> {
+        let dbs = self.admin.list_dbs().context("ListDBs")?;
+        let metrics = self.admin.metrics().context("Metrics")?;
+        *lock(&self.figures) = Some(Arc::new(Figures { dbs, metrics }));
+        Ok(())
+    }
+
+    fn figures(&self) -> anyhow::Result<Arc<Figures>> {
+        if let Some(f) = lock(&self.figures).clone() {
+            return Ok(f);
+        }
+        self.refresh()?;
+        lock(&self.figures)
+            .clone()
+            .context("the server's figures were just read")
+    }
+
     /// Group-commit figures of database `id` from the server's metrics (zeros when
     /// they cannot be read).
-    fn group_commit(&self, id: u64) -> GroupCommitStats {
-        let text = self.admin.metrics().unwrap_or_default();
+    fn group_commit(&self, text: &str, id: u64) -> GroupCommitStats {
         let label = format!("{{db=\"{id}\"}} ");
         let get = |metric: &str| -> f64 {
             let prefix = format!("{metric}{label}");
@@ -405,18 +433,20 @@ impl Target for DocdbTarget {
     }
 
     fn count(&self) -> anyhow::Result<u64> {
-        let dbs = self.server.admin.list_dbs().context("ListDBs")?;
-        dbs.iter()
+        self.server
+            .figures()?
+            .dbs
+            .iter()
             .find(|d| d.id == self.db.id())
             .map(|d| d.docs_live)
             .with_context(|| format!("database {} is not in ListDBs", self.name))
     }
 
     fn engine_stats(&self) -> Option<EngineStats> {
-        let dbs = self.server.admin.list_dbs().ok()?;
-        let info = dbs.iter().find(|d| d.id == self.db.id())?;
+        let f = self.server.figures().ok()?;
+        let info = f.dbs.iter().find(|d| d.id == self.db.id())?;
         Some(EngineStats {
-            group_commit: self.server.group_commit(self.db.id()),
+            group_commit: self.server.group_commit(&f.metrics, self.db.id()),
             wal_bytes: info.wal_size,
             wal_growth_bytes: 0,
             data_bytes: 0,

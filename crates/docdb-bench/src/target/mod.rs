@@ -102,7 +102,7 @@ pub trait Target: Send {
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<u64>;
 
-    /// Documents that exist now.
+    /// Documents that exist (for the server: as of the backend's last refresh).
     fn count(&self) -> anyhow::Result<u64>;
 
     /// Engine figures (group commit, WAL size), where the engine has them.
@@ -140,6 +140,15 @@ impl Backend {
     pub fn finish(self) -> anyhow::Result<()> {
         match self {
             Backend::Docdb(server) => server.stop(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the figures `count` and `engine_stats` report from now on (the
+    /// server's, all databases at once; the others read them live).
+    pub fn refresh(&self) -> anyhow::Result<()> {
+        match self {
+            Backend::Docdb(s) => s.refresh(),
             _ => Ok(()),
         }
     }
