@@ -236,22 +236,7 @@ impl Scheduler {
                     None
                 });
                 q = self.q.lock();
-                let again = match q.dbs.get_mut(&db) {
-                    Some(dq) => {
-                        dq.busy = false;
-                        let again = !dq.tasks.is_empty();
-                        if again {
-                            dq.ready = true;
-                        } else if dq.depth_samples > 1_000_000 {
-                            dq.depth_sum /= 2;
-                            dq.depth_samples /= 2;
-                        }
-                        again
-                    }
-                    None => false,
-                };
-                if again {
-                    q.ready.push_back(db);
+                if Self::hand_back(&mut q, db) {
                     self.work.notify_one();
                 }
                 if let Some(after) = after {
@@ -280,6 +265,24 @@ impl Scheduler {
         if q.workers == 0 {
             self.all_exited.notify_all();
         }
+    }
+
+    /// Ends a batch of `db`: it is free again, and ready if requests came meanwhile
+    /// (returns true: a worker should be woken).
+    fn hand_back(q: &mut Queues, db: u64) -> bool {
+        let Some(dq) = q.dbs.get_mut(&db) else {
+            return false;
+        };
+        dq.busy = false;
+        let again = !dq.tasks.is_empty();
+        if again {
+            dq.ready = true;
+            q.ready.push_back(db);
+        } else if dq.depth_samples > 1_000_000 {
+            dq.depth_sum /= 2;
+            dq.depth_samples /= 2;
+        }
+        again
     }
 
     fn panicked(&self, db: u64) {

@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use docdb_core::{Batch, Database};
+use docdb_core::{Batch, Database, Unflushed};
 
 use docdb_core::error::msg;
 use docdb_protocol::{Command, Op, Request, Status};
@@ -92,6 +92,38 @@ pub fn serve_batch(ctx: &Arc<Context>, db_id: u64, tasks: Vec<Task>) -> Option<A
             return None;
         }
     };
+    let flush = serve_tasks(ctx, db_id, db, tasks)?;
+    Some(Box::new(move || flush.drive()))
+}
+
+/// Writes a batch staged, and the answers owed once they are durable.
+pub struct Flush {
+    db: Arc<Database>,
+    unflushed: Unflushed,
+    answer: Box<dyn FnOnce(docdb_core::Result<()>) + Send>,
+}
+
+impl Flush {
+    /// Answers once durable: from the thread driving the database's group commits,
+    /// which is this one (blocking) if none is running.
+    pub fn drive(self) {
+        let Flush {
+            db,
+            unflushed,
+            answer,
+        } = self;
+        db.when_flushed(unflushed, answer);
+    }
+}
+
+/// Serves requests of one database in order; returns what must wait for their group
+/// commit, if anything.
+fn serve_tasks(
+    ctx: &Arc<Context>,
+    db_id: u64,
+    db: Arc<Database>,
+    tasks: Vec<Task>,
+) -> Option<Flush> {
     let mut batch = db.batch();
     let mut deferred: Vec<execute::Deferred> = Vec::new();
     let mut close_requested = false;
@@ -121,24 +153,21 @@ pub fn serve_batch(ctx: &Arc<Context>, db_id: u64, tasks: Vec<Task>) -> Option<A
         return None;
     }
     let unflushed = batch.detach();
-    if unflushed.is_none() && deferred.is_empty() {
-        return None;
-    }
     let Some(unflushed) = unflushed else {
-        // A read of a written document already made them durable.
+        // Nothing staged, or a read of a written document already made it durable.
         finish_deferred(ctx, &mut deferred, &Ok(()));
         return None;
     };
     let ctx = ctx.clone();
-    // The answers go out from whichever thread drives the group commit: this worker
-    // (after the queue is handed on) if none is running, else that one.
-    Some(Box::new(move || {
-        let db2 = db.clone();
-        db2.when_flushed(unflushed, move |flushed| {
+    let keep = db.clone();
+    Some(Flush {
+        db,
+        unflushed,
+        answer: Box::new(move |flushed| {
             finish_deferred(&ctx, &mut deferred, &flushed);
-            drop(db);
-        });
-    }))
+            drop(keep);
+        }),
+    })
 }
 
 /// Serves one queued request; returns true if it asked to close the database.
