@@ -18,7 +18,8 @@
 //! - A panic while serving a batch is caught; its unanswered requests get `internal
 //!   error` (see `ReplyTo`), it is logged and counted, and the worker lives on.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,8 +67,8 @@ struct DbQueue {
 #[derive(Default)]
 struct Queues {
     dbs: HashMap<u64, DbQueue>,
-    /// Databases with queued work and no worker, in the order they became ready.
-    ready: VecDeque<u64>,
+    /// Databases with queued work and no worker.
+    ready: Ready,
     /// Virtual time of the last database picked (`fair`).
     vclock: u64,
     /// Threads alive.
@@ -76,6 +77,47 @@ struct Queues {
     idle: usize,
     queued: usize,
     stopping: bool,
+}
+
+/// The databases with queued work and no worker, kept so that the policy's pick is
+/// cheap with thousands of them: `fair` pops the least-served from a heap (a ready
+/// database's virtual time does not change until it is picked), `round_robin` the
+/// oldest from a queue; `deepest` scans the queue for the longest (queue lengths change
+/// all the time; it is the original's policy, kept for comparison).
+#[derive(Default)]
+struct Ready {
+    fifo: VecDeque<u64>,
+    /// (virtual time, arrival number, database): ties go to the earlier arrival.
+    by_vtime: BinaryHeap<Reverse<(u64, u64, u64)>>,
+    arrivals: u64,
+}
+
+impl Ready {
+    fn push(&mut self, policy: Policy, db: u64, vtime: u64) {
+        match policy {
+            Policy::Fair => {
+                self.arrivals += 1;
+                self.by_vtime.push(Reverse((vtime, self.arrivals, db)));
+            }
+            Policy::RoundRobin | Policy::Deepest => self.fifo.push_back(db),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fifo.is_empty() && self.by_vtime.is_empty()
+    }
+
+    fn pop(&mut self, policy: Policy, dbs: &HashMap<u64, DbQueue>) -> Option<u64> {
+        match policy {
+            Policy::Fair => self.by_vtime.pop().map(|Reverse((_, _, db))| db),
+            Policy::RoundRobin => self.fifo.pop_front(),
+            Policy::Deepest => {
+                let i = (0..self.fifo.len())
+                    .max_by_key(|&i| dbs.get(&self.fifo[i]).map_or(0, |d| d.tasks.len()))?;
+                self.fifo.remove(i)
+            }
+        }
+    }
 }
 
 /// Why a request was not queued.
@@ -177,7 +219,8 @@ impl Scheduler {
         }
         q.queued += 1;
         if became_ready {
-            q.ready.push_back(db);
+            let vtime = q.dbs.get(&db).map_or(0, |d| d.vtime);
+            q.ready.push(self.cfg.policy, db, vtime);
         }
         if !became_ready {
             // The worker serving this database (or the ready entry) takes it.
@@ -198,19 +241,8 @@ impl Scheduler {
 
     /// Picks the next database to serve per the policy and takes its batch.
     fn pick(&self, q: &mut Queues) -> Option<(u64, Vec<Task>)> {
-        if q.ready.is_empty() {
-            return None;
-        }
-        let idx = match self.cfg.policy {
-            Policy::RoundRobin => 0,
-            Policy::Deepest => (0..q.ready.len())
-                .max_by_key(|&i| q.dbs.get(&q.ready[i]).map_or(0, |d| d.tasks.len()))
-                .unwrap_or(0),
-            Policy::Fair => (0..q.ready.len())
-                .min_by_key(|&i| q.dbs.get(&q.ready[i]).map_or(u64::MAX, |d| d.vtime))
-                .unwrap_or(0),
-        };
-        let db = q.ready.remove(idx)?;
+        let Queues { ready, dbs, .. } = q;
+        let db = ready.pop(self.cfg.policy, dbs)?;
         let dq = q.dbs.get_mut(&db)?;
         dq.ready = false;
         dq.busy = true;
@@ -236,7 +268,7 @@ impl Scheduler {
                     None
                 });
                 q = self.q.lock();
-                if Self::hand_back(&mut q, db) {
+                if Self::hand_back(&mut q, self.cfg.policy, db) {
                     self.work.notify_one();
                 }
                 if let Some(after) = after {
@@ -269,7 +301,7 @@ impl Scheduler {
 
     /// Ends a batch of `db`: it is free again, and ready if requests came meanwhile
     /// (returns true: a worker should be woken).
-    fn hand_back(q: &mut Queues, db: u64) -> bool {
+    fn hand_back(q: &mut Queues, policy: Policy, db: u64) -> bool {
         let Some(dq) = q.dbs.get_mut(&db) else {
             return false;
         };
@@ -277,7 +309,8 @@ impl Scheduler {
         let again = !dq.tasks.is_empty();
         if again {
             dq.ready = true;
-            q.ready.push_back(db);
+            let vtime = dq.vtime;
+            q.ready.push(policy, db, vtime);
         } else if dq.depth_samples > 1_000_000 {
             dq.depth_sum /= 2;
             dq.depth_samples /= 2;
@@ -477,6 +510,50 @@ mod tests {
             assert!(Instant::now() < deadline, "the extra worker never expired");
             std::thread::sleep(Duration::from_millis(10));
         }
+        assert!(s.shutdown(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn the_step_after_a_batch_runs_once_the_database_is_free_for_the_next() {
+        // The first request's step blocks (as a group commit would); the database's
+        // next request is served meanwhile by another worker.
+        let gate = Arc::new(Mutex::new(()));
+        let g2 = gate.clone();
+        let handler: Arc<Handler> = Arc::new(move |_db, tasks: Vec<Task>| {
+            let mut steps = Vec::new();
+            for t in tasks {
+                if t.req.request_id == 1 {
+                    let g = g2.clone();
+                    steps.push(t);
+                    return Some(Box::new(move || {
+                        let _g = g.lock();
+                        for t in steps {
+                            t.reply.ok(Vec::new());
+                        }
+                    }) as AfterRelease);
+                }
+                t.reply.ok(Vec::new());
+            }
+            None
+        });
+        let s = Scheduler::new(cfg(Policy::Fair), handler);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let hold = gate.lock();
+        s.enqueue(7, task(1, &tx)).map_err(|e| e.0).unwrap();
+        // Wait until the first request's step holds a worker.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.stats().worker_pool.running_workers != 0 || s.stats().queue_depths[&7] != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the first request was never taken"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.enqueue(7, task(2, &tx)).map_err(|e| e.0).unwrap();
+        let r = rx.blocking_recv().unwrap();
+        assert_eq!(r.request_id, 2, "served while the first one's step waits");
+        drop(hold);
+        assert_eq!(rx.blocking_recv().unwrap().request_id, 1);
         assert!(s.shutdown(Duration::from_secs(5)));
     }
 }
