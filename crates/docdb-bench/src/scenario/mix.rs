@@ -328,6 +328,14 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
             ));
         }
     }
+    let idle = result.per_db.iter().filter(|d| d.ops == 0).count();
+    if idle > 0 {
+        result.notes.push(format!(
+            "{idle} of {dbs} databases completed no operation in the timed phase: with {} worker threads on {} cores, some threads may not get a CPU in time (the load generator's limit, not a server error)",
+            result.per_db.iter().map(|d| d.workers).sum::<usize>(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ));
+    }
     if uncertain > 0 {
         result.notes.push(format!(
             "{uncertain} operations failed in a way that leaves their effect unknown; those ids were not checked"
