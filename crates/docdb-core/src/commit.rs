@@ -8,9 +8,9 @@
 //! becomes the syncer, takes every staged commit (up to `max_batch_size`), writes and
 //! fsyncs them with no lock held that a writer needs, then publishes the highest
 //! sequence number and wakes everyone. Others that arrive meanwhile stage into the
-//! next batch. There is no sleep anywhere: an idle system syncs at once. The syncer
-//! yields the CPU once before cutting its batch, so threads that are ready to run can
-//! stage into it first.
+//! next batch. There is no sleep anywhere: an idle system syncs at once. When the last
+//! batch had several commits, the syncer yields the CPU once before cutting the next,
+//! so writers that are ready to run can stage into it first.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -88,6 +88,9 @@ pub(crate) struct SyncState {
     pub driver: bool,
     pub durable: u64,
     pub failed: bool,
+    /// Commits in the last batch written: more than one means several writers are
+    /// active, and waiting for the ready ones before cutting a batch pays.
+    pub last_batch: usize,
     /// Callbacks of staged commits that are not durable yet.
     pub callbacks: Vec<(u64, OnDurable)>,
 }
@@ -322,9 +325,12 @@ impl Inner {
                 continue;
             }
             s.syncing = true;
+            let concurrent = s.last_batch > 1;
             drop(s);
-            // See `when_durable`: give ready threads a chance to join this batch.
-            std::thread::yield_now();
+            if concurrent {
+                // See `when_durable`: give ready threads a chance to join this batch.
+                std::thread::yield_now();
+            }
             let result = self.run_batch();
             s = self.sync.lock();
             s.syncing = false;
@@ -375,11 +381,15 @@ impl Inner {
         s.syncing = true;
         s.driver = true;
         loop {
+            let concurrent = s.last_batch > 1;
             drop(s);
-            // Let threads that are ready to run stage their commits first: on a busy
-            // machine this makes batches larger and fsyncs fewer; on an idle one it
-            // returns at once. No sleep: nobody waits for a timer (DECISIONS 19).
-            std::thread::yield_now();
+            if concurrent {
+                // Several writers are active: let those ready to run stage their
+                // commits first, so this batch is larger and fsyncs fewer. With one
+                // writer it would only add the wait for every other runnable thread.
+                // No sleep: nobody waits for a timer (DECISIONS 19).
+                std::thread::yield_now();
+            }
             let result = self.run_batch();
             s = self.sync.lock();
             self.end_round(&mut s, result);
@@ -401,9 +411,10 @@ impl Inner {
     }
 
     /// Records the outcome of one syncer round.
-    fn end_round(&self, s: &mut SyncState, result: Result<Option<u64>>) {
+    fn end_round(&self, s: &mut SyncState, result: Result<Option<(u64, usize)>>) {
         match result {
-            Ok(Some(last)) => {
+            Ok(Some((last, n))) => {
+                s.last_batch = n;
                 s.durable = s.durable.max(last);
                 // IMPORTANT: publish before waking anyone, so an acknowledged write is
                 // visible to every read that starts after the ack.
@@ -420,8 +431,8 @@ impl Inner {
     }
 
     /// Takes the next batch of staged commits, writes the WAL and data bytes and fsyncs
-    /// the WAL (per mode). Returns the highest sequence number written.
-    fn run_batch(&self) -> Result<Option<u64>> {
+    /// the WAL (per mode). Returns the highest sequence number written and the number of commits.
+    fn run_batch(&self) -> Result<Option<(u64, usize)>> {
         let mut io = self.io.lock();
         let max = match self.config.wal.fsync.mode {
             FsyncMode::Always => 1,
@@ -483,6 +494,6 @@ impl Inner {
         if since >= self.config.checkpoint_bytes() {
             self.request_maintenance();
         }
-        Ok(Some(last))
+        Ok(Some((last, count)))
     }
 }
