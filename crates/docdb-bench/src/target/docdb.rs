@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use docdb_client::{Batch, Client, Database, DbInfo, Error};
 use docdb_core::{FsyncMode, GroupCommitStats};
 
-use super::{EngineStats, OpError, OpResult, Session, Target};
+use super::{preload_in_chunks, EngineStats, OpError, OpResult, Session, Target};
 use crate::cli::TargetKind;
 
 /// Largest preload transaction, in documents and in payload bytes (a frame holds at
@@ -410,26 +410,20 @@ impl Target for DocdbTarget {
         docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<u64> {
-        let mut written = 0u64;
-        let mut docs = docs.peekable();
-        while docs.peek().is_some() {
-            let mut batch = Batch::new();
-            let mut bytes = 0;
-            for (id, body) in docs.by_ref() {
-                bytes += body.len();
-                batch = batch.create(id, body);
-                if batch.len() >= PRELOAD_BATCH_DOCS || bytes >= PRELOAD_BATCH_BYTES {
-                    break;
-                }
-            }
-            let n = batch.len() as u64;
-            self.db
-                .transaction(&batch)
-                .with_context(|| format!("preloading {} on the server", self.name))?;
-            written += n;
-            progress(written);
-        }
-        Ok(written)
+        preload_in_chunks(
+            docs,
+            (PRELOAD_BATCH_DOCS, PRELOAD_BATCH_BYTES),
+            progress,
+            |chunk| {
+                let batch = chunk
+                    .into_iter()
+                    .fold(Batch::new(), |b, (id, body)| b.create(id, body));
+                self.db
+                    .transaction(&batch)
+                    .map(drop)
+                    .with_context(|| format!("preloading {} on the server", self.name))
+            },
+        )
     }
 
     fn count(&self) -> anyhow::Result<u64> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use docdb_core::{Config, Database, Error};
 
-use super::{EngineStats, OpError, OpResult, Session, Target};
+use super::{preload_in_chunks, EngineStats, OpError, OpResult, Session, Target};
 use crate::cli::TargetKind;
 
 /// Largest preload transaction, in documents and in payload bytes.
@@ -81,25 +81,19 @@ impl Target for EmbeddedTarget {
         docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<u64> {
-        let mut written = 0u64;
-        let mut docs = docs.peekable();
-        while docs.peek().is_some() {
-            let mut tx = self.db.begin();
-            let mut bytes = 0;
-            for (id, body) in docs.by_ref() {
-                tx.create("", id, &body)
-                    .with_context(|| format!("preloading document {id}"))?;
-                bytes += body.len();
-                if tx.len() >= PRELOAD_BATCH_DOCS || bytes >= PRELOAD_BATCH_BYTES {
-                    break;
+        preload_in_chunks(
+            docs,
+            (PRELOAD_BATCH_DOCS, PRELOAD_BATCH_BYTES),
+            progress,
+            |chunk| {
+                let mut tx = self.db.begin();
+                for (id, body) in &chunk {
+                    tx.create("", *id, body)
+                        .with_context(|| format!("preloading document {id}"))?;
                 }
-            }
-            let n = tx.len() as u64;
-            tx.commit().context("committing a preload transaction")?;
-            written += n;
-            progress(written);
-        }
-        Ok(written)
+                tx.commit().context("committing a preload transaction")
+            },
+        )
     }
 
     fn count(&self) -> anyhow::Result<u64> {

@@ -112,6 +112,31 @@ pub trait Target: Send {
     fn close(self: Box<Self>) -> anyhow::Result<()>;
 }
 
+/// Feeds a preload's documents to `write` in chunks of at most `max_docs` documents
+/// and `max_bytes` payload bytes (one transaction each), reporting progress after
+/// each; returns how many were written.
+pub(crate) fn preload_in_chunks(
+    docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
+    (max_docs, max_bytes): (usize, usize),
+    progress: &dyn Fn(u64),
+    mut write: impl FnMut(Vec<(u64, Vec<u8>)>) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let (mut written, mut bytes) = (0u64, 0usize);
+    let mut chunk = Vec::new();
+    let mut docs = docs.peekable();
+    while let Some((id, body)) = docs.next() {
+        bytes += body.len();
+        chunk.push((id, body));
+        if chunk.len() >= max_docs || bytes >= max_bytes || docs.peek().is_none() {
+            written += chunk.len() as u64;
+            write(std::mem::take(&mut chunk))?;
+            bytes = 0;
+            progress(written);
+        }
+    }
+    Ok(written)
+}
+
 /// What opens the databases of one run.
 pub enum Backend {
     /// Embedded databases with this configuration.

@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension as _};
 
-use super::{OpError, OpResult, Session, Target};
+use super::{preload_in_chunks, OpError, OpResult, Session, Target};
 use crate::cli::TargetKind;
 use crate::target::EngineStats;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-const PRELOAD_BATCH_DOCS: u64 = 10_000;
+const PRELOAD_BATCH_DOCS: usize = 10_000;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS docs(id INTEGER PRIMARY KEY, body TEXT NOT NULL)";
 const INSERT: &str = "INSERT INTO docs(id, body) VALUES (?1, ?2)";
@@ -134,28 +134,20 @@ impl Target for SqliteTarget {
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<u64> {
         let mut conn = connect(&self.path)?;
-        let mut written = 0u64;
-        let mut docs = docs.peekable();
-        while docs.peek().is_some() {
+        preload_in_chunks(docs, (PRELOAD_BATCH_DOCS, usize::MAX), progress, |chunk| {
             let tx = conn
                 .transaction()
                 .context("starting a preload transaction")?;
             {
                 let mut stmt = tx.prepare_cached(INSERT).context("preparing the insert")?;
-                for (id, body) in docs.by_ref() {
-                    let body = std::str::from_utf8(&body).context("body is not UTF-8")?;
-                    stmt.execute(params![id as i64, body])
+                for (id, body) in &chunk {
+                    let body = std::str::from_utf8(body).context("body is not UTF-8")?;
+                    stmt.execute(params![*id as i64, body])
                         .with_context(|| format!("preloading document {id}"))?;
-                    written += 1;
-                    if written % PRELOAD_BATCH_DOCS == 0 {
-                        break;
-                    }
                 }
             }
-            tx.commit().context("committing a preload transaction")?;
-            progress(written);
-        }
-        Ok(written)
+            tx.commit().context("committing a preload transaction")
+        })
     }
 
     fn count(&self) -> anyhow::Result<u64> {
