@@ -515,18 +515,19 @@ const MAX_DB_LINES: usize = 12;
 fn render_per_db(md: &mut String, r: &RunResult) {
     let _ = writeln!(
         md,
-        "\n| db | workers | ops | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | avg batch |"
+        "\n| db | workers | ops | ops/s | p50 µs | p95 µs | p99 µs | p99.9 µs | max µs | avg batch |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let row = |md: &mut String, label: String, d: &DbStats| {
         let l = d.latency.as_ref();
         let _ = writeln!(
             md,
-            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             d.workers,
             thousands(d.ops as f64),
             thousands(d.ops_per_sec),
             opt_us(l.map(|l| l.p50_us)),
+            opt_us(l.map(|l| l.p95_us)),
             opt_us(l.map(|l| l.p99_us)),
             opt_us(l.map(|l| l.p999_us)),
             opt_us(l.map(|l| l.max_us)),
