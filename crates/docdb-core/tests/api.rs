@@ -426,3 +426,83 @@ fn a_detached_batch_is_acknowledged_after_wait_flushed_and_read_in_order_by_the_
         "an empty batch has nothing to wait for"
     );
 }
+
+#[test]
+fn durability_callbacks_and_blocking_writers_share_group_commits_and_each_runs_once() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    let db = Arc::new(open(d.path()));
+    let called = Arc::new(AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (db, called) = (db.clone(), called.clone());
+            s.spawn(move || {
+                for i in 0..200u64 {
+                    let id = t * 1000 + i;
+                    if t % 2 == 0 {
+                        // A server worker: stage, detach, answer from the driver.
+                        let mut b = db.batch();
+                        b.create("", id, b"1").unwrap();
+                        let pending = b.detach().unwrap();
+                        let (c, db2) = (called.clone(), db.clone());
+                        db.when_flushed(pending, move |r| {
+                            r.unwrap();
+                            // Durable and visible when the callback runs.
+                            assert_eq!(db2.read("", id).unwrap(), b"1");
+                            c.fetch_add(1, Ordering::Relaxed);
+                        });
+                    } else {
+                        db.create("", id, b"1").unwrap();
+                    }
+                }
+            });
+        }
+    });
+    // Every callback ran exactly once, on some thread, before its writer moved on or
+    // later: wait for the stragglers a driver may still be answering.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while called.load(Ordering::Relaxed) < 800 {
+        assert!(std::time::Instant::now() < deadline, "callbacks missing");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(called.load(Ordering::Relaxed), 800);
+    let gc = db.stats().group_commit;
+    assert!(
+        gc.total_records >= 1600 && gc.total_batches < 1600,
+        "{gc:?}"
+    );
+    drop(db);
+    let db = open(d.path());
+    assert_eq!(db.stats().live_docs, 1600);
+}
+
+#[test]
+fn a_failed_fsync_fails_the_waiting_callbacks_and_later_ones_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = docdb_core::OpenOptions {
+        faults: Some(std::sync::Arc::new(docdb_core::faults::Faults::new(-1, 1))),
+        ..Default::default()
+    };
+    let db = Database::open_with(d.path(), Config::default(), opts).unwrap();
+    db.create("", 1, b"1").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut b = db.batch();
+    b.create("", 2, b"2").unwrap();
+    let tx2 = tx.clone();
+    db.when_flushed(b.detach().unwrap(), move |r| tx2.send(r).unwrap());
+    assert!(matches!(rx.recv().unwrap(), Err(Error::ReadOnly)));
+    // The database is read-only now: a new write is refused when staged.
+    let mut b = db.batch();
+    assert!(matches!(b.create("", 3, b"3"), Err(Error::ReadOnly)));
+    assert!(b.detach().is_none());
+    assert_eq!(
+        db.read("", 1).unwrap(),
+        b"1",
+        "what was durable stays readable"
+    );
+    assert!(
+        matches!(db.read("", 2), Err(Error::NotFound)),
+        "the failed write is not visible"
+    );
+}
