@@ -167,6 +167,8 @@ struct FrameReader {
     buf: Vec<u8>,
     /// Start of unconsumed bytes in `buf`.
     start: usize,
+    /// The socket's read timeout as last set (set only when it changes: a system call).
+    timeout: Option<Duration>,
 }
 
 impl FrameReader {
@@ -207,7 +209,10 @@ impl FrameReader {
                     _ => return Err(timed_out()),
                 },
             };
-            self.stream.set_read_timeout(timeout)?;
+            if timeout != self.timeout {
+                self.stream.set_read_timeout(timeout)?;
+                self.timeout = timeout;
+            }
             let old = self.buf.len();
             self.buf.resize(old + 64 * 1024, 0);
             let got = self.stream.read(&mut self.buf[old..]);
@@ -269,6 +274,7 @@ impl Connection {
                 stream: read_half,
                 buf: Vec::with_capacity(64 * 1024),
                 start: 0,
+                timeout: None,
             }),
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
