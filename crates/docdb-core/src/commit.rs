@@ -325,16 +325,8 @@ impl Inner {
                 continue;
             }
             s.syncing = true;
-            let concurrent = s.last_batch > 1;
-            drop(s);
-            if concurrent {
-                // See `when_durable`: give ready threads a chance to join this batch.
-                std::thread::yield_now();
-            }
-            let result = self.run_batch();
-            s = self.sync.lock();
+            s = self.sync_round(s);
             s.syncing = false;
-            self.end_round(&mut s, result);
             // Callbacks made durable by this round run here; any left wake up (they
             // wait while a blocked waiter syncs) and their owner drives them.
             let ready = s.take_ready();
@@ -381,18 +373,7 @@ impl Inner {
         s.syncing = true;
         s.driver = true;
         loop {
-            let concurrent = s.last_batch > 1;
-            drop(s);
-            if concurrent {
-                // Several writers are active: let those ready to run stage their
-                // commits first, so this batch is larger and fsyncs fewer. With one
-                // writer it would only add the wait for every other runnable thread.
-                // No sleep: nobody waits for a timer (DECISIONS 19).
-                std::thread::yield_now();
-            }
-            let result = self.run_batch();
-            s = self.sync.lock();
-            self.end_round(&mut s, result);
+            s = self.sync_round(s);
             let ready = s.take_ready();
             let more = !s.callbacks.is_empty();
             if !more {
@@ -408,6 +389,27 @@ impl Inner {
             }
             s = self.sync.lock();
         }
+    }
+
+    /// One syncer round, entered and left holding the sync lock (released meanwhile):
+    /// write and fsync the next batch, then record the outcome.
+    fn sync_round<'a>(
+        &'a self,
+        s: parking_lot::MutexGuard<'a, SyncState>,
+    ) -> parking_lot::MutexGuard<'a, SyncState> {
+        let concurrent = s.last_batch > 1;
+        drop(s);
+        if concurrent {
+            // Several writers are active: let those ready to run stage their commits
+            // first, so this batch is larger and fsyncs fewer. With one writer it would
+            // only add the wait for every other runnable thread. No sleep: nobody waits
+            // for a timer (DECISIONS 19).
+            std::thread::yield_now();
+        }
+        let result = self.run_batch();
+        let mut s = self.sync.lock();
+        self.end_round(&mut s, result);
+        s
     }
 
     /// Records the outcome of one syncer round.
