@@ -66,17 +66,9 @@ impl MixWorker {
                 let (id, v) = self.live[i];
                 let session = &mut self.session;
                 match rec.time(Op::Read, || session.read(id)) {
-                    Ok(got) => {
-                        gen.body_into(id, v, body);
-                        if got != *body {
-                            rec.validation_failure(|| {
-                                format!(
-                                    "worker {w} db {db}: read of {id} returned {}, want version {v}",
-                                    describe(&got)
-                                )
-                            });
-                        }
-                    }
+                    Ok(got) => check_version(rec, gen, body, id, v, &got, || {
+                        format!("worker {w} db {db}: read of {id} returned")
+                    }),
                     Err(OpError::NotFound) => rec.validation_failure(|| {
                         format!("worker {w}: read of live id {id} (version {v}) found nothing")
                     }),
@@ -131,17 +123,9 @@ impl MixWorker {
         let w = self.w;
         for &(id, v) in &self.live {
             match self.session.read(id) {
-                Ok(got) => {
-                    gen.body_into(id, v, body);
-                    if got != *body {
-                        rec.validation_failure(|| {
-                            format!(
-                                "final check, worker {w}: {id} holds {}, want version {v}",
-                                describe(&got)
-                            )
-                        });
-                    }
-                }
+                Ok(got) => check_version(rec, gen, body, id, v, &got, || {
+                    format!("final check, worker {w}: {id} holds")
+                }),
                 Err(e) => rec.validation_failure(|| {
                     format!("final check, worker {w}: live id {id} (version {v}): {e}")
                 }),
@@ -161,6 +145,23 @@ impl MixWorker {
                 }),
             }
         }
+    }
+}
+
+/// Counts a validation failure unless `got` is document `id`'s body at version `v`
+/// (`body` is scratch space); `what` starts the failure's description.
+fn check_version(
+    rec: &mut Recorder,
+    gen: &DocGen,
+    body: &mut Vec<u8>,
+    id: u64,
+    v: u32,
+    got: &[u8],
+    what: impl FnOnce() -> String,
+) {
+    gen.body_into(id, v, body);
+    if got != body.as_slice() {
+        rec.validation_failure(|| format!("{} {}, want version {v}", what(), describe(got)));
     }
 }
 

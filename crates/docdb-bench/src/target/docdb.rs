@@ -207,11 +207,6 @@ impl DocdbServer {
         &self.socket
     }
 
-    /// Whether this run started the server.
-    pub fn started(&self) -> bool {
-        self.log.is_some()
-    }
-
     /// Resident and peak resident memory of a started server, bytes.
     pub fn rss(&self) -> Option<(u64, u64)> {
         let pid = lock(&self.child).0.as_ref()?.id();
