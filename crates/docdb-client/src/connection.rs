@@ -388,8 +388,8 @@ impl Connection {
                 }
                 Ok(Msg::Lead) => lead = true,
                 Err(RecvTimeoutError::Timeout) => {
-                    // Dropping the ticket unregisters it (passing on a Lead that may
-                    // have just arrived) unless its response made it in time.
+                    // Unregister (passing on a Lead that may have just arrived),
+                    // unless the response made it in time after all.
                     return match ticket.settle() {
                         Some(r) => r,
                         None => Err(Error::Io(timed_out())),
