@@ -198,11 +198,12 @@ impl Scheduler {
 
     /// Queues `task` for database `db`, or hands it back.
     pub fn enqueue(&self, db: u64, task: Task) -> Result<(), (Rejected, Task)> {
-        let mut q = self.q.lock();
+        let mut guard = self.q.lock();
+        // Borrow the fields apart: the database's queue and the ready set at once.
+        let q = &mut *guard;
         if q.stopping {
             return Err((Rejected::Stopped, task));
         }
-        let vclock = q.vclock;
         let dq = q.dbs.entry(db).or_default();
         if dq.tasks.len() >= self.cfg.queue_depth {
             return Err((Rejected::QueueFull, task));
@@ -210,27 +211,20 @@ impl Scheduler {
         dq.tasks.push_back(task);
         dq.depth_sum += dq.tasks.len() as u64;
         dq.depth_samples += 1;
-        let mut became_ready = false;
-        if !dq.busy && !dq.ready {
-            dq.ready = true;
-            // A database that was idle does not bank service it never asked for.
-            dq.vtime = dq.vtime.max(vclock);
-            became_ready = true;
-        }
         q.queued += 1;
-        if became_ready {
-            let vtime = q.dbs.get(&db).map_or(0, |d| d.vtime);
-            q.ready.push(self.cfg.policy, db, vtime);
-        }
-        if !became_ready {
+        if dq.busy || dq.ready {
             // The worker serving this database (or the ready entry) takes it.
             return Ok(());
         }
+        dq.ready = true;
+        // A database that was idle does not bank service it never asked for.
+        dq.vtime = dq.vtime.max(q.vclock);
+        q.ready.push(self.cfg.policy, db, dq.vtime);
         let spawn = q.idle == 0 && q.workers < self.cfg.max_workers;
         if spawn {
             q.workers += 1;
         }
-        drop(q);
+        drop(guard);
         if spawn {
             self.spawn_worker();
         } else {
