@@ -481,7 +481,10 @@ impl Database {
 
     /// Flushes, checkpoints and closes. Further calls on any handle fail with `Closed`.
     pub fn close(self) -> Result<()> {
-        let r = self.inner.checkpoint();
+        let r = self.inner.checkpoint().and_then(|()| {
+            // The zeros written ahead of the log are only of use while it grows.
+            Ok(self.inner.io.lock().wal.release_ahead()?)
+        });
         self.inner.closed.store(true, Ordering::Release);
         r
     }

@@ -129,6 +129,8 @@ fn verify_wal(wal_dir: &Path, active: Option<WalPos>, r: &mut VerifyReport) -> R
                 }
                 Err(e) => {
                     let why = match e {
+                        // Zeroed space the writer wrote ahead: the log ends here.
+                        DecodeError::Preallocated => break,
                         DecodeError::Truncated => "truncated record",
                         DecodeError::Corrupt(w) => w,
                     };

@@ -274,6 +274,17 @@ impl Fixture {
         wal_segments(&self.wal_dir())
     }
 
+    /// Where the records of `segment` end: the file may go on with zeros the writer
+    /// wrote ahead, where a flip or a cut damages no record.
+    fn records_end(&self, segment: u64) -> u64 {
+        self.wal
+            .iter()
+            .filter(|r| r.segment == segment)
+            .map(|r| r.end)
+            .max()
+            .unwrap_or(WAL_HEADER)
+    }
+
     fn data_file(&self) -> PathBuf {
         let mut files: Vec<PathBuf> = fs::read_dir(self.path().join("data"))
             .expect("data dir")
@@ -356,6 +367,8 @@ fn parse_wal(dir: &Path) -> Vec<WalRec> {
                     pos += n;
                 }
                 Err(DecodeError::Truncated) if pos == buf.len() => break,
+                // Zeros written ahead of the log by the writer.
+                Err(DecodeError::Preallocated) => break,
                 Err(e) => panic!(
                     "{}: undamaged WAL does not parse at {pos}: {e:?}",
                     path.display()
@@ -651,6 +664,49 @@ fn ending(seed: u64) -> Ending {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+fn damage_in_the_space_written_ahead_of_the_log_loses_nothing() {
+    for seed in seeds(3) {
+        let fx = Fixture::write(seed, Ending::Drop);
+        let (segment, path) = fx.segments().pop().expect("a segment");
+        let end = fx.records_end(segment);
+        let len = fs::metadata(&path).expect("metadata").len();
+        assert!(
+            len > end + 8,
+            "seed {seed}: no zeros written ahead of the log (records end at {end}, file {len})"
+        );
+        let mut rng = Rng::new(seed + 700);
+        xor_at(&path, rng.range(end + 8, len), rng.flip());
+        let db = fx.open_ok("after damaging the zeros ahead of the log");
+        assert!(
+            !db.recovery_report().dropped.is_empty(),
+            "seed {seed}: bytes after the log's end were not zero, nothing reported"
+        );
+        check(
+            &fx,
+            &db,
+            &Expected::prefix(&fx, fx.commits.len()),
+            "after damaging the zeros ahead of the log",
+        );
+        let v = db.verify().expect("verify");
+        assert!(v.is_ok(), "seed {seed}: verify finds {:?}", v.problems);
+        // Closing leaves the segment exactly its records.
+        let (segment, path) = fx.segments().pop().expect("a segment");
+        db.close().expect("close");
+        let records = parse_wal(&fx.wal_dir())
+            .iter()
+            .filter(|r| r.segment == segment)
+            .map(|r| r.end)
+            .max()
+            .unwrap_or(WAL_HEADER);
+        assert_eq!(
+            fs::metadata(&path).expect("metadata").len(),
+            records,
+            "seed {seed}: zeros left after close"
+        );
+    }
+}
+
+#[test]
 fn flipped_bytes_in_the_active_wal_segment_cut_the_log_there() {
     for seed in seeds(6) {
         let end = if seed % 3 == 1 {
@@ -661,7 +717,7 @@ fn flipped_bytes_in_the_active_wal_segment_cut_the_log_there() {
         let fx = Fixture::write(seed, end);
         let mut rng = Rng::new(seed + 100);
         let (segment, path) = fx.segments().pop().expect("a segment");
-        let len = fs::metadata(&path).expect("metadata").len();
+        let len = fx.records_end(segment);
         let mut first = u64::MAX;
         for _ in 0..1 + rng.below(4) {
             // Mostly in records, sometimes in the header.
@@ -739,7 +795,7 @@ fn a_truncated_wal_keeps_a_prefix_of_the_transactions() {
             newest
         };
         let (segment, path) = segs[which].clone();
-        let len = fs::metadata(&path).expect("metadata").len();
+        let len = fx.records_end(segment);
         let recs: Vec<&WalRec> = fx.wal.iter().filter(|r| r.segment == segment).collect();
         let cut = match mode {
             0 => rng.range(WAL_HEADER, len),

@@ -118,10 +118,23 @@ pub enum DecodeError {
     Truncated,
     /// The bytes are all there but the CRC or the structure is wrong.
     Corrupt(&'static str),
+    /// Only zero bytes remain: space the writer zeroed ahead of the log (see
+    /// `writer.rs`). The log ends here, cleanly.
+    Preallocated,
 }
 
 /// Decodes the record at the start of `buf`; returns it and its encoded size.
 pub fn decode(buf: &[u8]) -> Result<(CommitRef<'_>, usize), DecodeError> {
+    let head = &buf[..buf.len().min(RECORD_HEADER)];
+    if !head.is_empty() && head.iter().all(|&b| b == 0) {
+        // No record has length 0 (a body holds at least kind, seq and count), so
+        // zeros here are space written ahead, unless data follows them.
+        return Err(if buf.iter().all(|&b| b == 0) {
+            DecodeError::Preallocated
+        } else {
+            DecodeError::Corrupt("zeroed record header")
+        });
+    }
     let len = u32_at(buf, 0).ok_or(DecodeError::Truncated)? as usize;
     let crc = u32_at(buf, 4).ok_or(DecodeError::Truncated)?;
     if len > MAX_BODY {
@@ -194,6 +207,24 @@ mod tests {
         assert_eq!(rec.ops[0].payload, br#"{"a":1}"#);
         assert_eq!(rec.ops[1].op, WalOp::Delete);
         assert_eq!(rec.ops[2].collection, "logs");
+    }
+
+    #[test]
+    fn zeroed_space_is_the_end_and_a_zeroed_header_before_data_is_not() {
+        assert_eq!(decode(&[0u8; 4096]).unwrap_err(), DecodeError::Preallocated);
+        assert_eq!(decode(&[0u8; 3]).unwrap_err(), DecodeError::Preallocated);
+        let mut buf = vec![0u8; RECORD_HEADER];
+        buf.extend_from_slice(&sample());
+        assert_eq!(
+            decode(&buf).unwrap_err(),
+            DecodeError::Corrupt("zeroed record header")
+        );
+        // A record followed by zeroed space decodes, and the space after it is the end.
+        let mut buf = sample();
+        let n = buf.len();
+        buf.resize(n + 1000, 0);
+        assert_eq!(decode(&buf).unwrap().1, n);
+        assert_eq!(decode(&buf[n..]).unwrap_err(), DecodeError::Preallocated);
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub(crate) fn replay(
                 Err(DecodeError::Truncated) if pos == buf.len() => break,
                 Err(e) => {
                     let why = match e {
+                        // Zeroed space the writer wrote ahead: the log ends here.
+                        DecodeError::Preallocated => break,
                         DecodeError::Truncated => "torn record",
                         DecodeError::Corrupt(why) => why,
                     };

@@ -1,9 +1,20 @@
 //! Appends record batches to the active WAL segment, rolls segments at the configured
 //! size, and fsyncs. Owned by whoever holds the database's I/O lock (the group-commit
 //! syncer, a checkpoint, a compaction); never touched concurrently.
+//!
+//! The segment is zero-filled ahead of the records (DECISIONS 21): an fdatasync after
+//! an append that grows the file must also commit the file system's journal (new size,
+//! new blocks), while one after overwriting blocks already written flushes only the
+//! data — half the latency and a third of the CPU here. So when a batch would pass
+//! the written-ahead space, the writer first writes zeros past it, in chunks that grow
+//! with the segment (64 KiB up to 1 MiB, never past the segment's size), and the next
+//! fsync makes them durable with the batch. Replay reads zeros where a record header
+//! should be as the clean end of the log; continuing a segment, rolling past it and
+//! closing the database truncate the zeros away.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +33,10 @@ pub(crate) struct WalWriter {
     dir: PathBuf,
     segment: u64,
     file: File,
+    /// End of the records written.
     len: u64,
+    /// End of the file: `len` plus zeros written ahead.
+    allocated: u64,
     max_len: u64,
     faults: Option<Arc<Faults>>,
 }
@@ -45,6 +59,7 @@ impl WalWriter {
             segment,
             file,
             len,
+            allocated: len,
             max_len,
             faults,
         };
@@ -65,6 +80,7 @@ impl WalWriter {
             segment,
             file,
             len: HEADER_LEN,
+            allocated: HEADER_LEN,
             max_len,
             faults,
         })
@@ -90,8 +106,39 @@ impl WalWriter {
             self.roll()?;
         }
         Faults::on_write(&self.faults)?;
+        let end = self.len + bytes.len() as u64;
+        if end > self.allocated {
+            self.write_ahead(end)?;
+        }
         self.file.write_all(bytes)?;
-        self.len += bytes.len() as u64;
+        self.len = end;
+        Ok(())
+    }
+
+    /// Zero-fills the file from its end to past `need`, so later appends overwrite
+    /// written blocks (see the module comment).
+    fn write_ahead(&mut self, need: u64) -> io::Result<()> {
+        const MIN_CHUNK: u64 = 64 * 1024;
+        const MAX_CHUNK: u64 = 1024 * 1024;
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let chunk = self.len.clamp(MIN_CHUNK, MAX_CHUNK);
+        let target = (need + chunk).min(self.max_len.max(need));
+        let mut at = self.allocated;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        self.allocated = target;
+        Ok(())
+    }
+
+    /// Cuts the zeros written ahead, leaving the file exactly the records written.
+    pub(crate) fn release_ahead(&mut self) -> io::Result<()> {
+        if self.allocated > self.len {
+            self.file.set_len(self.len)?;
+            self.allocated = self.len;
+        }
         Ok(())
     }
 
@@ -104,11 +151,13 @@ impl WalWriter {
     fn roll(&mut self) -> io::Result<()> {
         // IMPORTANT: the old segment must be durable before records land in the next
         // one, or a power cut could keep a later batch and lose an earlier one.
+        self.release_ahead()?;
         self.sync()?;
         let next = self.segment + 1;
         self.file = new_segment(&self.dir, next)?;
         self.segment = next;
         self.len = HEADER_LEN;
+        self.allocated = HEADER_LEN;
         Ok(())
     }
 }
