@@ -170,8 +170,6 @@ struct FrameReader {
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
-    /// The socket's read timeout as last set (set only when it changes: a system call).
-    timeout: Option<Duration>,
 }
 
 /// Bytes offered to each `read`.
@@ -184,7 +182,6 @@ impl FrameReader {
             buf: vec![0; READ_CHUNK],
             start: 0,
             end: 0,
-            timeout: None,
         }
     }
 
@@ -226,17 +223,7 @@ impl FrameReader {
                     self.buf.resize(self.end + READ_CHUNK, 0);
                 }
             }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(t) if !t.is_zero() => Some(t),
-                    _ => return Err(timed_out()),
-                },
-            };
-            if timeout != self.timeout {
-                self.stream.set_read_timeout(timeout)?;
-                self.timeout = timeout;
-            }
+            wait_readable(&self.stream, deadline)?;
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) if self.start == self.end => return Ok(None),
                 Ok(0) => {
@@ -258,6 +245,44 @@ impl FrameReader {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Waits until `stream` has bytes to read (or is closed), at most until `deadline`.
+///
+/// `poll` for input, not a blocking `read`: a thread asleep in `read` on a Unix socket
+/// is also woken each time the server consumes a request this socket sent (the kernel
+/// signals "writable" on the same wait queue), so every round trip would cost the
+/// caller an extra wake-up and context switch. `poll` wakes only for what it asked.
+fn wait_readable(stream: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        let timeout_ms: libc::c_int = match deadline {
+            None => -1,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                // Rounded up, so a wait never ends before its deadline.
+                Some(t) if !t.is_zero() => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+                _ => return Err(timed_out()),
+            },
+        };
+        let mut fd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut fd, 1, timeout_ms) };
+        if n > 0 {
+            // Readable, closed or failed: the read that follows reports which.
+            return Ok(());
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        // Timed out (checked against the deadline above) or interrupted: wait again.
     }
 }
 
