@@ -482,6 +482,7 @@ impl Inner {
             io.wal.sync()?;
         }
         io.data_len = base + data.len() as u64;
+        io.data.write_behind(io.data_len);
         io.last_written_seq = last;
         self.counters
             .wal_bytes

@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::record::{decode_header, payload_ok, Header, HeaderError, FIXED, MAGIC};
 use crate::fsutil::sync_dir;
@@ -18,6 +19,9 @@ use docdb_protocol::codec::Reader;
 const FILE_MAGIC: &[u8; 8] = b"DOCDBDAT";
 const VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: u64 = 24;
+
+/// Bytes appended between two starts of write-back (see [`DataFile::write_behind`]).
+const WRITE_BEHIND: u64 = 1024 * 1024;
 
 pub(crate) fn data_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("{generation:020}.data"))
@@ -72,6 +76,8 @@ pub(crate) struct DataFile {
     pub generation: u64,
     pub path: PathBuf,
     file: File,
+    /// End of the bytes handed to the kernel's write-back so far.
+    behind: AtomicU64,
 }
 
 impl DataFile {
@@ -90,6 +96,7 @@ impl DataFile {
             generation,
             path,
             file,
+            behind: AtomicU64::new(HEADER_LEN),
         })
     }
 
@@ -105,10 +112,12 @@ impl DataFile {
                 format!("{}: invalid data file header", path.display()),
             ));
         }
+        let behind = AtomicU64::new(file.metadata()?.len());
         Ok(DataFile {
             generation,
             path,
             file,
+            behind,
         })
     }
 
@@ -126,6 +135,35 @@ impl DataFile {
 
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    /// Called by the appender (one at a time) with the end of what it wrote: once a
+    /// megabyte has accumulated, starts writing it to disk without waiting for it.
+    /// The data file is made durable only by a checkpoint's fsync, and without this
+    /// that fsync finds everything since the last one dirty — 64 MiB at once, a burst
+    /// the WAL fsyncs of every database queue behind (60–140 ms stalls in the 3 × 10
+    /// mix). RocksDB's `bytes_per_sync` and PostgreSQL's `*_flush_after` do the same.
+    pub(crate) fn write_behind(&self, end: u64) {
+        let from = self.behind.load(Ordering::Relaxed);
+        if end < from.saturating_add(WRITE_BEHIND) {
+            return;
+        }
+        self.behind.store(end, Ordering::Relaxed);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid descriptor and a byte range; the call only schedules I/O.
+            // A failure is not acted on: it is advisory, and the checkpoint's fsync
+            // writes the same range and reports any error.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    from as libc::off64_t,
+                    (end - from) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
     }
 
     /// Raw bytes at `offset`.
