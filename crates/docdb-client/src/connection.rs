@@ -253,7 +253,8 @@ impl FrameReader {
 /// `poll` for input, not a blocking `read`: a thread asleep in `read` on a Unix socket
 /// is also woken each time the server consumes a request this socket sent (the kernel
 /// signals "writable" on the same wait queue), so every round trip would cost the
-/// caller an extra wake-up and context switch. `poll` wakes only for what it asked.
+/// caller an extra wake-up and context switch. `poll` wakes only for what it asked
+/// (DECISIONS 22).
 fn wait_readable(stream: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     loop {
@@ -261,7 +262,9 @@ fn wait_readable(stream: &UnixStream, deadline: Option<Instant>) -> io::Result<(
             None => -1,
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 // Rounded up, so a wait never ends before its deadline.
-                Some(t) if !t.is_zero() => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+                Some(t) if !t.is_zero() => {
+                    t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                }
                 _ => return Err(timed_out()),
             },
         };
@@ -564,7 +567,10 @@ mod tests {
         let f = frame(b"hello world");
         tx.write_all(&f[..6]).unwrap();
         let soon = Instant::now() + Duration::from_millis(20);
-        assert_eq!(r.next(Some(soon)).unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            r.next(Some(soon)).unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
         tx.write_all(&f[6..]).unwrap();
         assert_eq!(r.next(None).unwrap().unwrap(), b"hello world");
         drop(tx);

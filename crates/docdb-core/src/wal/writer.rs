@@ -5,7 +5,7 @@
 //! The segment is zero-filled ahead of the records (DECISIONS 21): an fdatasync after
 //! an append that grows the file must also commit the file system's journal (new size,
 //! new blocks), while one after overwriting blocks already written flushes only the
-//! data — half the latency and a third of the CPU here. So when a batch would pass
+//! data — half the latency and less than half the CPU here. So when a batch would pass
 //! the written-ahead space, the writer first writes zeros past it, in chunks that grow
 //! with the segment (64 KiB up to 1 MiB, never past the segment's size), and the next
 //! fsync makes them durable with the batch. Replay reads zeros where a record header
