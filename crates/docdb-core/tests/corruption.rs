@@ -664,6 +664,39 @@ fn ending(seed: u64) -> Ending {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+fn a_log_that_ends_in_zeros_written_ahead_is_clean_to_the_offline_check() {
+    for seed in seeds(2) {
+        // Dropped without a close, as a crash leaves it: the zeros are still there.
+        let fx = Fixture::write(seed, Ending::Drop);
+        let (segment, path) = fx.segments().pop().expect("a segment");
+        assert!(
+            fs::metadata(&path).expect("metadata").len() > fx.records_end(segment),
+            "seed {seed}: no zeros written ahead of the log"
+        );
+        let v = docdb_core::verify_offline(fx.path(), None).expect("offline verify");
+        assert!(
+            v.is_ok() && v.notes.is_empty(),
+            "seed {seed}: problems {:?}, notes {:?}",
+            v.problems,
+            v.notes
+        );
+        assert_eq!(v.wal_records, fx.wal.len() as u64, "seed {seed}");
+        let db = fx.open_ok("with zeros after the log");
+        assert!(
+            db.recovery_report().dropped.is_empty(),
+            "seed {seed}: zeros reported as dropped: {:?}",
+            db.recovery_report().dropped
+        );
+        check(
+            &fx,
+            &db,
+            &Expected::prefix(&fx, fx.commits.len()),
+            "after reopening a log that ends in zeros",
+        );
+    }
+}
+
+#[test]
 fn damage_in_the_space_written_ahead_of_the_log_loses_nothing() {
     for seed in seeds(3) {
         let fx = Fixture::write(seed, Ending::Drop);
