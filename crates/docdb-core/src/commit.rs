@@ -129,6 +129,10 @@ fn run_callbacks(ready: Vec<(u64, OnDurable)>, durable: u64) {
     }
 }
 
+/// Batch buffers larger than this are freed rather than kept for the next batch: a
+/// database that once wrote a huge transaction does not hold its memory.
+const MAX_SPARE: usize = 64 * 1024;
+
 fn record_len(coll: &str, payload_len: usize) -> u64 {
     (FIXED + coll.len() + payload_len) as u64
 }
@@ -452,9 +456,10 @@ impl Inner {
             let base = c.data_base;
             let (wal, data) = if n == take {
                 c.pending.clear();
+                let (spare_wal, spare_data) = std::mem::take(&mut io.spare);
                 (
-                    std::mem::take(&mut c.wal_buf),
-                    std::mem::take(&mut c.data_buf),
+                    std::mem::replace(&mut c.wal_buf, spare_wal),
+                    std::mem::replace(&mut c.data_buf, spare_data),
                 )
             } else {
                 c.pending.drain(..n);
@@ -493,6 +498,12 @@ impl Inner {
             .wal_since_checkpoint
             .fetch_add(wal.len() as u64, Ordering::Relaxed)
             + wal.len() as u64;
+        if wal.capacity() <= MAX_SPARE && data.capacity() <= MAX_SPARE {
+            let (mut wal, mut data) = (wal, data);
+            wal.clear();
+            data.clear();
+            io.spare = (wal, data);
+        }
         drop(io);
         if since >= self.config.checkpoint_bytes() {
             self.request_maintenance();

@@ -86,6 +86,9 @@ pub(crate) struct Io {
     pub data_len: u64,
     /// Highest sequence number written to the WAL.
     pub last_written_seq: u64,
+    /// Emptied buffers of the last batch written, swapped in for the next batch's WAL
+    /// and data bytes so staging does not regrow them from nothing.
+    pub spare: (Vec<u8>, Vec<u8>),
 }
 
 pub(crate) struct Inner {

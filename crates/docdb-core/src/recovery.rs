@@ -404,6 +404,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             data: data.clone(),
             data_len: end,
             last_written_seq: seq,
+            spare: (Vec::new(), Vec::new()),
         }),
         files: RwLock::new(vec![data]),
         memory,
