@@ -108,7 +108,14 @@ impl WalWriter {
         Faults::on_write(&self.faults)?;
         let end = self.len + bytes.len() as u64;
         if end > self.allocated {
-            self.write_ahead(end)?;
+            if let Err(e) = self.write_ahead(end) {
+                // A nearly full disk (or a file-size limit) may have room for the
+                // records but not for the zeros: append without them, and let the
+                // records' own write decide.
+                tracing::debug!(segment = self.segment, error = %e,
+                    "could not zero-fill ahead of the WAL; appending without");
+                self.allocated = self.file.metadata().map_or(self.len, |m| m.len());
+            }
         }
         self.file.write_all(bytes)?;
         self.len = end;
