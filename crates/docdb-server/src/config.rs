@@ -29,6 +29,7 @@
 //! prealloc = false               # start all `max_workers` workers up front
 //! policy = "fair"                # fair | deepest | round_robin
 //! max_batch = 256                # requests one worker takes from a queue at once
+//! spin = "200us"                 # one idle worker polls this long before it sleeps; "0s" = off
 //!
 //! [wal]                          # docdb_core::config::WalConfig
 //! max_file_size_mb = 64
@@ -146,6 +147,9 @@ pub struct SchedSection {
     pub prealloc: bool,
     pub policy: Policy,
     pub max_batch: usize,
+    /// How long one idle worker polls for work before it sleeps (DECISIONS 24).
+    #[serde(deserialize_with = "duration")]
+    pub spin: Duration,
 }
 
 impl Default for ServerConfig {
@@ -201,6 +205,7 @@ impl Default for SchedSection {
             prealloc: false,
             policy: Policy::Fair,
             max_batch: 256,
+            spin: Duration::from_micros(200),
         }
     }
 }
@@ -306,6 +311,9 @@ impl ServerConfig {
         if self.sched.worker_expiry.is_zero() {
             return Err(bad("sched.worker_expiry", "must be longer than 0"));
         }
+        if self.sched.spin > Duration::from_millis(10) {
+            return Err(bad("sched.spin", "must be at most 10ms"));
+        }
         if self.sched.max_batch == 0 {
             return Err(bad("sched.max_batch", "must be at least 1"));
         }
@@ -345,6 +353,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.sched.queue_depth, 100);
         assert_eq!(c.sched.policy, Policy::Fair);
+        assert_eq!(c.sched.spin, Duration::from_micros(200));
         assert_eq!(c.db.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.socket_mode, 0o600);
     }
@@ -352,11 +361,12 @@ mod tests {
     #[test]
     fn toml_overrides_and_names_bad_keys() {
         let c = ServerConfig::from_toml(
-            "socket = \"/tmp/x.sock\"\n[sched]\npolicy = \"deepest\"\nworker_expiry = \"250ms\"\n[wal.fsync]\nmode = \"always\"\n",
+            "socket = \"/tmp/x.sock\"\n[sched]\npolicy = \"deepest\"\nworker_expiry = \"250ms\"\nspin = \"0s\"\n[wal.fsync]\nmode = \"always\"\n",
         )
         .unwrap();
         assert_eq!(c.sched.policy, Policy::Deepest);
         assert_eq!(c.sched.worker_expiry, Duration::from_millis(250));
+        assert!(c.sched.spin.is_zero());
         assert_eq!(c.wal.fsync.mode, docdb_core::FsyncMode::Always);
         let e = ServerConfig::from_toml("[sched]\nqueue_dept = 5\n").unwrap_err();
         assert!(e.to_string().contains("queue_dept"), "{e}");

@@ -21,7 +21,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,8 @@ pub struct SchedConfig {
     pub prealloc: bool,
     pub policy: Policy,
     pub max_batch: usize,
+    /// How long one idle worker polls for work before it sleeps; zero: never.
+    pub spin: Duration,
 }
 
 #[derive(Default)]
@@ -107,6 +109,10 @@ impl Ready {
         self.fifo.is_empty() && self.by_vtime.is_empty()
     }
 
+    fn len(&self) -> usize {
+        self.fifo.len() + self.by_vtime.len()
+    }
+
     fn pop(&mut self, policy: Policy, dbs: &HashMap<u64, DbQueue>) -> Option<u64> {
         match policy {
             Policy::Fair => self.by_vtime.pop().map(|Reverse((_, _, db))| db),
@@ -136,6 +142,11 @@ pub struct Scheduler {
     handler: Arc<Handler>,
     panics: AtomicU64,
     me: std::sync::Weak<Scheduler>,
+    /// A worker is polling for work before it sleeps (at most one at a time).
+    spinning: AtomicBool,
+    /// Some database may be ready (set when one is queued; cleared by the pick that
+    /// empties the ready set). Read without the lock by the spinning worker.
+    ready_hint: AtomicBool,
 }
 
 /// Pool figures as SchedulerStats reports them.
@@ -168,6 +179,8 @@ impl Scheduler {
             handler,
             panics: AtomicU64::new(0),
             me: me.clone(),
+            spinning: AtomicBool::new(false),
+            ready_hint: AtomicBool::new(false),
         });
         let start = if s.cfg.prealloc {
             s.cfg.max_workers
@@ -220,6 +233,11 @@ impl Scheduler {
         // A database that was idle does not bank service it never asked for.
         dq.vtime = dq.vtime.max(q.vclock);
         q.ready.push(self.cfg.policy, db, dq.vtime);
+        self.ready_hint.store(true, Ordering::Release);
+        if self.spinning.load(Ordering::Acquire) {
+            // The polling worker takes it (it re-picks under the lock when it stops).
+            return Ok(());
+        }
         let spawn = q.idle == 0 && q.workers < self.cfg.max_workers;
         if spawn {
             q.workers += 1;
@@ -237,6 +255,9 @@ impl Scheduler {
     fn pick(&self, q: &mut Queues) -> Option<(u64, Vec<Task>)> {
         let Queues { ready, dbs, .. } = q;
         let db = ready.pop(self.cfg.policy, dbs)?;
+        if ready.is_empty() {
+            self.ready_hint.store(false, Ordering::Release);
+        }
         let dq = q.dbs.get_mut(&db)?;
         dq.ready = false;
         dq.busy = true;
@@ -251,9 +272,27 @@ impl Scheduler {
 
     fn worker(self: Arc<Self>) {
         let mut q = self.q.lock();
+        let mut spun = false;
         loop {
             if let Some((db, tasks)) = self.pick(&mut q) {
+                let mut spawn = 0;
+                if spun {
+                    // Enqueues woke nobody while this worker polled: wake or start one
+                    // worker for each database still ready, as they would have.
+                    let waiting = q.ready.len();
+                    for _ in 0..waiting.min(q.idle) {
+                        self.work.notify_one();
+                    }
+                    spawn = waiting
+                        .saturating_sub(q.idle)
+                        .min(self.cfg.max_workers.saturating_sub(q.workers));
+                    q.workers += spawn;
+                }
+                spun = false;
                 drop(q);
+                for _ in 0..spawn {
+                    self.spawn_worker();
+                }
                 let h = self.handler.clone();
                 // Unanswered tasks of a panicking step were dropped during unwinding
                 // and answered `internal error` by their ReplyTo guards.
@@ -263,7 +302,10 @@ impl Scheduler {
                 });
                 q = self.q.lock();
                 if Self::hand_back(&mut q, self.cfg.policy, db) {
-                    self.work.notify_one();
+                    self.ready_hint.store(true, Ordering::Release);
+                    if !self.spinning.load(Ordering::Acquire) {
+                        self.work.notify_one();
+                    }
                 }
                 if let Some(after) = after {
                     drop(q);
@@ -277,6 +319,25 @@ impl Scheduler {
             if q.stopping && q.queued == 0 {
                 break;
             }
+            // Before sleeping, one worker at a time polls for a while: work that arrives
+            // meanwhile costs no futex wake-up and no context switch (DECISIONS 24).
+            // It polls once per idle spell (`spun`), and re-picks under the lock.
+            if !spun
+                && !self.cfg.spin.is_zero()
+                && !q.stopping
+                && !self.spinning.swap(true, Ordering::AcqRel)
+            {
+                drop(q);
+                let until = Instant::now() + self.cfg.spin;
+                while !self.ready_hint.load(Ordering::Acquire) && Instant::now() < until {
+                    std::thread::yield_now();
+                }
+                self.spinning.store(false, Ordering::Release);
+                q = self.q.lock();
+                spun = true;
+                continue;
+            }
+            spun = false;
             q.idle += 1;
             let timed_out = self
                 .work
@@ -402,6 +463,7 @@ mod tests {
             prealloc: false,
             policy,
             max_batch: 8,
+            spin: Duration::from_micros(200),
         }
     }
 

@@ -69,6 +69,7 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
             prealloc: cfg.sched.prealloc,
             policy: cfg.sched.policy,
             max_batch: cfg.sched.max_batch,
+            spin: cfg.sched.spin,
         },
         handler,
     );
