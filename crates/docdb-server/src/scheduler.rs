@@ -234,8 +234,10 @@ impl Scheduler {
         dq.vtime = dq.vtime.max(q.vclock);
         q.ready.push(self.cfg.policy, db, dq.vtime);
         self.ready_hint.store(true, Ordering::Release);
-        if self.spinning.load(Ordering::Acquire) {
+        if q.ready.len() == 1 && self.spinning.load(Ordering::Acquire) {
             // The polling worker takes it (it re-picks under the lock when it stops).
+            // Only the first: with many runnable threads the poller may take a while
+            // to notice, and more work than one database's should not wait for it.
             return Ok(());
         }
         let spawn = q.idle == 0 && q.workers < self.cfg.max_workers;
@@ -277,8 +279,8 @@ impl Scheduler {
             if let Some((db, tasks)) = self.pick(&mut q) {
                 let mut spawn = 0;
                 if spun {
-                    // Enqueues woke nobody while this worker polled: wake or start one
-                    // worker for each database still ready, as they would have.
+                    // The first database to become ready while this worker polled woke
+                    // nobody; if more became ready since, make sure each has a worker.
                     let waiting = q.ready.len();
                     for _ in 0..waiting.min(q.idle) {
                         self.work.notify_one();
@@ -303,7 +305,7 @@ impl Scheduler {
                 q = self.q.lock();
                 if Self::hand_back(&mut q, self.cfg.policy, db) {
                     self.ready_hint.store(true, Ordering::Release);
-                    if !self.spinning.load(Ordering::Acquire) {
+                    if q.ready.len() > 1 || !self.spinning.load(Ordering::Acquire) {
                         self.work.notify_one();
                     }
                 }
