@@ -9,6 +9,17 @@ fn open(dir: &std::path::Path) -> Database {
     Database::open(dir, Config::default()).unwrap()
 }
 
+/// Opens with a fault injector: the fsync after the first `good_syncs` fails.
+fn open_failing_sync(dir: &std::path::Path, good_syncs: i64) -> Database {
+    let opts = docdb_core::OpenOptions {
+        faults: Some(std::sync::Arc::new(docdb_core::faults::Faults::new(
+            -1, good_syncs,
+        ))),
+        ..Default::default()
+    };
+    Database::open_with(dir, Config::default(), opts).unwrap()
+}
+
 #[test]
 fn crud_round_trip_and_reopen() {
     let d = tempfile::tempdir().unwrap();
@@ -279,11 +290,7 @@ fn a_second_open_of_the_same_directory_is_refused() {
 #[test]
 fn after_a_failed_fsync_writes_are_refused_until_reopen() {
     let d = tempfile::tempdir().unwrap();
-    let opts = docdb_core::OpenOptions {
-        faults: Some(std::sync::Arc::new(docdb_core::faults::Faults::new(-1, 3))),
-        ..Default::default()
-    };
-    let db = Database::open_with(d.path(), Config::default(), opts).unwrap();
+    let db = open_failing_sync(d.path(), 3);
     for i in 0..3 {
         db.create("", i, b"1").unwrap();
     }
@@ -480,11 +487,7 @@ fn durability_callbacks_and_blocking_writers_share_group_commits_and_each_runs_o
 #[test]
 fn a_failed_fsync_fails_the_waiting_callbacks_and_later_ones_at_once() {
     let d = tempfile::tempdir().unwrap();
-    let opts = docdb_core::OpenOptions {
-        faults: Some(std::sync::Arc::new(docdb_core::faults::Faults::new(-1, 1))),
-        ..Default::default()
-    };
-    let db = Database::open_with(d.path(), Config::default(), opts).unwrap();
+    let db = open_failing_sync(d.path(), 1);
     db.create("", 1, b"1").unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let mut b = db.batch();
