@@ -240,17 +240,30 @@ impl Scheduler {
             // to notice, and more work than one database's should not wait for it.
             return Ok(());
         }
-        let spawn = q.idle == 0 && q.workers < self.cfg.max_workers;
-        if spawn {
-            q.workers += 1;
-        }
+        let (notify, spawn) = self.workers_for(q, 1);
         drop(guard);
-        if spawn {
-            self.spawn_worker();
-        } else {
+        self.wake(notify, spawn);
+        Ok(())
+    }
+
+    /// How to give `ready` newly ready databases a worker each: how many idle workers
+    /// to notify and how many to start (counted in `q.workers` here, started by
+    /// [`Scheduler::wake`] once the lock is released).
+    fn workers_for(&self, q: &mut Queues, ready: usize) -> (usize, usize) {
+        let notify = ready.min(q.idle);
+        let spawn = (ready - notify).min(self.cfg.max_workers.saturating_sub(q.workers));
+        q.workers += spawn;
+        (notify, spawn)
+    }
+
+    /// Carries out [`Scheduler::workers_for`], without the queue lock.
+    fn wake(&self, notify: usize, spawn: usize) {
+        for _ in 0..notify {
             self.work.notify_one();
         }
-        Ok(())
+        for _ in 0..spawn {
+            self.spawn_worker();
+        }
     }
 
     /// Picks the next database to serve per the policy and takes its batch.
@@ -277,24 +290,17 @@ impl Scheduler {
         let mut spun = false;
         loop {
             if let Some((db, tasks)) = self.pick(&mut q) {
-                let mut spawn = 0;
-                if spun {
-                    // The first database to become ready while this worker polled woke
-                    // nobody; if more became ready since, make sure each has a worker.
+                // The first database to become ready while this worker polled woke
+                // nobody; if more became ready since, make sure each has a worker.
+                let (notify, spawn) = if spun {
                     let waiting = q.ready.len();
-                    for _ in 0..waiting.min(q.idle) {
-                        self.work.notify_one();
-                    }
-                    spawn = waiting
-                        .saturating_sub(q.idle)
-                        .min(self.cfg.max_workers.saturating_sub(q.workers));
-                    q.workers += spawn;
-                }
+                    self.workers_for(&mut q, waiting)
+                } else {
+                    (0, 0)
+                };
                 spun = false;
                 drop(q);
-                for _ in 0..spawn {
-                    self.spawn_worker();
-                }
+                self.wake(notify, spawn);
                 let h = self.handler.clone();
                 // Unanswered tasks of a panicking step were dropped during unwinding
                 // and answered `internal error` by their ReplyTo guards.
