@@ -234,14 +234,8 @@ impl FrameReader {
                 }
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(timed_out())
-                }
+                // No read timeout is set (`wait_readable` keeps the deadline), so a
+                // failed read is the connection's failure.
                 Err(e) => return Err(e),
             }
         }
