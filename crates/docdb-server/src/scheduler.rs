@@ -462,6 +462,15 @@ mod tests {
     use docdb_protocol::{Request, Response};
     use tokio::sync::mpsc;
 
+    /// Polls `done` every 5 ms; fails the test with `what` after 10 s.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn cfg(policy: Policy) -> SchedConfig {
         SchedConfig {
             queue_depth: 4,
@@ -504,11 +513,9 @@ mod tests {
         let hold = gate.lock();
         // The first task is taken by a worker that then blocks on the gate.
         s.enqueue(1, task(1, &tx)).map_err(|e| e.0).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.stats().queue_depths.get(&1) != Some(&0) {
-            assert!(Instant::now() < deadline, "no worker took the first task");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually("no worker took the first task", || {
+            s.stats().queue_depths.get(&1) == Some(&0)
+        });
         for i in 2..6 {
             s.enqueue(1, task(i, &tx)).map_err(|e| e.0).unwrap();
         }
@@ -558,22 +565,18 @@ mod tests {
         let hold = gate.lock();
         s.enqueue(0, task(0, &tx)).map_err(|e| e.0).unwrap();
         // Once the only worker is busy, more work makes the pool grow.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.stats().worker_pool.free_workers != 0 {
-            assert!(Instant::now() < deadline, "the worker never took the task");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually("the worker never took the task", || {
+            s.stats().worker_pool.free_workers == 0
+        });
         s.enqueue(1, task(1, &tx)).map_err(|e| e.0).unwrap();
         assert_eq!(s.stats().worker_count, 2);
         drop(hold);
         rx.blocking_recv().unwrap();
         rx.blocking_recv().unwrap();
         // The extra worker expires (worker_expiry 50 ms); the minimum stays.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.stats().worker_count != 1 {
-            assert!(Instant::now() < deadline, "the extra worker never expired");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        eventually("the extra worker never expired", || {
+            s.stats().worker_count == 1
+        });
         assert!(s.shutdown(Duration::from_secs(5)));
     }
 
@@ -605,14 +608,9 @@ mod tests {
         let hold = gate.lock();
         s.enqueue(7, task(1, &tx)).map_err(|e| e.0).unwrap();
         // Wait until the first request's step holds a worker.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.stats().worker_pool.running_workers != 0 || s.stats().queue_depths[&7] != 0 {
-            assert!(
-                Instant::now() < deadline,
-                "the first request was never taken"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually("the first request was never taken", || {
+            s.stats().worker_pool.running_workers == 0 && s.stats().queue_depths[&7] == 0
+        });
         s.enqueue(7, task(2, &tx)).map_err(|e| e.0).unwrap();
         let r = rx.blocking_recv().unwrap();
         assert_eq!(r.request_id, 2, "served while the first one's step waits");
