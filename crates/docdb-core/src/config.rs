@@ -14,6 +14,32 @@ pub struct Config {
     pub compaction: CompactionConfig,
     pub memory: MemoryConfig,
     pub healing: HealingConfig,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one write may ask of the engine. Each bound protects the other
+/// tenants of the process from one client's documents (docs/SECURITY.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Deepest nesting of arrays and objects a stored document may have, checked on
+    /// every write path (create, update, patch result, transaction, restore).
+    /// Default 128.
+    pub max_depth: usize,
+    /// Most operations one JSON Patch may carry. Default 1000.
+    pub max_patch_ops: usize,
+    /// Most collections one database may hold, `_default` included. Default 1024.
+    pub max_collections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_depth: 128,
+            max_patch_ops: 1000,
+            max_collections: 1024,
+        }
+    }
 }
 
 /// `[healing]`
@@ -220,6 +246,15 @@ impl Config {
         if self.memory.cache_mb > 65_536 {
             return bad("memory.cache_mb", "must be at most 65536");
         }
+        if !(1..=10_000).contains(&self.limits.max_depth) {
+            return bad("limits.max_depth", "must be between 1 and 10000");
+        }
+        if !(1..=1_000_000).contains(&self.limits.max_patch_ops) {
+            return bad("limits.max_patch_ops", "must be between 1 and 1000000");
+        }
+        if !(1..=1_000_000).contains(&self.limits.max_collections) {
+            return bad("limits.max_collections", "must be between 1 and 1000000");
+        }
         Ok(())
     }
 
@@ -253,6 +288,8 @@ mod tests {
         assert_eq!(c.wal.keep_segments, 2);
         assert_eq!(c.compaction.size_mb, 100);
         assert_eq!(c.memory.per_db_limit_mb, 256);
+        assert_eq!(c.limits.max_depth, 128);
+        assert_eq!(c.limits.max_patch_ops, 1000);
     }
 
     #[test]

@@ -2,61 +2,18 @@
 //! overridden by flags. Every key is documented once, here, with its default; a bad
 //! value fails at start with a message naming the key.
 //!
-//! ```toml
-//! data_dir = "./data"            # databases live under <data_dir>/dbs/<name>
-//! socket = "/tmp/docdb.sock"
-//! socket_mode = "0600"           # octal permission bits of the socket file
-//! # wal_dir = "/fast/wal"        # WAL of database <name> in <wal_dir>/<name>
-//! max_connections = 1024         # concurrent clients; 0 = unlimited
-//! # http = "127.0.0.1:9187"      # GET /metrics and /healthz
-//! log_level = "info"             # error | warn | info | debug | trace
-//! log_format = "text"            # text | json
-//!
-//! [memory]
-//! global_capacity_mb = 1024      # live-document bytes, all databases together
-//! per_db_limit_mb = 256
-//! cache_mb = 0                   # hot-document read cache per open database (0 = off)
-//!
-//! [db]
-//! max_open_dbs = 100             # least-recently-used idle databases close beyond this
-//! idle_timeout = "5m"            # a database unused this long is closed
-//!
-//! [sched]
-//! queue_depth = 100              # per-database request queue; full -> "request queue is full"
-//! workers = 0                    # workers kept alive; 0 = auto (2 x cores, at least 4)
-//! max_workers = 256              # the pool grows to this under load
-//! worker_expiry = "1s"           # idle workers above `workers` exit after this
-//! prealloc = false               # start all `max_workers` workers up front
-//! policy = "fair"                # fair | deepest | round_robin
-//! max_batch = 256                # requests one worker takes from a queue at once
-//! spin = "200us"                 # one idle worker polls this long before it sleeps; "0s" = off
-//!
-//! [wal]                          # docdb_core::config::WalConfig
-//! max_file_size_mb = 64
-//! keep_segments = 2
-//! [wal.fsync]
-//! mode = "group"                 # always | group | interval | none
-//! interval_ms = 10
-//! max_batch_size = 1024
-//!
-//! [checkpoint]
-//! interval_mb = 64
-//!
-//! [compaction]
-//! size_mb = 100
-//! tombstone_ratio = 0.3
-//!
-//! [healing]
-//! on_read_corruption = true      # heal a corrupt record during the read that finds it
-//! interval_secs = 3600           # background scan of every live document
-//! max_batch_size = 100           # documents repaired per group commit
-//! ```
+//! The example file `docdb.example.toml` (shipped beside this crate, printed by
+//! `docdb serve --help` as [`EXAMPLE`]) lists every key with its default; a test
+//! checks that it parses to exactly the defaults below.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use docdb_core::config::{CheckpointConfig, CompactionConfig, HealingConfig, WalConfig};
 use serde::{Deserialize, Deserializer};
+
+/// Every configuration key with its default and meaning, as TOML.
+pub const EXAMPLE: &str = include_str!("../docdb.example.toml");
 
 /// Everything `docdb serve` needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +30,8 @@ pub struct ServerConfig {
     pub log_format: String,
     pub memory: MemorySection,
     pub db: DbSection,
+    pub net: NetSection,
+    pub limits: LimitsSection,
     pub sched: SchedSection,
     pub wal: WalConfig,
     pub checkpoint: CheckpointConfig,
@@ -97,6 +56,54 @@ pub struct DbSection {
     pub max_open_dbs: usize,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+}
+
+/// `[net]`: what one connection may hold of the server (SPEC §8.2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSection {
+    /// A Scan page stops before its reply would pass this many MiB. Default 8.
+    pub reply_budget_mb: u64,
+    /// Requests read from one connection and not yet answered; past it the server
+    /// stops reading that socket until answers are sent. Default 128.
+    pub max_inflight: usize,
+    /// MiB of replies not yet taken by one connection's socket; past it the server
+    /// stops reading that socket until the client reads. Default 32.
+    pub max_unsent_mb: u64,
+    /// A connection silent this long in the middle of a frame is closed. Default 10 s.
+    #[serde(deserialize_with = "duration")]
+    pub frame_timeout: Duration,
+    /// A connection silent this long between frames is closed; 0 = never (default).
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl NetSection {
+    pub fn reply_budget_bytes(&self) -> usize {
+        mib(self.reply_budget_mb)
+    }
+
+    pub fn max_unsent_bytes(&self) -> usize {
+        mib(self.max_unsent_mb)
+    }
+}
+
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+}
+
+/// `[limits]`: what one client may ask of the engine and the catalog (SPEC §8.2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Nesting of arrays and objects in a stored document. Default 128.
+    pub max_depth: usize,
+    /// Operations in one JSON Patch. Default 1000.
+    pub max_patch_ops: usize,
+    /// Collections per database, `_default` included. Default 1024.
+    pub max_collections: usize,
+    /// Databases in the catalog; OpenDB of a new name past it fails. Default 100000.
+    pub max_databases: usize,
 }
 
 /// Queue-choice policy of the scheduler.
@@ -165,6 +172,8 @@ impl Default for ServerConfig {
             log_format: "text".into(),
             memory: MemorySection::default(),
             db: DbSection::default(),
+            net: NetSection::default(),
+            limits: LimitsSection::default(),
             sched: SchedSection::default(),
             wal: WalConfig::default(),
             checkpoint: CheckpointConfig::default(),
@@ -191,6 +200,30 @@ impl Default for DbSection {
         DbSection {
             max_open_dbs: 100,
             idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for NetSection {
+    fn default() -> Self {
+        NetSection {
+            reply_budget_mb: 8,
+            max_inflight: 128,
+            max_unsent_mb: 32,
+            frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::ZERO,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let engine = docdb_core::config::LimitsConfig::default();
+        LimitsSection {
+            max_depth: engine.max_depth,
+            max_patch_ops: engine.max_patch_ops,
+            max_collections: engine.max_collections,
+            max_databases: 100_000,
         }
     }
 }
@@ -261,6 +294,11 @@ impl ServerConfig {
                 cache_mb: self.memory.cache_mb,
             },
             healing: self.healing.clone(),
+            limits: docdb_core::config::LimitsConfig {
+                max_depth: self.limits.max_depth,
+                max_patch_ops: self.limits.max_patch_ops,
+                max_collections: self.limits.max_collections,
+            },
         }
     }
 
@@ -298,6 +336,23 @@ impl ServerConfig {
         }
         if self.db.idle_timeout.is_zero() {
             return Err(bad("db.idle_timeout", "must be longer than 0"));
+        }
+        // The reply budget must leave room under the 16 MiB frame limit for the
+        // reply's own framing.
+        if !(1..=15).contains(&self.net.reply_budget_mb) {
+            return Err(bad("net.reply_budget_mb", "must be between 1 and 15"));
+        }
+        if !(1..=65_536).contains(&self.net.max_inflight) {
+            return Err(bad("net.max_inflight", "must be between 1 and 65536"));
+        }
+        if !(1..=4096).contains(&self.net.max_unsent_mb) {
+            return Err(bad("net.max_unsent_mb", "must be between 1 and 4096"));
+        }
+        if self.net.frame_timeout.is_zero() {
+            return Err(bad("net.frame_timeout", "must be longer than 0"));
+        }
+        if self.limits.max_databases == 0 {
+            return Err(bad("limits.max_databases", "must be at least 1"));
         }
         if self.sched.queue_depth == 0 || self.sched.queue_depth > 1_000_000 {
             return Err(bad("sched.queue_depth", "must be between 1 and 1000000"));
@@ -356,6 +411,24 @@ mod tests {
         assert_eq!(c.sched.spin, Duration::from_micros(200));
         assert_eq!(c.db.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.socket_mode, 0o600);
+        assert_eq!(c.net.reply_budget_mb, 8);
+        assert_eq!(c.net.max_inflight, 128);
+        assert_eq!(c.net.max_unsent_mb, 32);
+        assert_eq!(c.net.frame_timeout, Duration::from_secs(10));
+        assert!(c.net.idle_timeout.is_zero());
+        assert_eq!(c.limits.max_depth, 128);
+        assert_eq!(c.limits.max_patch_ops, 1000);
+    }
+
+    #[test]
+    fn the_documented_example_is_the_defaults() {
+        // The shipped example is what `docdb serve --help` prints: every key in it
+        // must parse and give the defaults.
+        let example = EXAMPLE;
+        let c = ServerConfig::from_toml(example).unwrap();
+        c.validate().unwrap();
+        let d = ServerConfig::default();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use docdb_server::config::{parse_mode, Policy, ServerConfig};
 #[command(
     name = "docdb",
     version,
-    about = "DocDB: many isolated, durable JSON document databases in one process"
+    about = "DocDB: many isolated, durable JSON document databases in one process",
+    after_long_help = CONFIG_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
+    #[command(after_long_help = CONFIG_HELP)]
     Serve(ServeArgs),
     /// Verify every checksum of every database offline; exit 1 on corruption.
     Check(ToolArgs),
@@ -34,6 +36,13 @@ enum Command {
     /// The interactive shell (same as `docdbsh`).
     Shell(docdb_shell::cli::Args),
 }
+
+/// Printed by `--help`: every configuration key with its default.
+const CONFIG_HELP: &str = concat!(
+    "Configuration file (--config FILE): every key, with its default and meaning.\n",
+    "Flags override the file.\n\n",
+    include_str!("../../docdb-server/docdb.example.toml")
+);
 
 /// Where the data is (for the offline tools; the server must be stopped).
 #[derive(Args, Clone)]
@@ -140,7 +149,7 @@ fn run_tool(cmd: Command) -> ExitCode {
 /// Flags keep the original's names; each overrides the config file.
 #[derive(Args, Clone, Default)]
 struct ServeArgs {
-    /// TOML configuration file (keys as documented in docdb-server's config.rs).
+    /// TOML configuration file (every key is listed at the end of `docdb serve --help`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Directory holding the catalog and every database [default: ./data].
