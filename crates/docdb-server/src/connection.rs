@@ -7,28 +7,38 @@
 //! it whole; otherwise it is queued for the connection's writer task, which drains the
 //! queue in order. Frames never interleave. Writing directly saves a wake-up of the
 //! I/O thread and two system calls per response, which is most of what a small
-//! request costs.
+//! request costs. Both write through the one socket (one file descriptor).
+//!
+//! Bounds (SPEC §8.2, `[net]`): at most `max_inflight` requests read and not answered
+//! and `max_unsent_mb` of replies the socket has not taken; past either the reader
+//! stops reading this socket until it drains (backpressure: nothing is refused, other
+//! connections go on). Server-wide commands share a few slots over all connections. A
+//! connection silent for `frame_timeout` in the middle of a frame is closed, and one
+//! silent for `idle_timeout` (if set) between frames with nothing in flight.
 //!
 //! The length prefix is checked before anything is allocated; a frame over the limit
 //! or one that does not decode gets an Error response (with its request id when
 //! readable) and the connection is closed once every request already dispatched has
 //! been answered. Other connections are not affected. At shutdown, requests the client
 //! already sent but the server had not read yet are answered `server is shutting
-//! down`; none is left without a reply.
+//! down`; none is left without a reply. A frame half-sent at shutdown is waited for
+//! only a moment.
 
-use std::io::{self, Write as _};
+use std::collections::VecDeque;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use docdb_core::error::msg;
 use docdb_protocol::{decode_request, encode_response, Request, Response, Status, MAX_FRAME};
 use parking_lot::Mutex;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::cmd;
+use crate::config::NetSection;
 use crate::context::Context;
 use crate::errors::Category;
 use crate::reply::{ReplyTo, Sink, Task};
@@ -37,20 +47,43 @@ use crate::scheduler::Rejected;
 /// How long a draining connection may stay quiet before it is closed.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
+/// Replies smaller than this are appended to the last queued buffer (one system call
+/// for many small replies); bigger ones are queued as they are (no copy, and the
+/// queue gives memory back as the socket takes each one).
+const COALESCE: usize = 64 * 1024;
+
+/// What one connection may hold of the server (SPEC §8.2, `[net]`).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    max_inflight: usize,
+    max_unsent: usize,
+}
+
 /// The write side of a connection, shared by everything that answers its requests.
+///
+/// It owns the socket's write half: direct writes (`try_write`, non-blocking) and the
+/// writer task's writes go through the same file descriptor, so a connection costs
+/// one descriptor, and the descriptor cannot be closed (and its number reused by
+/// another client) while anything can still write to it.
 struct ConnWriter {
-    /// A non-blocking duplicate of the socket, for direct writes.
-    direct: std::os::unix::net::UnixStream,
+    wr: OwnedWriteHalf,
+    bounds: Bounds,
     state: Mutex<WriterState>,
     /// Wakes the writer task: bytes were queued, or the last answer owed was sent.
     wake: Notify,
+    /// Wakes the reader parked by backpressure: answers were sent or taken by the
+    /// socket, or the connection broke.
+    resume: Notify,
 }
 
 #[derive(Default)]
 struct WriterState {
-    /// Bytes waiting for the writer task, in order.
-    queued: Vec<u8>,
-    /// The writer task is writing bytes it took from `queued`.
+    /// Encoded replies waiting for the writer task, in order.
+    queued: VecDeque<Vec<u8>>,
+    /// Bytes of replies not yet taken by the socket: `queued` plus the buffer the
+    /// writer task is writing.
+    unsent: usize,
+    /// The writer task is writing a buffer it took from `queued`.
     busy: bool,
     /// A write failed (the client left): responses are dropped.
     broken: bool,
@@ -58,6 +91,15 @@ struct WriterState {
     owed: usize,
     /// The reader stopped: no more requests will come.
     reader_done: bool,
+    /// The reader waits for `owed` or `unsent` to fall below the bounds.
+    reader_parked: bool,
+}
+
+impl WriterState {
+    /// Whether the reader may read another request (SPEC §8.2 backpressure).
+    fn may_read(&self, b: Bounds) -> bool {
+        self.owed < b.max_inflight && self.unsent < b.max_unsent
+    }
 }
 
 impl ConnWriter {
@@ -74,7 +116,7 @@ impl ConnWriter {
         }
         if !st.busy && st.queued.is_empty() {
             loop {
-                match (&self.direct).write(&buf) {
+                match self.wr.try_write(&buf) {
                     Ok(n) if n == buf.len() => return,
                     Ok(n) => {
                         buf.drain(..n);
@@ -83,18 +125,29 @@ impl ConnWriter {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {
-                        st.broken = true;
+                        self.break_off(&mut st);
                         return;
                     }
                 }
             }
         }
-        if st.queued.is_empty() {
-            st.queued = buf;
-        } else {
-            st.queued.extend_from_slice(&buf);
+        st.unsent += buf.len();
+        match st.queued.back_mut() {
+            Some(last) if buf.len() < COALESCE && last.len() < COALESCE => {
+                last.extend_from_slice(&buf)
+            }
+            _ => st.queued.push_back(buf),
         }
         drop(st);
+        self.wake.notify_one();
+    }
+
+    /// The client is gone: drop what is queued and wake whoever waits.
+    fn break_off(&self, st: &mut WriterState) {
+        st.broken = true;
+        st.queued = VecDeque::new();
+        st.unsent = 0;
+        self.resume.notify_one();
         self.wake.notify_one();
     }
 
@@ -103,37 +156,96 @@ impl ConnWriter {
         self.wake.notify_one();
     }
 
+    /// Waits until the reader may read another request under the connection's
+    /// bounds. False: the connection broke.
+    async fn wait_room(&self) -> bool {
+        loop {
+            {
+                let mut st = self.state.lock();
+                if st.broken {
+                    return false;
+                }
+                if st.may_read(self.bounds) {
+                    st.reader_parked = false;
+                    return true;
+                }
+                st.reader_parked = true;
+            }
+            // `notify_one` keeps a permit when nobody waits yet: no lost wake-up.
+            self.resume.notified().await;
+        }
+    }
+
+    /// Wakes the parked reader once there is room again (call with the lock held).
+    fn maybe_resume(&self, st: &mut WriterState) {
+        if st.reader_parked && st.may_read(self.bounds) {
+            st.reader_parked = false;
+            self.resume.notify_one();
+        }
+    }
+
+    /// Writes one buffer whole, waiting for the socket to take it.
+    async fn write_out(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while at < bytes.len() {
+            self.wr.writable().await?;
+            match self.wr.try_write(&bytes[at..]) {
+                Ok(n) => at += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// The writer task: writes what could not be written directly, in order, until
     /// the reader is done and every answer owed has been sent.
-    async fn drain(self: Arc<Self>, mut wr: OwnedWriteHalf) {
+    async fn drain(self: Arc<Self>) {
         loop {
             let chunk = {
                 let mut st = self.state.lock();
                 if st.broken {
                     break;
                 }
-                if st.queued.is_empty() {
-                    st.busy = false;
-                    if st.reader_done && st.owed == 0 {
-                        break;
+                match st.queued.pop_front() {
+                    None => {
+                        st.busy = false;
+                        if st.reader_done && st.owed == 0 {
+                            break;
+                        }
+                        None
                     }
-                    None
-                } else {
-                    st.busy = true;
-                    Some(std::mem::take(&mut st.queued))
+                    Some(b) => {
+                        st.busy = true;
+                        Some(b)
+                    }
                 }
             };
             match chunk {
                 None => self.wake.notified().await,
                 Some(bytes) => {
-                    if wr.write_all(&bytes).await.is_err() {
-                        self.state.lock().broken = true;
+                    let res = self.write_out(&bytes).await;
+                    let mut st = self.state.lock();
+                    if res.is_err() {
+                        self.break_off(&mut st);
                         break;
                     }
+                    st.unsent -= bytes.len();
+                    self.maybe_resume(&mut st);
                 }
             }
         }
-        let _ = wr.shutdown().await;
+        // Tell the client we are done; the descriptor itself closes when the last
+        // holder of this writer lets go.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(self.wr.as_ref());
+        // SAFETY: `fd` is owned by `self.wr`, which is alive here.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_WR);
+        }
     }
 }
 
@@ -148,6 +260,7 @@ impl Sink for ConnWriter {
         let mut st = self.state.lock();
         st.owed -= 1;
         let last = st.owed == 0 && st.reader_done;
+        self.maybe_resume(&mut st);
         drop(st);
         if last {
             self.wake.notify_one();
@@ -155,67 +268,164 @@ impl Sink for ConnWriter {
     }
 }
 
-/// Splits a connection into its read half, its write half (for the writer task) and
-/// a shared writer with a duplicate of the socket for direct writes.
-fn split(
-    stream: UnixStream,
-) -> io::Result<(
-    tokio::net::unix::OwnedReadHalf,
-    OwnedWriteHalf,
-    Arc<ConnWriter>,
-)> {
-    let std = stream.into_std()?;
-    let direct = std.try_clone()?;
-    direct.set_nonblocking(true)?;
-    let (rd, wr) = UnixStream::from_std(std)?.into_split();
-    let w = Arc::new(ConnWriter {
-        direct,
-        state: Mutex::new(WriterState::default()),
-        wake: Notify::new(),
-    });
-    Ok((rd, wr, w))
+/// Why the reader stopped reading a frame.
+enum Stop {
+    /// End of stream, a reset, or a read error: the client is gone.
+    Gone,
+    /// Silent for `net.frame_timeout` in the middle of a frame (or for a moment while
+    /// the server shuts down).
+    Stalled,
 }
 
-pub async fn serve(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let (rd, wr, tx) = match split(stream) {
-        Ok(parts) => parts,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not set up a connection");
-            return;
+/// The read side of one connection: frames requests, with the `[net]` timeouts.
+struct Reader<R> {
+    rd: BufReader<R>,
+    shutdown: watch::Receiver<bool>,
+    /// The server is shutting down: read what the client already sent, then stop.
+    draining: bool,
+    frame_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    /// Waits for the next frame to begin; false at end of stream, when idle for
+    /// `net.idle_timeout` with nothing owed, or quiet for a moment while draining.
+    async fn next_frame_begins(&mut self, tx: &ConnWriter) -> bool {
+        loop {
+            if self.draining {
+                return matches!(
+                    tokio::time::timeout(DRAIN_QUIET, self.rd.fill_buf()).await,
+                    Ok(Ok(b)) if !b.is_empty()
+                );
+            }
+            // `fill_buf` is cancel-safe, so racing it against the signal or a timer
+            // loses no bytes.
+            let idle = self.idle_timeout;
+            let begun = async {
+                if idle.is_zero() {
+                    Some(self.rd.fill_buf().await)
+                } else {
+                    tokio::time::timeout(idle, self.rd.fill_buf()).await.ok()
+                }
+            };
+            tokio::select! {
+                biased;
+                r = begun => match r {
+                    Some(r) => return matches!(r, Ok(b) if !b.is_empty()),
+                    None => {
+                        // Idle: close only if nothing is in flight either (a client
+                        // waiting for a slow answer is not idle).
+                        let st = tx.state.lock();
+                        if st.owed == 0 && st.unsent == 0 {
+                            tracing::info!(after = ?idle, "closing an idle connection");
+                            return false;
+                        }
+                    }
+                },
+                _ = self.shutdown.changed() => self.draining = true,
+            }
         }
+    }
+
+    /// Fills `buf` from the socket. Silence for `net.frame_timeout` (after shutdown
+    /// began: for a moment) is [`Stop::Stalled`].
+    async fn read_full(&mut self, buf: &mut [u8]) -> Result<(), Stop> {
+        // Fast path: the whole of it is buffered already (small pipelined requests).
+        if self.rd.buffer().len() >= buf.len() {
+            buf.copy_from_slice(&self.rd.buffer()[..buf.len()]);
+            self.rd.consume(buf.len());
+            return Ok(());
+        }
+        let mut got = 0;
+        while got < buf.len() {
+            let quiet = if self.draining {
+                DRAIN_QUIET
+            } else {
+                self.frame_timeout
+            };
+            let read = tokio::time::timeout(quiet, self.rd.read(&mut buf[got..]));
+            tokio::select! {
+                biased;
+                r = read => match r {
+                    Err(_) => return Err(Stop::Stalled),
+                    Ok(Ok(0)) => return Err(Stop::Gone),
+                    Ok(Ok(n)) => got += n,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(Err(_)) => return Err(Stop::Gone),
+                },
+                // Shutting down: a half-sent frame is waited for only a moment.
+                _ = self.shutdown.changed(), if !self.draining => self.draining = true,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits a connection into its read half and the shared writer (which owns the
+/// write half); both use the one file descriptor.
+fn split(stream: UnixStream, bounds: Bounds) -> (OwnedReadHalf, Arc<ConnWriter>) {
+    let (rd, wr) = stream.into_split();
+    let w = Arc::new(ConnWriter {
+        wr,
+        bounds,
+        state: Mutex::new(WriterState::default()),
+        wake: Notify::new(),
+        resume: Notify::new(),
+    });
+    (rd, w)
+}
+
+/// How many server-wide commands (OpenDB, Stats, ListDBs, Metrics, SchedulerStats)
+/// run at once, over every connection: they run on blocking threads, and without a
+/// bound a pipelining client makes the runtime start one thread per request.
+pub fn global_command_slots() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (2 * cores).clamp(4, 32)
+}
+
+/// Serves one connection until the client leaves, its frames go bad or stall, or the
+/// server shuts down. `global` bounds the server-wide commands running at once (shared
+/// by every connection).
+pub async fn serve(
+    stream: UnixStream,
+    ctx: Arc<Context>,
+    shutdown: watch::Receiver<bool>,
+    global: Arc<Semaphore>,
+) {
+    let net: &NetSection = &ctx.cfg.net;
+    let bounds = Bounds {
+        max_inflight: net.max_inflight.max(1),
+        max_unsent: net.max_unsent_bytes().max(1),
     };
+    let (rd, tx) = split(stream, bounds);
     ctx.metrics.connections.inc();
-    let writer = tokio::spawn(tx.clone().drain(wr));
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let writer = tokio::spawn(tx.clone().drain());
     // After the shutdown signal the connection drains: frames the client had already
     // sent are read and answered `server is shutting down` (with their request ids)
     // instead of being cut off, until the client has been quiet for a moment.
-    let mut draining = false;
+    let mut r = Reader {
+        rd: BufReader::with_capacity(64 * 1024, rd),
+        shutdown,
+        draining: false,
+        frame_timeout: net.frame_timeout,
+        idle_timeout: net.idle_timeout,
+    };
     loop {
-        // Wait for the next frame to begin. `fill_buf` is cancel-safe, so racing it
-        // against the signal loses no bytes.
-        let more = if draining {
-            matches!(
-                tokio::time::timeout(DRAIN_QUIET, rd.fill_buf()).await,
-                Ok(Ok(b)) if !b.is_empty()
-            )
-        } else {
-            tokio::select! {
-                biased;
-                r = rd.fill_buf() => matches!(r, Ok(b) if !b.is_empty()),
-                _ = shutdown.changed() => {
-                    draining = true;
-                    continue;
-                }
-            }
-        };
-        if !more {
-            break; // EOF, reset, or quiet while draining
-        }
-        let Ok(len) = rd.read_u32_le().await else {
+        // Backpressure (SPEC §8.2): with `max_inflight` requests unanswered or
+        // `max_unsent_mb` of replies the client has not taken, read nothing more from
+        // this socket until it drains. The kernel then stops the client's writes.
+        if !tx.wait_room().await {
             break;
-        };
-        let len = len as usize;
+        }
+        if !r.next_frame_begins(&tx).await {
+            break; // EOF, reset, idle, or quiet while draining
+        }
+        let mut len = [0u8; 4];
+        if let Err(stop) = r.read_full(&mut len).await {
+            stalled(&ctx, stop, "length prefix");
+            break;
+        }
+        let len = u32::from_le_bytes(len) as usize;
         if len > MAX_FRAME {
             tx.send(Response::new(
                 0,
@@ -226,7 +436,8 @@ pub async fn serve(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::R
             break;
         }
         let mut frame = vec![0u8; len];
-        if rd.read_exact(&mut frame).await.is_err() {
+        if let Err(stop) = r.read_full(&mut frame).await {
+            stalled(&ctx, stop, "frame");
             break;
         }
         let req = match decode_request(&frame) {
@@ -241,7 +452,8 @@ pub async fn serve(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::R
                 break;
             }
         };
-        if draining {
+        drop(frame);
+        if r.draining {
             tx.send(Response::new(
                 req.request_id,
                 Status::Error,
@@ -249,14 +461,26 @@ pub async fn serve(stream: UnixStream, ctx: Arc<Context>, mut shutdown: watch::R
             ));
             continue;
         }
-        dispatch(&ctx, req, &tx).await;
+        dispatch(&ctx, req, &tx, &global).await;
     }
     tx.finish_reading();
     let _ = writer.await;
     ctx.metrics.connections.dec();
 }
 
-async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>) {
+/// Logs (and counts) a connection closed in the middle of a frame.
+fn stalled(ctx: &Context, stop: Stop, part: &str) {
+    if let Stop::Stalled = stop {
+        tracing::info!(
+            part,
+            timeout = ?ctx.cfg.net.frame_timeout,
+            "closing a connection stalled in the middle of a frame"
+        );
+        ctx.metrics.error(Category::Network);
+    }
+}
+
+async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global: &Arc<Semaphore>) {
     let Some(command) = req.command() else {
         tx.send(Response::new(
             req.request_id,
@@ -268,11 +492,22 @@ async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>) {
     if !cmd::is_per_db(command) {
         // OpenDB may open (recover) a database and ListDBs reads every database's
         // stats: keep them off the I/O threads.
+        // The slots bound the blocking threads they use; waiting for one holds up
+        // only this connection's reading.
+        let Ok(slot) = global.clone().acquire_owned().await else {
+            tx.send(Response::new(
+                req.request_id,
+                Status::Error,
+                msg::SHUTTING_DOWN.as_bytes().to_vec(),
+            ));
+            return;
+        };
         let ctx2 = ctx.clone();
         let reply = tx.reply_to(req.request_id);
         tokio::task::spawn_blocking(move || {
             let (status, data) = cmd::serve_global(&ctx2, &req);
             reply.send(status, data);
+            drop(slot);
         });
         return;
     }

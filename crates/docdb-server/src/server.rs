@@ -120,6 +120,9 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         policy = cfg.sched.policy.name(), fsync = ?cfg.wal.fsync.mode, "docdb listening");
 
     let limit = (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections)));
+    // Server-wide commands of every connection share these slots (and so a bounded
+    // number of blocking threads).
+    let global = Arc::new(Semaphore::new(connection::global_command_slots()));
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -144,8 +147,9 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
                 };
                 let ctx = ctx.clone();
                 let stop = stop_rx.clone();
+                let global = global.clone();
                 conns.spawn(async move {
-                    connection::serve(stream, ctx, stop).await;
+                    connection::serve(stream, ctx, stop, global).await;
                     drop(permit);
                 });
             }
