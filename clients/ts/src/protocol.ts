@@ -270,7 +270,7 @@ export function decodeRequest(frame: Uint8Array): DecodedRequest {
   for (let i = 0; i < count; i++) {
     const opType = c.u8() ?? fail('truncated op');
     const clen = c.u16() ?? fail('truncated op');
-    if (clen > MAX_COLLECTION_LEN) fail('collection name longer than 64 bytes');
+    // Longer names decode: the server answers them with an error (SPEC §8.2).
     const collection = c.take(clen) ?? fail('truncated collection name');
     const docId = c.u64() ?? fail('truncated op');
     let patch: Uint8Array | null = null;

@@ -3,7 +3,6 @@
 
 use crate::codec::Reader;
 use crate::types::{Command, OpType, Status};
-use crate::MAX_COLLECTION_LEN;
 
 /// One operation of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -119,10 +118,9 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
     let mut ops = Vec::with_capacity(count);
     for _ in 0..count {
         let op_type = c.u8().ok_or(err(id, "truncated op"))?;
+        // A name over 64 bytes is decoded like any other: the server answers it with
+        // the engine's name error and the connection stays open (SPEC §8.2).
         let clen = c.u16().ok_or(err(id, "truncated op"))? as usize;
-        if clen > MAX_COLLECTION_LEN {
-            return Err(err(id, "collection name longer than 64 bytes"));
-        }
         let collection = c
             .bytes(clen)
             .ok_or(err(id, "truncated collection name"))?
@@ -323,13 +321,23 @@ mod tests {
         assert!(decode_request(&f).unwrap_err().reason.contains("op count"));
         let mut f = frame_of(&sample());
         f[22..24].copy_from_slice(&300u16.to_le_bytes());
-        assert!(decode_request(&f).unwrap_err().reason.contains("64 bytes"));
+        assert!(decode_request(&f)
+            .unwrap_err()
+            .reason
+            .contains("collection"));
         let mut f = frame_of(&sample());
         f[37..41].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode_request(&f).is_err());
         let mut f = frame_of(&sample());
         f.push(0);
         assert!(decode_request(&f).unwrap_err().reason.contains("trailing"));
+    }
+
+    #[test]
+    fn long_collection_names_decode_for_the_server_to_refuse() {
+        let mut req = sample();
+        req.ops[0].collection = vec![b'c'; 65];
+        assert_eq!(decode_request(&frame_of(&req)).unwrap(), req);
     }
 
     #[test]

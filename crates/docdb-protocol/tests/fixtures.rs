@@ -274,6 +274,15 @@ fn generate() -> Value {
             },
         ),
         (
+            "Execute with a 65-byte collection name: decoded; the server answers it with an error",
+            Request {
+                request_id: 15,
+                db_id: 4,
+                command: Command::Execute as u8,
+                ops: vec![op(OpType::Read, &"c".repeat(65), 1, "")],
+            },
+        ),
+        (
             "unknown command 99",
             Request {
                 request_id: 15,
@@ -347,14 +356,14 @@ fn generate() -> Value {
     let mut too_many_ops = frame.to_vec();
     too_many_ops[17..21].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut long_coll = frame.to_vec();
-    long_coll[22..24].copy_from_slice(&65u16.to_le_bytes());
+    long_coll[22..24].copy_from_slice(&300u16.to_le_bytes());
     let mut trailing = frame.to_vec();
     trailing.push(0);
     let invalid_requests: Vec<(&str, Vec<u8>)> = vec![
         ("shorter than a request id", frame[..7].to_vec()),
         ("header cut after the request id", frame[..12].to_vec()),
         ("op count larger than the frame holds", too_many_ops),
-        ("collection length over 64", long_coll),
+        ("collection length past the frame", long_coll),
         ("cut inside the patch", frame[..60].to_vec()),
         ("trailing byte", trailing),
     ];
