@@ -11,7 +11,7 @@ import {
   ProtocolError,
   statusOfText,
 } from './errors.js';
-import { type BigJson, parseBigJson, splitScanReply, toU64 } from './json.js';
+import { type BigJson, parseBigJson, splitScanPage, toU64 } from './json.js';
 import {
   bytesOf,
   Command,
@@ -693,18 +693,19 @@ export class Database {
         opType: OpType.Read,
         collection,
         docId: startAfter,
-        payload: bytesOf(JSON.stringify({ limit })),
+        // The form that says where to resume: a page may end before `limit` at the
+        // server's reply budget, so its length does not tell the end.
+        payload: bytesOf(JSON.stringify({ limit, next: true })),
       },
     ]);
-    let rows;
+    let page;
     try {
-      rows = splitScanReply(data);
+      page = splitScanPage(data);
     } catch (e) {
       throw new ProtocolError(`malformed Scan reply: ${(e as Error).message}`, { cause: e });
     }
-    const items = rows.map((r) => ({ id: r.id, doc: r.doc.slice() }));
-    const next = items.length < limit || items.length === 0 ? null : items[items.length - 1]!.id;
-    return { items, next };
+    const items = page.rows.map((r) => ({ id: r.id, doc: r.doc.slice() }));
+    return { items, next: page.next };
   }
 
   /** Every document of a collection in id order, fetched page by page. */
@@ -730,7 +731,6 @@ export class Database {
     for (;;) {
       const limit = skipZero ? Math.min(pageSize + 1, MAX_SCAN_LIMIT) : pageSize;
       const page = await this.scanRaw(collection, { startAfter: after ?? 0n, limit });
-      const got = page.items.length;
       let items = page.items;
       if (skipZero) items = items.filter((r) => r.id !== 0n);
       for (const r of items) {
@@ -740,8 +740,12 @@ export class Database {
         after = r.id;
         yield r;
       }
-      if (got < limit) return;
-      skipZero = page.items[got - 1]!.id === 0n;
+      if (page.next === null) return;
+      if (after === null || (after === 0n && items.length === 0 && skipZero)) {
+        // Document 0 alone filled the page again: "after 0" cannot be asked for.
+        throw new ProtocolError('Scan made no progress (document 0 alone fills a page)');
+      }
+      skipZero = page.next === 0n;
     }
   }
 

@@ -217,6 +217,54 @@ export interface RawScanRow {
  */
 export function splitScanReply(data: Uint8Array): RawScanRow[] {
   const s = new JsonScanner(data);
+  const rows = scanRows(s, data);
+  if (s.peek() !== -1) throw new SyntaxErrorAt('trailing bytes', s.pos);
+  return rows;
+}
+
+/**
+ * Splits a Scan reply in its `"next"` form, `{"rows":[...],"next":id-or-null}`, as
+ * {@link splitScanReply} does its rows; `next` is the id to start after for the
+ * following page, `null` at the end of the collection.
+ */
+export function splitScanPage(data: Uint8Array): { rows: RawScanRow[]; next: bigint | null } {
+  const s = new JsonScanner(data);
+  let rows: RawScanRow[] | undefined;
+  let next: bigint | null | undefined;
+  s.expect('{');
+  if (s.peek() !== 0x7d) {
+    for (;;) {
+      if (s.peek() !== 0x22) throw new SyntaxErrorAt('expected a key', s.pos);
+      const ks = s.pos;
+      s.skipString();
+      const key = JSON.parse(decoder.decode(data.subarray(ks, s.pos))) as string;
+      s.expect(':');
+      if (key === 'rows') {
+        rows = scanRows(s, data);
+      } else {
+        const [a, b] = s.skipValue();
+        if (key === 'next') {
+          const t = decoder.decode(data.subarray(a, b));
+          if (t === 'null') next = null;
+          else if (/^\d+$/.test(t)) next = BigInt(t);
+          else throw new SyntaxErrorAt('next is neither an unsigned integer nor null', a);
+        }
+      }
+      if (s.peek() === 0x2c) {
+        s.pos++;
+        continue;
+      }
+      break;
+    }
+  }
+  s.expect('}');
+  if (s.peek() !== -1) throw new SyntaxErrorAt('trailing bytes', s.pos);
+  if (rows === undefined || next === undefined) throw new SyntaxErrorAt('scan page without rows or next', s.pos);
+  return { rows, next };
+}
+
+/** The rows array of a Scan reply, from the scanner's position. */
+function scanRows(s: JsonScanner, data: Uint8Array): RawScanRow[] {
   const rows: RawScanRow[] = [];
   s.expect('[');
   if (s.peek() === 0x5d) {
@@ -259,6 +307,5 @@ export function splitScanReply(data: Uint8Array): RawScanRow[] {
     }
     s.expect(']');
   }
-  if (s.peek() !== -1) throw new SyntaxErrorAt('trailing bytes', s.pos);
   return rows;
 }

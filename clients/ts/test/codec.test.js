@@ -19,7 +19,7 @@ import {
   MAX_FRAME,
   parseBigJson,
 } from '../dist/index.js';
-import { splitScanReply } from '../dist/json.js';
+import { splitScanPage, splitScanReply } from '../dist/json.js';
 
 const fixture = JSON.parse(readFileSync(new URL('./fixtures/frames.json', import.meta.url), 'utf8'));
 
@@ -228,6 +228,20 @@ describe('bigint-exact JSON', () => {
     assert.deepEqual(splitScanReply(Buffer.from(' [ { "doc" : [ ] , "id" : 3 } ] ')).map((r) => r.id), [3n]);
     for (const bad of ['[', '[{"id":1}]', '[{"id":-1,"doc":1}]', '[{"id":1,"doc":1}] x', '{}']) {
       assert.throws(() => splitScanReply(Buffer.from(bad)), SyntaxError, bad);
+    }
+  });
+
+  test('splitScanPage: rows and where to resume', () => {
+    const p = splitScanPage(Buffer.from('{"rows":[{"id":18446744073709551614,"doc":{"a":"]}"}}],"next":18446744073709551614}'));
+    assert.deepEqual(
+      p.rows.map((r) => [r.id, Buffer.from(r.doc).toString()]),
+      [[18446744073709551614n, '{"a":"]}"}']],
+    );
+    assert.equal(p.next, 18446744073709551614n);
+    const end = splitScanPage(Buffer.from(' { "next" : null , "rows" : [ ] } '));
+    assert.deepEqual(end, { rows: [], next: null });
+    for (const bad of ['[]', '{"rows":[]}', '{"next":null}', '{"rows":[],"next":-1}', '{"rows":[],"next":"1"}', '{"rows":[],"next":null} x']) {
+      assert.throws(() => splitScanPage(Buffer.from(bad)), SyntaxError, bad);
     }
   });
 });

@@ -302,6 +302,42 @@ describe('DocDB end-to-end', { skip: SKIP_E2E, timeout: 120_000 }, () => {
   );
 
   test(
+    'reply budget: scanAll across short pages; an Execute over the frame limit rejects clearly',
+    withServer(async (_s, client) => {
+      const db = await client.openDb('budget');
+      // 1,000 documents of 20 KB: 20 MB, more than one 16 MiB frame and than the
+      // server's 8 MiB page budget.
+      const pad = 'x'.repeat(20_000);
+      for (let start = 1; start <= 1000; start += 100) {
+        const rs = await db.batch(
+          Array.from({ length: 100 }, (_, i) => ({ op: 'create', id: BigInt(start + i), doc: { i: start + i, pad } })),
+        );
+        assert.ok(rs.every((r) => r.ok));
+      }
+      const page = await db.scanRaw('', { limit: 1000 });
+      assert.ok(page.items.length < 1000 && page.items.length > 300, `${page.items.length} rows`);
+      assert.equal(page.next, page.items[page.items.length - 1].id, 'a short page says where to resume');
+      const seen = [];
+      for await (const { id, doc } of db.scanAll('', { pageSize: 1000 })) {
+        assert.equal(doc.i, Number(id));
+        seen.push(id);
+      }
+      assert.deepEqual(seen, Array.from({ length: 1000 }, (_, i) => BigInt(i + 1)), 'every id once, in order');
+
+      // 1,000 reads of a 20 KB document would be a 20 MB reply.
+      await assert.rejects(
+        db.batch(Array.from({ length: 1000 }, () => ({ op: 'read', id: 1n }))),
+        (e) => e instanceof ServerError && e.status === 1 && /reply exceeds the frame limit \(16 MiB\): the first \d+ of 1000 ops ran/.test(e.message),
+      );
+      await assert.rejects(
+        db.transaction([{ op: 'create', id: 5000n, doc: 1 }, ...Array.from({ length: 1000 }, () => ({ op: 'read', id: 1n }))]),
+        (e) => e instanceof ServerError && e.message.includes('the transaction was not applied'),
+      );
+      await assert.rejects(db.read('', 5000n), NotFoundError);
+    }),
+  );
+
+  test(
     '1,000 pipelined requests on one connection (default server and client settings)',
     withServer(async (_s, client) => {
       const db = await client.openDb('pipe');

@@ -1,9 +1,12 @@
 //! [`Scan`]: a collection's documents in id order, fetched a page at a time (Scan,
 //! command 15) as the iterator advances.
 //!
-//! Each page asks for up to `page_size` documents after the last id seen; a page
-//! shorter than that is the last one. Pages are separate requests, so a scan is not
-//! one snapshot: documents written while it runs may or may not be seen.
+//! Each page asks for up to `page_size` documents after the last id seen, in the
+//! reply form that says where to resume (`"next":true`): the server may end a page
+//! early to keep it within its reply budget (`net.reply_budget_mb`), so only its
+//! `next` being null marks the end, never a short page. Pages are separate requests,
+//! so a scan is not one snapshot: documents written while it runs may or may not be
+//! seen.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -49,6 +52,14 @@ pub struct Scan<D = serde_json::Value> {
 struct Row {
     id: u64,
     doc: Box<RawValue>,
+}
+
+/// A Scan reply in its `"next":true` form.
+#[derive(Deserialize)]
+struct Page {
+    rows: Vec<Row>,
+    /// The id to start after for the next page; `None` at the end.
+    next: Option<u64>,
 }
 
 impl Scan {
@@ -119,18 +130,19 @@ impl<D> Scan<D> {
         // ended at id 0, ask for one more and drop id 0 again.
         let refetch_zero = self.last == Some(0);
         let limit = (self.page_size + usize::from(refetch_zero)).min(MAX_PAGE_SIZE);
-        let options = format!("{{\"limit\":{limit}}}").into_bytes();
+        let options = format!("{{\"limit\":{limit},\"next\":true}}").into_bytes();
         let op = Op::new(OpType::Read, &self.collection, self.after, options);
-        let rows: Vec<Row> =
+        let page: Page =
             self.db
                 .client()
                 .request(self.db.id(), Command::Scan, vec![op], |resp| {
                     json_reply(&ok_data(resp)?, "Scan")
                 })?;
-        if rows.len() < limit {
+        let before = self.last;
+        if page.next.is_none() {
             self.done = true;
         }
-        for row in rows {
+        for row in page.rows {
             if refetch_zero && row.id == 0 {
                 continue;
             }
@@ -147,6 +159,13 @@ impl<D> Scan<D> {
             self.last = Some(row.id);
             self.after = row.id;
             self.page.push_back((row.id, row.doc));
+        }
+        if !self.done && self.last == before {
+            // Only possible when document 0 alone fills the server's reply budget:
+            // "after 0" cannot be asked for, so the page would repeat forever.
+            return Err(Error::protocol(
+                "Scan made no progress (document 0 alone fills a page)",
+            ));
         }
         if self.last == Some(u64::MAX) {
             // Nothing can follow; do not ask (the server would treat the id as a

@@ -91,6 +91,17 @@ impl<'db> Batch<'db> {
         Ok(inner.read_doc(&coll, id, None)?.1)
     }
 
+    /// The length of the document a [`Batch::read`] would return now, from the index
+    /// without reading it (`None`: no such document). A write staged meanwhile may
+    /// change it; the read itself is the authority.
+    pub fn stored_len(&self, collection: &str, id: u64) -> Result<Option<usize>> {
+        let coll = self.db.inner.collection(collection)?;
+        Ok(coll
+            .latest(id)
+            .filter(|v| v.is_live())
+            .map(|v| v.len as usize))
+    }
+
     /// Patches (a commit of its own) after flushing earlier writes.
     pub fn patch(&mut self, collection: &str, id: u64, ops: &[u8]) -> Result<Vec<u8>> {
         self.flush()?;

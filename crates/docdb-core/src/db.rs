@@ -232,16 +232,21 @@ impl Inner {
         })
     }
 
+    /// Up to `limit` live documents after `start_after` at `snapshot`, stopping before
+    /// the row that would take the page's cost past `max_bytes` (each row costs its
+    /// document's length plus [`SCAN_ROW_OVERHEAD`]), but never before the first row.
+    /// The cost is decided from the index, before any document is read.
     pub(crate) fn scan_at(
         &self,
         coll: &Arc<Collection>,
         start_after: u64,
         limit: usize,
+        max_bytes: usize,
         snapshot: Option<u64>,
-    ) -> Result<Vec<(u64, Vec<u8>)>> {
+    ) -> Result<ScanPage> {
         let limit = limit.min(MAX_SCAN_LIMIT);
         'retry: for _ in 0..64 {
-            let hits: Vec<(u64, Version)> = {
+            let (hits, more) = {
                 let docs = coll.docs.read();
                 let snap = snapshot.unwrap_or_else(|| self.snapshots.visible());
                 // 0 means "from the start" (SPEC §8 command 15), so id 0 is reachable.
@@ -252,25 +257,52 @@ impl Inner {
                         None => docs.range(u64::MAX..u64::MAX), // after the last id: empty
                     },
                 };
-                range
-                    .filter_map(|(&id, c)| c.at(snap).filter(|v| v.is_live()).map(|v| (id, *v)))
-                    .take(limit)
-                    .collect()
+                let live = range
+                    .filter_map(|(&id, c)| c.at(snap).filter(|v| v.is_live()).map(|v| (id, *v)));
+                let mut hits: Vec<(u64, Version)> = Vec::new();
+                let mut bytes = 0usize;
+                let mut more = false;
+                for (id, v) in live {
+                    let cost = (v.len as usize).saturating_add(SCAN_ROW_OVERHEAD);
+                    if hits.len() >= limit
+                        || (!hits.is_empty() && bytes.saturating_add(cost) > max_bytes)
+                    {
+                        more = true;
+                        break;
+                    }
+                    bytes = bytes.saturating_add(cost);
+                    hits.push((id, v));
+                }
+                (hits, more)
             };
-            let mut out = Vec::with_capacity(hits.len());
+            let mut rows = Vec::with_capacity(hits.len());
             for (id, v) in hits {
                 match self.read_or_heal(coll, id, &v)? {
-                    Some(p) => out.push((id, p)),
+                    Some(p) => rows.push((id, p)),
                     None => continue 'retry,
                 }
             }
-            return Ok(out);
+            return Ok(ScanPage { rows, more });
         }
         Err(Error::Corrupt {
             detail: format!("{}: data file kept moving under the scan", coll.name),
         })
     }
 }
+
+/// One page of a scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// `(id, document)` in id order.
+    pub rows: Vec<(u64, Vec<u8>)>,
+    /// True when live documents follow the last row (the page stopped at its row
+    /// limit or its byte budget); false when the scan reached the collection's end.
+    pub more: bool,
+}
+
+/// What one scan row costs in a page's byte budget beyond its document's bytes: room
+/// for the reply's framing of the row (`{"id":<20 digits>,"doc":…},` is 35 bytes).
+pub const SCAN_ROW_OVERHEAD: usize = 64;
 
 /// Checks that `json` is one valid JSON value of allowed size.
 pub(crate) fn validate_json(json: &[u8]) -> Result<()> {
@@ -398,8 +430,25 @@ impl Database {
         start_after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>> {
+        Ok(self
+            .scan_page(collection, start_after, limit, usize::MAX)?
+            .rows)
+    }
+
+    /// As [`Database::scan`], but the page also stops before the row that would take
+    /// its cost past `max_bytes` (see [`ScanPage`] and [`SCAN_ROW_OVERHEAD`]; the
+    /// first row is always included), deciding from the index before reading, and
+    /// says whether more documents follow.
+    pub fn scan_page(
+        &self,
+        collection: &str,
+        start_after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<ScanPage> {
         let coll = self.inner.collection(collection)?;
-        self.inner.scan_at(&coll, start_after, limit, None)
+        self.inner
+            .scan_at(&coll, start_after, limit, max_bytes, None)
     }
 
     pub fn create_collection(&self, name: &str) -> Result<()> {

@@ -39,6 +39,9 @@ pub mod msg {
     pub const INVALID_SCAN: &str = "scan options must be JSON like {\"limit\":100}";
     pub const TOO_MANY_CONNECTIONS: &str = "too many connections";
     pub const SHUTTING_DOWN: &str = "server is shutting down";
+    /// A reply that would pass the frame limit (Execute and Transaction add what was
+    /// applied: see docs/PROTOCOL.md).
+    pub const REPLY_TOO_LARGE: &str = docdb_protocol::REPLY_TOO_LARGE;
 }
 
 /// Outcome class of an operation: the wire protocol's status byte, which the engine's

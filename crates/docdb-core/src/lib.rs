@@ -54,7 +54,10 @@ pub mod wal;
 
 pub use batch::{Batch, Unflushed};
 pub use config::{Config, FsyncMode};
-pub use db::{Database, OpenOptions, RecoveryReport, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT};
+pub use db::{
+    Database, OpenOptions, RecoveryReport, ScanPage, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT,
+    SCAN_ROW_OVERHEAD,
+};
 pub use error::{Error, Result, Status};
 pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;

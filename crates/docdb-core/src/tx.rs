@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::commit::{DocKind, StagedOp};
-use crate::db::{patch_bytes, validate_json, Database};
+use crate::db::{patch_bytes, validate_json, Database, ScanPage};
 use crate::error::{Error, Result};
 use crate::index::Collection;
 
@@ -121,10 +121,42 @@ impl<'db> Transaction<'db> {
         start_after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>> {
+        Ok(self
+            .scan_page(collection, start_after, limit, usize::MAX)?
+            .rows)
+    }
+
+    /// As [`Transaction::scan`], within a byte budget: see [`Database::scan_page`].
+    pub fn scan_page(
+        &self,
+        collection: &str,
+        start_after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<ScanPage> {
         let coll = self.db.inner.collection(collection)?;
         self.db
             .inner
-            .scan_at(&coll, start_after, limit, Some(self.snapshot))
+            .scan_at(&coll, start_after, limit, max_bytes, Some(self.snapshot))
+    }
+
+    /// The length of the document a [`Transaction::read`] would return, from the
+    /// index or this transaction's own writes, without reading it (`None`: no such
+    /// document).
+    pub fn stored_len(&self, collection: &str, id: u64) -> Result<Option<usize>> {
+        let coll = self.db.inner.collection(collection)?;
+        if let Some((_, w)) = self.writes.get(&(coll.name.clone(), id)) {
+            return Ok(match w {
+                Write::Put(p) => Some(p.len()),
+                Write::Delete => None,
+            });
+        }
+        Ok(self
+            .db
+            .inner
+            .version_at(&coll, id, Some(self.snapshot))
+            .filter(|v| v.is_live())
+            .map(|v| v.len as usize))
     }
 
     /// Number of buffered writes.

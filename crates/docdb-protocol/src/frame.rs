@@ -3,6 +3,7 @@
 
 use crate::codec::Reader;
 use crate::types::{Command, OpType, Status};
+use crate::{MAX_REPLY_DATA, REPLY_TOO_LARGE, RESPONSE_HEADER};
 
 /// One operation of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -212,9 +213,20 @@ pub fn decode_response(frame: &[u8]) -> Result<Response, DecodeError> {
     })
 }
 
-/// Appends `u32 length` + the response frame to `out`.
+/// Appends `u32 length` + the response frame to `out`. A response whose data would
+/// make the frame larger than [`crate::MAX_FRAME`] (which every client refuses, and which a
+/// `u32` length might not even express) is sent as an Error with the text
+/// [`REPLY_TOO_LARGE`] instead: never truncated, never oversize.
 pub fn encode_response(resp: &Response, out: &mut Vec<u8>) {
-    let frame_len = 8 + 1 + 4 + resp.data.len();
+    if resp.data.len() > MAX_REPLY_DATA {
+        let refused = Response::new(
+            resp.request_id,
+            Status::Error,
+            REPLY_TOO_LARGE.as_bytes().to_vec(),
+        );
+        return encode_response(&refused, out);
+    }
+    let frame_len = RESPONSE_HEADER + resp.data.len();
     out.reserve(4 + frame_len);
     out.extend_from_slice(&(frame_len as u32).to_le_bytes());
     out.extend_from_slice(&resp.request_id.to_le_bytes());
@@ -263,6 +275,7 @@ pub fn decode_results(data: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MAX_FRAME;
     use proptest::prelude::*;
 
     fn sample() -> Request {
@@ -365,6 +378,23 @@ mod tests {
         let results = vec![b"x".to_vec(), vec![], b"yz".to_vec()];
         assert_eq!(decode_results(&encode_results(&results)).unwrap(), results);
         assert!(decode_results(&[255, 255, 255, 255]).is_err());
+    }
+
+    #[test]
+    fn an_oversize_response_is_replaced_by_an_error_not_truncated() {
+        let fits = Response::new(4, Status::Ok, vec![b'x'; MAX_REPLY_DATA]);
+        let mut v = Vec::new();
+        encode_response(&fits, &mut v);
+        assert_eq!(v.len(), 4 + MAX_FRAME);
+        assert_eq!(decode_response(&v[4..]).unwrap(), fits);
+
+        let over = Response::new(5, Status::Ok, vec![b'x'; MAX_REPLY_DATA + 1]);
+        let mut v = Vec::new();
+        encode_response(&over, &mut v);
+        let got = decode_response(&v[4..]).unwrap();
+        assert_eq!(got.request_id, 5);
+        assert_eq!(got.status(), Some(Status::Error));
+        assert_eq!(got.data, REPLY_TOO_LARGE.as_bytes());
     }
 
     proptest! {

@@ -34,5 +34,17 @@ pub use types::{Command, OpType, Status};
 /// for one such document plus its request header.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024 + 4096;
 
+/// Bytes of a response frame before its data: request id, status, data length.
+pub const RESPONSE_HEADER: usize = 8 + 1 + 4;
+
+/// Most data one response can carry: a response frame is never larger than
+/// [`MAX_FRAME`], the limit every client enforces on what it reads.
+pub const MAX_REPLY_DATA: usize = MAX_FRAME - RESPONSE_HEADER;
+
+/// Error text of a reply whose data would not fit in [`MAX_REPLY_DATA`]; what a server
+/// sends instead of such a reply (never a truncated or oversize frame). Commands that
+/// stop before the limit add what happened after this text.
+pub const REPLY_TOO_LARGE: &str = "reply exceeds the frame limit (16 MiB)";
+
 /// Longest collection name.
 pub const MAX_COLLECTION_LEN: usize = 64;

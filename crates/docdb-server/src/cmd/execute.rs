@@ -4,47 +4,148 @@
 //!
 //! Writes are staged into the worker's batch and answered only after the batch's
 //! group commit made them durable.
+//!
+//! The reply is encoded as the ops run, and never passes the frame limit
+//! ([`MAX_REPLY_DATA`]): every result counts, error texts too. The op whose result
+//! would pass it (a read is judged by its stored length, before it is read) is not
+//! run, nor are the ops after it, and the whole reply becomes one Error whose text
+//! names the limit and how many ops ran — plain text, as v0.3 clients read any
+//! non-OK reply (docs/PROTOCOL.md, "Replies and the frame limit").
 
 use std::time::Instant;
 
 use docdb_core::error::msg;
 use docdb_core::Batch;
-use docdb_protocol::frame::encode_results;
-use docdb_protocol::{OpType, Status};
+use docdb_protocol::frame::{decode_results, encode_results};
+use docdb_protocol::{OpType, Status, MAX_REPLY_DATA};
 
 use super::{collection, engine_error, maybe_inject_panic};
 use crate::context::Context;
 use crate::reply::{ReplyTo, Task};
 
+/// The error text of an Execute stopped at the frame limit before op `ran` (0-based)
+/// of `total`: ops before it ran (their writes are durable once answered), the rest
+/// did not.
+pub fn over_limit_text(ran: usize, total: usize) -> String {
+    format!(
+        "{}: the first {ran} of {total} ops ran, the rest did not",
+        msg::REPLY_TOO_LARGE
+    )
+}
+
+/// Execute (and Transaction) reply data built as results arrive, within
+/// [`MAX_REPLY_DATA`].
+pub(crate) struct Results {
+    /// `u32 n` (patched at the end), then `u32 len, bytes` per op so far.
+    out: Vec<u8>,
+    n: u32,
+}
+
+impl Results {
+    pub(crate) fn new() -> Self {
+        Results {
+            out: 0u32.to_le_bytes().to_vec(),
+            n: 0,
+        }
+    }
+
+    /// Whether a result of `len` bytes still fits.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        self.out.len().saturating_add(4).saturating_add(len) <= MAX_REPLY_DATA
+    }
+
+    /// Appends a result the caller checked [`Results::fits`].
+    pub(crate) fn push(&mut self, r: &[u8]) {
+        // INVARIANT: r.len() ≤ MAX_REPLY_DATA (checked by `fits`), so it fits a u32.
+        self.out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(r);
+        self.n += 1;
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        self.out[0..4].copy_from_slice(&self.n.to_le_bytes());
+        self.out
+    }
+}
+
+/// Reply data of `n` results that are all `text`, or `text` alone (plain, as a
+/// non-OK reply may be) when they would not fit the frame limit.
+pub(crate) fn repeated(text: &[u8], n: usize) -> Vec<u8> {
+    let size = (4 + text.len()).saturating_mul(n).saturating_add(4);
+    if size > MAX_REPLY_DATA {
+        return text.to_vec();
+    }
+    let mut r = Results::new();
+    for _ in 0..n {
+        r.push(text);
+    }
+    r.finish()
+}
+
 /// An Execute whose staged writes await the batch's flush.
 pub struct Deferred {
     reply: ReplyTo,
-    results: Vec<Vec<u8>>,
+    results: Results,
     status: Status,
     /// Indices of ops that were staged writes, with their op names.
     staged: Vec<(usize, &'static str)>,
+    /// Set when the reply reached the frame limit: the error text to answer.
+    over_limit: Option<String>,
     started: Instant,
 }
 
 impl Deferred {
     /// Answers: if the flush failed, every staged write failed with it.
-    pub fn finish(mut self, ctx: &Context, flush_error: Option<&docdb_core::Error>) {
+    pub fn finish(self, ctx: &Context, flush_error: Option<&docdb_core::Error>) {
         let secs = self.started.elapsed().as_secs_f64();
-        for &(i, name) in &self.staged {
-            let st = match flush_error {
-                Some(e) => {
-                    let (st, text) = engine_error(ctx, e);
-                    self.results[i] = text;
-                    if self.status == Status::Ok {
-                        self.status = st;
-                    }
-                    st
-                }
-                None => Status::Ok,
-            };
+        let Deferred {
+            reply,
+            results,
+            mut status,
+            staged,
+            over_limit,
+            ..
+        } = self;
+        let Some(e) = flush_error else {
+            for &(_, name) in &staged {
+                ctx.metrics.record(name, Status::Ok, secs);
+            }
+            match over_limit {
+                Some(text) => reply.send(Status::Error, text.into_bytes()),
+                None => reply.send(status, results.finish()),
+            }
+            return;
+        };
+        let (st, text) = engine_error(ctx, e);
+        for &(_, name) in &staged {
             ctx.metrics.record(name, st, secs);
         }
-        self.reply.send(self.status, encode_results(&self.results));
+        if over_limit.is_some() {
+            // Every write that ran failed; the request as a whole failed with it.
+            reply.send(st, text);
+            return;
+        }
+        // Rare path: rebuild the results with the staged writes' error text, as long
+        // as that still fits; else the flush error alone answers.
+        let data = results.finish();
+        let Ok(mut all) = decode_results(&data) else {
+            reply.send(st, text);
+            return;
+        };
+        for &(i, _) in &staged {
+            if let Some(r) = all.get_mut(i) {
+                r.clone_from(&text);
+            }
+        }
+        let size = 4 + all.iter().map(|r| 4 + r.len()).sum::<usize>();
+        if status == Status::Ok {
+            status = st;
+        }
+        if size > MAX_REPLY_DATA {
+            reply.send(st, text);
+        } else {
+            reply.send(status, encode_results(&all));
+        }
     }
 }
 
@@ -56,18 +157,34 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
         reply,
         enqueued,
     } = task;
-    let mut results = Vec::with_capacity(req.ops.len());
+    let mut results = Results::new();
     let mut status = Status::Ok;
     let mut staged = Vec::new();
+    let mut over_limit = None;
+    let total = req.ops.len();
     for (i, op) in req.ops.iter().enumerate() {
         let Some(kind) = op.kind() else {
-            results.push(msg::UNKNOWN_OP.as_bytes().to_vec());
+            if !results.fits(msg::UNKNOWN_OP.len()) {
+                over_limit = Some(over_limit_text(i, total));
+                break;
+            }
+            results.push(msg::UNKNOWN_OP.as_bytes());
             if status == Status::Ok {
                 status = Status::Error;
             }
             ctx.metrics.record("unknown", Status::Error, 0.0);
             continue;
         };
+        // A read whose stored document cannot fit is not read at all.
+        if kind == OpType::Read {
+            let len = collection(op).and_then(|coll| batch.stored_len(coll, op.doc_id));
+            if let Ok(Some(len)) = len {
+                if !results.fits(len) {
+                    over_limit = Some(over_limit_text(i, total));
+                    break;
+                }
+            }
+        }
         let outcome = collection(op).and_then(|coll| {
             maybe_inject_panic(ctx, coll);
             match kind {
@@ -80,26 +197,44 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
                     .map(|_| None),
             }
         });
+        let secs = enqueued.elapsed().as_secs_f64();
         match outcome {
             Ok(Some(doc)) => {
-                ctx.metrics
-                    .record(kind.name(), Status::Ok, enqueued.elapsed().as_secs_f64());
-                results.push(doc);
+                if !results.fits(doc.len()) {
+                    // The document grew since its length was looked up.
+                    over_limit = Some(over_limit_text(i, total));
+                    break;
+                }
+                ctx.metrics.record(kind.name(), Status::Ok, secs);
+                results.push(&doc);
             }
             Ok(None) => {
-                results.push(Vec::new());
+                // IMPORTANT: the write has run, so its (empty) result must be
+                // counted even at the limit: `ran` below includes it.
+                if !results.fits(0) {
+                    if matches!(kind, OpType::Create | OpType::Update | OpType::Delete) {
+                        staged.push((i, kind.name()));
+                    }
+                    over_limit = Some(over_limit_text(i + 1, total));
+                    break;
+                }
+                results.push(&[]);
                 if matches!(kind, OpType::Create | OpType::Update | OpType::Delete) {
                     staged.push((i, kind.name()));
                 } else {
-                    ctx.metrics
-                        .record(kind.name(), Status::Ok, enqueued.elapsed().as_secs_f64());
+                    ctx.metrics.record(kind.name(), Status::Ok, secs);
                 }
             }
             Err(e) => {
                 let (st, text) = engine_error(ctx, &e);
-                ctx.metrics
-                    .record(kind.name(), st, enqueued.elapsed().as_secs_f64());
-                results.push(text);
+                ctx.metrics.record(kind.name(), st, secs);
+                if !results.fits(text.len()) {
+                    // A failed op changed nothing, so it counts as not run: the
+                    // client may send everything from op `i` again.
+                    over_limit = Some(over_limit_text(i, total));
+                    break;
+                }
+                results.push(&text);
                 if status == Status::Ok {
                     status = st;
                 }
@@ -111,6 +246,7 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
         results,
         status,
         staged,
+        over_limit,
         started: enqueued,
     };
     if d.staged.is_empty() {

@@ -324,7 +324,8 @@ impl Client {
         out
     }
 
-    /// Scan (15) of a whole collection: (id, document) in id order.
+    /// Scan (15) of a whole collection: (id, document) in id order, paging with the
+    /// `"next"` form (a page may end early at the server's reply budget).
     pub fn scan_all(&mut self, db: u64, coll: &str) -> Vec<(u64, serde_json::Value)> {
         let mut out: Vec<(u64, serde_json::Value)> = Vec::new();
         let mut after = 0u64;
@@ -336,13 +337,12 @@ impl Client {
                     OpType::Read,
                     coll,
                     after,
-                    br#"{"limit":1000}"#.to_vec(),
+                    br#"{"limit":1000,"next":true}"#.to_vec(),
                 )],
             );
             assert_eq!(r.status, 0, "{}", String::from_utf8_lossy(&r.data));
-            let rows: Vec<serde_json::Value> = serde_json::from_slice(&r.data).unwrap();
-            let n = rows.len();
-            for row in rows {
+            let page: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+            for row in page["rows"].as_array().unwrap() {
                 let id = row["id"].as_u64().unwrap();
                 // Scan from 0 includes id 0; later pages start strictly after `after`.
                 if !out.is_empty() && id <= after {
@@ -350,9 +350,9 @@ impl Client {
                 }
                 out.push((id, row["doc"].clone()));
             }
-            match out.last() {
-                Some((id, _)) if n == 1000 => after = *id,
-                _ => return out,
+            match page["next"].as_u64() {
+                Some(next) => after = next,
+                None => return out,
             }
         }
     }
