@@ -66,13 +66,19 @@ pub(crate) fn engine_error(ctx: &Context, e: &docdb_core::Error) -> (Status, Vec
     (e.status(), e.to_string().into_bytes())
 }
 
-/// Test hook (opt-in by environment): an op on this collection panics, to prove a
-/// panic answers `internal error` and the server lives on.
+/// Test hook (compiled only with the `test-hooks` feature, then opt-in by environment):
+/// an op on this collection panics, to prove a panic answers `internal error` and the
+/// server lives on. Without the feature it is nothing.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn maybe_inject_panic(ctx: &Context, coll: &str) {
     if ctx.panic_collection.as_deref() == Some(coll) {
         panic!("injected panic for collection {coll}");
     }
 }
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn maybe_inject_panic(_: &Context, _: &str) {}
 
 /// Serves a batch of one database's queued requests (called by a scheduler worker):
 /// stages its writes and answers everything else, then returns the step that waits
