@@ -16,7 +16,7 @@
 //! [`Database::when_flushed`]).
 
 use crate::commit::{DocKind, StagedOp};
-use crate::db::{validate_json, Database};
+use crate::db::Database;
 use crate::error::Result;
 
 /// A sequence of operations against one database sharing group commits.
@@ -61,12 +61,12 @@ impl<'db> Batch<'db> {
 
     /// Stages a create (validated now, durable at the next flush).
     pub fn create(&mut self, collection: &str, id: u64, json: &[u8]) -> Result<()> {
-        validate_json(json)?;
+        self.db.inner.validate_doc(json)?;
         self.stage(collection, id, DocKind::Create, json.to_vec())
     }
 
     pub fn update(&mut self, collection: &str, id: u64, json: &[u8]) -> Result<()> {
-        validate_json(json)?;
+        self.db.inner.validate_doc(json)?;
         self.stage(collection, id, DocKind::Update, json.to_vec())
     }
 

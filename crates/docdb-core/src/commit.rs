@@ -22,6 +22,7 @@ use crate::data::record::{self as drec, Kind, FIXED};
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::index::{Chain, Collection, Version};
+use crate::memory::INDEX_ENTRY_BYTES;
 use crate::name::DEFAULT_COLLECTION;
 use crate::wal::record::{CommitEncoder, WalOp, MAX_BODY};
 
@@ -114,6 +115,36 @@ impl SyncState {
     }
 }
 
+/// Held by the syncer across a round (which releases the sync lock meanwhile): if a
+/// panic unwinds out of the round, it clears `syncing`/`driver` and wakes the waiters,
+/// so one of them becomes the syncer instead of every later writer waiting forever.
+/// Disarmed when the round returns normally (the syncer then clears the flags itself).
+struct SyncerGuard<'a> {
+    sync: &'a parking_lot::Mutex<SyncState>,
+    cv: &'a parking_lot::Condvar,
+}
+
+impl<'a> SyncerGuard<'a> {
+    fn new(sync: &'a parking_lot::Mutex<SyncState>, cv: &'a parking_lot::Condvar) -> Self {
+        SyncerGuard { sync, cv }
+    }
+
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SyncerGuard<'_> {
+    fn drop(&mut self) {
+        // IMPORTANT: the round's own lock guard was dropped when its frame unwound, so
+        // taking the lock here cannot deadlock (parking_lot locks do not poison).
+        let mut s = self.sync.lock();
+        s.syncing = false;
+        s.driver = false;
+        self.cv.notify_all();
+    }
+}
+
 /// Runs callbacks with no lock held. A panicking callback is a bug of its caller; it
 /// must not leave the database without a syncer, so it is contained and logged.
 fn run_callbacks(ready: Vec<(u64, OnDurable)>, durable: u64) {
@@ -169,14 +200,18 @@ impl Inner {
                         _ => {}
                     }
                     if matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put) {
-                        grow += payload.len() as u64;
+                        grow += payload.len() as u64 + INDEX_ENTRY_BYTES;
                     }
-                    shrink += live.map_or(0, |v| v.len as u64);
+                    shrink += live.map_or(0, |v| v.len as u64 + INDEX_ENTRY_BYTES);
                     wal_size += 15 + coll.name.len() + payload.len();
                 }
                 StagedOp::CreateCollection(name) => {
                     if colls.contains_key(name.as_str()) {
                         return Err(Error::CollectionExists);
+                    }
+                    let max = self.config.limits.max_collections;
+                    if colls.len() >= max {
+                        return Err(Error::TooManyCollections { max });
                     }
                 }
                 StagedOp::DeleteCollection(name) => {
@@ -329,7 +364,9 @@ impl Inner {
                 continue;
             }
             s.syncing = true;
+            let guard = SyncerGuard::new(&self.sync, &self.sync_cv);
             s = self.sync_round(s);
+            guard.disarm();
             s.syncing = false;
             // Callbacks made durable by this round run here; any left wake up (they
             // wait while a blocked waiter syncs) and their owner drives them.
@@ -377,7 +414,9 @@ impl Inner {
         s.syncing = true;
         s.driver = true;
         loop {
+            let guard = SyncerGuard::new(&self.sync, &self.sync_cv);
             s = self.sync_round(s);
+            guard.disarm();
             let ready = s.take_ready();
             let more = !s.callbacks.is_empty();
             if !more {
@@ -509,5 +548,34 @@ impl Inner {
             self.request_maintenance();
         }
         Ok(Some((last, count)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic inside a syncer round must not leave `syncing` set: every later writer
+    /// would wait for a syncer that no longer exists.
+    #[test]
+    fn a_panicking_round_releases_the_syncer_role() {
+        let sync = parking_lot::Mutex::new(SyncState::default());
+        let cv = parking_lot::Condvar::new();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut s = sync.lock();
+            s.syncing = true;
+            s.driver = true;
+            let _guard = SyncerGuard::new(&sync, &cv);
+            drop(s);
+            panic!("injected panic in a syncer round");
+        }));
+        assert!(r.is_err());
+        let s = sync.lock();
+        assert!(!s.syncing && !s.driver);
+        drop(s);
+        // A normal round disarms it: the flags are the syncer's to clear.
+        sync.lock().syncing = true;
+        SyncerGuard::new(&sync, &cv).disarm();
+        assert!(sync.lock().syncing);
     }
 }

@@ -24,13 +24,17 @@ pub struct Config {
 pub struct LimitsConfig {
     /// Deepest nesting of arrays and objects a stored document may have, checked on
     /// every write path (create, update, patch result, transaction, restore).
-    /// Default 128.
+    /// Default 128, at most 1000: a patch parses the document into a tree, which
+    /// recurses once per level (about 700 B of stack each; a worker has 2 MiB).
     pub max_depth: usize,
     /// Most operations one JSON Patch may carry. Default 1000.
     pub max_patch_ops: usize,
     /// Most collections one database may hold, `_default` included. Default 1024.
     pub max_collections: usize,
 }
+
+/// Largest `limits.max_depth` accepted (see its doc comment).
+const MAX_DEPTH_CAP: usize = 1000;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -246,8 +250,8 @@ impl Config {
         if self.memory.cache_mb > 65_536 {
             return bad("memory.cache_mb", "must be at most 65536");
         }
-        if !(1..=10_000).contains(&self.limits.max_depth) {
-            return bad("limits.max_depth", "must be between 1 and 10000");
+        if !(1..=MAX_DEPTH_CAP).contains(&self.limits.max_depth) {
+            return bad("limits.max_depth", "must be between 1 and 1000");
         }
         if !(1..=1_000_000).contains(&self.limits.max_patch_ops) {
             return bad("limits.max_patch_ops", "must be between 1 and 1000000");

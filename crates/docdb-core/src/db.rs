@@ -304,29 +304,36 @@ pub struct ScanPage {
 /// for the reply's framing of the row (`{"id":<20 digits>,"doc":…},` is 35 bytes).
 pub const SCAN_ROW_OVERHEAD: usize = 64;
 
-/// Checks that `json` is one valid JSON value of allowed size.
-pub(crate) fn validate_json(json: &[u8]) -> Result<()> {
-    if json.len() > MAX_DOCUMENT_SIZE {
-        return Err(Error::PayloadTooLarge);
+impl Inner {
+    /// Checks a document about to be written: valid JSON, ≤ 16 MiB, nested at most
+    /// `limits.max_depth` deep.
+    pub(crate) fn validate_doc(&self, json: &[u8]) -> Result<()> {
+        crate::json::validate(json, self.config.limits.max_depth)
     }
-    // IMPORTANT: skipping a string (IgnoredAny) does not check its UTF-8, so check
-    // the whole payload first; a stored document must be readable JSON text.
-    std::str::from_utf8(json).map_err(|_| Error::InvalidJson)?;
-    serde_json::from_slice::<serde::de::IgnoredAny>(json).map_err(|_| Error::InvalidJson)?;
-    Ok(())
-}
 
-/// Applies a patch to a stored document's bytes.
-pub(crate) fn patch_bytes(current: &[u8], ops: &[u8]) -> Result<Vec<u8>> {
-    let doc: serde_json::Value = serde_json::from_slice(current).map_err(|_| Error::Corrupt {
-        detail: "stored document is not valid JSON".into(),
-    })?;
-    let new = crate::patch::apply(&doc, ops)?;
-    let bytes = serde_json::to_vec(&new).map_err(|_| Error::InvalidPatch)?;
-    if bytes.len() > MAX_DOCUMENT_SIZE {
-        return Err(Error::PayloadTooLarge);
+    /// Applies a patch to a stored document's bytes, within `[limits]`.
+    pub(crate) fn patch_bytes(&self, current: &[u8], ops: &[u8]) -> Result<Vec<u8>> {
+        let limits = &self.config.limits;
+        // A document stored before the depth limit existed (or under a larger one) may
+        // be too deep to parse safely: refuse it by name, it is not corrupt.
+        crate::json::check_depth(current, limits.max_depth)?;
+        let doc = crate::patch::parse_bounded(current).map_err(|_| Error::Corrupt {
+            detail: "stored document is not valid JSON".into(),
+        })?;
+        let new = crate::patch::apply_limited(
+            &doc,
+            ops,
+            crate::patch::Limits {
+                max_depth: limits.max_depth,
+                max_ops: limits.max_patch_ops,
+            },
+        )?;
+        let bytes = serde_json::to_vec(&new).map_err(|_| Error::InvalidPatch)?;
+        if bytes.len() > MAX_DOCUMENT_SIZE {
+            return Err(Error::PayloadTooLarge);
+        }
+        Ok(bytes)
     }
-    Ok(bytes)
 }
 
 impl Database {
@@ -372,13 +379,13 @@ impl Database {
 
     /// Inserts a document; fails with `AlreadyExists` if `id` exists.
     pub fn create(&self, collection: &str, id: u64, json: &[u8]) -> Result<()> {
-        validate_json(json)?;
+        self.inner.validate_doc(json)?;
         self.doc_op(collection, id, DocKind::Create, json.to_vec())
     }
 
     /// Replaces a document; fails with `NotFound` if it does not exist.
     pub fn update(&self, collection: &str, id: u64, json: &[u8]) -> Result<()> {
-        validate_json(json)?;
+        self.inner.validate_doc(json)?;
         self.doc_op(collection, id, DocKind::Update, json.to_vec())
     }
 
@@ -400,7 +407,7 @@ impl Database {
         let coll = self.inner.collection(collection)?;
         for _ in 0..1000 {
             let (v, current) = self.inner.read_doc(&coll, id, None)?;
-            let new = patch_bytes(&current, ops)?;
+            let new = self.inner.patch_bytes(&current, ops)?;
             let op = StagedOp::Doc {
                 coll: coll.clone(),
                 id,

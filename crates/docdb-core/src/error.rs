@@ -33,6 +33,13 @@ pub mod msg {
     pub const CLOSED: &str = "database is closed";
     pub const CORRUPT: &str = "document is corrupt";
     pub const INTERNAL: &str = "internal error";
+    // Limits of `[limits]` (docs/SECURITY.md); each text names its config key.
+    /// Prefix of "document nests deeper than N levels (limits.max_depth)".
+    pub const TOO_DEEP: &str = "document nests deeper than";
+    /// Prefix of "patch has more than N operations (limits.max_patch_ops)".
+    pub const TOO_MANY_PATCH_OPS: &str = "patch has more than";
+    /// Prefix of "database already has N collections, the most allowed (limits.max_collections)".
+    pub const TOO_MANY_COLLECTIONS: &str = "database already has";
     // Server-level texts (docdb-server).
     pub const UNKNOWN_COMMAND: &str = "unknown command";
     pub const MISSING_OP: &str = "request has no operation";
@@ -92,6 +99,19 @@ pub enum Error {
     NotAnObject,
     #[error("{}", msg::PATCH_TEST_FAILED)]
     PatchTestFailed,
+    /// A document (given, or the result of a patch) nests deeper than
+    /// `limits.max_depth` arrays/objects.
+    #[error("{} {max} levels (limits.max_depth)", msg::TOO_DEEP)]
+    TooDeep { max: usize },
+    /// A patch carries more than `limits.max_patch_ops` operations.
+    #[error("{} {max} operations (limits.max_patch_ops)", msg::TOO_MANY_PATCH_OPS)]
+    TooManyPatchOps { max: usize },
+    /// Creating a collection would pass `limits.max_collections`.
+    #[error(
+        "{} {max} collections, the most allowed (limits.max_collections)",
+        msg::TOO_MANY_COLLECTIONS
+    )]
+    TooManyCollections { max: usize },
     /// A stored record failed its checksum.
     #[error("{}: {detail}", msg::CORRUPT)]
     Corrupt { detail: String },
@@ -132,6 +152,8 @@ impl From<crate::patch::PatchError> for Error {
             P::NotAnObject => Error::NotAnObject,
             P::TestFailed => Error::PatchTestFailed,
             P::TooLarge => Error::PayloadTooLarge,
+            P::TooDeep { max } => Error::TooDeep { max },
+            P::TooManyOps { max } => Error::TooManyPatchOps { max },
         }
     }
 }

@@ -26,7 +26,7 @@
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
 //!   files. `checkpoint`: the `CHECKPOINT` file.
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
-//! - [`patch`]: the patch language. [`name`], [`config`], [`error`], [`stats`].
+//! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
 pub mod batch;
 mod cache;
@@ -41,6 +41,7 @@ pub mod faults;
 mod fsutil;
 pub mod heal;
 mod index;
+pub mod json;
 mod maintenance;
 pub mod memory;
 pub mod name;

@@ -12,16 +12,51 @@
 //! Member names (`op`, `path`, `value`, `from`) and operation names are matched ASCII
 //! case-insensitively; other members are ignored. Paths are RFC 6901 JSON Pointers. The
 //! document must be, and stays, a JSON object; no operation may nest values deeper than
-//! [`serde_json`] can read back (see `MAX_DEPTH`).
+//! `limits.max_depth`, and a patch carries at most `limits.max_patch_ops` operations
+//! ([`Limits`]).
+//!
+//! Cost: parsing the ops, then per op a walk down its path, a check of the value it
+//! places and the change itself (an array insert shifts the array's tail): linear in
+//! the document's size times the number of ops, which `max_ops` bounds. Nothing is
+//! cloned per op; the document is cloned once.
 
 use json_patch::jsonptr::{Pointer, PointerBuf};
 use json_patch::{AddOperation, CopyOperation, MoveOperation, PatchOperation};
 use json_patch::{RemoveOperation, ReplaceOperation};
 use serde_json::{Map, Number, Value};
 
-/// Deepest container nesting a patch may create: `serde_json` refuses to parse text that
-/// nests 128 or more arrays/objects, so a deeper document could be stored but never read.
-const MAX_DEPTH: usize = 127;
+/// What one patch may ask for (the engine's `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of arrays/objects the result may have (`limits.max_depth`).
+    pub max_depth: usize,
+    /// Most operations in one patch (`limits.max_patch_ops`).
+    pub max_ops: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let l = crate::config::LimitsConfig::default();
+        Limits {
+            max_depth: l.max_depth,
+            max_ops: l.max_patch_ops,
+        }
+    }
+}
+
+/// Parses JSON text into a tree without `serde_json`'s fixed 128-level cap.
+///
+/// IMPORTANT: parsing (and dropping, cloning, serialising) a tree recurses once per
+/// level, so callers pass only text whose depth they have bounded first
+/// ([`crate::json::nesting_depth`]) by `limits.max_depth`, which the configuration caps.
+pub(crate) fn parse_bounded(bytes: &[u8]) -> serde_json::Result<Value> {
+    use serde::Deserialize;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = Value::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
 
 /// Errors a patch can fail with. Each maps to a stable wire text (given in the doc comment).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +81,12 @@ pub enum PatchError {
     /// "payload exceeds maximum size": the patched document would exceed 16 MiB.
     #[error("payload exceeds maximum size")]
     TooLarge,
+    /// The result would nest deeper than `max` (`limits.max_depth`).
+    #[error("document nests deeper than {max} levels (limits.max_depth)")]
+    TooDeep { max: usize },
+    /// More than `max` operations (`limits.max_patch_ops`).
+    #[error("patch has more than {max} operations (limits.max_patch_ops)")]
+    TooManyOps { max: usize },
 }
 
 /// One validated operation.
@@ -57,16 +98,23 @@ enum Op {
     Rfc(PatchOperation),
 }
 
-/// Applies `ops` (the raw JSON bytes of the patch) to `doc` and returns the new document.
+/// Applies `ops` (the raw JSON bytes of the patch) to `doc` and returns the new document,
+/// within the default [`Limits`].
 /// All-or-nothing: on error `doc` is untouched (it is borrowed immutably; work on a clone).
 pub fn apply(doc: &Value, ops: &[u8]) -> Result<Value, PatchError> {
-    let ops = parse_ops(ops)?;
+    apply_limited(doc, ops, Limits::default())
+}
+
+/// [`apply`] within `limits`.
+pub fn apply_limited(doc: &Value, ops: &[u8], limits: Limits) -> Result<Value, PatchError> {
+    let ops = parse_ops(ops, limits)?;
     if !doc.is_object() {
         return Err(PatchError::NotAnObject);
     }
     let mut work = doc.clone();
+    let mut size = SizeBound::default();
     for op in ops {
-        apply_op(&mut work, op)?;
+        apply_op(&mut work, op, limits.max_depth, &mut size)?;
         if !work.is_object() {
             return Err(PatchError::NotAnObject);
         }
@@ -76,12 +124,25 @@ pub fn apply(doc: &Value, ops: &[u8]) -> Result<Value, PatchError> {
 
 /// Parses the whole payload. Every structural problem (`InvalidOps`) anywhere in the array
 /// wins over a malformed pointer (`InvalidPath`) anywhere in it.
-fn parse_ops(bytes: &[u8]) -> Result<Vec<Op>, PatchError> {
-    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(bytes) else {
+fn parse_ops(bytes: &[u8], limits: Limits) -> Result<Vec<Op>, PatchError> {
+    // The ops array and an op object wrap each value: two levels more than a value
+    // may have. Deeper text could not be placed anyway; refuse it before parsing.
+    let wrap = limits.max_depth.saturating_add(2);
+    if crate::json::nesting_depth(bytes, wrap) > wrap {
+        return Err(PatchError::TooDeep {
+            max: limits.max_depth,
+        });
+    }
+    let Ok(Value::Array(items)) = parse_bounded(bytes) else {
         return Err(PatchError::InvalidOps);
     };
     if items.is_empty() {
         return Err(PatchError::InvalidOps);
+    }
+    if items.len() > limits.max_ops {
+        return Err(PatchError::TooManyOps {
+            max: limits.max_ops,
+        });
     }
     let mut ops = Vec::with_capacity(items.len());
     let mut bad_path = false;
@@ -164,14 +225,59 @@ fn pointer(text: String) -> Result<PointerBuf, PatchError> {
     PointerBuf::parse(text).map_err(|_| PatchError::InvalidPath)
 }
 
-fn apply_op(doc: &mut Value, op: Op) -> Result<(), PatchError> {
+/// An upper bound of the encoded size of the document being patched, for `copy`, the one
+/// op that grows a document beyond what the patch itself carries (each copy of the root
+/// doubles it). Measured once, then raised by each copy; measured again only when the
+/// bound passes the limit (an earlier op may have shrunk the document): linear, not one
+/// full serialisation per op.
+#[derive(Default)]
+struct SizeBound(Option<usize>);
+
+impl SizeBound {
+    /// Accounts a copy of `value` into `doc`, or refuses it past the size limit.
+    fn copy(&mut self, doc: &Value, value: &Value) -> Result<(), PatchError> {
+        let add = encoded_len(value);
+        let bound = self
+            .0
+            .unwrap_or_else(|| encoded_len(doc))
+            .saturating_add(add);
+        let bound = if bound > MAX_RESULT_LEN {
+            encoded_len(doc).saturating_add(add)
+        } else {
+            bound
+        };
+        if bound > MAX_RESULT_LEN {
+            return Err(PatchError::TooLarge);
+        }
+        self.0 = Some(bound);
+        Ok(())
+    }
+
+    /// Accounts a value placed by `set`/`insert`/`add`/`replace` (bounded by the ops
+    /// text, but it still counts towards later copies).
+    fn place(&mut self, value: &Value) {
+        if let Some(b) = self.0.as_mut() {
+            *b = b.saturating_add(encoded_len(value));
+        }
+    }
+}
+
+fn apply_op(
+    doc: &mut Value,
+    op: Op,
+    max_depth: usize,
+    size: &mut SizeBound,
+) -> Result<(), PatchError> {
+    let check_depth = |path: &Pointer, value: &Value| check_depth(path, value, max_depth);
     match op {
         Op::Set(path, value) => {
             check_depth(&path, &value)?;
+            size.place(&value);
             set(doc, &path, value)
         }
         Op::Insert(path, value) => {
             check_depth(&path, &value)?;
+            size.place(&value);
             insert(doc, &path, value)
         }
         Op::Test(path, expected) => match doc.pointer(path.as_str()) {
@@ -184,6 +290,7 @@ fn apply_op(doc: &mut Value, op: Op) -> Result<(), PatchError> {
                 PatchOperation::Add(AddOperation { path, value })
                 | PatchOperation::Replace(ReplaceOperation { path, value }) => {
                     check_depth(path, value)?;
+                    size.place(value);
                 }
                 PatchOperation::Move(MoveOperation { from, path }) => {
                     // A missing `from` is reported by the operation itself.
@@ -196,9 +303,7 @@ fn apply_op(doc: &mut Value, op: Op) -> Result<(), PatchError> {
                         check_depth(path, value)?;
                         // Copying is the one op that grows a document beyond what the
                         // patch itself carries: each copy of the root doubles it.
-                        if encoded_len(doc) + encoded_len(value) > MAX_RESULT_LEN {
-                            return Err(PatchError::TooLarge);
-                        }
+                        size.copy(doc, value)?;
                     }
                 }
                 _ => {}
@@ -293,16 +398,18 @@ fn insert(doc: &mut Value, path: &Pointer, value: Value) -> Result<(), PatchErro
     Ok(())
 }
 
-/// Refuses to place `value` where the document would nest deeper than [`MAX_DEPTH`].
-fn check_depth(path: &Pointer, value: &Value) -> Result<(), PatchError> {
-    let budget = MAX_DEPTH
+/// Refuses to place `value` where the document would nest deeper than `max_depth`
+/// (the root object is level 1, so a value at a path of `n` tokens starts at `n + 1`).
+fn check_depth(path: &Pointer, value: &Value, max_depth: usize) -> Result<(), PatchError> {
+    let too_deep = PatchError::TooDeep { max: max_depth };
+    let budget = max_depth
         .checked_sub(path.count())
-        .ok_or(PatchError::InvalidPath)?;
+        .ok_or(too_deep.clone())?;
     // Iterative, so a deep value cannot overflow the stack.
     let mut stack = vec![(value, 0usize)];
     while let Some((value, depth)) = stack.pop() {
         if (value.is_array() || value.is_object()) && depth >= budget {
-            return Err(PatchError::InvalidPath);
+            return Err(too_deep);
         }
         match value {
             Value::Array(list) => stack.extend(list.iter().map(|child| (child, depth + 1))),
@@ -611,23 +718,75 @@ mod tests {
     }
 
     #[test]
-    fn nesting_is_capped_at_what_serde_json_reads_back() {
+    fn nesting_is_capped_at_max_depth_and_the_result_reads_back() {
+        let max = Limits::default().max_depth;
+        let too_deep = Err(PatchError::TooDeep { max });
         let set = |depth: usize, value: Value| {
             let op = json!([{"op": "set", "path": "/k".repeat(depth), "value": value}]);
             apply(&json!({}), op.to_string().as_bytes())
         };
-        let text = set(MAX_DEPTH, json!(1))
+        // `depth` tokens below the root put a scalar at level `depth + 1`... which is
+        // not a container: the deepest container is the last intermediate object.
+        let text = set(max, json!(1))
             .map(|d| d.to_string())
             .unwrap_or_default();
-        assert!(serde_json::from_str::<Value>(&text).is_ok());
-        assert!(serde_json::from_str::<Value>(&format!("[{text}]")).is_err());
-        assert_eq!(set(MAX_DEPTH, json!({})), Err(InvalidPath));
-        assert_eq!(set(100_000, json!(1)), Err(InvalidPath));
+        assert_eq!(crate::json::nesting_depth(text.as_bytes(), usize::MAX), max);
+        assert!(parse_bounded(text.as_bytes()).is_ok());
+        assert_eq!(set(max, json!({})), too_deep);
+        assert_eq!(set(max - 1, json!([[]])), too_deep);
+        assert!(set(max - 1, json!([])).is_ok());
+        assert_eq!(set(100_000, json!(1)), too_deep);
         let grow = json!(vec![json!({"op": "copy", "from": "", "path": "/k"}); 200]);
-        assert_eq!(
-            apply(&json!({}), grow.to_string().as_bytes()),
-            Err(InvalidPath)
+        assert_eq!(apply(&json!({}), grow.to_string().as_bytes()), too_deep);
+        // Ops text nested past what any op could place is refused before parsing.
+        let deep = format!(
+            "[{{\"op\":\"set\",\"path\":\"/a\",\"value\":{}1{}}}]",
+            "[".repeat(1_000_000),
+            "]".repeat(1_000_000)
         );
+        assert_eq!(apply(&json!({}), deep.as_bytes()), too_deep);
+    }
+
+    #[test]
+    fn patches_are_capped_at_max_ops() {
+        let limits = Limits {
+            max_depth: 8,
+            max_ops: 3,
+        };
+        let ops = |n: usize| {
+            let ops = vec![json!({"op": "set", "path": "/a", "value": 1}); n];
+            Value::Array(ops).to_string()
+        };
+        assert!(apply_limited(&json!({}), ops(3).as_bytes(), limits).is_ok());
+        assert_eq!(
+            apply_limited(&json!({}), ops(4).as_bytes(), limits),
+            Err(PatchError::TooManyOps { max: 3 })
+        );
+        assert_eq!(
+            PatchError::TooManyOps { max: 3 }.to_string(),
+            "patch has more than 3 operations (limits.max_patch_ops)"
+        );
+    }
+
+    /// The worst ops within the default limit (inserts at the front of a large array,
+    /// copies of a large subtree) on a ~1 MiB document finish quickly: cost is linear
+    /// in the document's size times the ops.
+    #[test]
+    fn max_ops_worst_case_patches_are_fast() {
+        let limits = Limits::default();
+        let doc =
+            json!({"arr": vec![json!("0123456789abcdef"); 50_000], "o": {"x": "y".repeat(1000)}});
+        let inserts = vec![json!({"op": "insert", "path": "/arr/0", "value": "z"}); limits.max_ops];
+        let copies: Vec<Value> = (0..limits.max_ops)
+            .map(|i| json!({"op": "copy", "from": "/o", "path": format!("/c{}", i % 10)}))
+            .collect();
+        for ops in [inserts, copies] {
+            let text = Value::Array(ops).to_string();
+            let started = std::time::Instant::now();
+            assert!(apply_limited(&doc, text.as_bytes(), limits).is_ok());
+            let took = started.elapsed();
+            assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+        }
     }
 
     #[test]

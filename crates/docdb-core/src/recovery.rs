@@ -354,7 +354,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             .filter(|(_, v)| !v.tombstone && v.seq >= coll.created_seq)
             .map(|(id, v)| {
                 live_bytes += (FIXED + name.len()) as u64 + v.len as u64;
-                mem += v.len as u64;
+                mem += v.len as u64 + crate::memory::INDEX_ENTRY_BYTES;
                 (id, Chain::One(v))
             })
             .collect();

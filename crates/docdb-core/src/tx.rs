@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::commit::{DocKind, StagedOp};
-use crate::db::{patch_bytes, validate_json, Database, ScanPage};
+use crate::db::{Database, ScanPage};
 use crate::error::{Error, Result};
 use crate::index::Collection;
 
@@ -76,7 +76,7 @@ impl<'db> Transaction<'db> {
     }
 
     pub fn create(&mut self, collection: &str, id: u64, json: &[u8]) -> Result<()> {
-        validate_json(json)?;
+        self.db.inner.validate_doc(json)?;
         let coll = self.db.inner.collection(collection)?;
         if self.exists(&coll, id)? {
             return Err(Error::AlreadyExists);
@@ -86,7 +86,7 @@ impl<'db> Transaction<'db> {
     }
 
     pub fn update(&mut self, collection: &str, id: u64, json: &[u8]) -> Result<()> {
-        validate_json(json)?;
+        self.db.inner.validate_doc(json)?;
         let coll = self.db.inner.collection(collection)?;
         if !self.exists(&coll, id)? {
             return Err(Error::NotFound);
@@ -108,7 +108,7 @@ impl<'db> Transaction<'db> {
     pub fn patch(&mut self, collection: &str, id: u64, ops: &[u8]) -> Result<Vec<u8>> {
         let coll = self.db.inner.collection(collection)?;
         let current = self.current(&coll, id)?.ok_or(Error::NotFound)?;
-        let new = patch_bytes(&current, ops)?;
+        let new = self.db.inner.patch_bytes(&current, ops)?;
         self.set(coll, id, Write::Put(new.clone()));
         Ok(new)
     }

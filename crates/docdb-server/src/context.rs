@@ -13,6 +13,8 @@ pub struct Context {
     pub metrics: Metrics,
     scheduler: OnceLock<Arc<Scheduler>>,
     /// Test hook: ops on this collection panic (env `DOCDB_TEST_PANIC_COLLECTION`).
+    /// Only in builds with the `test-hooks` feature (the docdb crate's tests).
+    #[cfg(feature = "test-hooks")]
     pub panic_collection: Option<String>,
 }
 
@@ -23,6 +25,7 @@ impl Context {
             pool,
             metrics: Metrics::new(),
             scheduler: OnceLock::new(),
+            #[cfg(feature = "test-hooks")]
             panic_collection: std::env::var("DOCDB_TEST_PANIC_COLLECTION").ok(),
         }
     }

@@ -82,9 +82,66 @@ pub fn retry_transient<T>(what: &str, mut f: impl FnMut() -> Result<T, Error>) -
     }
 }
 
+/// The text of an error as a client may see it: every absolute path in it replaced by
+/// its last component (a database's directory is its name; files are named by kind:
+/// `CHECKPOINT`, `LOCK`, `….wal`, `….data`). Clients of one tenant learn nothing of
+/// the server's layout; the log gets the full text.
+pub fn client_text(e: &dyn std::fmt::Display) -> String {
+    let full = e.to_string();
+    // Common errors (not found, conflict, ...) carry no path: no second string.
+    if !full.contains('/') {
+        return full;
+    }
+    let text = redact_paths(&full);
+    if text != full {
+        tracing::warn!(error = %full, "answered an error without its server paths");
+    }
+    text
+}
+
+fn redact_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let lead = word.len() - word.trim_start_matches(['"', '\'', '(', '[']).len();
+        let (open, rest) = word.split_at(lead);
+        if !rest.starts_with('/') {
+            out.push_str(word);
+            continue;
+        }
+        let path = rest.trim_end_matches(['"', '\'', ')', ']', ':', ',', ';']);
+        let close = &rest[path.len()..];
+        let name = path.rsplit('/').find(|c| !c.is_empty()).unwrap_or("");
+        out.push_str(open);
+        out.push_str(name);
+        out.push_str(close);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_texts_name_files_not_paths() {
+        let cases = [
+            ("/srv/data/dbs/x is in use by another process", "x is in use by another process"),
+            (
+                "unusable database files: /srv/data/dbs/shop/CHECKPOINT is damaged",
+                "unusable database files: CHECKPOINT is damaged",
+            ),
+            ("reading \"/a/b/00000001.wal\": denied", "reading \"00000001.wal\": denied"),
+            ("(/a/b/), at /x/y/data/1.data:", "(b), at 1.data:"),
+            ("document is corrupt: damaged header of c/7", "document is corrupt: damaged header of c/7"),
+            ("document not found", "document not found"),
+        ];
+        for (full, want) in cases {
+            assert_eq!(client_text(&full), want);
+        }
+    }
 
     #[test]
     fn transient_errors_are_retried_then_given_up() {

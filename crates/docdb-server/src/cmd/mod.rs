@@ -63,16 +63,22 @@ pub(crate) fn first_op(req: &Request) -> Result<&Op, &'static str> {
 /// Status and text of an engine error, counting it by category.
 pub(crate) fn engine_error(ctx: &Context, e: &docdb_core::Error) -> (Status, Vec<u8>) {
     ctx.metrics.error(classify(e));
-    (e.status(), e.to_string().into_bytes())
+    (e.status(), crate::errors::client_text(e).into_bytes())
 }
 
-/// Test hook (opt-in by environment): an op on this collection panics, to prove a
-/// panic answers `internal error` and the server lives on.
+/// Test hook (compiled only with the `test-hooks` feature, then opt-in by environment):
+/// an op on this collection panics, to prove a panic answers `internal error` and the
+/// server lives on. Without the feature it is nothing.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn maybe_inject_panic(ctx: &Context, coll: &str) {
     if ctx.panic_collection.as_deref() == Some(coll) {
         panic!("injected panic for collection {coll}");
     }
 }
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn maybe_inject_panic(_: &Context, _: &str) {}
 
 /// Serves a batch of one database's queued requests (called by a scheduler worker):
 /// stages its writes and answers everything else, then returns the step that waits
@@ -82,7 +88,7 @@ pub fn serve_batch(ctx: &Arc<Context>, db_id: u64, tasks: Vec<Task>) -> Option<A
     let db = match ctx.pool.get(db_id) {
         Ok(db) => db,
         Err(e) => {
-            let text = e.to_string();
+            let text = crate::errors::client_text(&e);
             for t in tasks {
                 let op = t.req.command().map_or("unknown", Command::name);
                 ctx.metrics
@@ -194,6 +200,16 @@ fn serve_one(
     finish_deferred(ctx, deferred, &flushed);
     let flushed = flushed.and_then(|()| batch.flush_all());
     if let Err(e) = flushed {
+        if cmd == Command::CloseDb {
+            // The writes that failed were answered with their error. A database
+            // read-only after an I/O failure is closed all the same (its next use
+            // reopens it), so CloseDB did what it was asked: OK.
+            tracing::debug!(error = %e, "closing a database whose last writes failed");
+            ctx.metrics
+                .record(cmd.name(), Status::Ok, task.enqueued.elapsed().as_secs_f64());
+            task.reply.send(Status::Ok, Vec::new());
+            return true;
+        }
         let (status, text) = engine_error(ctx, &e);
         task.reply.send(status, text);
         return false;

@@ -22,6 +22,6 @@ pub fn run(ctx: &Context, req: &Request) -> (Status, Vec<u8>) {
         Ok(id) => (Status::Ok, id.to_le_bytes().to_vec()),
         Err(PoolError::Engine(e)) => super::engine_error(ctx, &e),
         Err(PoolError::Stopped) => (Status::Error, msg::POOL_STOPPED.as_bytes().to_vec()),
-        Err(e) => (Status::Error, e.to_string().into_bytes()),
+        Err(e) => (Status::Error, crate::errors::client_text(&e).into_bytes()),
     }
 }

@@ -115,8 +115,19 @@ pub fn run(
     fs::create_dir_all(cfg.data_dir.join("dbs"))?;
     let catalog = Catalog::open(&cfg.data_dir)?;
     // Refuse before writing anything, so a refused restore changes nothing anywhere.
+    let max_depth = cfg.limits.max_depth;
     for (name, colls) in &plan {
         docdb_core::name::validate_db_name(name)?;
+        for (coll, docs) in colls {
+            for (id, doc) in docs {
+                if docdb_core::json::nesting_depth(doc, max_depth) > max_depth {
+                    anyhow::bail!(
+                        "{name}/{coll}/{id}: {}; nothing was restored",
+                        Error::TooDeep { max: max_depth }
+                    );
+                }
+            }
+        }
         if force {
             continue;
         }
