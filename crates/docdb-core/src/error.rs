@@ -39,6 +39,8 @@ pub mod msg {
     pub const INVALID_SCAN: &str = "scan options must be JSON like {\"limit\":100}";
     pub const TOO_MANY_CONNECTIONS: &str = "too many connections";
     pub const SHUTTING_DOWN: &str = "server is shutting down";
+    pub const TOO_MANY_DATABASES: &str =
+        "too many databases: limits.max_databases reached; existing databases still open";
 }
 
 /// Outcome class of an operation: the wire protocol's status byte, which the engine's

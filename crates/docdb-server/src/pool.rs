@@ -11,7 +11,8 @@ use docdb_core::error::msg;
 use docdb_core::{Database, MemoryBudget, OpenOptions};
 use parking_lot::Mutex;
 
-use crate::catalog::{Catalog, Entry};
+use crate::catalog::{Catalog, CatalogError, Entry};
+use crate::datadir::DataDirLock;
 use crate::config::ServerConfig;
 use crate::errors::retry_transient;
 
@@ -24,8 +25,8 @@ pub enum PoolError {
     Stopped,
     #[error("{0}")]
     Engine(#[from] docdb_core::Error),
-    #[error("catalog: {0}")]
-    Catalog(std::io::Error),
+    #[error("{0}")]
+    Catalog(#[from] CatalogError),
 }
 
 /// What is remembered about a database while it is closed; also written to
@@ -50,6 +51,8 @@ struct Slot {
 
 pub struct Pool {
     cfg: ServerConfig,
+    /// Held for the pool's life: no other server or tool uses the data directory.
+    _lock: DataDirLock,
     catalog: Catalog,
     global: MemoryBudget,
     slots: Mutex<HashMap<u64, Arc<Slot>>>,
@@ -72,11 +75,12 @@ pub struct DbInfo {
 
 impl Pool {
     pub fn open(cfg: ServerConfig) -> anyhow::Result<Pool> {
-        std::fs::create_dir_all(cfg.data_dir.join("dbs"))?;
-        let catalog = Catalog::open(&cfg.data_dir)?;
+        let lock = DataDirLock::acquire(&cfg)?;
+        let catalog = Catalog::open_with_limit(&cfg.data_dir, cfg.limits.max_databases)?;
         let global = MemoryBudget::new(cfg.memory.global_capacity_mb.saturating_mul(1 << 20));
         Ok(Pool {
             cfg,
+            _lock: lock,
             catalog,
             global,
             slots: Mutex::new(HashMap::new()),
@@ -108,10 +112,7 @@ impl Pool {
             return Err(PoolError::Stopped);
         }
         docdb_core::name::validate_db_name(name)?;
-        let (entry, _) = self
-            .catalog
-            .get_or_create(name)
-            .map_err(PoolError::Catalog)?;
+        let (entry, _) = self.catalog.get_or_create(name)?;
         self.get(entry.id)?;
         Ok(entry.id)
     }
@@ -205,7 +206,7 @@ impl Pool {
                 // Advisory figures for ListDBs: no fsync, a stale file only shows old
                 // numbers until the database is next opened.
                 if let Ok(json) = serde_json::to_vec(&r) {
-                    let _ = std::fs::write(summary, json);
+                    let _ = docdb_core::fsutil::write_private(&summary, &json);
                 }
                 tracing::debug!(id, "closed database");
                 true

@@ -13,6 +13,7 @@ use docdb_core::{Database, Error, OpenOptions};
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
+use crate::datadir::DataDirLock;
 use crate::config::ServerConfig;
 
 #[derive(Deserialize)]
@@ -112,7 +113,7 @@ pub fn run(
         Some(d) => read_dir_plan(d)?,
         None => read_stream_plan(stdin)?,
     };
-    fs::create_dir_all(cfg.data_dir.join("dbs"))?;
+    let _lock = DataDirLock::acquire(cfg)?;
     let catalog = Catalog::open(&cfg.data_dir)?;
     // Refuse before writing anything, so a refused restore changes nothing anywhere.
     for (name, colls) in &plan {
