@@ -16,7 +16,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use docdb_core::fsutil::{private_file, replace_file, sync_dir};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 /// Whether a database is in use.
@@ -63,8 +63,8 @@ const SNAPSHOT: &str = "catalog.json";
 const LOG: &str = "catalog.log";
 /// Record header: `u32 payload_len`, `u32 crc32c(payload)`.
 const RECORD_HEADER: usize = 8;
-/// The log is folded into the snapshot once it holds this many records and more than
-/// the snapshot has entries.
+/// The log is folded into the snapshot once it holds this many records and at least
+/// as many as the snapshot has entries (so a create costs O(1) amortised).
 const COMPACT_MIN: usize = 1024;
 /// A record payload (one entry as JSON) is far smaller; a longer length is damage.
 const MAX_RECORD: usize = 64 * 1024;
@@ -92,10 +92,21 @@ impl State {
     }
 }
 
-/// The appending end of `catalog.log`.
-#[derive(Debug)]
+/// Group commit of `catalog.log`: creates are staged here; the first creator that
+/// finds no syncer running becomes it, writes everything staged with one `write` and
+/// one fsync (no lock held), publishes, and wakes the others. Concurrent OpenDBs of new
+/// names thus share fsyncs.
+#[derive(Debug, Default)]
 struct Log {
-    file: File,
+    /// Encoded records not yet written.
+    staged: Vec<u8>,
+    /// Entries staged, not yet durable (a second OpenDB of the same name waits for
+    /// the first's record instead of creating another).
+    pending: Vec<(u64, Entry)>,
+    /// Sequence numbers of staged and of durable records.
+    staged_seq: u64,
+    durable_seq: u64,
+    syncing: bool,
     /// Records in the log (not yet in the snapshot).
     records: usize,
     failed: bool,
@@ -103,13 +114,15 @@ struct Log {
 
 /// The catalog of one data directory.
 ///
-/// Lock order: `log` before `state`. `state` is never held across I/O, so lookups do
-/// not wait for a create's fsync.
+/// Lock order: `log` before `state`. Neither is held across I/O: lookups never wait
+/// for a create's fsync; `file` is written only by the one syncer of `log`.
 #[derive(Debug)]
 pub struct Catalog {
     dir: PathBuf,
     max_databases: usize,
+    file: File,
     log: Mutex<Log>,
+    synced: Condvar,
     state: Mutex<State>,
 }
 
@@ -214,11 +227,12 @@ impl Catalog {
         Ok(Catalog {
             dir: data_dir.to_path_buf(),
             max_databases,
+            file,
             log: Mutex::new(Log {
-                file,
                 records,
-                failed: false,
+                ..Log::default()
             }),
+            synced: Condvar::new(),
             state: Mutex::new(state),
         })
     }
@@ -226,7 +240,7 @@ impl Catalog {
     /// Writes the whole catalog as the snapshot, then empties the log. A crash between
     /// the two leaves log records the snapshot already holds: replaying them is
     /// harmless (an entry is keyed by its id).
-    fn compact(&self, log: &mut Log) -> io::Result<()> {
+    fn compact(&self) -> io::Result<()> {
         let stored = {
             let s = self.state.lock();
             Stored {
@@ -236,10 +250,8 @@ impl Catalog {
         };
         let bytes = serde_json::to_vec(&stored).map_err(io::Error::other)?;
         replace_file(&self.dir.join(SNAPSHOT), &bytes)?;
-        log.file.set_len(0)?;
-        log.file.sync_all()?;
-        log.records = 0;
-        Ok(())
+        self.file.set_len(0)?;
+        self.file.sync_all()
     }
 
     /// The active database called `name`, creating it (durably) if needed. Returns the
@@ -249,53 +261,99 @@ impl Catalog {
             return Ok((e, false));
         }
         let mut log = self.log.lock();
-        let entry = {
+        let (entry, seq, created) = {
             let mut s = self.state.lock();
-            if let Some(&id) = s.by_name.get(name) {
-                if let Some(e) = s.by_id.get(&id) {
-                    return Ok((e.clone(), false));
+            if let Some(e) = s.by_name.get(name).and_then(|id| s.by_id.get(id)) {
+                return Ok((e.clone(), false));
+            }
+            if let Some((seq, e)) = log.pending.iter().find(|(_, e)| e.name == name) {
+                (e.clone(), *seq, false)
+            } else {
+                if log.failed {
+                    return Err(CatalogError::ReadOnly);
                 }
+                if s.by_name.len() + log.pending.len() >= self.max_databases {
+                    return Err(CatalogError::Full);
+                }
+                // The id is burnt even if the append fails: ids are never reused.
+                let id = s.next_id;
+                s.next_id += 1;
+                let entry = Entry {
+                    name: name.to_owned(),
+                    id,
+                    created_at: now_rfc3339(),
+                    status: DbStatus::Active,
+                };
+                let record = encode_record(&entry)?;
+                log.staged.extend_from_slice(&record);
+                log.staged_seq += 1;
+                let seq = log.staged_seq;
+                log.pending.push((seq, entry.clone()));
+                (entry, seq, true)
+            }
+        };
+        loop {
+            if log.durable_seq >= seq {
+                return Ok((entry, created));
             }
             if log.failed {
                 return Err(CatalogError::ReadOnly);
             }
-            if s.by_name.len() >= self.max_databases {
-                return Err(CatalogError::Full);
+            if log.syncing {
+                self.synced.wait(&mut log);
+                continue;
             }
-            // The id is burnt even if the append fails: ids are never reused.
-            let id = s.next_id;
-            s.next_id += 1;
-            Entry {
-                name: name.to_owned(),
-                id,
-                created_at: now_rfc3339(),
-                status: DbStatus::Active,
+            // Become the syncer for everything staged so far.
+            log.syncing = true;
+            let bytes = std::mem::take(&mut log.staged);
+            let upto = log.staged_seq;
+            let written = parking_lot::MutexGuard::unlocked(&mut log, || {
+                (&self.file)
+                    .write_all(&bytes)
+                    .and_then(|()| self.file.sync_data())
+            });
+            log.syncing = false;
+            match written {
+                Ok(()) => {
+                    let done: Vec<(u64, Entry)> = {
+                        let (done, rest) = log.pending.drain(..).partition(|(s, _)| *s <= upto);
+                        log.pending = rest;
+                        done
+                    };
+                    log.records += done.len();
+                    let live = {
+                        let mut s = self.state.lock();
+                        for (_, e) in done {
+                            s.apply(e);
+                        }
+                        s.by_id.len()
+                    };
+                    log.durable_seq = upto;
+                    if log.records >= COMPACT_MIN.max(live - log.records) {
+                        // `syncing` keeps this the only writer of the file; records
+                        // staged meanwhile are not in the snapshot and are appended
+                        // to the emptied log by the next syncer.
+                        log.syncing = true;
+                        let r = parking_lot::MutexGuard::unlocked(&mut log, || self.compact());
+                        log.syncing = false;
+                        match r {
+                            Ok(()) => log.records = 0,
+                            // The log still holds every record: nothing is lost.
+                            Err(e) => {
+                                tracing::warn!(error = %e, "compacting the catalog failed; will retry")
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Not durable, so not created; the bytes may or may not be on disk.
+                    log.failed = true;
+                    log.pending.clear();
+                    tracing::error!(error = %e, "appending to catalog.log failed; no more databases can be created until restart");
+                }
             }
-        };
-        let record = encode_record(&entry)?;
-        if let Err(e) = log
-            .file
-            .write_all(&record)
-            .and_then(|()| log.file.sync_data())
-        {
-            // Not durable, so not created. The bytes may or may not be on disk.
-            log.failed = true;
-            tracing::error!(error = %e, "appending to catalog.log failed; no more databases can be created until restart");
-            return Err(e.into());
+            self.synced.notify_all();
         }
-        log.records += 1;
-        let live = {
-            let mut s = self.state.lock();
-            s.apply(entry.clone());
-            s.by_id.len()
-        };
-        if log.records >= COMPACT_MIN.max(live) {
-            if let Err(e) = self.compact(&mut log) {
-                // The log still holds every record: nothing is lost, it is only longer.
-                tracing::warn!(error = %e, "compacting the catalog failed; will retry");
-            }
-        }
-        Ok((entry, true))
     }
 
     /// The active database called `name`.
@@ -392,7 +450,10 @@ mod tests {
         let mut two = encode_record(&e).unwrap();
         let one = two.len();
         two.extend(encode_record(&e).unwrap());
-        assert_eq!(decode_log(&two).unwrap(), (vec![e.clone(), e.clone()], two.len()));
+        assert_eq!(
+            decode_log(&two).unwrap(),
+            (vec![e.clone(), e.clone()], two.len())
+        );
         for i in 0..one {
             let mut x = two.clone();
             x[i] ^= 0x20;
@@ -401,10 +462,17 @@ mod tests {
                 Err(_) => {}
                 Ok((got, _)) => assert!(got.is_empty() || got[0] == e, "byte {i}"),
             }
-            assert_ne!(decode_log(&x).ok(), Some((vec![e.clone(), e.clone()], x.len())), "byte {i}");
+            assert_ne!(
+                decode_log(&x).ok(),
+                Some((vec![e.clone(), e.clone()], x.len())),
+                "byte {i}"
+            );
         }
         // A torn tail is cut, not an error.
-        assert_eq!(decode_log(&two[..two.len() - 3]).unwrap(), (vec![e.clone()], one));
+        assert_eq!(
+            decode_log(&two[..two.len() - 3]).unwrap(),
+            (vec![e.clone()], one)
+        );
         let mut last = two.clone();
         let n = last.len();
         last[n - 2] ^= 1;
@@ -428,7 +496,10 @@ mod tests {
         let c = Catalog::open(d.path()).unwrap();
         assert_eq!(c.list().len(), COMPACT_MIN + 10);
         assert_eq!(fs::metadata(&log).unwrap().len(), len);
-        assert_eq!(c.get_or_create("new").unwrap().0.id, COMPACT_MIN as u64 + 11);
+        assert_eq!(
+            c.get_or_create("new").unwrap().0.id,
+            COMPACT_MIN as u64 + 11
+        );
     }
 
     #[test]

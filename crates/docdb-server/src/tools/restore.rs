@@ -13,8 +13,8 @@ use docdb_core::{Database, Error, OpenOptions};
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
-use crate::datadir::DataDirLock;
 use crate::config::ServerConfig;
+use crate::datadir::DataDirLock;
 
 #[derive(Deserialize)]
 struct StreamLine {
