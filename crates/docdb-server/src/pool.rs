@@ -266,6 +266,18 @@ impl Pool {
             .collect()
     }
 
+    /// Open databases that refuse writes after an I/O failure, by id.
+    pub fn read_only_dbs(&self) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self
+            .open_dbs()
+            .into_iter()
+            .filter(|(_, db)| db.is_read_only())
+            .filter_map(|(id, _)| self.catalog.get(id))
+            .collect();
+        v.sort_by_key(|e| e.id);
+        v
+    }
+
     /// Every active database with what is known about it.
     pub fn list(&self) -> Vec<DbInfo> {
         let slots: HashMap<u64, Arc<Slot>> = self.slots.lock().clone();
