@@ -365,6 +365,12 @@ impl Database {
         &self.inner.dir
     }
 
+    /// True once a failed write or fsync made the database refuse writes for the
+    /// rest of the process's life (reads still work); `/healthz` reports it.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire)
+    }
+
     fn doc_op(&self, collection: &str, id: u64, kind: DocKind, payload: Vec<u8>) -> Result<()> {
         let coll = self.inner.collection(collection)?;
         self.inner.commit(&[StagedOp::Doc {

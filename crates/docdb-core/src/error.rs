@@ -49,6 +49,8 @@ pub mod msg {
     /// A reply that would pass the frame limit (Execute and Transaction add what was
     /// applied: see docs/PROTOCOL.md).
     pub const REPLY_TOO_LARGE: &str = docdb_protocol::REPLY_TOO_LARGE;
+    pub const TOO_MANY_DATABASES: &str =
+        "too many databases: limits.max_databases reached; existing databases still open";
 }
 
 /// Outcome class of an operation: the wire protocol's status byte, which the engine's

@@ -24,7 +24,8 @@
 //!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`];
 //!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
-//!   files. `checkpoint`: the `CHECKPOINT` file.
+//!   files. `checkpoint`: the `CHECKPOINT` file. [`fsutil`]: private (0600/0700) files
+//!   and directories, atomic replacement.
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
@@ -38,7 +39,7 @@ pub mod db;
 pub mod error;
 #[doc(hidden)]
 pub mod faults;
-mod fsutil;
+pub mod fsutil;
 pub mod heal;
 mod index;
 pub mod json;

@@ -102,9 +102,11 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     let wal_dir = opts.wal_dir.clone().unwrap_or_else(|| dir.join("wal"));
     let data_dir = dir.join("data");
     for d in [dir, &wal_dir, &data_dir] {
-        fs::create_dir_all(d)?;
+        if crate::fsutil::private_dir(d)? {
+            tracing::info!(dir = %d.display(), "narrowed the directory's mode to 0700");
+        }
     }
-    let lock = fs::OpenOptions::new()
+    let lock = crate::fsutil::private_file()
         .create(true)
         .truncate(false)
         .write(true)

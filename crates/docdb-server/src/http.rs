@@ -1,5 +1,5 @@
 //! The optional HTTP endpoint (`--http ADDR`): `GET /metrics` (Prometheus text) and
-//! `GET /healthz` (`ok` while the server accepts work).
+//! `GET /healthz` (`ok` while every database accepts writes, else 503 and the list).
 
 use std::sync::Arc;
 
@@ -26,12 +26,24 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
     )
 }
 
+/// 200 `ok`; 503 `stopping` during shutdown; 503 listing every database that refuses
+/// writes after an I/O failure (one `read-only: <name> (id N)` line each), so a
+/// monitor notices a tenant that can no longer write.
 async fn healthz(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
     if ctx.pool.is_stopped() {
-        (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
-    } else {
-        (StatusCode::OK, "ok\n")
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_owned());
     }
+    let failed = tokio::task::spawn_blocking(move || ctx.pool.read_only_dbs())
+        .await
+        .unwrap_or_default();
+    if failed.is_empty() {
+        return (StatusCode::OK, "ok\n".to_owned());
+    }
+    let mut body = String::new();
+    for e in failed {
+        body.push_str(&format!("read-only: {} (id {})\n", e.name, e.id));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
 /// Binds `addr` (so a bad or busy address fails start-up) and returns the serving

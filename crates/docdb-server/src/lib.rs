@@ -6,6 +6,7 @@
 //! (lazy open, LRU, idle close) → `docdb_core::Database`.
 //! - [`server`]: bind, accept, signals, shutdown. [`http`]: `/metrics`, `/healthz`.
 //! - [`config`]: every setting with its default. [`catalog`]: names ⇄ ids on disk.
+//!   [`datadir`]: the data directory's `LOCK` (one owner at a time) and its modes.
 //! - [`metrics`]: Prometheus. [`errors`]: classification and transient retry.
 //! - [`reply`]: a queued request and the guarantee it is answered once.
 //! - [`tools`]: the offline `check`, `dump` and `restore`.
@@ -15,6 +16,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod context;
+pub mod datadir;
 pub mod errors;
 pub mod http;
 pub mod metrics;

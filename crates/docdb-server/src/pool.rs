@@ -11,8 +11,9 @@ use docdb_core::error::msg;
 use docdb_core::{Database, MemoryBudget, OpenOptions};
 use parking_lot::Mutex;
 
-use crate::catalog::{Catalog, Entry};
+use crate::catalog::{Catalog, CatalogError, Entry};
 use crate::config::ServerConfig;
+use crate::datadir::DataDirLock;
 use crate::errors::retry_transient;
 
 /// Why the pool could not hand out a database.
@@ -24,8 +25,8 @@ pub enum PoolError {
     Stopped,
     #[error("{0}")]
     Engine(#[from] docdb_core::Error),
-    #[error("catalog: {0}")]
-    Catalog(std::io::Error),
+    #[error("{0}")]
+    Catalog(#[from] CatalogError),
 }
 
 /// What is remembered about a database while it is closed; also written to
@@ -50,6 +51,8 @@ struct Slot {
 
 pub struct Pool {
     cfg: ServerConfig,
+    /// Held for the pool's life: no other server or tool uses the data directory.
+    _lock: DataDirLock,
     catalog: Catalog,
     global: MemoryBudget,
     slots: Mutex<HashMap<u64, Arc<Slot>>>,
@@ -72,11 +75,12 @@ pub struct DbInfo {
 
 impl Pool {
     pub fn open(cfg: ServerConfig) -> anyhow::Result<Pool> {
-        std::fs::create_dir_all(cfg.data_dir.join("dbs"))?;
-        let catalog = Catalog::open(&cfg.data_dir)?;
+        let lock = DataDirLock::acquire(&cfg)?;
+        let catalog = Catalog::open_with_limit(&cfg.data_dir, cfg.limits.max_databases)?;
         let global = MemoryBudget::new(cfg.memory.global_capacity_mb.saturating_mul(1 << 20));
         Ok(Pool {
             cfg,
+            _lock: lock,
             catalog,
             global,
             slots: Mutex::new(HashMap::new()),
@@ -102,17 +106,20 @@ impl Pool {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// OpenDB: the id of database `name`, created (durably) on first use.
+    /// OpenDB: the id of database `name`, created (durably, in the catalog) on first
+    /// use. A new database's files are made when it is first used, not here: creating
+    /// 10,000 databases costs 10,000 catalog records (sharing fsyncs), not 10,000 sets
+    /// of directories, files and their fsyncs. An existing one is opened now, so a
+    /// damaged database is reported at OpenDB.
     pub fn open_db(&self, name: &str) -> Result<u64, PoolError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(PoolError::Stopped);
         }
         docdb_core::name::validate_db_name(name)?;
-        let (entry, _) = self
-            .catalog
-            .get_or_create(name)
-            .map_err(PoolError::Catalog)?;
-        self.get(entry.id)?;
+        let (entry, created) = self.catalog.get_or_create(name)?;
+        if !created {
+            self.get(entry.id)?;
+        }
         Ok(entry.id)
     }
 
@@ -205,7 +212,7 @@ impl Pool {
                 // Advisory figures for ListDBs: no fsync, a stale file only shows old
                 // numbers until the database is next opened.
                 if let Ok(json) = serde_json::to_vec(&r) {
-                    let _ = std::fs::write(summary, json);
+                    let _ = docdb_core::fsutil::write_private(&summary, &json);
                 }
                 tracing::debug!(id, "closed database");
                 true
@@ -257,6 +264,18 @@ impl Pool {
             .into_iter()
             .filter_map(|(id, s)| s.db.lock().as_ref().map(|d| (id, d.clone())))
             .collect()
+    }
+
+    /// Open databases that refuse writes after an I/O failure, by id.
+    pub fn read_only_dbs(&self) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self
+            .open_dbs()
+            .into_iter()
+            .filter(|(_, db)| db.is_read_only())
+            .filter_map(|(id, _)| self.catalog.get(id))
+            .collect();
+        v.sort_by_key(|e| e.id);
+        v
     }
 
     /// Every active database with what is known about it.

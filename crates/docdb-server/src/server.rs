@@ -3,7 +3,7 @@
 //! received, flush and checkpoint every database, remove the socket, exit 0. A second
 //! signal exits at once (acknowledged writes are durable already).
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,21 +33,73 @@ pub fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     rt.block_on(serve(cfg))
 }
 
-/// Removes a stale socket file, or fails if a server is listening on it.
+/// Makes `path` free for our socket: fine if absent; a socket nobody answers on (left
+/// by a server that died) is removed. Anything else refuses, and is left untouched: a
+/// socket a server answers on, and any non-socket (a typo in `--socket` must not
+/// delete a file).
 fn claim_socket(path: &Path) -> anyhow::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("inspecting --socket {}", path.display())),
+    };
+    let ft = meta.file_type();
+    if !ft.is_socket() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_symlink() {
+            "a symbolic link"
+        } else if ft.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        };
+        anyhow::bail!(
+            "--socket {} exists and is {what}; refusing to replace it (remove it or choose another path)",
+            path.display()
+        );
+    }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => anyhow::bail!(
             "another server is listening on {}; stop it or choose another --socket",
             path.display()
         ),
-        Err(_) if path.exists() => {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             std::fs::remove_file(path)
                 .with_context(|| format!("removing stale socket {}", path.display()))?;
             tracing::info!(socket = %path.display(), "replaced a stale socket file");
             Ok(())
         }
-        Err(_) => Ok(()),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "--socket {} is a socket that cannot be checked",
+                path.display()
+            )
+        }),
     }
+}
+
+/// Binds the socket with its final mode already set, so it is never reachable with a
+/// wider one: bind inside a fresh 0700 directory next to `path`, set the mode, then
+/// hard-link it into place (which, unlike rename, fails rather than replace anything
+/// that appeared at `path` meanwhile) and remove the temporary name.
+fn bind_private(path: &Path, mode: u32) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp_dir = tempfile::Builder::new()
+        .prefix(".docdb-socket-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
+        .with_context(|| format!("making a private directory in {}", parent.display()))?;
+    let tmp = tmp_dir.path().join("s");
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)
+        .with_context(|| format!("binding socket {}", path.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode of {}", path.display()))?;
+    std::fs::hard_link(&tmp, path).with_context(|| format!("binding socket {}", path.display()))?;
+    Ok(listener)
 }
 
 async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
@@ -83,15 +135,9 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         background.spawn(fut);
         tracing::info!(addr = %addr, "http endpoint: /metrics /healthz");
     }
-    let listener = UnixListener::bind(&cfg.socket)
-        .with_context(|| format!("binding socket {}", cfg.socket.display()))?;
-    if let Err(e) = std::fs::set_permissions(
-        &cfg.socket,
-        std::fs::Permissions::from_mode(cfg.socket_mode),
-    ) {
-        let _ = std::fs::remove_file(&cfg.socket);
-        return Err(e).with_context(|| format!("setting mode of {}", cfg.socket.display()));
-    }
+    let listener = bind_private(&cfg.socket, cfg.socket_mode)?;
+    listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(listener)?;
 
     {
         let ctx = ctx.clone();

@@ -83,7 +83,7 @@ pub(crate) struct DataFile {
 impl DataFile {
     /// Creates `path` with a header; durable (file and directory entry) on return.
     pub(crate) fn create(dir: &Path, generation: u64, path: PathBuf) -> io::Result<DataFile> {
-        let file = OpenOptions::new()
+        let file = crate::fsutil::private_file()
             .read(true)
             .write(true)
             .create(true)

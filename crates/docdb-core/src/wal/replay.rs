@@ -135,7 +135,7 @@ fn cut(
     if pos < buf.len() {
         let mut keep = path.clone().into_os_string();
         keep.push(format!(".tail-{pos}.dropped"));
-        fs::write(&keep, &buf[pos..])?;
+        crate::fsutil::write_private(Path::new(&keep), &buf[pos..])?;
         out.dropped.push(format!(
             "{}: {} bytes after offset {pos} cut; saved to {}",
             path.display(),

@@ -171,7 +171,7 @@ impl WalWriter {
 
 fn new_segment(dir: &Path, segment: u64) -> io::Result<File> {
     let path = segment_path(dir, segment);
-    let mut file = OpenOptions::new()
+    let mut file = crate::fsutil::private_file()
         .write(true)
         .create(true)
         .truncate(true)

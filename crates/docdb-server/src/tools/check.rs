@@ -17,7 +17,7 @@ pub struct CheckSummary {
 }
 
 pub fn run(cfg: &ServerConfig, out: &mut impl Write) -> anyhow::Result<CheckSummary> {
-    let catalog = existing_catalog(cfg)?;
+    let (catalog, _lock) = existing_catalog(cfg)?;
     let mut sum = CheckSummary::default();
     for e in catalog.list() {
         sum.databases += 1;

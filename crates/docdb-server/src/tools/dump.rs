@@ -5,10 +5,10 @@
 //! at one snapshot. A document stored with line breaks (pretty-printed) is written on
 //! one line: the same JSON value, compact formatting.
 
-use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use docdb_core::fsutil::{private_dir, private_file};
 use docdb_core::{Database, OpenOptions};
 
 use super::{db_dirs, existing_catalog};
@@ -56,7 +56,7 @@ pub fn run(
     out_dir: Option<&Path>,
     stdout: &mut impl Write,
 ) -> anyhow::Result<DumpSummary> {
-    let catalog = existing_catalog(cfg)?;
+    let (catalog, _lock) = existing_catalog(cfg)?;
     let mut sum = DumpSummary::default();
     for e in catalog.list() {
         if !only.is_empty() && !only.contains(&e.name) {
@@ -77,11 +77,16 @@ pub fn run(
             sum.collections += 1;
             let mut file_out = match out_dir {
                 Some(d) => {
+                    // The dump holds every tenant's documents: private like the data.
                     let p = d.join(&e.name);
-                    fs::create_dir_all(&p)?;
-                    Some(BufWriter::new(File::create(
-                        p.join(format!("{coll}.jsonl")),
-                    )?))
+                    private_dir(&p)?;
+                    Some(BufWriter::new(
+                        private_file()
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .open(p.join(format!("{coll}.jsonl")))?,
+                    ))
                 }
                 None => None,
             };

@@ -1,5 +1,6 @@
 //! Offline operator tools: `docdb check`, `docdb dump`, `docdb restore`. They work on a
-//! data directory whose server is stopped (each database's lock says so).
+//! data directory whose server is stopped: each takes `<data-dir>/LOCK` for its run (so a
+//! live server makes it refuse, and a server cannot start under it).
 
 pub mod check;
 pub mod dump;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::catalog::{Catalog, Entry};
 use crate::config::ServerConfig;
+use crate::datadir::DataDirLock;
 
 /// Where one database's files are.
 pub(crate) fn db_dirs(cfg: &ServerConfig, e: &Entry) -> (PathBuf, Option<PathBuf>) {
@@ -18,13 +20,16 @@ pub(crate) fn db_dirs(cfg: &ServerConfig, e: &Entry) -> (PathBuf, Option<PathBuf
     )
 }
 
-/// The catalog of an existing data directory (never creates one).
-pub(crate) fn existing_catalog(cfg: &ServerConfig) -> anyhow::Result<Catalog> {
-    if !cfg.data_dir.join("catalog.json").exists() {
+/// The catalog of an existing data directory (never creates one), with the data
+/// directory's lock, held while the tool runs.
+pub(crate) fn existing_catalog(cfg: &ServerConfig) -> anyhow::Result<(Catalog, DataDirLock)> {
+    let d = &cfg.data_dir;
+    if !d.join("catalog.json").exists() && !d.join("catalog.log").exists() {
         anyhow::bail!(
-            "{} has no catalog.json: not a DocDB data directory",
+            "{} has no catalog: not a DocDB data directory",
             cfg.data_dir.display()
         );
     }
-    Catalog::open(&cfg.data_dir)
+    let lock = DataDirLock::acquire(cfg)?;
+    Ok((Catalog::open(&cfg.data_dir)?, lock))
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::catalog::Catalog;
 use crate::config::ServerConfig;
+use crate::datadir::DataDirLock;
 
 #[derive(Deserialize)]
 struct StreamLine {
@@ -112,7 +113,7 @@ pub fn run(
         Some(d) => read_dir_plan(d)?,
         None => read_stream_plan(stdin)?,
     };
-    fs::create_dir_all(cfg.data_dir.join("dbs"))?;
+    let _lock = DataDirLock::acquire(cfg)?;
     let catalog = Catalog::open(&cfg.data_dir)?;
     // Refuse before writing anything, so a refused restore changes nothing anywhere.
     let max_depth = cfg.limits.max_depth;
