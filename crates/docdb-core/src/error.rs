@@ -109,6 +109,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// An I/O error from running out of file descriptors (EMFILE/ENFILE): transient,
+    /// so the operation is retried later and the database stays writable.
+    pub fn is_out_of_fds(&self) -> bool {
+        matches!(self, Error::Io(e) if crate::fsutil::out_of_fds(e))
+    }
+
     /// The wire status for this error.
     pub fn status(&self) -> Status {
         match self {

@@ -6,6 +6,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
+/// Whether `e` says the process (EMFILE) or the system (ENFILE) has no file descriptor
+/// left. That is a transient shortage, not a failing disk: whatever needed a new file
+/// can be retried later, and nothing already written is in doubt.
+pub(crate) fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// Makes a directory entry change (create, rename, unlink) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
