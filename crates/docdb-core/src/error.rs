@@ -38,6 +38,8 @@ pub mod msg {
     pub const MISSING_OP: &str = "request has no operation";
     pub const INVALID_SCAN: &str = "scan options must be JSON like {\"limit\":100}";
     pub const TOO_MANY_CONNECTIONS: &str = "too many connections";
+    pub const LOW_ON_FDS: &str =
+        "server is low on file descriptors; connection refused, try again later";
     pub const SHUTTING_DOWN: &str = "server is shutting down";
 }
 

@@ -18,10 +18,12 @@ pub struct Context {
 
 impl Context {
     pub fn new(cfg: ServerConfig, pool: Pool) -> Context {
+        let metrics = Metrics::new();
+        metrics.register_pool(&pool);
         Context {
             cfg,
             pool,
-            metrics: Metrics::new(),
+            metrics,
             scheduler: OnceLock::new(),
             panic_collection: std::env::var("DOCDB_TEST_PANIC_COLLECTION").ok(),
         }

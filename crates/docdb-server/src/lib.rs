@@ -6,6 +6,7 @@
 //! (lazy open, LRU, idle close) → `docdb_core::Database`.
 //! - [`server`]: bind, accept, signals, shutdown. [`http`]: `/metrics`, `/healthz`.
 //! - [`config`]: every setting with its default. [`catalog`]: names ⇄ ids on disk.
+//! - [`resources`]: the open-file limit, shared between connections and databases.
 //! - [`metrics`]: Prometheus. [`errors`]: classification and transient retry.
 //! - [`reply`]: a queued request and the guarantee it is answered once.
 //! - [`tools`]: the offline `check`, `dump` and `restore`.
@@ -20,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod pool;
 pub mod reply;
+pub mod resources;
 pub mod scheduler;
 pub mod server;
 pub mod tools;
