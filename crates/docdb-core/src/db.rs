@@ -89,6 +89,9 @@ pub(crate) struct Io {
     /// Emptied buffers of the last batch written, swapped in for the next batch's WAL
     /// and data bytes so staging does not regrow them from nothing.
     pub spare: (Vec<u8>, Vec<u8>),
+    /// The checkpoint last stored: a checkpoint that would store the same one has
+    /// nothing to make durable and skips its fsyncs (closing an idle database is free).
+    pub checkpointed: crate::checkpoint::Checkpoint,
 }
 
 pub(crate) struct Inner {

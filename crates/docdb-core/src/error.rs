@@ -45,6 +45,8 @@ pub mod msg {
     pub const MISSING_OP: &str = "request has no operation";
     pub const INVALID_SCAN: &str = "scan options must be JSON like {\"limit\":100}";
     pub const TOO_MANY_CONNECTIONS: &str = "too many connections";
+    pub const LOW_ON_FDS: &str =
+        "server is low on file descriptors; connection refused, try again later";
     pub const SHUTTING_DOWN: &str = "server is shutting down";
     /// A reply that would pass the frame limit (Execute and Transaction add what was
     /// applied: see docs/PROTOCOL.md).
@@ -134,6 +136,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// An I/O error from running out of file descriptors (EMFILE/ENFILE): transient,
+    /// so the operation is retried later and the database stays writable.
+    pub fn is_out_of_fds(&self) -> bool {
+        matches!(self, Error::Io(e) if crate::fsutil::out_of_fds(e))
+    }
+
     /// The wire status for this error.
     pub fn status(&self) -> Status {
         match self {

@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub struct Faults {
     writes_left: AtomicI64,
     syncs_left: AtomicI64,
+    /// Creations of a new WAL segment that fail with EMFILE, as when the process has
+    /// no file descriptor left.
+    creates_failing: AtomicI64,
 }
 
 impl Faults {
@@ -18,7 +21,14 @@ impl Faults {
         Faults {
             writes_left: AtomicI64::new(writes),
             syncs_left: AtomicI64::new(syncs),
+            creates_failing: AtomicI64::new(0),
         }
+    }
+
+    /// Also make the next `n` WAL segment creations fail with EMFILE ("too many open
+    /// files"); adds to any still pending.
+    pub fn fail_segment_creates(&self, n: i64) {
+        self.creates_failing.fetch_add(n, Ordering::Relaxed);
     }
 
     fn tick(counter: &AtomicI64, what: &str) -> io::Result<()> {
@@ -34,6 +44,16 @@ impl Faults {
     pub(crate) fn on_write(f: &Option<std::sync::Arc<Faults>>) -> io::Result<()> {
         f.as_ref()
             .map_or(Ok(()), |f| Self::tick(&f.writes_left, "write"))
+    }
+
+    pub(crate) fn on_create(f: &Option<std::sync::Arc<Faults>>) -> io::Result<()> {
+        let Some(f) = f else { return Ok(()) };
+        let left = f.creates_failing.fetch_sub(1, Ordering::Relaxed);
+        if left > 0 {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        f.creates_failing.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     pub(crate) fn on_sync(f: &Option<std::sync::Arc<Faults>>) -> io::Result<()> {

@@ -60,6 +60,13 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether `e` says the process (EMFILE) or the system (ENFILE) has no file descriptor
+/// left. That is a transient shortage, not a failing disk: whatever needed a new file
+/// can be retried later, and nothing already written is in doubt.
+pub(crate) fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// Makes a directory entry change (create, rename, unlink) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -19,8 +19,15 @@ use crate::fsutil::sync_dir;
 use crate::wal::segment::{list_segments, segment_path};
 
 impl Inner {
-    /// Marks an I/O failure: no more writes until reopened.
+    /// Marks an I/O failure: no more writes until reopened. Running out of file
+    /// descriptors is not one: nothing written is in doubt, the checkpoint or
+    /// compaction that needed a file is simply retried later.
     fn poison(&self, e: Error) -> Error {
+        if e.is_out_of_fds() {
+            tracing::warn!(db = %self.dir.display(), error = %e,
+                "no file descriptor for a checkpoint or compaction; retrying later");
+            return e;
+        }
         tracing::error!(db = %self.dir.display(), error = %e,
             "data file write or fsync failed; the database is read-only until reopened");
         self.poisoned.store(true, Ordering::Release);
@@ -101,6 +108,10 @@ impl Inner {
                 data_generation: io.data.generation,
                 data_len: io.data_len,
             };
+            if ckpt == io.checkpointed {
+                // Nothing written since the last checkpoint: nothing to make durable.
+                return Ok(());
+            }
             (io.data.clone(), ckpt)
         };
         // The syncer may append past `data_len` meanwhile; the fsync covers at least
@@ -110,6 +121,12 @@ impl Inner {
             .wal_since_checkpoint
             .store(0, Ordering::Relaxed);
         ckpt.store(&self.dir).map_err(|e| self.poison(e))?;
+        {
+            // Checkpoints are serialised by the maintenance lock, so none newer was
+            // stored meanwhile.
+            let mut io = self.io.lock();
+            io.checkpointed = ckpt;
+        }
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.trim_wal(ckpt.wal.segment)?;
         self.prune_index();
@@ -265,6 +282,7 @@ impl Inner {
             data_len: written_end,
         };
         ckpt.store(&self.dir).map_err(|e| self.poison(e))?;
+        io.checkpointed = ckpt;
         self.files
             .write()
             .retain(|f| f.generation != old.generation);

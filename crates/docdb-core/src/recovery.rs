@@ -407,6 +407,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             data_len: end,
             last_written_seq: seq,
             spare: (Vec::new(), Vec::new()),
+            checkpointed: new_ckpt,
         }),
         files: RwLock::new(vec![data]),
         memory,

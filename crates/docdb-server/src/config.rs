@@ -53,6 +53,10 @@ pub struct MemorySection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DbSection {
+    /// Open databases at most; past it the least-recently-used idle ones (none with
+    /// queued requests) are closed and reopen on next use. 0 (default) = sized at start
+    /// from the file descriptors left after the connections' share and from the
+    /// memory budget (see `resources.rs`); the figure is logged.
     pub max_open_dbs: usize,
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
@@ -198,7 +202,7 @@ impl Default for MemorySection {
 impl Default for DbSection {
     fn default() -> Self {
         DbSection {
-            max_open_dbs: 100,
+            max_open_dbs: 0,
             idle_timeout: Duration::from_secs(300),
         }
     }
@@ -330,9 +334,6 @@ impl ServerConfig {
         }
         if self.memory.per_db_limit_mb == 0 {
             return Err(bad("memory.per_db_limit_mb", "must be at least 1"));
-        }
-        if self.db.max_open_dbs == 0 {
-            return Err(bad("db.max_open_dbs", "must be at least 1"));
         }
         if self.db.idle_timeout.is_zero() {
             return Err(bad("db.idle_timeout", "must be longer than 0"));

@@ -20,10 +20,12 @@ pub struct Context {
 
 impl Context {
     pub fn new(cfg: ServerConfig, pool: Pool) -> Context {
+        let metrics = Metrics::new();
+        metrics.register_pool(&pool);
         Context {
             cfg,
             pool,
-            metrics: Metrics::new(),
+            metrics,
             scheduler: OnceLock::new(),
             #[cfg(feature = "test-hooks")]
             panic_collection: std::env::var("DOCDB_TEST_PANIC_COLLECTION").ok(),

@@ -7,6 +7,7 @@
 //! - [`server`]: bind, accept, signals, shutdown. [`http`]: `/metrics`, `/healthz`.
 //! - [`config`]: every setting with its default. [`catalog`]: names ⇄ ids on disk.
 //!   [`datadir`]: the data directory's `LOCK` (one owner at a time) and its modes.
+//! - [`resources`]: the open-file limit, shared between connections and databases.
 //! - [`metrics`]: Prometheus. [`errors`]: classification and transient retry.
 //! - [`reply`]: a queued request and the guarantee it is answered once.
 //! - [`tools`]: the offline `check`, `dump` and `restore`.
@@ -22,6 +23,7 @@ pub mod http;
 pub mod metrics;
 pub mod pool;
 pub mod reply;
+pub mod resources;
 pub mod scheduler;
 pub mod server;
 pub mod tools;

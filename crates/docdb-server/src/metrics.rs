@@ -239,6 +239,15 @@ impl Metrics {
         m
     }
 
+    /// Registers the pool's own counters (the pool counts them as it works).
+    pub fn register_pool(&self, pool: &Pool) {
+        self.registry.lock().register(
+            "docdb_db_evictions",
+            "Databases closed to make room under db.max_open_dbs",
+            pool.evictions().clone(),
+        );
+    }
+
     /// Counts one finished operation.
     pub fn record(&self, operation: &'static str, status: docdb_protocol::Status, secs: f64) {
         self.operations

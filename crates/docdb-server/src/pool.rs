@@ -1,15 +1,24 @@
 //! The pool: every logical database of the data directory, opened lazily, closed when
 //! idle or least recently used, all sharing one global memory budget.
+//!
+//! At most `db.max_open_dbs` are open (the server sizes it from file descriptors and
+//! memory, see `resources.rs`). Past it, opening one closes the least recently used
+//! idle ones — never one with requests queued in the scheduler or a handle in use.
+//! Closing one that wrote nothing since its last checkpoint costs no fsync. Each such
+//! eviction is counted (`docdb_db_evictions_total`); evicting databases used within
+//! the last minute means the working set is larger than the limit, which is logged
+//! (once a minute at most).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use docdb_core::error::msg;
 use docdb_core::{Database, MemoryBudget, OpenOptions};
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::catalog::{Catalog, CatalogError, Entry};
 use crate::config::ServerConfig;
@@ -60,7 +69,23 @@ pub struct Pool {
     stopped: AtomicBool,
     /// Transactions of databases closed since start (their handles are gone).
     closed_txns: AtomicU64,
+    /// Databases open now.
+    open: AtomicUsize,
+    /// Databases open at most (`db.max_open_dbs`, as the server sized it).
+    max_open: usize,
+    /// Databases closed to make room for another.
+    evictions: Counter,
+    /// Evictions of recently used databases since the last warning, and when it was.
+    thrash: Mutex<(u64, Option<Instant>)>,
+    /// Whether a database has requests queued or being served (the scheduler knows).
+    busy: OnceLock<BusyCheck>,
 }
+
+/// Tells whether database `id` has requests queued or in service.
+pub type BusyCheck = Box<dyn Fn(u64) -> bool + Send + Sync>;
+
+/// A database used this recently and evicted means the working set exceeds the limit.
+const THRASH_WINDOW: Duration = Duration::from_secs(60);
 
 /// One row of ListDBs.
 #[derive(Debug, Clone)]
@@ -78,6 +103,7 @@ impl Pool {
         let lock = DataDirLock::acquire(&cfg)?;
         let catalog = Catalog::open_with_limit(&cfg.data_dir, cfg.limits.max_databases)?;
         let global = MemoryBudget::new(cfg.memory.global_capacity_mb.saturating_mul(1 << 20));
+        let cfg_max_open = cfg.db.max_open_dbs;
         Ok(Pool {
             cfg,
             _lock: lock,
@@ -87,6 +113,16 @@ impl Pool {
             started: Instant::now(),
             stopped: AtomicBool::new(false),
             closed_txns: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+            // 0 = auto, which the server resolves before opening the pool
+            // (`resources::plan`); a pool opened without it keeps the old default.
+            max_open: match cfg_max_open {
+                0 => 100,
+                n => n,
+            },
+            evictions: Counter::default(),
+            thrash: Mutex::new((0, None)),
+            busy: OnceLock::new(),
         })
     }
 
@@ -96,6 +132,26 @@ impl Pool {
 
     pub fn memory(&self) -> &MemoryBudget {
         &self.global
+    }
+
+    /// Lets eviction skip databases with requests queued or in service.
+    pub fn set_busy_check(&self, check: BusyCheck) {
+        let _ = self.busy.set(check);
+    }
+
+    /// Databases closed to make room for others since start.
+    pub fn evictions(&self) -> &Counter {
+        &self.evictions
+    }
+
+    /// Databases open now.
+    pub fn open_count(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Databases open at most.
+    pub fn max_open(&self) -> usize {
+        self.max_open
     }
 
     fn db_dir(&self, name: &str) -> PathBuf {
@@ -161,33 +217,58 @@ impl Pool {
             ms = report.duration.as_millis() as u64, "opened database");
         let db = Arc::new(db);
         *guard = Some(db.clone());
+        self.open.fetch_add(1, Ordering::Relaxed);
         drop(guard);
         self.evict_over_limit(id);
         Ok(db)
     }
 
     /// Closes least-recently-used idle databases while more than `max_open_dbs` are
-    /// open. Never closes `keep` or a database in use.
+    /// open. Never closes `keep`, a database in use, or one with requests queued.
     fn evict_over_limit(&self, keep: u64) {
-        loop {
-            let candidates: Vec<(u64, Arc<Slot>)> = {
-                let slots = self.slots.lock();
-                let open: Vec<_> = slots
-                    .iter()
-                    .filter(|(_, s)| s.db.try_lock().is_some_and(|g| g.is_some()))
-                    .map(|(&id, s)| (id, s.clone()))
-                    .collect();
-                if open.len() <= self.cfg.db.max_open_dbs {
-                    return;
+        if self.open.load(Ordering::Relaxed) <= self.max_open {
+            return;
+        }
+        let mut candidates: Vec<(u64, Arc<Slot>, u64)> = self
+            .slots
+            .lock()
+            .iter()
+            .filter(|(&id, _)| id != keep)
+            .map(|(&id, s)| (id, s.clone(), s.last_used.load(Ordering::Relaxed)))
+            .collect();
+        candidates.sort_unstable_by_key(|c| c.2);
+        let now = self.now_ms();
+        for (id, slot, used) in candidates {
+            if self.open.load(Ordering::Relaxed) <= self.max_open {
+                break;
+            }
+            if self.busy.get().is_some_and(|busy| busy(id)) {
+                continue;
+            }
+            if self.try_close(id, &slot) {
+                self.evictions.inc();
+                if now.saturating_sub(used) < THRASH_WINDOW.as_millis() as u64 {
+                    self.note_thrash();
                 }
-                let mut c: Vec<_> = open.into_iter().filter(|(id, _)| *id != keep).collect();
-                c.sort_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed));
-                c
-            };
-            if !candidates.iter().any(|(id, s)| self.try_close(*id, s)) {
-                return; // everything else is busy; try again on the next open
             }
         }
+        // Whatever is over now is busy; the next open tries again.
+    }
+
+    /// Logs, once a minute at most, that recently used databases are being evicted.
+    fn note_thrash(&self) {
+        let mut t = self.thrash.lock();
+        t.0 += 1;
+        if t.1.is_some_and(|at| at.elapsed() < THRASH_WINDOW) {
+            return;
+        }
+        tracing::warn!(
+            max_open_dbs = self.max_open,
+            evicted_recently_used = t.0,
+            "more databases are in use than db.max_open_dbs: each is closed and reopened \
+             as others need the room; raise db.max_open_dbs (and the open-file limit)"
+        );
+        *t = (0, Some(Instant::now()));
     }
 
     /// Closes the slot's database if nobody else holds it. Returns true if closed.
@@ -205,6 +286,7 @@ impl Pool {
                 };
                 *slot.remembered.lock() = r;
                 self.closed_txns.fetch_add(s.tx_count, Ordering::Relaxed);
+                self.open.fetch_sub(1, Ordering::Relaxed);
                 let summary = db.path().join(SUMMARY);
                 if let Err(e) = db.close() {
                     tracing::warn!(id, error = %e, "closing database failed");

@@ -408,6 +408,15 @@ impl Scheduler {
         true
     }
 
+    /// Whether database `db` has requests queued or a worker serving it.
+    pub fn has_work(&self, db: u64) -> bool {
+        self.q
+            .lock()
+            .dbs
+            .get(&db)
+            .is_some_and(|d| d.busy || !d.tasks.is_empty())
+    }
+
     pub fn policy(&self) -> Policy {
         self.cfg.policy
     }

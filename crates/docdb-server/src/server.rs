@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use docdb_core::error::msg;
 use docdb_protocol::{encode_response, Response, Status};
-use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Semaphore};
@@ -21,7 +20,7 @@ use crate::config::ServerConfig;
 use crate::context::Context;
 use crate::pool::Pool;
 use crate::scheduler::{Handler, SchedConfig, Scheduler};
-use crate::{cmd, connection, http};
+use crate::{cmd, connection, http, resources};
 
 /// Runs the server until a signal stops it.
 pub fn run(cfg: ServerConfig) -> anyhow::Result<()> {
@@ -104,6 +103,7 @@ fn bind_private(path: &Path, mode: u32) -> anyhow::Result<std::os::unix::net::Un
 
 async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     claim_socket(&cfg.socket)?;
+    let (cfg, fds) = resources::plan(cfg);
     let pool = Pool::open(cfg.clone())
         .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))?;
     let ctx = Arc::new(Context::new(cfg.clone(), pool));
@@ -126,6 +126,10 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         handler,
     );
     ctx.set_scheduler(sched.clone());
+    let weak_sched = Arc::downgrade(&sched);
+    ctx.pool.set_busy_check(Box::new(move |db| {
+        weak_sched.upgrade().is_some_and(|s| s.has_work(db))
+    }));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
@@ -181,12 +185,21 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
                         continue;
                     }
                 };
+                if fds.short_of_fds(&stream, fds.reserve(ctx.pool.open_count())) {
+                    refuse(stream, msg::LOW_ON_FDS);
+                    continue;
+                }
                 let permit = match &limit {
                     None => None,
                     Some(sem) => match sem.clone().try_acquire_owned() {
                         Ok(p) => Some(p),
                         Err(_) => {
-                            conns.spawn(refuse(stream));
+                            let why = if fds.capped_by_fds {
+                                msg::LOW_ON_FDS
+                            } else {
+                                msg::TOO_MANY_CONNECTIONS
+                            };
+                            refuse(stream, why);
                             continue;
                         }
                     },
@@ -269,17 +282,16 @@ fn background_heal(ctx: &Context) {
     }
 }
 
-/// Tells a client over `max_connections` why it is turned away.
-async fn refuse(mut stream: tokio::net::UnixStream) {
+/// Tells a client over `max_connections`, or arriving while file descriptors are
+/// short, why it is turned away, and closes the connection at once.
+fn refuse(stream: tokio::net::UnixStream, why: &'static str) {
     let mut buf = Vec::new();
     encode_response(
-        &Response::new(
-            0,
-            Status::Error,
-            msg::TOO_MANY_CONNECTIONS.as_bytes().to_vec(),
-        ),
+        &Response::new(0, Status::Error, why.as_bytes().to_vec()),
         &mut buf,
     );
-    let _ = stream.write_all(&buf).await;
-    let _ = stream.shutdown().await;
+    // IMPORTANT: no task, no waiting: a burst of refused clients must not hold a
+    // descriptor each. A fresh socket's buffer always has room for this one small
+    // frame, so a non-blocking write sends it whole.
+    let _ = stream.try_write(&buf);
 }

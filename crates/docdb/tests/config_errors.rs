@@ -129,7 +129,6 @@ fn bad_config_file_keys_and_range_errors_name_the_key() {
         ("[sched]\nmax_workers = 0\n", &["sched.max_workers"]),
         ("[sched]\nmax_batch = 0\n", &["sched.max_batch"]),
         ("[sched]\nspin = \"1s\"\n", &["sched.spin"]),
-        ("[db]\nmax_open_dbs = 0\n", &["db.max_open_dbs"]),
         ("[wal]\nmax_file_size_mb = 0\n", &["wal.max_file_size_mb"]),
         (
             "[checkpoint]\ninterval_mb = 0\n",

@@ -11,16 +11,25 @@
 //! fsync makes them durable with the batch. Replay reads zeros where a record header
 //! should be as the clean end of the log; continuing a segment, rolling past it and
 //! closing the database truncate the zeros away.
+//!
+//! A roll that cannot create the next segment because the process has no file
+//! descriptor left (EMFILE/ENFILE) is not a failure: the batch goes on the end of the
+//! current segment, which grows past its size, and the roll is retried after
+//! [`ROLL_RETRY`]. Only a real write or fsync error fails the append.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::segment::{encode_header, segment_path, HEADER_LEN};
 use crate::faults::Faults;
-use crate::fsutil::sync_dir;
+use crate::fsutil::{out_of_fds, sync_dir};
+
+/// How long after a roll failed for want of file descriptors it is tried again.
+const ROLL_RETRY: Duration = Duration::from_millis(100);
 
 /// A position in the log: segment number and byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,6 +48,8 @@ pub(crate) struct WalWriter {
     allocated: u64,
     max_len: u64,
     faults: Option<Arc<Faults>>,
+    /// Set when a roll was put off for want of file descriptors: not retried before.
+    roll_deferred_until: Option<Instant>,
 }
 
 impl WalWriter {
@@ -62,6 +73,7 @@ impl WalWriter {
             allocated: len,
             max_len,
             faults,
+            roll_deferred_until: None,
         };
         w.seek_end()?;
         Ok(w)
@@ -83,6 +95,7 @@ impl WalWriter {
             allocated: HEADER_LEN,
             max_len,
             faults,
+            roll_deferred_until: None,
         })
     }
 
@@ -102,8 +115,21 @@ impl WalWriter {
     /// Appends whole records. Rolls to a new segment first when the active one is full,
     /// so a batch never straddles two segments.
     pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.len >= self.max_len && self.len > HEADER_LEN {
-            self.roll()?;
+        if self.len >= self.max_len && self.len > HEADER_LEN && self.roll_due() {
+            match self.roll() {
+                Ok(()) => self.roll_deferred_until = None,
+                Err(e) if out_of_fds(&e) => {
+                    // The current segment is intact and durable up to here: keep
+                    // appending to it and roll when descriptors are free again.
+                    if self.roll_deferred_until.is_none() {
+                        tracing::warn!(dir = %self.dir.display(), segment = self.segment,
+                            error = %e, "cannot start the next WAL segment; \
+                            continuing the current one and retrying");
+                    }
+                    self.roll_deferred_until = Some(Instant::now() + ROLL_RETRY);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Faults::on_write(&self.faults)?;
         let end = self.len + bytes.len() as u64;
@@ -155,12 +181,20 @@ impl WalWriter {
         self.file.sync_data()
     }
 
+    fn roll_due(&self) -> bool {
+        !matches!(self.roll_deferred_until, Some(at) if Instant::now() < at)
+    }
+
     fn roll(&mut self) -> io::Result<()> {
         // IMPORTANT: the old segment must be durable before records land in the next
         // one, or a power cut could keep a later batch and lose an earlier one.
         self.release_ahead()?;
         self.sync()?;
         let next = self.segment + 1;
+        Faults::on_create(&self.faults)?;
+        // INVARIANT: a failure here leaves `self` on the old segment, whole: at worst
+        // the next one exists with only its header, which replay reads as empty and
+        // the retry recreates.
         self.file = new_segment(&self.dir, next)?;
         self.segment = next;
         self.len = HEADER_LEN;
