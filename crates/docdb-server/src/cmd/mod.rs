@@ -205,8 +205,11 @@ fn serve_one(
             // read-only after an I/O failure is closed all the same (its next use
             // reopens it), so CloseDB did what it was asked: OK.
             tracing::debug!(error = %e, "closing a database whose last writes failed");
-            ctx.metrics
-                .record(cmd.name(), Status::Ok, task.enqueued.elapsed().as_secs_f64());
+            ctx.metrics.record(
+                cmd.name(),
+                Status::Ok,
+                task.enqueued.elapsed().as_secs_f64(),
+            );
             task.reply.send(Status::Ok, Vec::new());
             return true;
         }
