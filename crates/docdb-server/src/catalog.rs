@@ -179,6 +179,16 @@ impl Catalog {
 
     /// As [`Catalog::open`]; creates past `max_databases` active ones fail.
     pub fn open_with_limit(data_dir: &Path, max_databases: usize) -> anyhow::Result<Catalog> {
+        Self::load(data_dir, max_databases, true)
+    }
+
+    /// Loads the catalog changing no file (no log created, no torn tail cut), for
+    /// `docdb check`. Creates on it fail.
+    pub fn open_read_only(data_dir: &Path) -> anyhow::Result<Catalog> {
+        Self::load(data_dir, 0, false)
+    }
+
+    fn load(data_dir: &Path, max_databases: usize, writable: bool) -> anyhow::Result<Catalog> {
         let snap_path = data_dir.join(SNAPSHOT);
         let damaged = |what: &str, e: &dyn std::fmt::Display| {
             anyhow::anyhow!("{what} is damaged ({e}); restore it from a backup")
@@ -199,10 +209,19 @@ impl Catalog {
 
         let log_path = data_dir.join(LOG);
         let existed = log_path.exists();
+        if !writable && !existed {
+            return Ok(Catalog::new(
+                data_dir,
+                max_databases,
+                File::open(data_dir)?,
+                0,
+                state,
+            ));
+        }
         let mut file = private_file()
             .read(true)
-            .append(true)
-            .create(true)
+            .append(writable)
+            .create(writable)
             .open(&log_path)
             .map_err(|e| anyhow::anyhow!("opening {LOG}: {e}"))?;
         let mut buf = Vec::new();
@@ -213,7 +232,7 @@ impl Catalog {
         for e in entries {
             state.apply(e);
         }
-        if valid < buf.len() {
+        if valid < buf.len() && writable {
             tracing::warn!(
                 bytes = buf.len() - valid,
                 "catalog.log ends in a torn record (a create never acknowledged); cut"
@@ -224,8 +243,12 @@ impl Catalog {
         if !existed {
             sync_dir(data_dir)?;
         }
-        Ok(Catalog {
-            dir: data_dir.to_path_buf(),
+        Ok(Catalog::new(data_dir, max_databases, file, records, state))
+    }
+
+    fn new(dir: &Path, max_databases: usize, file: File, records: usize, state: State) -> Catalog {
+        Catalog {
+            dir: dir.to_path_buf(),
             max_databases,
             file,
             log: Mutex::new(Log {
@@ -234,7 +257,7 @@ impl Catalog {
             }),
             synced: Condvar::new(),
             state: Mutex::new(state),
-        })
+        }
     }
 
     /// Writes the whole catalog as the snapshot, then empties the log. A crash between

@@ -40,37 +40,38 @@ impl DataDirLock {
     /// Creates (privately) the data directory and the WAL directory if missing, and
     /// takes the lock, or fails naming the process that holds it.
     pub fn acquire(cfg: &ServerConfig) -> anyhow::Result<DataDirLock> {
+        Self::take(cfg, true)
+    }
+
+    /// Takes the lock of an existing data directory without changing any file (no
+    /// pid written, no mode narrowed): for `docdb check`, which promises to change
+    /// nothing. A server refused meanwhile names no pid.
+    pub fn acquire_quietly(cfg: &ServerConfig) -> anyhow::Result<DataDirLock> {
+        Self::take(cfg, false)
+    }
+
+    fn take(cfg: &ServerConfig, write: bool) -> anyhow::Result<DataDirLock> {
         let dir = &cfg.data_dir;
+        if !write {
+            let path = dir.join(LOCK_FILE);
+            if !path.exists() {
+                // Never served by this version: nothing to lock against but a tool.
+                let file = File::open(dir)?;
+                return lock(file, dir, &path).map(|file| DataDirLock { _file: file });
+            }
+            let file = File::open(&path)?;
+            return lock(file, dir, &path).map(|file| DataDirLock { _file: file });
+        }
         make_private(dir)?;
         let path = dir.join(LOCK_FILE);
-        let mut file = private_file()
+        let file = private_file()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
             .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let pid = pid.trim();
-                let who = if pid.is_empty() {
-                    "another process".to_owned()
-                } else {
-                    format!("process {pid}")
-                };
-                anyhow::bail!(
-                    "data directory {} is in use by {who} (it holds {}); stop it first",
-                    dir.display(),
-                    path.display()
-                );
-            }
-            Err(TryLockError::Error(e)) => {
-                anyhow::bail!("locking {}: {e}", path.display())
-            }
-        }
+        let mut file = lock(file, dir, &path)?;
         // Ours now: say who holds it (a hint for the refusal above; not fsynced).
         file.set_len(0)?;
         file.rewind()?;
@@ -80,6 +81,29 @@ impl DataDirLock {
             make_private(w)?;
         }
         Ok(DataDirLock { _file: file })
+    }
+}
+
+/// Takes the exclusive flock of `file`, or fails naming the pid written in it.
+fn lock(mut file: File, dir: &Path, path: &Path) -> anyhow::Result<File> {
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let who = if pid.is_empty() {
+                "another process".to_owned()
+            } else {
+                format!("process {pid}")
+            };
+            anyhow::bail!(
+                "data directory {} is in use by {who} (it holds {}); stop it first",
+                dir.display(),
+                path.display()
+            )
+        }
+        Err(TryLockError::Error(e)) => anyhow::bail!("locking {}: {e}", path.display()),
     }
 }
 

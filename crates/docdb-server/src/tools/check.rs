@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::config::ServerConfig;
 
-use super::{db_dirs, existing_catalog};
+use super::{db_dirs, existing_catalog_read_only};
 
 /// Totals of a check run.
 #[derive(Debug, Default)]
@@ -17,7 +17,7 @@ pub struct CheckSummary {
 }
 
 pub fn run(cfg: &ServerConfig, out: &mut impl Write) -> anyhow::Result<CheckSummary> {
-    let (catalog, _lock) = existing_catalog(cfg)?;
+    let (catalog, _lock) = existing_catalog_read_only(cfg)?;
     let mut sum = CheckSummary::default();
     for e in catalog.list() {
         sum.databases += 1;

@@ -23,6 +23,17 @@ pub(crate) fn db_dirs(cfg: &ServerConfig, e: &Entry) -> (PathBuf, Option<PathBuf
 /// The catalog of an existing data directory (never creates one), with the data
 /// directory's lock, held while the tool runs.
 pub(crate) fn existing_catalog(cfg: &ServerConfig) -> anyhow::Result<(Catalog, DataDirLock)> {
+    existing(cfg, true)
+}
+
+/// As [`existing_catalog`], changing no file (for `check`).
+pub(crate) fn existing_catalog_read_only(
+    cfg: &ServerConfig,
+) -> anyhow::Result<(Catalog, DataDirLock)> {
+    existing(cfg, false)
+}
+
+fn existing(cfg: &ServerConfig, write: bool) -> anyhow::Result<(Catalog, DataDirLock)> {
     let d = &cfg.data_dir;
     if !d.join("catalog.json").exists() && !d.join("catalog.log").exists() {
         anyhow::bail!(
@@ -30,6 +41,11 @@ pub(crate) fn existing_catalog(cfg: &ServerConfig) -> anyhow::Result<(Catalog, D
             cfg.data_dir.display()
         );
     }
-    let lock = DataDirLock::acquire(cfg)?;
-    Ok((Catalog::open(&cfg.data_dir)?, lock))
+    if write {
+        let lock = DataDirLock::acquire(cfg)?;
+        Ok((Catalog::open(&cfg.data_dir)?, lock))
+    } else {
+        let lock = DataDirLock::acquire_quietly(cfg)?;
+        Ok((Catalog::open_read_only(&cfg.data_dir)?, lock))
+    }
 }
