@@ -13,7 +13,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     let threads = ctx.args.threads_or(32).max(1);
     let duration = ctx.duration()?;
     let dir = ctx.run_dir(Scenario::Creates, kind)?;
-    let backend = ctx.backend(kind, &dir.path, 1)?;
+    let backend = ctx.backend(kind, &dir.path)?;
     let target = backend.open(&dir.path, 0)?;
     let gen = ctx.docs();
     let mut result = ctx.base_result(Scenario::Creates, kind);

@@ -228,7 +228,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     }
     let label = format!("mix/{}", kind.name());
 
-    let backend = ctx.backend(kind, &dir.path, dbs)?;
+    let backend = ctx.backend(kind, &dir.path)?;
     let mut targets: Vec<Box<dyn Target>> = Vec::with_capacity(dbs);
     let mut workers: Vec<MixWorker> = Vec::with_capacity(per_db_workers.iter().sum());
     for (db, &per_db) in per_db_workers.iter().enumerate() {

@@ -81,8 +81,8 @@ impl Ctx<'_> {
     }
 
     /// What opens the databases of one run of `kind` in `dir`: for the server, a
-    /// server started on `dir` (or the one at `--socket`) for `dbs` databases.
-    pub fn backend(&self, kind: TargetKind, dir: &Path, dbs: usize) -> anyhow::Result<Backend> {
+    /// server started on `dir` with its default settings (or the one at `--socket`).
+    pub fn backend(&self, kind: TargetKind, dir: &Path) -> anyhow::Result<Backend> {
         let a = self.args;
         Ok(match kind {
             TargetKind::Embedded => Backend::Embedded(self.engine_config()),
@@ -96,7 +96,7 @@ impl Ctx<'_> {
                         policy: a.policy.clone(),
                         workers: a.server_workers,
                         memory_mb: a.memory_per_db_mb,
-                        max_open_dbs: dbs,
+                        max_open_dbs: None,
                         cache_mb: a.cache_mb,
                     },
                     dir,

@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     );
     let duration = ctx.duration()?;
     let dir = ctx.run_dir(Scenario::Reads, kind)?;
-    let backend = ctx.backend(kind, &dir.path, 1)?;
+    let backend = ctx.backend(kind, &dir.path)?;
     let target = backend.open(&dir.path, 0)?;
     let gen = ctx.docs();
     let mut result = ctx.base_result(Scenario::Reads, kind);

@@ -45,9 +45,9 @@ pub struct ServerSpec {
     pub workers: Option<usize>,
     /// `memory.global_capacity_mb` and `memory.per_db_limit_mb`.
     pub memory_mb: u64,
-    /// `db.max_open_dbs`: at least the run's database count, so none is closed and
-    /// reopened mid-run.
-    pub max_open_dbs: usize,
+    /// `db.max_open_dbs`, if set; else the server's own (sized from its file
+    /// descriptors and memory), so a run measures what a user gets.
+    pub max_open_dbs: Option<usize>,
     /// `memory.cache_mb`, if set.
     pub cache_mb: Option<u64>,
 }
@@ -65,7 +65,9 @@ impl ServerSpec {
         if let Some(mb) = self.cache_mb {
             t += &format!("cache_mb = {mb}\n");
         }
-        t += &format!("\n[db]\nmax_open_dbs = {}\n", self.max_open_dbs.max(100));
+        if let Some(n) = self.max_open_dbs {
+            t += &format!("\n[db]\nmax_open_dbs = {n}\n");
+        }
         t += "\n[sched]\n";
         if let Some(p) = &self.policy {
             t += &format!("policy = {p:?}\n");
