@@ -274,15 +274,6 @@ fn generate() -> Value {
             },
         ),
         (
-            "Execute with a 65-byte collection name: decoded; the server answers it with an error",
-            Request {
-                request_id: 15,
-                db_id: 4,
-                command: Command::Execute as u8,
-                ops: vec![op(OpType::Read, &"c".repeat(65), 1, "")],
-            },
-        ),
-        (
             "unknown command 99",
             Request {
                 request_id: 15,
