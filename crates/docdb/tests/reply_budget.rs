@@ -142,6 +142,10 @@ fn a_frame_of_a_million_failing_ops_gets_a_bounded_reply() {
 fn scan_pages_stop_at_the_reply_budget_and_the_iterator_resumes() {
     let server = Server::start(&[]);
     let mut raw = RawClient::connect(&server.socket);
+    // Writing 20 MB can be slow on a loaded machine: more than the helper's 10 s.
+    raw.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
     let db = raw.open_db("pages");
     // 1,000 documents of 20 KB: 20 MB, more than a frame.
     for chunk in (1..=1000u64).collect::<Vec<_>>().chunks(100) {
