@@ -97,6 +97,17 @@ pub struct DecodeError {
 /// Smallest encoded op: type, collection length, doc id, payload length.
 const MIN_OP: usize = 1 + 2 + 8 + 4;
 
+/// The request id and op count of a request frame, read without decoding its ops, so a
+/// server can refuse a request with too many ops before it spends memory on them.
+/// `None` when the frame is shorter than a request header.
+pub fn request_header(frame: &[u8]) -> Option<(u64, u32)> {
+    let mut c = Reader::new(frame);
+    let request_id = c.u64()?;
+    let _db_id = c.u64()?;
+    let _command = c.u8()?;
+    Some((request_id, c.u32()?))
+}
+
 pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
     let mut c = Reader::new(frame);
     let err = |request_id, reason| DecodeError { request_id, reason };
@@ -378,6 +389,23 @@ mod tests {
         let results = vec![b"x".to_vec(), vec![], b"yz".to_vec()];
         assert_eq!(decode_results(&encode_results(&results)).unwrap(), results);
         assert!(decode_results(&[255, 255, 255, 255]).is_err());
+    }
+
+    #[test]
+    fn the_header_is_read_without_the_ops() {
+        let req = sample();
+        let mut v = Vec::new();
+        encode_request(&req, &mut v);
+        assert_eq!(
+            request_header(&v[4..]),
+            Some((req.request_id, req.ops.len() as u32))
+        );
+        // A header that claims more ops than follow still reads; decoding refuses it.
+        let mut claimed = v[4..4 + 21].to_vec();
+        claimed[17..21].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(request_header(&claimed), Some((req.request_id, u32::MAX)));
+        assert!(decode_request(&claimed).is_err());
+        assert_eq!(request_header(&v[4..4 + 20]), None);
     }
 
     #[test]

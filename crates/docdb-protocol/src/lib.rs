@@ -25,8 +25,8 @@ pub mod io;
 pub mod types;
 
 pub use frame::{
-    decode_request, decode_response, encode_request, encode_response, DecodeError, Op, Request,
-    Response,
+    decode_request, decode_response, encode_request, encode_response, request_header, DecodeError,
+    Op, Request, Response,
 };
 pub use types::{Command, OpType, Status};
 

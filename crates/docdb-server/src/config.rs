@@ -108,6 +108,10 @@ pub struct LimitsSection {
     pub max_collections: usize,
     /// Databases in the catalog; OpenDB of a new name past it fails. Default 100000.
     pub max_databases: usize,
+    /// Ops in one request; a request with more is answered with an error before its
+    /// ops are decoded (they cost ~90 bytes of memory each, however small on the
+    /// wire). Default 100000.
+    pub max_ops_per_request: usize,
 }
 
 /// Queue-choice policy of the scheduler.
@@ -228,6 +232,7 @@ impl Default for LimitsSection {
             max_patch_ops: engine.max_patch_ops,
             max_collections: engine.max_collections,
             max_databases: 100_000,
+            max_ops_per_request: 100_000,
         }
     }
 }
@@ -354,6 +359,13 @@ impl ServerConfig {
         }
         if self.limits.max_databases == 0 {
             return Err(bad("limits.max_databases", "must be at least 1"));
+        }
+        if !(1..=1_200_000).contains(&self.limits.max_ops_per_request) {
+            // A 16 MiB frame holds at most ~1.1 M ops of 15 bytes.
+            return Err(bad(
+                "limits.max_ops_per_request",
+                "must be between 1 and 1200000",
+            ));
         }
         if self.sched.queue_depth == 0 || self.sched.queue_depth > 1_000_000 {
             return Err(bad("sched.queue_depth", "must be between 1 and 1000000"));

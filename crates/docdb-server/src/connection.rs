@@ -30,7 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use docdb_core::error::msg;
-use docdb_protocol::{decode_request, encode_response, Request, Response, Status, MAX_FRAME};
+use docdb_protocol::{
+    decode_request, encode_response, request_header, Request, Response, Status, MAX_FRAME,
+};
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -439,6 +441,25 @@ pub async fn serve(
         if let Err(stop) = r.read_full(&mut frame).await {
             stalled(&ctx, stop, "frame");
             break;
+        }
+        // Refuse a request of too many ops before decoding them: an op costs the
+        // server ~90 bytes however few it takes on the wire. The frame is whole, so
+        // the connection goes on.
+        if let Some((request_id, n)) = request_header(&frame) {
+            let max = ctx.cfg.limits.max_ops_per_request;
+            if n as usize > max {
+                tx.send(Response::new(
+                    request_id,
+                    Status::Error,
+                    format!(
+                        "request has {n} ops; at most {max} are allowed \
+                         (limits.max_ops_per_request)"
+                    )
+                    .into_bytes(),
+                ));
+                ctx.metrics.error(Category::Validation);
+                continue;
+            }
         }
         let req = match decode_request(&frame) {
             Ok(r) => r,

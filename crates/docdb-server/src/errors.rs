@@ -128,14 +128,23 @@ mod tests {
     #[test]
     fn client_texts_name_files_not_paths() {
         let cases = [
-            ("/srv/data/dbs/x is in use by another process", "x is in use by another process"),
+            (
+                "/srv/data/dbs/x is in use by another process",
+                "x is in use by another process",
+            ),
             (
                 "unusable database files: /srv/data/dbs/shop/CHECKPOINT is damaged",
                 "unusable database files: CHECKPOINT is damaged",
             ),
-            ("reading \"/a/b/00000001.wal\": denied", "reading \"00000001.wal\": denied"),
+            (
+                "reading \"/a/b/00000001.wal\": denied",
+                "reading \"00000001.wal\": denied",
+            ),
             ("(/a/b/), at /x/y/data/1.data:", "(b), at 1.data:"),
-            ("document is corrupt: damaged header of c/7", "document is corrupt: damaged header of c/7"),
+            (
+                "document is corrupt: damaged header of c/7",
+                "document is corrupt: damaged header of c/7",
+            ),
             ("document not found", "document not found"),
         ];
         for (full, want) in cases {

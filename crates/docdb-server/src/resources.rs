@@ -21,9 +21,9 @@ use crate::config::ServerConfig;
 /// Descriptors one open database holds: its `LOCK`, its WAL segment, its data file
 /// (measured with /proc/PID/fd: 3.0 per database over 500 open ones).
 pub const FDS_PER_DB: u64 = 3;
-/// Descriptors one connection holds (the socket, and the duplicate `connection.rs`
-/// writes through).
-pub const FDS_PER_CONNECTION: u64 = 2;
+/// Descriptors one connection holds: its socket (`connection.rs` reads and writes
+/// through the one descriptor).
+pub const FDS_PER_CONNECTION: u64 = 1;
 /// The listener, the HTTP listener, signal pipes, catalog writes, the data-dir lock.
 const FIXED_ALLOWANCE: u64 = 8;
 /// Files databases open for a moment: next WAL segment + its directory, a
@@ -204,8 +204,8 @@ mod tests {
     fn a_small_limit_keeps_room_for_databases() {
         let cfg = ServerConfig::default();
         let p = FdPlan::new(&cfg, 64, 10);
-        // 64 - 10 - 16 = 38: 28 for connections (14), 10 for databases (3).
-        assert_eq!(p.max_connections, 14);
+        // 64 - 10 - 16 = 38: 28 for connections, 10 for databases (3).
+        assert_eq!(p.max_connections, 28);
         assert_eq!(p.max_open_dbs, 3);
         assert!(p.reserve(0) >= 3 * FDS_PER_DB);
     }

@@ -292,6 +292,10 @@ fn refuse(stream: tokio::net::UnixStream, why: &'static str) {
     );
     // IMPORTANT: no task, no waiting: a burst of refused clients must not hold a
     // descriptor each. A fresh socket's buffer always has room for this one small
-    // frame, so a non-blocking write sends it whole.
-    let _ = stream.try_write(&buf);
+    // frame, so a non-blocking write sends it whole. The write is a plain system call
+    // on the std socket: tokio's `try_write` answers WouldBlock without writing until
+    // the reactor has seen the new socket writable, which it has not yet.
+    if let Ok(std) = stream.into_std() {
+        let _ = std::io::Write::write(&mut &std, &buf);
+    }
 }

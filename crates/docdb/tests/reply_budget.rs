@@ -109,7 +109,9 @@ fn transaction_over_the_frame_limit_fails_and_applies_nothing() {
 
 #[test]
 fn a_frame_of_a_million_failing_ops_gets_a_bounded_reply() {
-    let server = Server::start(&[]);
+    // Past the default limits.max_ops_per_request (100,000), so the reply budget and
+    // not the op-count limit is what this shows.
+    let server = Server::start_with_config("[limits]\nmax_ops_per_request = 1200000\n", &[]);
     let mut raw = RawClient::connect(&server.socket);
     raw.stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
