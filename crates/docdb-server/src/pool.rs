@@ -169,6 +169,9 @@ impl Pool {
     /// Closes least-recently-used idle databases while more than `max_open_dbs` are
     /// open. Never closes `keep` or a database in use.
     fn evict_over_limit(&self, keep: u64) {
+        // A database just answered may still be held for a moment by the worker that
+        // served it: a few short retries (an open already costs several fsyncs).
+        let mut retries = 5;
         loop {
             let candidates: Vec<(u64, Arc<Slot>)> = {
                 let slots = self.slots.lock();
@@ -185,7 +188,11 @@ impl Pool {
                 c
             };
             if !candidates.iter().any(|(id, s)| self.try_close(*id, s)) {
-                return; // everything else is busy; try again on the next open
+                if retries == 0 {
+                    return; // everything else is busy; try again on the next open
+                }
+                retries -= 1;
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
     }
