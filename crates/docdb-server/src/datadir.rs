@@ -98,7 +98,7 @@ fn lock(mut file: File, dir: &Path, path: &Path) -> anyhow::Result<File> {
                 format!("process {pid}")
             };
             anyhow::bail!(
-                "data directory {} is in use by {who} (it holds {}); stop it first",
+                "data directory {} is in use by {who} (a running server or tool holds {}); stop it first",
                 dir.display(),
                 path.display()
             )

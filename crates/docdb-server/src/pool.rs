@@ -226,31 +226,42 @@ impl Pool {
     /// Closes least-recently-used idle databases while more than `max_open_dbs` are
     /// open. Never closes `keep`, a database in use, or one with requests queued.
     fn evict_over_limit(&self, keep: u64) {
-        if self.open.load(Ordering::Relaxed) <= self.max_open {
-            return;
-        }
-        let mut candidates: Vec<(u64, Arc<Slot>, u64)> = self
-            .slots
-            .lock()
-            .iter()
-            .filter(|(&id, _)| id != keep)
-            .map(|(&id, s)| (id, s.clone(), s.last_used.load(Ordering::Relaxed)))
-            .collect();
-        candidates.sort_unstable_by_key(|c| c.2);
-        let now = self.now_ms();
-        for (id, slot, used) in candidates {
+        // A database just answered may still be held for a moment by the worker that
+        // served it (its group commit's answers): a few short retries, only while
+        // over the limit (an open already costs more than this).
+        let mut retries = 5;
+        loop {
             if self.open.load(Ordering::Relaxed) <= self.max_open {
-                break;
+                return;
             }
-            if self.busy.get().is_some_and(|busy| busy(id)) {
-                continue;
-            }
-            if self.try_close(id, &slot) {
-                self.evictions.inc();
-                if now.saturating_sub(used) < THRASH_WINDOW.as_millis() as u64 {
-                    self.note_thrash();
+            let mut candidates: Vec<(u64, Arc<Slot>, u64)> = self
+                .slots
+                .lock()
+                .iter()
+                .filter(|(&id, _)| id != keep)
+                .map(|(&id, s)| (id, s.clone(), s.last_used.load(Ordering::Relaxed)))
+                .collect();
+            candidates.sort_unstable_by_key(|c| c.2);
+            let now = self.now_ms();
+            for (id, slot, used) in candidates {
+                if self.open.load(Ordering::Relaxed) <= self.max_open {
+                    return;
+                }
+                if self.busy.get().is_some_and(|busy| busy(id)) {
+                    continue;
+                }
+                if self.try_close(id, &slot) {
+                    self.evictions.inc();
+                    if now.saturating_sub(used) < THRASH_WINDOW.as_millis() as u64 {
+                        self.note_thrash();
+                    }
                 }
             }
+            if retries == 0 || self.open.load(Ordering::Relaxed) <= self.max_open {
+                break;
+            }
+            retries -= 1;
+            std::thread::sleep(Duration::from_millis(2));
         }
         // Whatever is over now is busy; the next open tries again.
     }

@@ -109,11 +109,12 @@ pub fn run(
     stdin: &mut impl BufRead,
     force: bool,
 ) -> anyhow::Result<RestoreSummary> {
+    // First, so a live server is named before anything else can fail.
+    let _lock = DataDirLock::acquire(cfg)?;
     let plan = match from_dir {
         Some(d) => read_dir_plan(d)?,
         None => read_stream_plan(stdin)?,
     };
-    let _lock = DataDirLock::acquire(cfg)?;
     let catalog = Catalog::open(&cfg.data_dir)?;
     // Refuse before writing anything, so a refused restore changes nothing anywhere.
     let max_depth = cfg.limits.max_depth;
