@@ -14,6 +14,9 @@ use docdb_core::{Database, OpenOptions};
 use super::{db_dirs, existing_catalog};
 use crate::config::ServerConfig;
 
+/// Most bytes of documents one page of a dump holds in memory.
+const PAGE_BYTES: usize = 8 << 20;
+
 /// Totals of a dump.
 #[derive(Debug, Default)]
 pub struct DumpSummary {
@@ -94,8 +97,16 @@ pub fn run(
             let mut after = 0u64;
             let mut first = true;
             loop {
-                let page = tx.scan(&coll, after, docdb_core::MAX_SCAN_LIMIT)?;
-                for (id, doc) in &page {
+                // Pages of at most PAGE_BYTES, so a collection of large documents is
+                // never held in memory whole.
+                let mut page =
+                    tx.scan_page(&coll, after, docdb_core::MAX_SCAN_LIMIT, PAGE_BYTES)?;
+                if !first && after == 0 && page.rows.len() == 1 && page.more {
+                    // Start-after 0 means "from the start": a page that holds only
+                    // document 0 again makes no progress; take one more row.
+                    page = tx.scan_page(&coll, 0, 2, usize::MAX)?;
+                }
+                for (id, doc) in &page.rows {
                     // Scan from 0 includes id 0; later pages start strictly after.
                     if !first && *id == after {
                         continue;
@@ -114,8 +125,8 @@ pub fn run(
                     sum.documents += 1;
                 }
                 first = false;
-                match page.last() {
-                    Some((id, _)) if page.len() == docdb_core::MAX_SCAN_LIMIT => after = *id,
+                match page.rows.last() {
+                    Some((id, _)) if page.more => after = *id,
                     _ => break,
                 }
             }
