@@ -99,13 +99,15 @@ const MIN_OP: usize = 1 + 2 + 8 + 4;
 
 /// The request id and op count of a request frame, read without decoding its ops, so a
 /// server can refuse a request with too many ops before it spends memory on them.
-/// `None` when the frame is shorter than a request header.
+/// `None` when the frame is shorter than a request header or claims more ops than it
+/// could hold (malformed: [`decode_request`] says why).
 pub fn request_header(frame: &[u8]) -> Option<(u64, u32)> {
     let mut c = Reader::new(frame);
     let request_id = c.u64()?;
     let _db_id = c.u64()?;
     let _command = c.u8()?;
-    Some((request_id, c.u32()?))
+    let count = c.u32()?;
+    (count as usize <= c.remaining() / MIN_OP).then_some((request_id, count))
 }
 
 pub fn decode_request(frame: &[u8]) -> Result<Request, DecodeError> {
@@ -400,10 +402,11 @@ mod tests {
             request_header(&v[4..]),
             Some((req.request_id, req.ops.len() as u32))
         );
-        // A header that claims more ops than follow still reads; decoding refuses it.
-        let mut claimed = v[4..4 + 21].to_vec();
+        // A header that claims more ops than the frame could hold is malformed:
+        // no header to act on, and decoding says why.
+        let mut claimed = v[4..].to_vec();
         claimed[17..21].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(request_header(&claimed), Some((req.request_id, u32::MAX)));
+        assert_eq!(request_header(&claimed), None);
         assert!(decode_request(&claimed).is_err());
         assert_eq!(request_header(&v[4..4 + 20]), None);
     }
