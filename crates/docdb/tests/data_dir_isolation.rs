@@ -11,8 +11,7 @@
 mod common;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -239,29 +238,6 @@ fn creating_10000_databases_takes_seconds() {
     assert_eq!(c.open_db("db09999"), c.open_db("db09999"));
 }
 
-/// `GET path`: (status code, body).
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (code, body)
-}
-
 #[test]
 fn healthz_is_503_and_names_a_database_that_refuses_writes() {
     let port = TcpListener::bind("127.0.0.1:0")
@@ -276,7 +252,10 @@ fn healthz_is_503_and_names_a_database_that_refuses_writes() {
     let fine = c.open_db("fine-tenant");
     assert_eq!(c.create(broken, "", 1, "{}").0, 0);
     assert_eq!(c.create(fine, "", 1, "{}").0, 0);
-    assert_eq!(http_get(port, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(
+        support::http_get(port, "/healthz"),
+        (200, "ok\n".to_string())
+    );
     // The next WAL segment's name is taken by a directory: the segment switch fails
     // (as root too, unlike a chmod), and the database turns read-only.
     let wal = s.db_dir("broken-tenant").join("wal");
@@ -295,7 +274,7 @@ fn healthz_is_503_and_names_a_database_that_refuses_writes() {
         }
     }
     assert!(refused, "writes past the segment size kept succeeding");
-    let (code, body) = http_get(port, "/healthz");
+    let (code, body) = support::http_get(port, "/healthz");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("broken-tenant"), "{body}");
     assert!(!body.contains("fine-tenant"), "{body}");

@@ -5,8 +5,7 @@
 mod common;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use common::Server;
@@ -21,29 +20,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `GET path` with HTTP/1.0 semantics: (status code, body).
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (code, body)
-}
-
 #[test]
 fn metrics_and_healthz_over_http() {
     let port = free_port();
@@ -52,10 +28,10 @@ fn metrics_and_healthz_over_http() {
     let mut c = s.connect();
     let db = c.open_db("web");
     assert_eq!(c.create(db, "", 1, "{}").0, 0);
-    let (code, body) = get(port, "/healthz");
+    let (code, body) = http_get(port, "/healthz");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("ok"), "{body}");
-    let (code, body) = get(port, "/metrics");
+    let (code, body) = http_get(port, "/metrics");
     assert_eq!(code, 200);
     for name in [
         "docdb_operations_total",
@@ -70,7 +46,7 @@ fn metrics_and_healthz_over_http() {
         body.contains(r#"docdb_operations_total{operation="create",status="ok"}"#),
         "{body}"
     );
-    let (code, _) = get(port, "/nope");
+    let (code, _) = http_get(port, "/nope");
     assert_eq!(code, 404);
     // The socket side is unaffected.
     assert_eq!(c.read(db, "", 1).0, 0);

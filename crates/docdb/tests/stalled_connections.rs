@@ -23,9 +23,17 @@ fn half_frames(s: &Server) -> Vec<UnixStream> {
     let mut held = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while held.len() < 3 {
-        assert!(Instant::now() < deadline, "the server kept refusing connections");
+        assert!(
+            Instant::now() < deadline,
+            "the server kept refusing connections"
+        );
         let mut st = raw(s);
-        let f = frame(held.len() as u64 + 1, 1, Cmd::Execute as u8, vec![read_op("", 1)]);
+        let f = frame(
+            held.len() as u64 + 1,
+            1,
+            Cmd::Execute as u8,
+            vec![read_op("", 1)],
+        );
         st.write_all(&f[..f.len() / 2]).unwrap();
         match read_reply(&mut st, Instant::now() + Duration::from_millis(300)) {
             Reply::TimedOut => held.push(st),

@@ -411,3 +411,26 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub fn try_write(s: &mut UnixStream, bytes: &[u8]) -> bool {
     s.write_all(bytes).is_ok()
 }
+
+/// `GET path` over HTTP/1.1 with `Connection: close`: (status code, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
