@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{run_docdb, Server};
+use docdb_protocol::Command as Cmd;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -279,4 +280,15 @@ fn healthz_is_503_and_names_a_database_that_refuses_writes() {
     assert!(body.contains("broken-tenant"), "{body}");
     assert!(!body.contains("fine-tenant"), "{body}");
     assert_eq!(c.create(fine, "", 2, "{}").0, 0);
+    // CloseDB of the read-only database closes it and says so (it used to answer
+    // the read-only error although it had closed it).
+    let r = c.call(broken, Cmd::CloseDb, vec![]);
+    assert_eq!(r.status, 0, "{}", String::from_utf8_lossy(&r.data));
+    assert!(
+        support::wait_for(Duration::from_secs(10), || support::http_get(
+            port, "/healthz"
+        )
+        .0 == 200),
+        "the closed database is still listed as read-only"
+    );
 }
