@@ -37,12 +37,13 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 
 use crate::cmd;
 use crate::config::NetSection;
 use crate::context::Context;
 use crate::errors::Category;
+use crate::global_pool::GlobalPool;
 use crate::reply::{ReplyTo, Sink, Task};
 use crate::scheduler::Rejected;
 
@@ -377,14 +378,6 @@ fn split(stream: UnixStream, bounds: Bounds) -> (OwnedReadHalf, Arc<ConnWriter>)
     (rd, w)
 }
 
-/// How many server-wide commands (OpenDB, Stats, ListDBs, Metrics, SchedulerStats)
-/// run at once, over every connection: they run on blocking threads, and without a
-/// bound a pipelining client makes the runtime start one thread per request.
-pub fn global_command_slots() -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    (2 * cores).clamp(4, 32)
-}
-
 /// Serves one connection until the client leaves, its frames go bad or stall, or the
 /// server shuts down. `global` bounds the server-wide commands running at once (shared
 /// by every connection).
@@ -392,7 +385,7 @@ pub async fn serve(
     stream: UnixStream,
     ctx: Arc<Context>,
     shutdown: watch::Receiver<bool>,
-    global: Arc<Semaphore>,
+    global: Arc<GlobalPool>,
 ) {
     let net: &NetSection = &ctx.cfg.net;
     let bounds = Bounds {
@@ -501,7 +494,7 @@ fn stalled(ctx: &Context, stop: Stop, part: &str) {
     }
 }
 
-async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global: &Arc<Semaphore>) {
+async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global: &GlobalPool) {
     let Some(command) = req.command() else {
         tx.send(Response::new(
             req.request_id,
@@ -513,23 +506,18 @@ async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global
     if !cmd::is_per_db(command) {
         // OpenDB may open (recover) a database and ListDBs reads every database's
         // stats: keep them off the I/O threads.
-        // The slots bound the blocking threads they use; waiting for one holds up
-        // only this connection's reading.
-        let Ok(slot) = global.clone().acquire_owned().await else {
-            tx.send(Response::new(
-                req.request_id,
-                Status::Error,
-                msg::SHUTTING_DOWN.as_bytes().to_vec(),
-            ));
-            return;
-        };
+        // A fixed pool of threads runs them; waiting for a slot holds up only this
+        // connection's reading.
         let ctx2 = ctx.clone();
         let reply = tx.reply_to(req.request_id);
-        tokio::task::spawn_blocking(move || {
+        let job = global.run(move || {
             let (status, data) = cmd::serve_global(&ctx2, &req);
             reply.send(status, data);
-            drop(slot);
         });
+        if job.await.is_err() {
+            // Stopped: the job (and its ReplyTo) was dropped, which answered it.
+            tracing::debug!("server-wide command refused: the pool is stopped");
+        }
         return;
     }
     if ctx.pool.catalog().get(req.db_id).is_none() {

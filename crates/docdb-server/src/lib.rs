@@ -9,6 +9,7 @@
 //!   [`datadir`]: the data directory's `LOCK` (one owner at a time) and its modes.
 //! - [`resources`]: the open-file limit, shared between connections and databases.
 //! - [`metrics`]: Prometheus. [`errors`]: classification and transient retry.
+//! - [`global_pool`]: the fixed threads of server-wide commands.
 //! - [`reply`]: a queued request and the guarantee it is answered once.
 //! - [`tools`]: the offline `check`, `dump` and `restore`.
 
@@ -19,6 +20,7 @@ pub mod connection;
 pub mod context;
 pub mod datadir;
 pub mod errors;
+pub mod global_pool;
 pub mod http;
 pub mod metrics;
 pub mod pool;

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::config::ServerConfig;
 use crate::context::Context;
+use crate::global_pool::GlobalPool;
 use crate::pool::Pool;
 use crate::scheduler::{Handler, SchedConfig, Scheduler};
 use crate::{cmd, connection, http, resources};
@@ -172,7 +173,8 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     let limit = (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections)));
     // Server-wide commands of every connection share these slots (and so a bounded
     // number of blocking threads).
-    let global = Arc::new(Semaphore::new(connection::global_command_slots()));
+    let global = GlobalPool::start(GlobalPool::default_threads())
+        .context("starting the threads of server-wide commands")?;
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {

@@ -145,9 +145,11 @@ fn thousands_of_pipelined_server_wide_commands_run_on_a_few_threads() {
     let max = max.load(Ordering::Relaxed);
     eprintln!("threads idle {idle_threads}, at most {max} during 6,000 pipelined ListDBs");
     assert_eq!(answered, 4 * PER);
-    // One blocking thread per request would be hundreds (244 and 519 were seen).
+    // One blocking thread per request would be hundreds (244 and 519 were seen); the
+    // server-wide commands' threads are started with the server, so hardly any more
+    // may appear (tokio's pool had grown to 62 on a loaded machine).
     assert!(
-        max <= idle_threads + 40,
+        max <= idle_threads + 16,
         "{max} threads (idle: {idle_threads})"
     );
 }
