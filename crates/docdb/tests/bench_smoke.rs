@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use clap::Parser as _;
+use docdb_bench::report::RunResult;
 use docdb_bench::{Cli, TargetKind};
 
 fn run(args: &str, dir: &std::path::Path) -> (docdb_bench::Report, serde_json::Value) {
@@ -45,6 +46,7 @@ fn five_seconds_of_the_mix_on_every_target_with_ratios_to_sqlite() {
             let l = s.latency.as_ref().unwrap();
             assert!(l.p50_us <= l.p99_us && l.p99_us <= l.p999_us && l.p999_us <= l.max_us);
         }
+        assert_consistent(r, &json, true);
         assert_eq!(r.per_db.len(), 2);
         assert!(
             r.notes
@@ -82,7 +84,7 @@ fn five_seconds_of_the_mix_on_every_target_with_ratios_to_sqlite() {
 #[test]
 fn a_hot_database_over_the_socket_reports_every_databases_p99() {
     let tmp = tempfile::tempdir().unwrap();
-    let (report, _) = run(
+    let (report, json) = run(
         "--target docdb --dbs 3 --workers-per-db 4 --hot-db-share 0.75 --policy deepest --preload 100 --duration 2",
         tmp.path(),
     );
@@ -91,6 +93,13 @@ fn a_hot_database_over_the_socket_reports_every_databases_p99() {
     assert_eq!(r.settings["policy"], "deepest");
     let workers: Vec<usize> = r.per_db.iter().map(|d| d.workers).collect();
     assert_eq!(workers, [9, 2, 1]);
+    assert_consistent(r, &json, true);
+    // Database 0 runs 9 of the 12 workers: it does most of the operations.
+    assert!(
+        r.per_db[0].ops > r.per_db[1].ops + r.per_db[2].ops,
+        "{:?}",
+        r.per_db
+    );
     assert!(r
         .per_db
         .iter()
@@ -123,4 +132,65 @@ fn a_server_that_cannot_start_is_reported_with_its_log() {
         text.contains("sched.workers"),
         "the server's own message: {text}"
     );
+}
+
+/// What the report could get wrong: the per-operation and per-database rows add up to
+/// the total, every throughput is its count over the run's time, the JSON file says
+/// the same as the report, and (for `mix`, default 40,30,20,10) each operation's share
+/// of the total matches the mix within five standard deviations.
+fn assert_consistent(r: &RunResult, json: &serde_json::Value, mix: bool) {
+    let who = format!("{:?}/{:?}", r.scenario, r.target);
+    let per_op: u64 = r.per_op.values().map(|s| s.ops).sum();
+    assert_eq!(per_op, r.ops, "{who}: per-op rows {:?}", r.per_op);
+    let per_db: u64 = r.per_db.iter().map(|d| d.ops).sum();
+    assert_eq!(per_db, r.ops, "{who}: per-db rows");
+    let close = |got: f64, ops: u64, what: &str| {
+        let want = ops as f64 / r.elapsed_secs;
+        assert!(
+            (got - want).abs() <= want * 0.02 + 1e-9,
+            "{who}: {what} ops/s {got}, {ops} ops in {} s",
+            r.elapsed_secs
+        );
+    };
+    close(r.ops_per_sec, r.ops, "total");
+    for (op, s) in &r.per_op {
+        close(s.ops_per_sec, s.ops, op);
+        assert_eq!(s.latency.is_some(), s.ops > 0, "{who}: {op}");
+    }
+    for d in &r.per_db {
+        close(d.ops_per_sec, d.ops, "a database's");
+    }
+    let j = json["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|j| j["target"] == serde_json::to_value(r.target).expect("target"))
+        .expect("the run is in the JSON report");
+    assert_eq!(j["ops"].as_u64(), Some(r.ops), "{who}");
+    assert_eq!(j["elapsed_secs"].as_f64(), Some(r.elapsed_secs), "{who}");
+    for (op, s) in &r.per_op {
+        assert_eq!(j["per_op"][op]["ops"].as_u64(), Some(s.ops), "{who}: {op}");
+    }
+    assert_eq!(
+        j["per_db"].as_array().map(Vec::len),
+        Some(r.per_db.len()),
+        "{who}"
+    );
+    if mix {
+        let n = r.ops as f64;
+        assert!(r.ops >= 200, "{who}: too few operations to check the mix");
+        for (op, pct) in [
+            ("read", 0.4),
+            ("create", 0.3),
+            ("update", 0.2),
+            ("delete", 0.1),
+        ] {
+            let share = r.per_op[op].ops as f64 / n;
+            let tol = 5.0 * (pct * (1.0 - pct) / n).sqrt() + 0.01;
+            assert!(
+                (share - pct).abs() <= tol,
+                "{who}: {op} is {share:.3} of {n} ops, the mix says {pct}"
+            );
+        }
+    }
 }
