@@ -298,11 +298,11 @@ fn second_sigterm_during_a_slow_drain_exits_at_once() {
             std::thread::spawn(move || (db, drain(st, oks)))
         })
         .collect();
-    // Wait until the server has read (applied or queued) a good part of them.
+    // Wait until the server has read (applied or queued) nearly all of them.
     let mut read = 0;
     let deep = wait_for(Duration::from_secs(30), || {
         read = read_so_far(&mut c);
-        read >= 4000
+        read >= total * 9 / 10
     });
     assert!(deep, "the server read only {read} of {total} requests");
     // Read and not answered yet: queued, or waiting for their fsync.
