@@ -141,33 +141,92 @@ fn a_transaction_applies_all_or_nothing() {
     assert_eq!(out[2].as_deref(), Some(&br#"{"n":2}"#[..]));
 }
 
+/// A read-modify-write increment of counter `id` as a compare-and-set transaction: the
+/// patch tests that `/n` is still the value read, sets it to one more, and creates the
+/// marker document `marker`. Ok(true): committed; Ok(false): the counter had moved on
+/// (or the server reported a conflict), nothing was applied.
+fn try_increment(db: &docdb_client::Database, id: u64, marker: u64) -> Result<bool, String> {
+    let doc: Value = serde_json::from_slice(&db.read(id).map_err(|e| format!("{e:?}"))?)
+        .map_err(|e| e.to_string())?;
+    let n = doc["n"].as_u64().ok_or("counter without n")?;
+    let batch = Batch::new()
+        .patch(id, &[PatchOp::test("/n", n), PatchOp::set("/n", n + 1)])
+        .create(marker, "{}");
+    match db.transaction(&batch) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_conflict() || e.to_string().contains("patch test failed") => Ok(false),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
 #[test]
 fn concurrent_transactions_never_lose_an_update() {
     let server = Server::start(&[]);
     let client = Client::connect(&server.socket).unwrap();
     let db = client.open_db("tx-race").unwrap();
-    db.create(1, r#"{"n":0}"#).unwrap();
-    // Each transaction writes the same document; the server retries write-write
-    // conflicts, so every one either commits or reports Conflict.
-    let threads: Vec<_> = (0..4)
+    const COUNTERS: u64 = 3;
+    for c in 1..=COUNTERS {
+        db.create(c, r#"{"n":0}"#).unwrap();
+    }
+    // The compare-and-set guard works: an increment based on a stale read is refused
+    // and applies nothing (else concurrent increments could silently overwrite).
+    let stale = Batch::new()
+        .patch(1, &[PatchOp::test("/n", 7), PatchOp::set("/n", 8)])
+        .create(999, "{}");
+    let e = db.transaction(&stale).unwrap_err();
+    assert!(
+        e.is_conflict() || e.to_string().contains("patch test failed"),
+        "{e:?}"
+    );
+    assert_eq!(db.read(1).unwrap(), br#"{"n":0}"#.to_vec());
+    assert!(db.read(999).unwrap_err().is_not_found());
+
+    // Four threads each commit PER increments spread over the counters, retrying the
+    // ones that lost a race; each commit also creates its own marker document.
+    const THREADS: u64 = 4;
+    const PER: u64 = 40;
+    let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let db = db.clone();
             std::thread::spawn(move || {
-                let mut committed = 0;
-                for i in 0..25 {
-                    let batch = Batch::new()
-                        .update(1, format!(r#"{{"n":{}}}"#, t * 100 + i))
-                        .create(1000 + t * 100 + i, "{}");
-                    match db.transaction(&batch) {
-                        Ok(_) => committed += 1,
-                        Err(e) => assert!(e.is_conflict(), "{e:?}"),
+                let (mut committed, mut retried) = (0u64, 0u64);
+                let mut attempt = 0u64;
+                while committed < PER {
+                    attempt += 1;
+                    assert!(
+                        attempt < 50 * PER,
+                        "thread {t}: {committed} commits in {attempt} tries"
+                    );
+                    let counter = 1 + (committed + t) % COUNTERS;
+                    let marker = 1000 + t * 1000 + attempt;
+                    match try_increment(&db, counter, marker) {
+                        Ok(true) => committed += 1,
+                        Ok(false) => retried += 1,
+                        Err(e) => panic!("thread {t}: {e}"),
                     }
                 }
-                committed
+                (committed, retried)
             })
         })
         .collect();
-    let committed: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let (mut committed, mut retried) = (0u64, 0u64);
+    for t in threads {
+        let (c, r) = t.join().unwrap();
+        committed += c;
+        retried += r;
+    }
+    eprintln!("{committed} increments committed, {retried} retried after losing a race");
+    assert_eq!(committed, THREADS * PER, "a minimum number of commits");
+    let sum: u64 = (1..=COUNTERS)
+        .map(|c| {
+            let v: Value = serde_json::from_slice(&db.read(c).unwrap()).unwrap();
+            v["n"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(
+        sum, committed,
+        "the counters add up to the committed increments: none was lost"
+    );
     let created = db.scan().filter(|r| r.as_ref().unwrap().0 >= 1000).count() as u64;
     assert_eq!(
         created, committed,

@@ -9,15 +9,38 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Server;
 use docdb_protocol::Command as Cmd;
 use support::*;
 
+/// The document created with id `id`: `pad` bytes of padding make each write (and its
+/// fsync) slower, so that work is still queued when the signal comes.
+fn doc(id: u64, pad: usize) -> String {
+    format!(r#"{{"id":{id},"pad":"{}"}}"#, "x".repeat(pad))
+}
+
+/// Small documents (the socket-buffer test).
+const SMALL: usize = 0;
+/// Big documents (the slow drains).
+const BIG: usize = 8 * 1024;
+
+/// A server whose drain is slow on purpose: an fsync per record, a deep queue, and a
+/// per-connection in-flight bound high enough that the server reads (and queues) the
+/// pipelined requests instead of leaving them in the socket buffer.
+fn slow_drain_server() -> Server {
+    Server::start_with_config(
+        "[net]\nmax_inflight = 65536\n",
+        &["--fsync-mode", "always", "--queue-depth", "100000"],
+    )
+}
+
 /// Writes `n` pipelined creates (ids `base..base+n`) on a new connection; returns the
 /// stream once every byte is written.
-fn pipeline_creates(sock: &PathBuf, db: u64, base: u64, n: u64) -> UnixStream {
+fn pipeline_creates(sock: &PathBuf, db: u64, base: u64, n: u64, pad: usize) -> UnixStream {
     let mut st = UnixStream::connect(sock).unwrap();
     let mut bytes = Vec::new();
     for i in 0..n {
@@ -26,7 +49,7 @@ fn pipeline_creates(sock: &PathBuf, db: u64, base: u64, n: u64) -> UnixStream {
             id,
             db,
             Cmd::Execute as u8,
-            vec![create_op("", id, &format!(r#"{{"id":{id}}}"#))],
+            vec![create_op("", id, &doc(id, pad))],
         ));
     }
     st.write_all(&bytes).unwrap();
@@ -34,13 +57,15 @@ fn pipeline_creates(sock: &PathBuf, db: u64, base: u64, n: u64) -> UnixStream {
 }
 
 /// Reads replies until the server closes the stream: request id → (status, text).
-fn drain(mut st: UnixStream) -> HashMap<u64, (u8, String)> {
+/// `oks` counts the OK replies as they arrive (read while the server still runs).
+fn drain(mut st: UnixStream, oks: Arc<AtomicU64>) -> HashMap<u64, (u8, String)> {
     let mut got = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match read_reply(&mut st, deadline) {
             Reply::Frame(r) => {
                 let t = if r.status == 0 {
+                    oks.fetch_add(1, Ordering::Relaxed);
                     String::new()
                 } else {
                     text(&r)
@@ -51,13 +76,15 @@ fn drain(mut st: UnixStream) -> HashMap<u64, (u8, String)> {
                 );
             }
             Reply::Closed => return got,
-            Reply::TimedOut => panic!("no close within 60 s"),
+            Reply::TimedOut => panic!("no close within 120 s"),
         }
     }
 }
 
-/// Checks a connection's replies: every id in `base..base+n` answered; returns the ids
-/// acknowledged OK. A refusal is allowed only with a clear text.
+/// Checks a connection's replies: every id in `base..base+n` answered, either OK or
+/// `server is shutting down`. The server reads a connection's requests in order and
+/// refuses only those it read after the signal, so the OK ones are a prefix of the ids
+/// and the refused ones the rest. Returns the ids acknowledged OK.
 fn check_all_answered(got: &HashMap<u64, (u8, String)>, base: u64, n: u64) -> Vec<u64> {
     let missing: Vec<u64> = (base..base + n).filter(|i| !got.contains_key(i)).collect();
     assert!(
@@ -67,25 +94,35 @@ fn check_all_answered(got: &HashMap<u64, (u8, String)>, base: u64, n: u64) -> Ve
         &missing[..missing.len().min(5)]
     );
     let mut ok = Vec::new();
-    for (id, (st, t)) in got {
+    let mut first_refused = None;
+    for id in base..base + n {
+        let (st, t) = &got[&id];
         match st {
-            0 => ok.push(*id),
-            1 => assert!(
-                [
-                    "server is shutting down",
-                    "pool is stopped",
-                    "request queue is full"
-                ]
-                .contains(&t.as_str()),
-                "request {id}: {t}"
-            ),
+            0 => {
+                assert!(
+                    first_refused.is_none(),
+                    "request {id} was served after request {first_refused:?} (read \
+                     earlier) was refused `server is shutting down`"
+                );
+                ok.push(id);
+            }
+            1 => {
+                assert_eq!(t, "server is shutting down", "request {id}");
+                first_refused.get_or_insert(id);
+            }
             _ => panic!("request {id}: status {st} {t}"),
         }
     }
     ok
 }
 
-fn verify_present(s: &mut Server, db: u64, ids: &[u64]) {
+/// Restarts the server and checks that every acknowledged create is there. At least
+/// one must have been acknowledged, or there is nothing to check.
+fn verify_present(s: &mut Server, db: u64, ids: &[u64], pad: usize) {
+    assert!(
+        !ids.is_empty(),
+        "no write was acknowledged in database {db}"
+    );
     s.spawn();
     let mut c = s.connect();
     for chunk in ids.chunks(500) {
@@ -93,41 +130,60 @@ fn verify_present(s: &mut Server, db: u64, ids: &[u64]) {
         let (st, res) = c.execute(db, ops);
         assert_eq!(st, 0, "an acknowledged create is missing after the restart");
         for (i, r) in chunk.iter().zip(res) {
-            assert_eq!(r, format!(r#"{{"id":{i}}}"#).into_bytes());
+            assert!(r == doc(*i, pad).into_bytes(), "document {i} differs");
         }
     }
 }
 
+/// The value of an unlabelled gauge in the Metrics text.
+fn gauge(m: &str, name: &str) -> u64 {
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+        .trim()
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+/// A lower bound of the create requests the server has read: each one is a document
+/// by now (applied, perhaps not yet durable, so not yet answered) or queued. Documents
+/// are sampled before the queue, so no request is counted twice.
+fn read_so_far(c: &mut common::Client) -> u64 {
+    let m = metrics(c);
+    gauge(&m, "docdb_documents_total") + gauge(&m, "docdb_worker_pool_waiting_tasks")
+}
+
 #[test]
 fn sigterm_drains_queued_requests_and_exits_0() {
-    // Slow writes (fsync per record) and a deep queue, so work is queued at the signal.
-    let mut s = Server::start(&["--fsync-mode", "always", "--queue-depth", "100000"]);
+    let mut s = slow_drain_server();
     let mut c = s.connect();
     let dbs = [c.open_db("drain-a"), c.open_db("drain-b")];
     let n = 400;
-    let streams: Vec<(u64, u64, UnixStream)> = (0..4u64)
+    let oks = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..4u64)
         .map(|k| {
             let db = dbs[(k % 2) as usize];
-            (
-                db,
-                k * 10_000,
-                pipeline_creates(&s.socket, db, k * 10_000, n),
-            )
+            let base = k * 10_000;
+            let st = pipeline_creates(&s.socket, db, base, n, BIG);
+            let oks = oks.clone();
+            std::thread::spawn(move || (db, base, drain(st, oks)))
         })
         .collect();
-    // Give the server time to read every request (they are then queued, not done).
-    std::thread::sleep(Duration::from_millis(150));
-    let before = scheduler_stats(&mut c);
-    eprintln!(
-        "queued at the signal: {}",
-        before["worker_pool"]["waiting_tasks"]
+    // Wait until the server has read every request: each is a document by now (applied,
+    // perhaps not yet durable, so not yet answered) or queued. Documents sampled first,
+    // the queue second, so that no request is counted twice.
+    let total = 4 * n;
+    let all_read = wait_for(Duration::from_secs(30), || read_so_far(&mut c) >= total);
+    assert!(all_read, "the server did not read the {total} requests");
+    // Read and not answered yet: queued, or waiting for their fsync.
+    let owed = total - oks.load(Ordering::Relaxed);
+    eprintln!("at the signal: {owed} requests read and not answered");
+    assert!(
+        owed >= 100,
+        "only {owed} requests owed at the signal: the drain is not tested"
     );
-    let readers: Vec<_> = streams
-        .into_iter()
-        .map(|(db, base, st)| std::thread::spawn(move || (db, base, drain(st))))
-        .collect();
     signal(&s, libc::SIGTERM);
-    let (st, took) = wait_exit(&mut s, Duration::from_secs(60));
+    let (st, took) = wait_exit(&mut s, Duration::from_secs(90));
     eprintln!("exited {st} after {took:?}");
     assert!(st.success(), "exit status {st}");
     assert!(!s.socket.exists(), "the socket file is removed");
@@ -139,13 +195,21 @@ fn sigterm_drains_queued_requests_and_exits_0() {
             .or_default()
             .extend(check_all_answered(&got, base, n));
     }
+    // Every request had been read before the signal: each one is served, none refused.
+    let served = acked.values().map(Vec::len).sum::<usize>() as u64;
+    assert_eq!(
+        served, total,
+        "requests the server had read before the signal ({owed} of them not yet \
+         answered) were refused instead of served"
+    );
     // The idle connection `c` was closed too.
-    match read_reply(&mut c.stream, Instant::now() + Duration::from_secs(1)) {
+    match read_reply(&mut c.stream, Instant::now() + Duration::from_secs(5)) {
         Reply::Closed => {}
         other => panic!("idle connection: {other:?}"),
     }
+    assert_eq!(acked.len(), 2);
     for (db, ids) in acked {
-        verify_present(&mut s, db, &ids);
+        verify_present(&mut s, db, &ids, BIG);
         s.kill();
     }
 }
@@ -163,7 +227,12 @@ fn sigterm_answers_requests_still_in_the_socket_buffer() {
     let writers: Vec<_> = (0..4u64)
         .map(|k| {
             let sock = s.socket.clone();
-            std::thread::spawn(move || (k * 100_000, pipeline_creates(&sock, db, k * 100_000, n)))
+            std::thread::spawn(move || {
+                (
+                    k * 100_000,
+                    pipeline_creates(&sock, db, k * 100_000, n, SMALL),
+                )
+            })
         })
         .collect();
     let streams: Vec<(u64, UnixStream)> = writers.into_iter().map(|w| w.join().unwrap()).collect();
@@ -171,7 +240,10 @@ fn sigterm_answers_requests_still_in_the_socket_buffer() {
     signal(&s, libc::SIGTERM);
     let readers: Vec<_> = streams
         .into_iter()
-        .map(|(base, st)| std::thread::spawn(move || (base, drain(st))))
+        .map(|(base, st)| {
+            let oks = Arc::new(AtomicU64::new(0));
+            std::thread::spawn(move || (base, drain(st, oks)))
+        })
         .collect();
     let (st, _) = wait_exit(&mut s, Duration::from_secs(60));
     assert!(st.success(), "exit status {st}");
@@ -181,7 +253,7 @@ fn sigterm_answers_requests_still_in_the_socket_buffer() {
         let (base, got) = r.join().unwrap();
         acked.extend(check_all_answered(&got, base, n));
     }
-    verify_present(&mut s, db, &acked);
+    verify_present(&mut s, db, &acked, SMALL);
 }
 
 #[test]
@@ -200,53 +272,95 @@ fn sigint_is_a_clean_shutdown_too() {
 
 #[test]
 fn second_sigterm_during_a_slow_drain_exits_at_once() {
-    let mut s = Server::start(&["--fsync-mode", "always", "--queue-depth", "100000"]);
+    let mut s = slow_drain_server();
     let mut c = s.connect();
     let dbs = [c.open_db("slow-a"), c.open_db("slow-b")];
-    drop(c);
-    // Far more fsync-per-record writes than can drain in the time we wait.
-    let streams: Vec<(u64, UnixStream)> = (0..4u64)
+    // What one durable write costs here, measured first on the idle server: a few
+    // sequential creates in each database (acknowledged: they must survive too).
+    let mut acked: HashMap<u64, Vec<u64>> = HashMap::new();
+    let t = Instant::now();
+    for i in 0..10u64 {
+        let (db, id) = (dbs[(i % 2) as usize], 900_000 + i);
+        assert_eq!(c.create(db, "", id, &doc(id, BIG)).0, 0);
+        acked.entry(db).or_default().push(id);
+    }
+    let per_write = t.elapsed() / 10;
+    // Far more fsync-per-record writes of big documents than can drain in the time
+    // this test waits: every one is read and queued at once.
+    let n = 3000;
+    let total = 4 * n;
+    let oks = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..4u64)
         .map(|k| {
             let db = dbs[(k % 2) as usize];
-            (db, pipeline_creates(&s.socket, db, k * 100_000, 5000))
+            let st = pipeline_creates(&s.socket, db, k * 100_000, n, BIG);
+            let oks = oks.clone();
+            std::thread::spawn(move || (db, drain(st, oks)))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
-    let readers: Vec<_> = streams
-        .into_iter()
-        .map(|(db, st)| std::thread::spawn(move || (db, drain(st))))
-        .collect();
+    // Wait until the server has read (applied or queued) nearly all of them.
+    let mut read = 0;
+    let deep = wait_for(Duration::from_secs(30), || {
+        // Less the ten documents written above.
+        read = read_so_far(&mut c) - 10;
+        read >= total * 9 / 10
+    });
+    assert!(deep, "the server read only {read} of {total} requests");
+    // Read and not answered yet: queued, or waiting for their fsync.
+    let owed = read - oks.load(Ordering::Relaxed);
+    // Two databases: at most two writes at once.
+    let drain_time = per_write * owed as u32 / 2;
+    eprintln!(
+        "at the signal: {owed} requests owed, {per_write:?} per write: a drain of ~{drain_time:?}"
+    );
+    assert!(
+        drain_time >= Duration::from_secs(1),
+        "the drain would take only ~{drain_time:?}: too fast to test a second signal"
+    );
     signal(&s, libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
-    let still_draining = alive(&mut s);
-    if still_draining {
-        // Draining: new connections are not accepted meanwhile.
-        assert!(
-            UnixStream::connect(&s.socket).is_err(),
-            "accepting during the drain"
-        );
-    } else {
-        eprintln!("the drain finished within 300 ms; the second signal is not exercised");
-    }
+    assert!(
+        alive(&mut s),
+        "the drain of ~{drain_time:?} finished within 300 ms"
+    );
+    // Draining: new connections are not accepted meanwhile.
+    assert!(
+        UnixStream::connect(&s.socket).is_err(),
+        "accepting during the drain"
+    );
     signal(&s, libc::SIGTERM);
-    let (st, took) = wait_exit(&mut s, Duration::from_secs(3));
-    eprintln!("second SIGTERM: exited {st} after {took:?} (draining: {still_draining})");
-    assert!(took <= Duration::from_secs(1), "exit took {took:?}");
-    // Whatever was acknowledged before the hard exit is durable.
-    let mut acked: HashMap<u64, Vec<u64>> = HashMap::new();
+    let (st, took) = wait_exit(&mut s, Duration::from_secs(30));
+    eprintln!("second SIGTERM: exited {st} after {took:?}");
+    assert_eq!(
+        st.code(),
+        Some(130),
+        "the second signal exits at once: {st}"
+    );
+    assert!(
+        took <= Duration::from_secs(2),
+        "exit took {took:?} (the drain needed ~{drain_time:?})"
+    );
+    // Whatever was acknowledged before the hard exit is durable; the exit cut the
+    // drain short, so some requests were never answered.
+    let mut answered = 0;
     for r in readers {
         let (db, got) = r.join().unwrap();
+        answered += got.len() as u64;
         acked
             .entry(db)
             .or_default()
             .extend(got.iter().filter(|(_, v)| v.0 == 0).map(|(k, _)| *k));
     }
     eprintln!(
-        "acknowledged before the exit: {}",
+        "answered before the exit: {answered} of {total}, {} OK",
         acked.values().map(Vec::len).sum::<usize>()
     );
+    assert!(
+        answered < total,
+        "every request was answered: the drain was not cut short"
+    );
     for (db, ids) in acked {
-        verify_present(&mut s, db, &ids);
+        verify_present(&mut s, db, &ids, BIG);
         s.kill();
     }
 }
