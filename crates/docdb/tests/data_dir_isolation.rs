@@ -14,7 +14,6 @@ mod support;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{run_docdb, Server};
@@ -22,28 +21,6 @@ use docdb_protocol::Command as Cmd;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `docdb serve` with `args`, expected to exit by itself (a refusal).
-fn serve_once(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_docdb"))
-        .arg("serve")
-        .args(args)
-        .env("DOCDB_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("docdb serve {args:?} kept running; it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -55,13 +32,16 @@ fn a_second_server_and_the_tools_refuse_a_live_data_dir() {
     let data = s.data_dir();
     let data = data.to_str().unwrap();
     let other_sock = s.dir.path().join("other.sock");
-    let out = serve_once(&["--data-dir", data, "--socket", other_sock.to_str().unwrap()]);
+    let out = support::run_serve_expect_exit(
+        &["--data-dir", data, "--socket", other_sock.to_str().unwrap()],
+        Duration::from_secs(15),
+    );
     assert!(!out.status.success());
     let pid = s.pid().to_string();
     assert!(
-        stderr(&out).contains(&format!("in use by process {pid}")),
+        out.stderr.contains(&format!("in use by process {pid}")),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     assert!(!other_sock.exists(), "a refused server leaves no socket");
 
@@ -185,14 +165,17 @@ fn a_regular_file_at_the_socket_path_is_refused_and_kept() {
     let path = tmp.path().join("precious.txt");
     std::fs::write(&path, b"do not delete").unwrap();
     let data = tmp.path().join("data");
-    let out = serve_once(&[
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--socket",
-        path.to_str().unwrap(),
-    ]);
+    let out = support::run_serve_expect_exit(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--socket",
+            path.to_str().unwrap(),
+        ],
+        Duration::from_secs(15),
+    );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("regular file"), "{}", stderr(&out));
+    assert!(out.stderr.contains("regular file"), "{}", out.stderr);
     assert_eq!(std::fs::read(&path).unwrap(), b"do not delete");
 }
 
