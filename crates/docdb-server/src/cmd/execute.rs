@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use docdb_core::error::msg;
-use docdb_core::Batch;
+use docdb_core::{Batch, MAX_DOCUMENT_SIZE};
 use docdb_protocol::frame::{decode_results, encode_results};
 use docdb_protocol::{OpType, Status, MAX_REPLY_DATA};
 
@@ -52,6 +52,20 @@ impl Results {
     /// Whether a result of `len` bytes still fits.
     pub(crate) fn fits(&self, len: usize) -> bool {
         self.out.len().saturating_add(4).saturating_add(len) <= MAX_REPLY_DATA
+    }
+
+    /// Whether a read's document still fits. The stored length is looked up only
+    /// when a document of the largest size might not (so a small Execute reads its
+    /// index once per read, as before the budget); `None` (no such document) fits, the
+    /// read's own error text being counted when it is pushed.
+    pub(crate) fn read_fits(&self, stored_len: impl FnOnce() -> Option<usize>) -> bool {
+        if self.fits(MAX_DOCUMENT_SIZE) {
+            return true;
+        }
+        match stored_len() {
+            Some(len) => self.fits(len),
+            None => true,
+        }
     }
 
     /// Appends a result the caller checked [`Results::fits`].
@@ -176,14 +190,14 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
             continue;
         };
         // A read whose stored document cannot fit is not read at all.
-        if kind == OpType::Read {
-            let len = collection(op).and_then(|coll| batch.stored_len(coll, op.doc_id));
-            if let Ok(Some(len)) = len {
-                if !results.fits(len) {
-                    over_limit = Some(over_limit_text(i, total));
-                    break;
-                }
-            }
+        if kind == OpType::Read
+            && !results.read_fits(|| {
+                let coll = collection(op).ok()?;
+                batch.stored_len(coll, op.doc_id).ok().flatten()
+            })
+        {
+            over_limit = Some(over_limit_text(i, total));
+            break;
         }
         let outcome = collection(op).and_then(|coll| {
             maybe_inject_panic(ctx, coll);

@@ -67,13 +67,13 @@ fn attempt(ctx: &Context, db: &Database, req: &Request) -> Attempt {
             let text = msg::UNKNOWN_OP.as_bytes().to_vec();
             return Attempt::Done(Status::Error, failed_at(results, text, remaining));
         };
-        if kind == OpType::Read {
-            let len = collection(op).and_then(|coll| tx.stored_len(coll, op.doc_id));
-            if let Ok(Some(len)) = len {
-                if !results.fits(len) {
-                    return over_limit();
-                }
-            }
+        if kind == OpType::Read
+            && !results.read_fits(|| {
+                let coll = collection(op).ok()?;
+                tx.stored_len(coll, op.doc_id).ok().flatten()
+            })
+        {
+            return over_limit();
         }
         let r = collection(op).and_then(|coll| {
             maybe_inject_panic(ctx, coll);
