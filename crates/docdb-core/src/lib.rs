@@ -50,6 +50,7 @@ pub mod patch;
 mod recovery;
 mod snapshot;
 pub mod stats;
+pub mod storage;
 pub mod tx;
 pub mod verify;
 pub mod wal;
