@@ -45,6 +45,9 @@ pub struct OpenOptions {
     /// Test hook: make WAL writes or fsyncs fail.
     #[doc(hidden)]
     pub faults: Option<Arc<Faults>>,
+    /// Where the files live: `None` is the real file system
+    /// ([`crate::storage::StdStorage`]); tests pass backends that fail or lose writes.
+    pub storage: Option<Arc<dyn crate::storage::Storage>>,
 }
 
 /// What opening found and repaired.
