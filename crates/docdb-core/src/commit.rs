@@ -89,6 +89,11 @@ pub(crate) struct SyncState {
     pub driver: bool,
     pub durable: u64,
     pub failed: bool,
+    /// Commits up to here were in a batch whose WAL write or fsync failed: whether
+    /// they are durable is unknown (their writers are told so).
+    pub unknown_through: u64,
+    /// What failed, for those writers' error text.
+    pub failure: Option<Arc<str>>,
     /// Commits in the last batch written: more than one means several writers are
     /// active, and waiting for the ready ones before cutting a batch pays.
     pub last_batch: usize,
@@ -96,7 +101,47 @@ pub(crate) struct SyncState {
     pub callbacks: Vec<(u64, OnDurable)>,
 }
 
+/// A syncer round whose write or fsync failed: which, and the last commit of its batch
+/// (every commit up to it has an unknown outcome).
+struct BatchFailed {
+    what: &'static str,
+    error: std::io::Error,
+    last: u64,
+}
+
+/// How the commits handed to callbacks ended: a copy of the sync state's outcome
+/// fields, taken under its lock, read after it is released.
+struct Outcomes {
+    durable: u64,
+    unknown_through: u64,
+    failure: Option<Arc<str>>,
+}
+
+impl Outcomes {
+    /// Commit `seq`'s result: durable; in a failed batch (unknown); or refused because
+    /// an earlier batch failed (it never reached the log).
+    fn of(&self, seq: u64) -> Result<()> {
+        if seq <= self.durable {
+            Ok(())
+        } else if seq <= self.unknown_through {
+            Err(Error::OutcomeUnknown {
+                detail: self.failure.as_deref().unwrap_or("I/O error").to_owned(),
+            })
+        } else {
+            Err(Error::ReadOnly)
+        }
+    }
+}
+
 impl SyncState {
+    fn outcomes(&self) -> Outcomes {
+        Outcomes {
+            durable: self.durable,
+            unknown_through: self.unknown_through,
+            failure: self.failure.clone(),
+        }
+    }
+
     /// Takes the callbacks that can run now: durable ones, or every one once the
     /// database has failed.
     fn take_ready(&mut self) -> Vec<(u64, OnDurable)> {
@@ -147,13 +192,9 @@ impl Drop for SyncerGuard<'_> {
 
 /// Runs callbacks with no lock held. A panicking callback is a bug of its caller; it
 /// must not leave the database without a syncer, so it is contained and logged.
-fn run_callbacks(ready: Vec<(u64, OnDurable)>, durable: u64) {
+fn run_callbacks(ready: Vec<(u64, OnDurable)>, outcomes: &Outcomes) {
     for (seq, cb) in ready {
-        let result = if seq <= durable {
-            Ok(())
-        } else {
-            Err(Error::ReadOnly)
-        };
+        let result = outcomes.of(seq);
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(result))).is_err() {
             tracing::error!(seq, "a durability callback panicked");
         }
@@ -357,7 +398,7 @@ impl Inner {
                 return Ok(());
             }
             if s.failed {
-                return Err(Error::ReadOnly);
+                return s.outcomes().of(seq);
             }
             if s.syncing {
                 self.sync_cv.wait(&mut s);
@@ -373,9 +414,9 @@ impl Inner {
             let ready = s.take_ready();
             self.sync_cv.notify_all();
             if !ready.is_empty() {
-                let durable = s.durable;
+                let outcomes = s.outcomes();
                 drop(s);
-                run_callbacks(ready, durable);
+                run_callbacks(ready, &outcomes);
                 s = self.sync.lock();
             }
         }
@@ -389,14 +430,10 @@ impl Inner {
     pub(crate) fn when_durable(&self, seq: u64, done: OnDurable) {
         let mut s = self.sync.lock();
         loop {
-            if s.durable >= seq {
+            if s.durable >= seq || s.failed {
+                let outcomes = s.outcomes();
                 drop(s);
-                run_callbacks(vec![(seq, done)], seq);
-                return;
-            }
-            if s.failed {
-                drop(s);
-                run_callbacks(vec![(seq, done)], 0);
+                run_callbacks(vec![(seq, done)], &outcomes);
                 return;
             }
             if !s.syncing {
@@ -424,9 +461,9 @@ impl Inner {
                 s.driver = false;
             }
             self.sync_cv.notify_all();
-            let durable = s.durable;
+            let outcomes = s.outcomes();
             drop(s);
-            run_callbacks(ready, durable);
+            run_callbacks(ready, &outcomes);
             if !more {
                 return;
             }
@@ -456,7 +493,7 @@ impl Inner {
     }
 
     /// Records the outcome of one syncer round.
-    fn end_round(&self, s: &mut SyncState, result: Result<Option<(u64, usize)>>) {
+    fn end_round(&self, s: &mut SyncState, result: Result<Option<(u64, usize)>, BatchFailed>) {
         match result {
             Ok(Some((last, n))) => {
                 s.last_batch = n;
@@ -466,18 +503,19 @@ impl Inner {
                 self.snapshots.publish(last);
             }
             Ok(None) => {}
-            Err(e) => {
-                tracing::error!(db = %self.dir.display(), error = %e,
-                    "WAL write or fsync failed; the database is read-only until reopened");
+            Err(BatchFailed { what, error, last }) => {
+                let what = format!("{what}: {error}");
+                self.record_failure(&what);
                 s.failed = true;
-                self.poisoned.store(true, Ordering::Release);
+                s.unknown_through = s.unknown_through.max(last);
+                s.failure.get_or_insert_with(|| what.into());
             }
         }
     }
 
     /// Takes the next batch of staged commits, writes the WAL and data bytes and fsyncs
     /// the WAL (per mode). Returns the highest sequence number written and the number of commits.
-    fn run_batch(&self) -> Result<Option<(u64, usize)>> {
+    fn run_batch(&self) -> Result<Option<(u64, usize)>, BatchFailed> {
         let mut io = self.io.lock();
         let max = match self.config.wal.fsync.mode {
             FsyncMode::Always => 1,
@@ -517,13 +555,17 @@ impl Inner {
             (wal, data, base, last, n)
         };
         let started = Instant::now();
-        io.wal.append(&wal)?;
-        io.data.write_at(&data, base)?;
+        let failed =
+            |what: &'static str| move |error: std::io::Error| BatchFailed { what, error, last };
+        io.wal.append(&wal).map_err(failed("WAL write"))?;
+        io.data
+            .write_at(&data, base)
+            .map_err(failed("data file write"))?;
         if matches!(
             self.config.wal.fsync.mode,
             FsyncMode::Always | FsyncMode::Group
         ) {
-            io.wal.sync()?;
+            io.wal.sync().map_err(failed("WAL fsync"))?;
         }
         io.data_len = base + data.len() as u64;
         io.data.write_behind(io.data_len);

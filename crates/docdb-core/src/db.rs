@@ -111,7 +111,11 @@ pub(crate) struct Inner {
     /// Readable data file generations (two while a compaction swaps them).
     pub files: RwLock<Vec<Arc<DataFile>>>,
     pub memory: MemoryAccount,
+    /// Set once a write or fsync failed: writes are refused for the rest of the
+    /// process's life, also after a reopen (see [`crate::failure`]).
     pub poisoned: AtomicBool,
+    /// This database's key in [`crate::failure`]'s registry.
+    pub failure_key: PathBuf,
     pub closed: AtomicBool,
     pub counters: Counters,
     pub group: GroupCounters,
@@ -131,6 +135,17 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Records that a write or fsync failed (`what`: the operation and the error):
+    /// writes are refused from now on, and reopening the database in this process is
+    /// refused too (see [`crate::failure`]).
+    pub(crate) fn record_failure(&self, what: &str) {
+        tracing::error!(db = %self.dir.display(), failure = what,
+            "a write or fsync failed; the database refuses writes until the process \
+             restarts (check it with `docdb check` first)");
+        crate::failure::record(&self.failure_key, what.to_owned());
+        self.poisoned.store(true, Ordering::Release);
+    }
+
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);

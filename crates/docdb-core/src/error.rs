@@ -29,7 +29,12 @@ pub mod msg {
     pub const TX_CONFLICT: &str = "transaction conflict";
     pub const DEFAULT_COLLECTION: &str = "the default collection cannot be deleted";
     pub const TX_TOO_LARGE: &str = "transaction exceeds maximum size";
-    pub const READ_ONLY: &str = "database is read-only after an I/O failure; reopen it";
+    pub const READ_ONLY: &str = "database is read-only after a failed write or fsync; it accepts writes again only after a restart (check it first with `docdb check`)";
+    /// Prefix of the error of a write whose own WAL write or fsync failed.
+    pub const OUTCOME_UNKNOWN: &str = "write outcome unknown: the disk failed while making it durable, so it may or may not have been saved; the database is now read-only";
+    /// Prefix of the error of opening a database that failed earlier in this process.
+    pub const FAILED_EARLIER: &str =
+        "database cannot be reopened in this process: a write or fsync failed";
     pub const CLOSED: &str = "database is closed";
     pub const CORRUPT: &str = "document is corrupt";
     pub const INTERNAL: &str = "internal error";
@@ -123,6 +128,17 @@ pub enum Error {
     /// because retrying an fsync can silently lose data.
     #[error("{}", msg::READ_ONLY)]
     ReadOnly,
+    /// The write was in a group commit whose WAL write or fsync failed: it may or may
+    /// not be durable (a restart may show it or not). The database is read-only now.
+    #[error("{} ({detail})", msg::OUTCOME_UNKNOWN)]
+    OutcomeUnknown { detail: String },
+    /// Opening a database whose write or fsync failed earlier in this process
+    /// ([`crate::failure`]): refused until a restart or [`crate::failure::reset`].
+    #[error(
+        "{} ({detail}); restart the process, or reset it after `docdb check`",
+        msg::FAILED_EARLIER
+    )]
+    FailedEarlier { detail: String },
     #[error("{}", msg::CLOSED)]
     Closed,
     /// A configuration value out of range; names the key.

@@ -37,6 +37,7 @@ pub mod config;
 pub mod data;
 pub mod db;
 pub mod error;
+pub mod failure;
 #[doc(hidden)]
 pub mod faults;
 pub mod fsutil;

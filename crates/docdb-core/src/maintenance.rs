@@ -19,18 +19,16 @@ use crate::fsutil::sync_dir;
 use crate::wal::segment::{list_segments, segment_path};
 
 impl Inner {
-    /// Marks an I/O failure: no more writes until reopened. Running out of file
-    /// descriptors is not one: nothing written is in doubt, the checkpoint or
-    /// compaction that needed a file is simply retried later.
-    fn poison(&self, e: Error) -> Error {
+    /// Marks an I/O failure: no more writes in this process (see [`crate::failure`]).
+    /// Running out of file descriptors is not one: nothing written is in doubt, the
+    /// checkpoint or compaction that needed a file is simply retried later.
+    fn poison(&self, what: &str, e: Error) -> Error {
         if e.is_out_of_fds() {
             tracing::warn!(db = %self.dir.display(), error = %e,
                 "no file descriptor for a checkpoint or compaction; retrying later");
             return e;
         }
-        tracing::error!(db = %self.dir.display(), error = %e,
-            "data file write or fsync failed; the database is read-only until reopened");
-        self.poisoned.store(true, Ordering::Release);
+        self.record_failure(&format!("{what}: {e}"));
         self.sync.lock().failed = true;
         e
     }
@@ -100,7 +98,9 @@ impl Inner {
                 self.config.wal.fsync.mode,
                 FsyncMode::Always | FsyncMode::Group
             ) {
-                io.wal.sync().map_err(|e| self.poison(e.into()))?;
+                io.wal
+                    .sync()
+                    .map_err(|e| self.poison("WAL fsync", e.into()))?;
             }
             let ckpt = Checkpoint {
                 seq: io.last_written_seq,
@@ -116,11 +116,13 @@ impl Inner {
         };
         // The syncer may append past `data_len` meanwhile; the fsync covers at least
         // everything before it, which is all the checkpoint claims.
-        file.sync().map_err(|e| self.poison(e.into()))?;
+        file.sync()
+            .map_err(|e| self.poison("data file fsync", e.into()))?;
         self.counters
             .wal_since_checkpoint
             .store(0, Ordering::Relaxed);
-        ckpt.store(&self.dir).map_err(|e| self.poison(e))?;
+        ckpt.store(&self.dir)
+            .map_err(|e| self.poison("CHECKPOINT write", e))?;
         {
             // Checkpoints are serialised by the maintenance lock, so none newer was
             // stored meanwhile.
@@ -244,7 +246,8 @@ impl Inner {
                 moved.get(&off).copied()
             }
         };
-        new.sync().map_err(|e| self.poison(e.into()))?;
+        new.sync()
+            .map_err(|e| self.poison("compacted data file fsync", e.into()))?;
         fs::rename(&new.path, &final_path)?;
         sync_dir(&self.data_dir)?;
         let new = Arc::new(DataFile::open(&self.data_dir, generation)?);
@@ -281,7 +284,8 @@ impl Inner {
             data_generation: generation,
             data_len: written_end,
         };
-        ckpt.store(&self.dir).map_err(|e| self.poison(e))?;
+        ckpt.store(&self.dir)
+            .map_err(|e| self.poison("CHECKPOINT write", e))?;
         io.checkpointed = ckpt;
         self.files
             .write()
@@ -315,7 +319,7 @@ impl Inner {
                 }
                 let r = me.io.lock().wal.sync();
                 if let Err(e) = r {
-                    me.poison(e.into());
+                    me.poison("WAL fsync", e.into());
                 }
             });
         match h {

@@ -98,6 +98,9 @@ impl Rebuild {
 
 pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Database> {
     config.validate()?;
+    if let Some(f) = crate::failure::failed(dir) {
+        return Err(Error::FailedEarlier { detail: f.what });
+    }
     let started = Instant::now();
     let wal_dir = opts.wal_dir.clone().unwrap_or_else(|| dir.join("wal"));
     let data_dir = dir.join("data");
@@ -153,9 +156,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         ));
     }
     // Bytes past the checkpoint were never fsynced as a whole, so they are not
-    // trusted: the WAL rewrites them. After a process crash they are usually intact
-    // and identical to what replay produces, so replay compares before it writes
-    // (see `put_chunk`) instead of truncating and rewriting them.
+    // trusted: replay rewrites them from the WAL (see `put_chunk`).
     let durable_len = ckpt.data_len.min(file_len);
 
     let generation = data.generation;
@@ -235,8 +236,6 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     // Replay the WAL, appending what the data file lacks.
     let mut end = durable_len;
     let mut buf: Vec<u8> = Vec::new();
-    // Up to here the file may already hold exactly the bytes replay is about to write.
-    let mut reusable_end = data.len()?;
     let outcome = replay(&wal_dir, from, first_seq, |rec| {
         for op in &rec.ops {
             match op.op {
@@ -276,13 +275,13 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             }
         }
         if buf.len() >= 8 * 1024 * 1024 {
-            put_chunk(&data, &buf, end, &mut reusable_end)?;
+            put_chunk(&data, &buf, end)?;
             end += buf.len() as u64;
             buf.clear();
         }
         Ok(())
     })?;
-    put_chunk(&data, &buf, end, &mut reusable_end)?;
+    put_chunk(&data, &buf, end)?;
     end += buf.len() as u64;
     // INVARIANT: the file ends where replay ended; nothing untrusted stays behind it.
     if data.len()? != end {
@@ -412,6 +411,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         files: RwLock::new(vec![data]),
         memory,
         poisoned: AtomicBool::new(false),
+        failure_key: crate::failure::key(dir),
         closed: AtomicBool::new(false),
         counters: Counters {
             wal_bytes: AtomicU64::new(wal_bytes),
@@ -434,18 +434,15 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     Ok(Database { inner })
 }
 
-/// Writes a replayed chunk at `at`, unless the file already holds exactly these bytes
-/// there (the unsynced tail a process crash left intact). After the first difference
-/// nothing further is reused.
-fn put_chunk(data: &DataFile, chunk: &[u8], at: u64, reusable_end: &mut u64) -> Result<()> {
-    if chunk.is_empty() {
-        return Ok(());
+/// Writes a replayed chunk at `at`. It never compares with what the file already holds
+/// there: bytes past the checkpoint were not written and synced by this process, and
+/// after a failed fsync the page cache can hold bytes that never reached the disk and
+/// that a later fsync would not write again (DECISIONS 38). Rewriting dirties them, so
+/// the checkpoint's fsync that follows makes them durable for real.
+fn put_chunk(data: &DataFile, chunk: &[u8], at: u64) -> Result<()> {
+    if !chunk.is_empty() {
+        data.write_at(chunk, at)?;
     }
-    if at + chunk.len() as u64 <= *reusable_end && data.read_raw(at, chunk.len())? == chunk {
-        return Ok(());
-    }
-    *reusable_end = 0;
-    data.write_at(chunk, at)?;
     Ok(())
 }
 

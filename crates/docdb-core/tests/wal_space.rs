@@ -47,6 +47,13 @@ fn writes_that_fit_succeed_when_the_zeros_ahead_do_not() {
         };
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
     }
+    // The failed write made the database read-only for the life of the process
+    // (DECISIONS 38): a reopen is refused until the explicit reset.
+    match Database::open(&path, Config::default()) {
+        Err(docdb_core::Error::FailedEarlier { .. }) => {}
+        other => panic!("reopen after a failed write: {:?}", other.map(|_| ())),
+    }
+    assert!(docdb_core::failure::reset(&path));
     let db = Database::open(&path, Config::default()).expect("reopen");
     for id in &acked {
         assert_eq!(

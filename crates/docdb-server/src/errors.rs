@@ -53,7 +53,11 @@ fn io_category(e: &io::Error) -> Category {
 pub fn classify(e: &Error) -> Category {
     match e {
         Error::Io(io) => io_category(io),
-        Error::ReadOnly | Error::Corrupt { .. } | Error::Format(_) => Category::Critical,
+        Error::ReadOnly
+        | Error::OutcomeUnknown { .. }
+        | Error::FailedEarlier { .. }
+        | Error::Corrupt { .. }
+        | Error::Format(_) => Category::Critical,
         Error::NotFound
         | Error::AlreadyExists
         | Error::Conflict

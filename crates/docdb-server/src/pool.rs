@@ -288,6 +288,15 @@ impl Pool {
             return false;
         };
         let Some(db) = guard.take() else { return false };
+        if db.is_read_only() && !self.stopped.load(Ordering::Acquire) {
+            // A write or fsync failed: the handle is kept for the life of the process
+            // (reads go on; writes stay refused), because closing it would let the next
+            // use reopen it writable over pages the kernel may have dropped
+            // (DECISIONS 38). CloseDB, idle close and eviction all end here; at
+            // shutdown it is closed (its close writes nothing).
+            *guard = Some(db);
+            return false;
+        }
         match Arc::try_unwrap(db) {
             Ok(db) => {
                 let s = db.stats();

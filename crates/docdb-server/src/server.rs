@@ -26,6 +26,13 @@ use crate::{cmd, connection, http, resources};
 /// Runs the server until a signal stops it.
 pub fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     cfg.validate()?;
+    // A write past the file-size limit (`ulimit -f`) must fail that one database's
+    // write with EFBIG, not kill every tenant's server with SIGXFSZ.
+    // SAFETY: sets a signal's disposition to "ignore" before any thread is started; no
+    // handler runs, nothing is shared.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("docdb-io")

@@ -202,8 +202,8 @@ fn serve_one(
     if let Err(e) = flushed {
         if cmd == Command::CloseDb {
             // The writes that failed were answered with their error. A database
-            // read-only after an I/O failure is closed all the same (its next use
-            // reopens it), so CloseDB did what it was asked: OK.
+            // read-only after an I/O failure stays open, read-only, until restart
+            // (the pool keeps it: DECISIONS 38); the client's CloseDB is done: OK.
             tracing::debug!(error = %e, "closing a database whose last writes failed");
             ctx.metrics.record(
                 cmd.name(),
