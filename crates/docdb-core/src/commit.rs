@@ -101,6 +101,15 @@ pub(crate) struct SyncState {
     pub callbacks: Vec<(u64, OnDurable)>,
 }
 
+/// When a syncer stops driving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// A blocked waiter: once its commit is durable (or failed).
+    Durable(u64),
+    /// A callback's registrant: once no callback is left.
+    Drained,
+}
+
 /// A syncer round whose write or fsync failed: which, and the last commit of its batch
 /// (every commit up to it has an unknown outcome).
 struct BatchFailed {
@@ -389,15 +398,12 @@ impl Inner {
         self.commit.lock().next_seq - 1
     }
 
-    /// Blocks until commit `seq` is durable (per the fsync mode) and visible, becoming
-    /// the syncer when nobody else is.
+    /// Blocks until commit `seq` is durable (per the fsync mode) and visible, or can no
+    /// longer be, becoming the syncer when nobody else is.
     pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
         let mut s = self.sync.lock();
         loop {
-            if s.durable >= seq {
-                return Ok(());
-            }
-            if s.failed {
+            if s.durable >= seq || s.failed {
                 return s.outcomes().of(seq);
             }
             if s.syncing {
@@ -405,20 +411,7 @@ impl Inner {
                 continue;
             }
             s.syncing = true;
-            let guard = SyncerGuard::new(&self.sync, &self.sync_cv);
-            s = self.sync_round(s);
-            guard.disarm();
-            s.syncing = false;
-            // Callbacks made durable by this round run here; any left wake up (they
-            // wait while a blocked waiter syncs) and their owner drives them.
-            let ready = s.take_ready();
-            self.sync_cv.notify_all();
-            if !ready.is_empty() {
-                let outcomes = s.outcomes();
-                drop(s);
-                run_callbacks(ready, &outcomes);
-                s = self.sync.lock();
-            }
+            s = self.drive(s, Until::Durable(seq));
         }
     }
 
@@ -449,25 +442,44 @@ impl Inner {
         }
         s.callbacks.push((seq, done));
         s.syncing = true;
-        s.driver = true;
+        drop(self.drive(s, Until::Drained));
+    }
+
+    /// The syncer's loop, shared by both ways of waiting: the caller has set `syncing`;
+    /// runs rounds until `until` holds, waking blocked waiters and running the
+    /// callbacks that became ready (with no lock held) after each round. Returns with
+    /// the sync lock held and the syncer role given up.
+    fn drive<'a>(
+        &'a self,
+        mut s: parking_lot::MutexGuard<'a, SyncState>,
+        until: Until,
+    ) -> parking_lot::MutexGuard<'a, SyncState> {
+        // A driver's callbacks are run by whoever syncs; a blocked waiter stops at its
+        // own commit, so callbacks registered meanwhile wait for it and then drive.
+        s.driver = until == Until::Drained;
         loop {
             let guard = SyncerGuard::new(&self.sync, &self.sync_cv);
             s = self.sync_round(s);
             guard.disarm();
             let ready = s.take_ready();
-            let more = !s.callbacks.is_empty();
-            if !more {
+            let done = match until {
+                Until::Durable(seq) => s.durable >= seq || s.failed,
+                Until::Drained => s.callbacks.is_empty(),
+            };
+            if done {
                 s.syncing = false;
                 s.driver = false;
             }
             self.sync_cv.notify_all();
-            let outcomes = s.outcomes();
-            drop(s);
-            run_callbacks(ready, &outcomes);
-            if !more {
-                return;
+            if !ready.is_empty() {
+                let outcomes = s.outcomes();
+                drop(s);
+                run_callbacks(ready, &outcomes);
+                s = self.sync.lock();
             }
-            s = self.sync.lock();
+            if done {
+                return s;
+            }
         }
     }
 
