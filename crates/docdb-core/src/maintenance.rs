@@ -171,7 +171,8 @@ impl Inner {
     ///
     /// 1. Under the I/O lock, note the cut: the written length of the current file.
     /// 2. Without locks, copy every indexed version below the cut (raw bytes, damage
-    ///    included so healing still sees it) into a temp file of the next generation.
+    ///    included so healing still sees it) into a temp file of the next generation,
+    ///    and fsync it.
     /// 3. Under the I/O and commit locks, copy the bytes written since the cut, fsync,
     ///    rename into place, remap the index and the staged-but-unwritten offsets,
     ///    switch writers and readers to the new file, and store a checkpoint naming it.
@@ -229,6 +230,10 @@ impl Inner {
         }
         new.write_at(&out, new_len)?;
         new_len += out.len() as u64;
+        // The bulk of the new file is made durable here, with no lock held, so the
+        // switch's fsync under the locks covers only the tail written since the cut.
+        new.sync()
+            .map_err(|e| self.poison("compacted data file fsync", e.into()))?;
 
         // Step 3: the switch, with writers paused.
         let mut io = self.io.lock();

@@ -1,9 +1,11 @@
 //! `docdb-server`: one process hosting many logical databases behind a Unix socket.
 //!
 //! # Layout
-//! Data flows socket → [`connection`] (framing, pipelining) → [`cmd`] (one file per
-//! wire command) → [`scheduler`] (per-database queues, worker pool) → [`pool`]
-//! (lazy open, LRU, idle close) → `docdb_core::Database`.
+//! Data flows socket → [`connection`] (framing, pipelining, routing) → [`scheduler`]
+//! (per-database queues, worker pool) → [`cmd`] (one file per wire command, run by a
+//! worker on a batch of one database's requests) → [`pool`] (lazy open, LRU, idle
+//! close) → `docdb_core::Database`. Server-wide commands skip the scheduler and run
+//! on [`global_pool`].
 //! - [`server`]: bind, accept, signals, shutdown. [`http`]: `/metrics`, `/healthz`.
 //! - [`config`]: every setting with its default. [`catalog`]: names ⇄ ids on disk.
 //!   [`datadir`]: the data directory's `LOCK` (one owner at a time) and its modes.
