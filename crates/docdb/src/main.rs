@@ -234,7 +234,7 @@ fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     set!(a.socket, c.socket);
     set!(a.socket_mode, c.socket_mode);
     set!(a.memory_global, c.memory.global_capacity_mb);
-    set!(a.memory_per_db, c.memory.per_db_limit_mb);
+    set!(a.memory_per_db, c.memory.engine.per_db_limit_mb);
     if a.wal_dir.is_some() {
         c.wal_dir = a.wal_dir.clone();
     }
