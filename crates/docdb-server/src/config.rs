@@ -445,6 +445,22 @@ impl ServerConfig {
         }
     }
 
+    /// The default of the key at dotted path `key` (`"memory.per_db_limit_mb"`), as the
+    /// file would write it; `None` for an unknown key or an optional one unset by
+    /// default. Flags' help texts are built from it.
+    pub fn default_value(key: &str) -> Option<String> {
+        let defaults = toml::Table::try_from(ServerConfig::default()).ok()?;
+        let mut parts = key.split('.');
+        let mut v = defaults.get(parts.next()?)?;
+        for p in parts {
+            v = v.get(p)?;
+        }
+        Some(match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
