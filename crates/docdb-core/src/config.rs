@@ -1,5 +1,12 @@
-//! Engine configuration: one struct per concern, each key documented once, here,
-//! with its default. The server's TOML file uses the same section and key names.
+//! Engine configuration: one struct per TOML section, each key documented once, here,
+//! with its default written once, in the section's `Default` impl, and checked once,
+//! in [`Config::validate`] (the error names the key).
+//!
+//! The server's configuration (`docdb_server::config`) reuses these structs as they
+//! are: `[wal]`, `[checkpoint]`, `[compaction]` and `[healing]` directly, `[memory]` and
+//! `[limits]` flattened into the server's section of the same name, which adds the
+//! server's own keys. So the server's file and an embedder's `Config` use the same
+//! section and key names, parsed by the same code.
 
 use serde::{Deserialize, Serialize};
 
@@ -199,7 +206,14 @@ impl Default for MemoryConfig {
     }
 }
 
-const MIB: u64 = 1024 * 1024;
+/// Bytes in one MiB: every `_mb` key of the configuration, engine and server alike,
+/// counts MiB (a plain integer in the TOML file).
+pub const MIB: u64 = 1024 * 1024;
+
+/// `n` MiB in bytes, saturating: how every `_mb` key is turned into bytes.
+pub const fn mib(n: u64) -> u64 {
+    n.saturating_mul(MIB)
+}
 
 impl Config {
     /// Checks every value; the error names the offending key.
@@ -263,19 +277,19 @@ impl Config {
     }
 
     pub(crate) fn wal_segment_bytes(&self) -> u64 {
-        self.wal.max_file_size_mb * MIB
+        mib(self.wal.max_file_size_mb)
     }
 
     pub(crate) fn checkpoint_bytes(&self) -> u64 {
-        self.checkpoint.interval_mb * MIB
+        mib(self.checkpoint.interval_mb)
     }
 
     pub(crate) fn per_db_memory_bytes(&self) -> u64 {
-        self.memory.per_db_limit_mb.saturating_mul(MIB)
+        mib(self.memory.per_db_limit_mb)
     }
 
     pub(crate) fn compaction_bytes(&self) -> u64 {
-        self.compaction.size_mb * MIB
+        mib(self.compaction.size_mb)
     }
 }
 

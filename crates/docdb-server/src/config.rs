@@ -1,32 +1,55 @@
 //! Server configuration: embedded defaults, overridden by a TOML file (`--config`),
-//! overridden by flags. Every key is documented once, here, with its default; a bad
-//! value fails at start with a message naming the key.
+//! overridden by flags.
+//!
+//! One struct per TOML section, each key documented once, next to its field, with its
+//! default written once, in the section's `Default` impl; a bad value fails at start
+//! with a message naming the key ([`ServerConfig::validate`]). The engine's sections
+//! are `docdb_core::config`'s structs, used as they are: `[wal]`, `[checkpoint]`,
+//! `[compaction]` and `[healing]` directly, and `[memory]` / `[limits]` flattened into
+//! the server's section of the same name beside the keys only the server reads.
+//! `*Section` types are the server's, `*Config` types the engine's.
+//!
+//! Durations are strings parsed by one function, [`duration`] (`"10s"`, `"200us"`,
+//! `"5m"`); sizes are integer `_mb` keys counted in MiB ([`docdb_core::config::mib`]).
 //!
 //! The example file `docdb.example.toml` (shipped beside this crate, printed by
-//! `docdb serve --help` as [`EXAMPLE`]) lists every key with its default; a test
-//! checks that it parses to exactly the defaults below.
+//! `docdb serve --help` as [`EXAMPLE`]) lists every key with its default; tests check
+//! that it names exactly the keys of these structs and parses to exactly the defaults.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use docdb_core::config::{CheckpointConfig, CompactionConfig, HealingConfig, WalConfig};
-use serde::{Deserialize, Deserializer};
+use docdb_core::config::{
+    mib, CheckpointConfig, CompactionConfig, HealingConfig, LimitsConfig, MemoryConfig, WalConfig,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Every configuration key with its default and meaning, as TOML.
 pub const EXAMPLE: &str = include_str!("../docdb.example.toml");
 
-/// Everything `docdb serve` needs.
-#[derive(Debug, Clone, Deserialize)]
+/// Everything `docdb serve` needs: the top-level keys, then one field per section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
+    /// Databases live under `<data_dir>/dbs/<name>`. Default `./data`.
     pub data_dir: PathBuf,
+    /// The Unix socket clients connect to. Default `/tmp/docdb.sock`.
     pub socket: PathBuf,
-    #[serde(deserialize_with = "octal")]
+    /// Permission bits of the socket file, an octal string. Default `"0600"`.
+    #[serde(serialize_with = "ser_octal", deserialize_with = "octal")]
     pub socket_mode: u32,
+    /// The WAL of database `<name>` in `<wal_dir>/<name>`; unset (default): beside its
+    /// data file.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub wal_dir: Option<PathBuf>,
+    /// Concurrent clients; 0 = unlimited. Default 1024.
     pub max_connections: usize,
+    /// Serve `GET /metrics` and `/healthz` on this address; unset (default): off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
+    /// `error | warn | info | debug | trace`. Default `info`.
     pub log_level: String,
+    /// `text | json`. Default `text`.
     pub log_format: String,
     pub memory: MemorySection,
     pub db: DbSection,
@@ -39,18 +62,28 @@ pub struct ServerConfig {
     pub healing: HealingConfig,
 }
 
-/// `[memory]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `[memory]`: the engine's per-database keys plus the budget all databases share.
+/// (Read by [`split_section`]; unknown keys are errors.)
+#[derive(Debug, Clone, Serialize)]
 pub struct MemorySection {
+    /// Live-document bytes of all databases together, MiB. Default 1024.
     pub global_capacity_mb: u64,
-    pub per_db_limit_mb: u64,
-    /// Hot-document read cache per open database, MiB (0 = off).
-    pub cache_mb: u64,
+    /// `per_db_limit_mb` and `cache_mb` (see [`MemoryConfig`]). The server's default
+    /// for `cache_mb` is 0, not the engine's 16: with thousands of databases a
+    /// per-database cache would dominate RSS, and over the socket the round trip, not
+    /// the pread, bounds a read.
+    #[serde(flatten)]
+    pub engine: MemoryConfig,
 }
 
-/// `[db]`
-#[derive(Debug, Clone, Deserialize)]
+impl MemorySection {
+    pub fn global_capacity_bytes(&self) -> u64 {
+        mib(self.global_capacity_mb)
+    }
+}
+
+/// `[db]`: how many databases stay open, and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DbSection {
     /// Open databases at most; past it the least-recently-used idle ones (none with
@@ -58,12 +91,13 @@ pub struct DbSection {
     /// from the file descriptors left after the connections' share and from the
     /// memory budget (see `resources.rs`); the figure is logged.
     pub max_open_dbs: usize,
-    #[serde(deserialize_with = "duration")]
+    /// A database unused this long is closed. Default 5 min.
+    #[serde(with = "duration")]
     pub idle_timeout: Duration,
 }
 
 /// `[net]`: what one connection may hold of the server (SPEC §8.2).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetSection {
     /// A Scan page stops before its reply would pass this many MiB. Default 8.
@@ -75,37 +109,35 @@ pub struct NetSection {
     /// stops reading that socket until the client reads. Default 32.
     pub max_unsent_mb: u64,
     /// A connection silent this long in the middle of a frame is closed. Default 10 s.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub frame_timeout: Duration,
     /// A connection silent this long between frames is closed; 0 = never (default).
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub idle_timeout: Duration,
 }
 
 impl NetSection {
     pub fn reply_budget_bytes(&self) -> usize {
-        mib(self.reply_budget_mb)
+        usize_bytes(self.reply_budget_mb)
     }
 
     pub fn max_unsent_bytes(&self) -> usize {
-        mib(self.max_unsent_mb)
+        usize_bytes(self.max_unsent_mb)
     }
 }
 
-fn mib(n: u64) -> usize {
-    usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+fn usize_bytes(mb: u64) -> usize {
+    usize::try_from(mib(mb)).unwrap_or(usize::MAX)
 }
 
-/// `[limits]`: what one client may ask of the engine and the catalog (SPEC §8.2).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `[limits]`: what one client may ask of the engine and the catalog (SPEC §8.2): the
+/// engine's per-write bounds plus the server's. (Read by [`split_section`]; unknown
+/// keys are errors.)
+#[derive(Debug, Clone, Serialize)]
 pub struct LimitsSection {
-    /// Nesting of arrays and objects in a stored document. Default 128.
-    pub max_depth: usize,
-    /// Operations in one JSON Patch. Default 1000.
-    pub max_patch_ops: usize,
-    /// Collections per database, `_default` included. Default 1024.
-    pub max_collections: usize,
+    /// `max_depth`, `max_patch_ops` and `max_collections` (see [`LimitsConfig`]).
+    #[serde(flatten)]
+    pub engine: LimitsConfig,
     /// Databases in the catalog; OpenDB of a new name past it fails. Default 100000.
     pub max_databases: usize,
     /// Ops in one request; a request with more is answered with an error before its
@@ -115,7 +147,7 @@ pub struct LimitsSection {
 }
 
 /// Queue-choice policy of the scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Serve the ready database that has received the least service (default).
@@ -150,21 +182,108 @@ impl std::str::FromStr for Policy {
     }
 }
 
-/// `[sched]`
-#[derive(Debug, Clone, Deserialize)]
+impl<'de> Deserialize<'de> for MemorySection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let def = MemorySection::default();
+        let (engine, mut own) = split_section(d, &def.engine, &["global_capacity_mb"])?;
+        Ok(MemorySection {
+            global_capacity_mb: take(&mut own, "global_capacity_mb", def.global_capacity_mb)?,
+            engine,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for LimitsSection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let def = LimitsSection::default();
+        let own_keys = ["max_databases", "max_ops_per_request"];
+        let (engine, mut own) = split_section(d, &def.engine, &own_keys)?;
+        Ok(LimitsSection {
+            engine,
+            max_databases: take(&mut own, "max_databases", def.max_databases)?,
+            max_ops_per_request: take(&mut own, "max_ops_per_request", def.max_ops_per_request)?,
+        })
+    }
+}
+
+/// Reads a section made of an engine section `E` plus the server's `own_keys`: returns
+/// the engine part, its missing keys taken from `default` (the server's defaults, which
+/// may differ from the engine's), and the table of the server's keys present.
+///
+/// Not serde's `flatten`: that buffers the values, so a type error no longer names its
+/// key, and it would fill missing engine keys with the engine's defaults.
+fn split_section<'de, D, E>(
+    d: D,
+    default: &E,
+    own_keys: &[&str],
+) -> Result<(E, toml::Table), D::Error>
+where
+    D: Deserializer<'de>,
+    E: Serialize + serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    let mut given = toml::Table::deserialize(d)?;
+    let own = own_keys
+        .iter()
+        .filter_map(|k| given.remove_entry(*k))
+        .collect::<toml::Table>();
+    let mut engine = toml::Table::try_from(default).map_err(D::Error::custom)?;
+    engine.extend(given);
+    // The engine's struct denies unknown keys and names the key of a bad value.
+    let engine = E::deserialize(toml::Value::Table(engine)).map_err(D::Error::custom)?;
+    Ok((engine, own))
+}
+
+/// The value of `key` in `t`, or `default` when absent; a bad value names the key.
+fn take<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    t: &mut toml::Table,
+    key: &str,
+    default: T,
+) -> Result<T, E> {
+    match t.remove(key) {
+        None => Ok(default),
+        Some(v) => T::deserialize(v).map_err(|e| E::custom(format!("{e}in `{key}`"))),
+    }
+}
+
+/// `[sched]`: the scheduler's request queues and worker pool (see `scheduler.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedSection {
+    /// Requests queued per database; past it a request is answered `request queue is
+    /// full`. Default 100.
     pub queue_depth: usize,
+    /// Workers kept alive; 0 (default) = auto, 2 x cores and at least 4
+    /// ([`SchedSection::min_workers`]).
     pub workers: usize,
+    /// The pool grows to this under load. Default 256.
     pub max_workers: usize,
-    #[serde(deserialize_with = "duration")]
+    /// Idle workers above `workers` exit after this. Default 1 s.
+    #[serde(with = "duration")]
     pub worker_expiry: Duration,
+    /// Start all `max_workers` workers up front. Default false.
     pub prealloc: bool,
+    /// Which ready queue a free worker takes. Default `fair`.
     pub policy: Policy,
+    /// Requests one worker takes from a queue at once. Default 256.
     pub max_batch: usize,
-    /// How long one idle worker polls for work before it sleeps (DECISIONS 24).
-    #[serde(deserialize_with = "duration")]
+    /// How long one idle worker polls for work before it sleeps (DECISIONS 24); zero:
+    /// never. Default 200 us.
+    #[serde(with = "duration")]
     pub spin: Duration,
+}
+
+impl SchedSection {
+    /// Workers kept alive (resolving 0 = auto).
+    pub fn min_workers(&self) -> usize {
+        let auto = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let w = if self.workers == 0 {
+            auto.max(4)
+        } else {
+            self.workers
+        };
+        w.min(self.max_workers)
+    }
 }
 
 impl Default for ServerConfig {
@@ -195,10 +314,12 @@ impl Default for MemorySection {
     fn default() -> Self {
         MemorySection {
             global_capacity_mb: 1024,
-            per_db_limit_mb: 256,
-            // Off: with thousands of databases a per-database cache would dominate
-            // RSS, and over the socket the round trip, not the pread, bounds a read.
-            cache_mb: 0,
+            // IMPORTANT: the one server default that differs from the engine's (see
+            // the field's doc comment).
+            engine: MemoryConfig {
+                cache_mb: 0,
+                ..MemoryConfig::default()
+            },
         }
     }
 }
@@ -226,11 +347,8 @@ impl Default for NetSection {
 
 impl Default for LimitsSection {
     fn default() -> Self {
-        let engine = docdb_core::config::LimitsConfig::default();
         LimitsSection {
-            max_depth: engine.max_depth,
-            max_patch_ops: engine.max_patch_ops,
-            max_collections: engine.max_collections,
+            engine: LimitsConfig::default(),
             max_databases: 100_000,
             max_ops_per_request: 100_000,
         }
@@ -252,9 +370,31 @@ impl Default for SchedSection {
     }
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+/// Every duration key: a string such as `"10s"`, `"250ms"`, `"200us"`, `"5m"` or
+/// `"1h 30m"` (humantime's syntax), written back in the same syntax.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*v))
+    }
+
+    /// Parses one duration as the configuration file writes it.
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("{s:?} is not a duration like \"10s\": {e}"))
+    }
+}
+
+fn ser_octal<S: Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:04o}"))
 }
 
 fn octal<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -292,34 +432,33 @@ impl ServerConfig {
         toml::from_str(text).map_err(|e| bad("config file", e.to_string().trim_end().to_string()))
     }
 
-    /// The engine configuration each database is opened with.
+    /// The engine configuration each database is opened with: the engine's sections
+    /// as the file gave them.
     pub fn engine(&self) -> docdb_core::Config {
         docdb_core::Config {
             wal: self.wal.clone(),
             checkpoint: self.checkpoint.clone(),
             compaction: self.compaction.clone(),
-            memory: docdb_core::config::MemoryConfig {
-                per_db_limit_mb: self.memory.per_db_limit_mb,
-                cache_mb: self.memory.cache_mb,
-            },
+            memory: self.memory.engine.clone(),
             healing: self.healing.clone(),
-            limits: docdb_core::config::LimitsConfig {
-                max_depth: self.limits.max_depth,
-                max_patch_ops: self.limits.max_patch_ops,
-                max_collections: self.limits.max_collections,
-            },
+            limits: self.limits.engine.clone(),
         }
     }
 
-    /// Workers kept alive (resolving 0 = auto).
-    pub fn min_workers(&self) -> usize {
-        let auto = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-        let w = if self.sched.workers == 0 {
-            auto.max(4)
-        } else {
-            self.sched.workers
-        };
-        w.min(self.sched.max_workers)
+    /// The default of the key at dotted path `key` (`"memory.per_db_limit_mb"`), as the
+    /// file would write it; `None` for an unknown key or an optional one unset by
+    /// default. Flags' help texts are built from it.
+    pub fn default_value(key: &str) -> Option<String> {
+        let defaults = toml::Table::try_from(ServerConfig::default()).ok()?;
+        let mut parts = key.split('.');
+        let mut v = defaults.get(parts.next()?)?;
+        for p in parts {
+            v = v.get(p)?;
+        }
+        Some(match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
     }
 
     /// Checks every value; the error names the key.
@@ -336,9 +475,6 @@ impl ServerConfig {
         }
         if self.memory.global_capacity_mb == 0 {
             return Err(bad("memory.global_capacity_mb", "must be at least 1"));
-        }
-        if self.memory.per_db_limit_mb == 0 {
-            return Err(bad("memory.per_db_limit_mb", "must be at least 1"));
         }
         if self.db.idle_timeout.is_zero() {
             return Err(bad("db.idle_timeout", "must be longer than 0"));
@@ -402,6 +538,7 @@ impl ServerConfig {
                 )
             })?;
         }
+        // The engine's sections are checked by the engine, with the same key names.
         self.engine().validate().map_err(|e| match e {
             docdb_core::Error::Config { key, reason } => bad(key, reason),
             other => bad("engine", other.to_string()),
@@ -429,8 +566,8 @@ mod tests {
         assert_eq!(c.net.max_unsent_mb, 32);
         assert_eq!(c.net.frame_timeout, Duration::from_secs(10));
         assert!(c.net.idle_timeout.is_zero());
-        assert_eq!(c.limits.max_depth, 128);
-        assert_eq!(c.limits.max_patch_ops, 1000);
+        assert_eq!(c.limits.engine.max_depth, 128);
+        assert_eq!(c.limits.engine.max_patch_ops, 1000);
     }
 
     #[test]
@@ -466,5 +603,128 @@ mod tests {
             e.to_string().contains("idle_timeout") || e.to_string().contains("soon"),
             "{e}"
         );
+    }
+
+    /// Dotted paths of every leaf key of a TOML table (`wal.fsync.mode`, ...).
+    fn leaf_keys(t: &toml::Table, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        for (k, v) in t {
+            let path = format!("{prefix}{k}");
+            match v {
+                toml::Value::Table(sub) => leaf_keys(sub, &format!("{path}."), out),
+                _ => {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+
+    /// The example with its commented-out keys (`# wal_dir = ...`: optional keys
+    /// unset by default) switched on.
+    fn example_with_optional_keys() -> String {
+        EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_example_names_every_key_of_the_config_structs_and_no_other() {
+        // The structs' keys: every field serialized, the optional ones set.
+        let mut all = ServerConfig {
+            wal_dir: Some("/wal".into()),
+            http: Some("127.0.0.1:9187".into()),
+            ..ServerConfig::default()
+        };
+        all.healing.on_read_corruption = false;
+        let t = toml::Table::try_from(&all).unwrap();
+        let mut struct_keys = std::collections::BTreeSet::new();
+        leaf_keys(&t, "", &mut struct_keys);
+
+        let example = example_with_optional_keys();
+        let t: toml::Table = toml::from_str(&example).unwrap();
+        let mut example_keys = std::collections::BTreeSet::new();
+        leaf_keys(&t, "", &mut example_keys);
+
+        let missing: Vec<_> = struct_keys.difference(&example_keys).collect();
+        let extra: Vec<_> = example_keys.difference(&struct_keys).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "docdb.example.toml has drifted from the config structs: keys missing from \
+             the example: {missing:?}; keys in the example no struct has: {extra:?}"
+        );
+        // The commented-out keys are real keys with valid example values.
+        let c = ServerConfig::from_toml(&example).unwrap();
+        c.validate().unwrap();
+        assert!(c.wal_dir.is_some() && c.http.is_some());
+        assert!(struct_keys.len() >= 40, "{struct_keys:?}");
+    }
+
+    #[test]
+    fn a_config_written_out_reads_back_the_same() {
+        // Durations, octal modes and the flattened sections use one syntax both ways.
+        let d = ServerConfig::default();
+        let text = toml::to_string(&d).unwrap();
+        assert!(text.contains("spin = \"200us\""), "{text}");
+        assert!(text.contains("socket_mode = \"0600\""), "{text}");
+        let back = ServerConfig::from_toml(&text).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn the_engine_sections_are_the_engines_structs_with_the_servers_defaults() {
+        let c = ServerConfig::default();
+        let e = c.engine();
+        // Every engine default is the engine's, except the documented cache_mb.
+        let mut expected = docdb_core::Config::default();
+        expected.memory.cache_mb = 0;
+        assert_eq!(e, expected);
+        let c = ServerConfig::from_toml(
+            "[memory]\nper_db_limit_mb = 7\ncache_mb = 3\nglobal_capacity_mb = 9\n\
+             [limits]\nmax_depth = 12\nmax_databases = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.engine().memory.per_db_limit_mb, 7);
+        assert_eq!(c.engine().memory.cache_mb, 3);
+        assert_eq!(c.engine().limits.max_depth, 12);
+        assert_eq!(c.engine().limits.max_patch_ops, 1000);
+        assert_eq!(c.memory.global_capacity_bytes(), 9 << 20);
+        assert_eq!(c.limits.max_databases, 5);
+        // A key left out of a section keeps the server's default, not the engine's.
+        let c = ServerConfig::from_toml("[memory]\nper_db_limit_mb = 7\n").unwrap();
+        assert_eq!(c.engine().memory.cache_mb, 0);
+        assert_eq!(c.memory.global_capacity_mb, 1024);
+    }
+
+    #[test]
+    fn a_bad_key_in_a_section_shared_with_the_engine_is_named() {
+        for (text, key) in [
+            (
+                "[memory]\nglobal_capacity_mb = \"big\"\n",
+                "global_capacity_mb",
+            ),
+            ("[limits]\nmax_databases = -1\n", "max_databases"),
+            ("[memory]\nper_db_limt_mb = 7\n", "per_db_limt_mb"),
+            ("[limits]\nmax_dept = 7\n", "max_dept"),
+            ("[limits]\nmax_depth = \"deep\"\n", "max_depth"),
+            ("[memory]\ncache_mb = -1\n", "cache_mb"),
+        ] {
+            let e = ServerConfig::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let e = ServerConfig::from_toml("[memory]\nper_db_limit_mb = 0\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("memory.per_db_limit_mb"), "{e}");
     }
 }

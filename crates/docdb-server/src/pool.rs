@@ -102,7 +102,7 @@ impl Pool {
     pub fn open(cfg: ServerConfig) -> anyhow::Result<Pool> {
         let lock = DataDirLock::acquire(&cfg)?;
         let catalog = Catalog::open_with_limit(&cfg.data_dir, cfg.limits.max_databases)?;
-        let global = MemoryBudget::new(cfg.memory.global_capacity_mb.saturating_mul(1 << 20));
+        let global = MemoryBudget::new(cfg.memory.global_capacity_bytes());
         let cfg_max_open = cfg.db.max_open_dbs;
         Ok(Pool {
             cfg,

@@ -61,7 +61,7 @@ impl FdPlan {
         .max(1);
         let db_fds = avail.saturating_sub(max_connections * FDS_PER_CONNECTION);
         let by_fds = (db_fds / FDS_PER_DB).max(1);
-        let by_memory = (cfg.memory.global_capacity_mb << 20) / MEMORY_PER_OPEN_DB;
+        let by_memory = cfg.memory.global_capacity_bytes() / MEMORY_PER_OPEN_DB;
         let max_open_dbs = match cfg.db.max_open_dbs {
             0 => by_fds.min(by_memory).max(1),
             n => n as u64,

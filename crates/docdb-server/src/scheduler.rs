@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
-use crate::config::Policy;
+use crate::config::{Policy, SchedSection};
 use crate::reply::Task;
 
 /// Serves one batch of one database's requests. Must answer every task, directly or
@@ -38,20 +38,6 @@ pub type Handler = dyn Fn(u64, Vec<Task>) -> Option<AfterRelease> + Send + Sync;
 /// The rest of a batch's work, run once its database's queue is free for the next
 /// worker.
 pub type AfterRelease = Box<dyn FnOnce() + Send>;
-
-/// Scheduler settings (from `[sched]`).
-#[derive(Debug, Clone)]
-pub struct SchedConfig {
-    pub queue_depth: usize,
-    pub min_workers: usize,
-    pub max_workers: usize,
-    pub worker_expiry: Duration,
-    pub prealloc: bool,
-    pub policy: Policy,
-    pub max_batch: usize,
-    /// How long one idle worker polls for work before it sleeps; zero: never.
-    pub spin: Duration,
-}
 
 #[derive(Default)]
 struct DbQueue {
@@ -135,7 +121,9 @@ pub enum Rejected {
 
 /// The scheduler. Cheap to share (`Arc`).
 pub struct Scheduler {
-    cfg: SchedConfig,
+    cfg: SchedSection,
+    /// `cfg.min_workers()`, resolved once.
+    min_workers: usize,
     q: Mutex<Queues>,
     work: Condvar,
     all_exited: Condvar,
@@ -170,8 +158,9 @@ pub struct SchedStats {
 }
 
 impl Scheduler {
-    pub fn new(cfg: SchedConfig, handler: Arc<Handler>) -> Arc<Scheduler> {
+    pub fn new(cfg: SchedSection, handler: Arc<Handler>) -> Arc<Scheduler> {
         let s = Arc::new_cyclic(|me| Scheduler {
+            min_workers: cfg.min_workers(),
             cfg,
             q: Mutex::new(Queues::default()),
             work: Condvar::new(),
@@ -185,7 +174,7 @@ impl Scheduler {
         let start = if s.cfg.prealloc {
             s.cfg.max_workers
         } else {
-            s.cfg.min_workers
+            s.min_workers
         };
         for _ in 0..start {
             s.q.lock().workers += 1;
@@ -352,7 +341,7 @@ impl Scheduler {
                 .wait_for(&mut q, self.cfg.worker_expiry)
                 .timed_out();
             q.idle -= 1;
-            if timed_out && q.ready.is_empty() && q.workers > self.cfg.min_workers && !q.stopping {
+            if timed_out && q.ready.is_empty() && q.workers > self.min_workers && !q.stopping {
                 break;
             }
         }
@@ -480,10 +469,10 @@ mod tests {
         }
     }
 
-    fn cfg(policy: Policy) -> SchedConfig {
-        SchedConfig {
+    fn cfg(policy: Policy) -> SchedSection {
+        SchedSection {
             queue_depth: 4,
-            min_workers: 1,
+            workers: 1,
             max_workers: 2,
             worker_expiry: Duration::from_millis(50),
             prealloc: false,

@@ -20,7 +20,7 @@ use crate::config::ServerConfig;
 use crate::context::Context;
 use crate::global_pool::GlobalPool;
 use crate::pool::Pool;
-use crate::scheduler::{Handler, SchedConfig, Scheduler};
+use crate::scheduler::{Handler, Scheduler};
 use crate::{cmd, connection, http, resources};
 
 /// Runs the server until a signal stops it.
@@ -120,19 +120,7 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         let ctx = weak.upgrade()?;
         cmd::serve_batch(&ctx, db, tasks)
     });
-    let sched = Scheduler::new(
-        SchedConfig {
-            queue_depth: cfg.sched.queue_depth,
-            min_workers: cfg.min_workers(),
-            max_workers: cfg.sched.max_workers,
-            worker_expiry: cfg.sched.worker_expiry,
-            prealloc: cfg.sched.prealloc,
-            policy: cfg.sched.policy,
-            max_batch: cfg.sched.max_batch,
-            spin: cfg.sched.spin,
-        },
-        handler,
-    );
+    let sched = Scheduler::new(cfg.sched.clone(), handler);
     ctx.set_scheduler(sched.clone());
     let weak_sched = Arc::downgrade(&sched);
     ctx.pool.set_busy_check(Box::new(move |db| {

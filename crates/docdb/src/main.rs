@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use docdb_core::FsyncMode;
 use docdb_server::config::{parse_mode, Policy, ServerConfig};
 
@@ -47,7 +47,7 @@ const CONFIG_HELP: &str = concat!(
 /// Where the data is (for the offline tools; the server must be stopped).
 #[derive(Args, Clone)]
 struct ToolArgs {
-    /// Data directory [default: ./data].
+    /// Data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// WAL directory, if the server runs with --wal-dir.
@@ -146,25 +146,27 @@ fn run_tool(cmd: Command) -> ExitCode {
     }
 }
 
-/// Flags keep the original's names; each overrides the config file.
+/// Flags keep the original's names; each overrides one key of the config file
+/// ([`FLAG_KEYS`]), and its help names that key and its default, taken from
+/// `ServerConfig::default()` ([`command`]), so no default is written here.
 #[derive(Args, Clone, Default)]
 struct ServeArgs {
     /// TOML configuration file (every key is listed at the end of `docdb serve --help`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Directory holding the catalog and every database [default: ./data].
+    /// Directory holding the catalog and every database.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Unix socket path [default: /tmp/docdb.sock].
+    /// Unix socket path.
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Socket file mode, octal [default: 0600].
+    /// Socket file mode, octal.
     #[arg(long, value_parser = parse_mode)]
     socket_mode: Option<u32>,
-    /// Global memory capacity for live documents, MiB [default: 1024].
+    /// Global memory capacity for live documents, MiB.
     #[arg(long, value_name = "MB")]
     memory_global: Option<u64>,
-    /// Per-database memory limit, MiB [default: 256].
+    /// Per-database memory limit, MiB.
     #[arg(long, value_name = "MB")]
     memory_per_db: Option<u64>,
     /// Put the WAL of each database under this directory instead of the data dir.
@@ -173,36 +175,81 @@ struct ServeArgs {
     /// Same as --fsync-mode; also accepts true (= group) and false (= none).
     #[arg(long, value_name = "MODE")]
     wal_fsync: Option<String>,
-    /// always | group | interval | none [default: group].
+    /// always | group | interval | none.
     #[arg(long, value_parser = parse_fsync)]
     fsync_mode: Option<FsyncMode>,
-    /// WAL segment size, MiB [default: 64].
+    /// WAL segment size, MiB.
     #[arg(long, value_name = "MB")]
     wal_max_size: Option<u64>,
-    /// Per-database request queue depth [default: 100].
+    /// Per-database request queue depth.
     #[arg(long)]
     queue_depth: Option<usize>,
-    /// Compact a data file above this size, MiB [default: 100].
+    /// Compact a data file above this size, MiB.
     #[arg(long, value_name = "MB")]
     compact_size: Option<u64>,
-    /// ...when more than this fraction of it is dead [default: 0.3].
+    /// ...when more than this fraction of it is dead.
     #[arg(long)]
     compact_ratio: Option<f64>,
-    /// Worker threads kept alive; 0 = auto [default: 0].
+    /// Worker threads kept alive; 0 = auto.
     #[arg(long)]
     workers: Option<usize>,
-    /// Maximum concurrent client connections; 0 = unlimited [default: 1024].
+    /// Maximum concurrent client connections; 0 = unlimited.
     #[arg(long)]
     max_connections: Option<usize>,
     /// Serve GET /metrics and /healthz on this address (e.g. 127.0.0.1:9187).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
-    /// Scheduler policy: fair | deepest | round_robin [default: fair].
+    /// Scheduler policy: fair | deepest | round_robin.
     #[arg(long)]
     policy: Option<Policy>,
-    /// error | warn | info | debug | trace [default: info].
+    /// error | warn | info | debug | trace.
     #[arg(long)]
     log_level: Option<String>,
+}
+
+/// The configuration key each flag overrides (`build_config` applies them).
+const FLAG_KEYS: &[(&str, &str)] = &[
+    ("data_dir", "data_dir"),
+    ("socket", "socket"),
+    ("socket_mode", "socket_mode"),
+    ("memory_global", "memory.global_capacity_mb"),
+    ("memory_per_db", "memory.per_db_limit_mb"),
+    ("wal_dir", "wal_dir"),
+    ("wal_fsync", "wal.fsync.mode"),
+    ("fsync_mode", "wal.fsync.mode"),
+    ("wal_max_size", "wal.max_file_size_mb"),
+    ("queue_depth", "sched.queue_depth"),
+    ("compact_size", "compaction.size_mb"),
+    ("compact_ratio", "compaction.tombstone_ratio"),
+    ("workers", "sched.workers"),
+    ("max_connections", "max_connections"),
+    ("http", "http"),
+    ("policy", "sched.policy"),
+    ("log_level", "log_level"),
+];
+
+/// The CLI with every flag's help ending in the key it overrides and its default.
+fn command() -> clap::Command {
+    fn annotate(mut cmd: clap::Command) -> clap::Command {
+        for (id, key) in FLAG_KEYS {
+            if cmd.get_arguments().any(|a| a.get_id() == id) {
+                let note = match ServerConfig::default_value(key) {
+                    Some(d) => format!("[{key}, default: {d}]"),
+                    None => format!("[{key}]"),
+                };
+                cmd = cmd.mut_arg(id, |a| {
+                    let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    a.help(format!("{help} {note}"))
+                });
+            }
+        }
+        cmd
+    }
+    let mut cli = annotate(Cli::command());
+    for sub in ["serve", "check", "dump", "restore"] {
+        cli = cli.mut_subcommand(sub, annotate);
+    }
+    cli
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncMode, String> {
@@ -234,7 +281,7 @@ fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     set!(a.socket, c.socket);
     set!(a.socket_mode, c.socket_mode);
     set!(a.memory_global, c.memory.global_capacity_mb);
-    set!(a.memory_per_db, c.memory.per_db_limit_mb);
+    set!(a.memory_per_db, c.memory.engine.per_db_limit_mb);
     if a.wal_dir.is_some() {
         c.wal_dir = a.wal_dir.clone();
     }
@@ -272,7 +319,7 @@ fn init_logging(c: &ServerConfig) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
         None => cli.serve,
@@ -293,5 +340,60 @@ fn main() -> ExitCode {
             eprintln!("docdb: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_names_a_config_key_and_its_default() {
+        let cmd = command();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        for (id, key) in FLAG_KEYS {
+            assert!(
+                serve.get_arguments().any(|a| a.get_id() == id),
+                "no flag --{id}"
+            );
+            let optional = ["wal_dir", "http"].contains(key);
+            assert!(
+                ServerConfig::default_value(key).is_some() || optional,
+                "{key} is not a config key"
+            );
+        }
+        // Every flag of `serve` but --config is in the table.
+        for a in serve.get_arguments() {
+            let id = a.get_id().as_str();
+            assert!(
+                ["config", "help"].contains(&id) || FLAG_KEYS.iter().any(|(f, _)| *f == id),
+                "--{id} is missing from FLAG_KEYS"
+            );
+        }
+        let help = serve.clone().render_long_help().to_string();
+        assert!(
+            help.contains("[memory.per_db_limit_mb, default: 256]"),
+            "{help}"
+        );
+        assert!(help.contains("[socket_mode, default: 0600]"), "{help}");
+        assert!(
+            help.contains("[compaction.tombstone_ratio, default: 0.3]"),
+            "{help}"
+        );
+        // ... and still ends with the shipped example.
+        assert!(help.contains("[wal.fsync]"), "{help}");
+    }
+
+    #[test]
+    fn a_flag_overrides_the_key_it_names() {
+        let c = build_config(&ServeArgs {
+            memory_per_db: Some(7),
+            policy: Some(Policy::Deepest),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.memory.engine.per_db_limit_mb, 7);
+        assert_eq!(c.engine().memory.per_db_limit_mb, 7);
+        assert_eq!(c.sched.policy, Policy::Deepest);
     }
 }

@@ -117,7 +117,7 @@ pub fn run(
     };
     let catalog = Catalog::open(&cfg.data_dir)?;
     // Refuse before writing anything, so a refused restore changes nothing anywhere.
-    let max_depth = cfg.limits.max_depth;
+    let max_depth = cfg.limits.engine.max_depth;
     for (name, colls) in &plan {
         docdb_core::name::validate_db_name(name)?;
         for (coll, docs) in colls {
