@@ -11,7 +11,8 @@
 //!   [`datadir`]: the data directory's `LOCK` (one owner at a time) and its modes.
 //! - [`resources`]: the open-file limit, shared between connections and databases.
 //! - [`metrics`]: Prometheus. [`errors`]: classification and transient retry.
-//! - [`global_pool`]: the fixed threads of server-wide commands.
+//! - [`global_pool`]: the fixed threads of server-wide commands. [`healing`]: the
+//!   background healer (open and closed databases).
 //! - [`reply`]: a queued request and the guarantee it is answered once.
 //! - [`tools`]: the offline `check`, `dump` and `restore`.
 
@@ -23,6 +24,7 @@ pub mod context;
 pub mod datadir;
 pub mod errors;
 pub mod global_pool;
+pub mod healing;
 pub mod http;
 pub mod metrics;
 pub mod pool;

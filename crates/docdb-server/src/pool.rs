@@ -10,13 +10,14 @@
 //! (once a minute at most).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use docdb_core::error::msg;
-use docdb_core::{Database, MemoryBudget, OpenOptions};
+use docdb_core::{Database, HealStats, MemoryBudget, OpenOptions};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 
@@ -56,6 +57,22 @@ struct Slot {
     /// Milliseconds since the pool started, at last use.
     last_used: AtomicU64,
     remembered: Mutex<Remembered>,
+    /// Healing statistics of the database's earlier openings since the server started,
+    /// and of the background healer's offline scans while it was closed (not written:
+    /// a restart starts them afresh, as v0.3 did).
+    heal: Mutex<HealStats>,
+}
+
+/// Adds `b`'s counts to `a`, keeps the later times (not the unrecoverable list: that
+/// is the open database's to tell).
+fn add_heal_stats(a: &mut HealStats, b: &HealStats) {
+    a.total_scans += b.total_scans;
+    a.documents_healed += b.documents_healed;
+    a.documents_corrupted += b.documents_corrupted;
+    a.on_demand_healings += b.on_demand_healings;
+    a.background_healings += b.background_healings;
+    a.last_scan_time = a.last_scan_time.max(b.last_scan_time);
+    a.last_healing_time = a.last_healing_time.max(b.last_healing_time);
 }
 
 pub struct Pool {
@@ -304,6 +321,7 @@ impl Pool {
                     wal_bytes: s.wal_bytes,
                     live_docs: s.live_docs,
                 };
+                add_heal_stats(&mut slot.heal.lock(), &db.heal_stats());
                 *slot.remembered.lock() = r;
                 self.closed_txns.fetch_add(s.tx_count, Ordering::Relaxed);
                 self.open.fetch_sub(1, Ordering::Relaxed);
@@ -366,6 +384,74 @@ impl Pool {
             .into_iter()
             .filter_map(|(id, s)| s.db.lock().as_ref().map(|d| (id, d.clone())))
             .collect()
+    }
+
+    /// Healing statistics of database `id` since the server started: its earlier
+    /// openings, offline scans while closed, and the open database's own (whose
+    /// unrecoverable list it is). `None` if it was not used since the server started.
+    pub fn heal_stats(&self, id: u64) -> Option<HealStats> {
+        let slot = self.slots.lock().get(&id).cloned()?;
+        let open = slot.db.lock().clone();
+        let mut s = slot.heal.lock().clone();
+        s.unrecoverable.clear();
+        if let Some(db) = open {
+            let now = db.heal_stats();
+            add_heal_stats(&mut s, &now);
+            s.unrecoverable = now.unrecoverable;
+        }
+        Some(s)
+    }
+
+    /// When database `id` was last scanned for corrupt documents (HealAll or the
+    /// background scan), while open or closed, since the server started.
+    pub fn last_scan(&self, id: u64) -> Option<SystemTime> {
+        self.heal_stats(id).and_then(|s| s.last_scan_time)
+    }
+
+    /// Records a scan of closed database `id` (the background healer's offline verify).
+    pub fn note_scan(&self, id: u64, at: SystemTime) {
+        let slot = self.slots.lock().entry(id).or_default().clone();
+        let mut h = slot.heal.lock();
+        h.total_scans += 1;
+        h.last_scan_time = h.last_scan_time.max(Some(at));
+    }
+
+    /// The handle of database `id` if it is open now (never opens it).
+    pub fn get_if_open(&self, id: u64) -> Option<Arc<Database>> {
+        let slot = self.slots.lock().get(&id).cloned()?;
+        let db = slot.db.lock().clone();
+        db
+    }
+
+    /// Runs `f` on the directory (and WAL directory) of database `id` while it is
+    /// closed, keeping it closed meanwhile: a request that would open it waits until
+    /// `f` returns. `None` (and `f` not run) if it is open, unknown, or the pool is
+    /// stopping.
+    pub fn with_closed<R>(&self, id: u64, f: impl FnOnce(&Path, Option<&Path>) -> R) -> Option<R> {
+        if self.is_stopped() {
+            return None;
+        }
+        let entry = self.catalog.get(id)?;
+        let slot = self.slots.lock().entry(id).or_default().clone();
+        let guard = slot.db.lock();
+        if guard.is_some() || self.is_stopped() {
+            return None;
+        }
+        let dir = self.db_dir(&entry.name);
+        let wal_dir = self.cfg.wal_dir.as_ref().map(|w| w.join(&entry.name));
+        let r = f(&dir, wal_dir.as_deref());
+        drop(guard);
+        Some(r)
+    }
+
+    /// Closes database `id` if it is open, idle (no requests queued or in service)
+    /// and nobody else holds it. Returns true if closed.
+    pub fn close_if_idle(&self, id: u64) -> bool {
+        if self.busy.get().is_some_and(|busy| busy(id)) {
+            return false;
+        }
+        let slot = self.slots.lock().get(&id).cloned();
+        slot.is_some_and(|s| self.try_close(id, &s))
     }
 
     /// Open databases that refuse writes after an I/O failure, by id.

@@ -21,7 +21,7 @@ use crate::context::Context;
 use crate::global_pool::GlobalPool;
 use crate::pool::Pool;
 use crate::scheduler::{Handler, Scheduler};
-use crate::{cmd, connection, http, resources};
+use crate::{cmd, connection, healing, http, resources};
 
 /// Runs the server until a signal stops it.
 pub fn run(cfg: ServerConfig) -> anyhow::Result<()> {
@@ -127,6 +127,8 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         weak_sched.upgrade().is_some_and(|s| s.has_work(db))
     }));
 
+    healing::spawn(&ctx).context("starting the background healer")?;
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     // The HTTP address is bound first: if it fails, no socket file is left behind.
@@ -148,10 +150,7 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = tick.tick() => {
                         let c = ctx.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
-                            c.pool.close_idle();
-                            background_heal(&c);
-                        })
+                        let _ = tokio::task::spawn_blocking(move || c.pool.close_idle())
                         .await;
                     }
                     _ = stop.changed() => return,
@@ -250,33 +249,6 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Runs the background healing scan of every open database whose last scan is older
-/// than `healing.interval_secs`.
-fn background_heal(ctx: &Context) {
-    let every = Duration::from_secs(ctx.cfg.healing.interval_secs);
-    for (id, db) in ctx.pool.open_dbs() {
-        // The first scan is due one interval after the database was opened.
-        let since = db.heal_stats().last_scan_time.unwrap_or(db.opened_at());
-        let due = since.elapsed().is_ok_and(|age| age >= every);
-        if !due || ctx.pool.is_stopped() {
-            continue;
-        }
-        ctx.metrics.healing_operations.inc();
-        match db.heal_scan() {
-            Ok(r) => {
-                ctx.metrics.documents_healed.inc_by(r.healed.len() as u64);
-                tracing::debug!(
-                    db = id,
-                    scanned = r.scanned,
-                    healed = r.healed.len(),
-                    "background healing scan"
-                );
-            }
-            Err(e) => tracing::warn!(db = id, error = %e, "background healing scan failed"),
-        }
-    }
 }
 
 /// Tells a client over `max_connections`, or arriving while file descriptors are

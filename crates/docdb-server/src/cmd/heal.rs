@@ -71,9 +71,14 @@ fn rfc3339(t: Option<std::time::SystemTime>) -> String {
     .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
 }
 
-/// HealStats (11): JSON with the v0.3 field names.
-pub fn heal_stats(db: &Database) -> (Status, Vec<u8>) {
-    let s = db.heal_stats();
+/// HealStats (11): JSON with the v0.3 field names. The figures cover the server's
+/// life, across closes and reopens of the database and the background healer's
+/// offline scans while it was closed.
+pub fn heal_stats(ctx: &Context, db_id: u64, db: &Database) -> (Status, Vec<u8>) {
+    let s = ctx
+        .pool
+        .heal_stats(db_id)
+        .unwrap_or_else(|| db.heal_stats());
     let r = Reply {
         total_scans: s.total_scans,
         documents_healed: s.documents_healed,

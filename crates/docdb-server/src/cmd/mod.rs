@@ -226,7 +226,7 @@ fn serve_one(
         Command::ListCollections => list_collections::run(db),
         Command::Heal => heal::heal(ctx, db, &task.req),
         Command::HealAll => heal::heal_all(ctx, db),
-        Command::HealStats => heal::heal_stats(db),
+        Command::HealStats => heal::heal_stats(ctx, task.req.db_id, db),
         Command::CloseDb => (Status::Ok, Vec::new()),
         _ => (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec()),
     };
