@@ -5,7 +5,11 @@
 //!
 //! ```text
 //! header  := magic "DOCDBIDX" (8)  version u32 = 1  data_generation u64  data_len u64
-//!            seq u64  body_len u64  crc u32 (crc32c of the 44 bytes before it)
+//!            seq u64  body_len u64  tail_crc u32  crc u32 (crc32c of the 48 bytes
+//!            before it)
+//!            tail_crc = crc32c of the data file's last 4 KiB before data_len (less
+//!            in a shorter file): a snapshot of another file of the same generation
+//!            (another database's, a rewritten one) does not match it
 //! body    := collection*                       (sorted by name, names unique)
 //! coll    := name_len u16  name[name_len]  state u8 (0: documents only, no create or
 //!            delete record seen; 1: created; 2: deleted)  state_seq u64  doc_count u64
@@ -30,7 +34,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::Checkpoint;
-use crate::data::file::HEADER_LEN as DATA_HEADER;
+use crate::data::file::{DataFile, HEADER_LEN as DATA_HEADER};
 use crate::data::record::FIXED;
 use crate::index::Version;
 use crate::rebuild::{CollState, DocSet, Rebuild, RebuiltColl};
@@ -38,7 +42,9 @@ use crate::storage::{OpenMode, Storage};
 
 const MAGIC: &[u8; 8] = b"DOCDBIDX";
 const VERSION: u32 = 1;
-const HEADER: usize = 48;
+const HEADER: usize = 52;
+/// Bytes before `data_len` covered by `tail_crc`.
+const TAIL: u64 = 4096;
 const DOC: usize = 29;
 /// Longest collection name a data record can carry.
 const MAX_NAME: usize = 64;
@@ -89,7 +95,15 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
 }
 
 /// Encodes a snapshot of `colls` (a finished [`Rebuild`] of the prefix `key` names).
-pub(crate) fn encode(key: SnapshotKey, colls: &[RebuiltColl]) -> Vec<u8> {
+/// The `tail_crc` of `data` for a snapshot covering `data_len` bytes.
+pub(crate) fn tail_crc(data: &DataFile, data_len: u64) -> io::Result<u32> {
+    let from = data_len.saturating_sub(TAIL);
+    Ok(crc32c::crc32c(
+        &data.read_raw(from, (data_len - from) as usize)?,
+    ))
+}
+
+pub(crate) fn encode(key: SnapshotKey, tail: u32, colls: &[RebuiltColl]) -> Vec<u8> {
     let body_len: usize = colls
         .iter()
         .map(|c| 2 + c.name.len() + 1 + 8 + 8 + DOC * c.docs.len())
@@ -101,6 +115,7 @@ pub(crate) fn encode(key: SnapshotKey, colls: &[RebuiltColl]) -> Vec<u8> {
     b.extend_from_slice(&key.data_len.to_le_bytes());
     b.extend_from_slice(&key.seq.to_le_bytes());
     b.extend_from_slice(&(body_len as u64).to_le_bytes());
+    b.extend_from_slice(&tail.to_le_bytes());
     let crc = crc32c::crc32c(&b);
     b.extend_from_slice(&crc.to_le_bytes());
     for c in colls {
@@ -127,13 +142,13 @@ pub(crate) fn encode(key: SnapshotKey, colls: &[RebuiltColl]) -> Vec<u8> {
     b
 }
 
-fn decode_header(b: &[u8]) -> Result<(SnapshotKey, u64), String> {
+fn decode_header(b: &[u8]) -> Result<(SnapshotKey, u64, u32), String> {
     let h = b.get(..HEADER).ok_or("it is shorter than its header")?;
     if &h[0..8] != MAGIC {
         return Err("bad magic".into());
     }
-    let crc = u32::from_le_bytes(arr(&h[44..48]));
-    if crc32c::crc32c(&h[..44]) != crc {
+    let crc = u32::from_le_bytes(arr(&h[48..52]));
+    if crc32c::crc32c(&h[..48]) != crc {
         return Err("header checksum mismatch".into());
     }
     let version = u32::from_le_bytes(arr(&h[8..12]));
@@ -145,7 +160,11 @@ fn decode_header(b: &[u8]) -> Result<(SnapshotKey, u64), String> {
         data_len: u64::from_le_bytes(arr(&h[20..28])),
         seq: u64::from_le_bytes(arr(&h[28..36])),
     };
-    Ok((key, u64::from_le_bytes(arr(&h[36..44]))))
+    Ok((
+        key,
+        u64::from_le_bytes(arr(&h[36..44])),
+        u32::from_le_bytes(arr(&h[44..48])),
+    ))
 }
 
 fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
@@ -181,8 +200,8 @@ impl<'a> Body<'a> {
 
 /// Decodes a whole snapshot file into the state it describes (documents in the
 /// generation it names). Every field is checked; the first problem is the error.
-pub(crate) fn decode(b: &[u8]) -> Result<(SnapshotKey, Rebuild), String> {
-    let (key, body_len) = decode_header(b)?;
+pub(crate) fn decode(b: &[u8]) -> Result<(SnapshotKey, u32, Rebuild), String> {
+    let (key, body_len, tail) = decode_header(b)?;
     let want = (HEADER as u64)
         .checked_add(body_len)
         .and_then(|n| n.checked_add(4))
@@ -278,7 +297,7 @@ pub(crate) fn decode(b: &[u8]) -> Result<(SnapshotKey, Rebuild), String> {
         }
         last_name = Some(name);
     }
-    Ok((key, rb))
+    Ok((key, tail, rb))
 }
 
 /// The `INDEX` file on disk, known whole and true for the current generation.
@@ -320,6 +339,7 @@ pub(crate) fn load(
     storage: &dyn Storage,
     dir: &Path,
     c: &Checkpoint,
+    data: &DataFile,
 ) -> Result<Option<Loaded>, String> {
     let p = path(dir);
     let f = match storage.open(&p, OpenMode::Read) {
@@ -334,18 +354,28 @@ pub(crate) fn load(
     if len >= HEADER as u64 {
         f.read_exact_at(&mut head, 0)
             .map_err(|e| fail(e.to_string()))?;
-        let (key, _) = decode_header(&head).map_err(fail)?;
+        let (key, _, tail) = decode_header(&head).map_err(fail)?;
         if let Some(why) = key.mismatch(c) {
             return Err(fail(why));
+        }
+        if tail_crc(data, key.data_len).map_err(|e| fail(e.to_string()))? != tail {
+            return Err(fail(
+                "it describes other bytes than the data file holds (another database's?)".into(),
+            ));
         }
     }
     let size = usize::try_from(len).map_err(|_| fail("too large".into()))?;
     let mut b = vec![0u8; size];
     f.read_exact_at(&mut b, 0)
         .map_err(|e| fail(e.to_string()))?;
-    let (key, rebuild) = decode(&b).map_err(fail)?;
+    let (key, tail, rebuild) = decode(&b).map_err(fail)?;
     if let Some(why) = key.mismatch(c) {
         return Err(fail(why));
+    }
+    if tail_crc(data, key.data_len).map_err(|e| fail(e.to_string()))? != tail {
+        return Err(fail(
+            "it describes other bytes than the data file holds (another database's?)".into(),
+        ));
     }
     let entries = rebuild.docs.values().map(DocSet::len).sum::<usize>() as u64;
     Ok(Some(Loaded {
@@ -416,10 +446,12 @@ mod tests {
             seq: 8,
         };
         let (colls, _) = rb.finish();
-        (key, encode(key, &colls))
+        (key, encode(key, 77, &colls))
     }
 
-    fn summary(rb: Rebuild) -> Vec<(String, Option<CollState>, Vec<(u64, Version)>)> {
+    type Summary = Vec<(String, Option<CollState>, Vec<(u64, Version)>)>;
+
+    fn summary(rb: Rebuild) -> Summary {
         rb.finish()
             .0
             .into_iter()
@@ -430,8 +462,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let (key, b) = sample();
-        let (k, rb) = decode(&b).unwrap();
-        assert_eq!(k, key);
+        let (k, tail, rb) = decode(&b).unwrap();
+        assert_eq!((k, tail), (key, 77));
         let got = summary(rb);
         let names: Vec<&str> = got.iter().map(|c| c.0.as_str()).collect();
         assert_eq!(names, ["_default", "gone", "users"]);
@@ -450,8 +482,8 @@ mod tests {
             .collect();
         assert_eq!(users, [(1, 5, false), (7, 8, true)]);
         // Encoding what was decoded gives the same bytes.
-        let (k, rb) = decode(&b).unwrap();
-        assert_eq!(encode(k, &rb.finish().0), b);
+        let (k, tail, rb) = decode(&b).unwrap();
+        assert_eq!(encode(k, tail, &rb.finish().0), b);
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl Inner {
         let built = (|| -> Result<Option<Rebuild>> {
             let base = match on_disk {
                 Some(d) if d.key.generation == key.generation => {
-                    match index_snapshot::load(&storage, &self.dir, ckpt) {
+                    match index_snapshot::load(&storage, &self.dir, ckpt, file) {
                         Ok(Some(l)) => Some(l),
                         Ok(None) => None,
                         Err(why) => {
@@ -195,10 +195,13 @@ impl Inner {
             }
         };
         let (colls, _) = rb.finish();
-        let bytes = index_snapshot::encode(key, &colls);
+        let stored = index_snapshot::tail_crc(file, key.data_len).and_then(|tail| {
+            let bytes = index_snapshot::encode(key, tail, &colls);
+            index_snapshot::store(&storage, &self.dir, &bytes).map(|()| bytes)
+        });
         drop(colls);
-        match index_snapshot::store(&storage, &self.dir, &bytes) {
-            Ok(()) => {
+        match stored {
+            Ok(bytes) => {
                 self.io.lock().index_snapshot = Some(index_snapshot::OnDisk {
                     key,
                     file_len: bytes.len() as u64,

@@ -176,7 +176,7 @@ fn rebuild_index(
     } else if short {
         Err("the data file is shorter than the checkpoint".to_string())
     } else {
-        snap::load(&storage, &p.dir, ckpt)
+        snap::load(&storage, &p.dir, ckpt, data)
     };
     let (mut rb, scan_from, mut snapshot) = match loaded {
         Ok(Some(l)) => {
@@ -364,14 +364,12 @@ fn make_durable(
     let mut snapshot = idx.snapshot;
     let key = SnapshotKey::of(&new_ckpt);
     if !idx.damaged && snap::worth_rewriting(snapshot, key, false) {
-        let bytes = snap::encode(key, &colls);
-        match snap::store(&StdStorage, &p.dir, &bytes) {
-            Ok(()) => {
-                snapshot = Some(OnDisk {
-                    key,
-                    file_len: bytes.len() as u64,
-                })
-            }
+        let stored = snap::tail_crc(data, key.data_len).and_then(|tail| {
+            let bytes = snap::encode(key, tail, &colls);
+            snap::store(&StdStorage, &p.dir, &bytes).map(|()| bytes.len() as u64)
+        });
+        match stored {
+            Ok(file_len) => snapshot = Some(OnDisk { key, file_len }),
             // The snapshot only saves time: the next open scans instead.
             Err(e) => tracing::warn!(db = %p.dir.display(), error = %e,
                 "could not write the index snapshot"),
