@@ -55,6 +55,9 @@ pub enum Scenario {
     /// Write `--wal-mb` of WAL, drop the database without closing it, time the reopen
     /// (WAL replay). Embedded only.
     Replay,
+    /// Create databases of `--open-docs` small documents (cached under `--dir` when
+    /// given), close them cleanly, time open + first read (median of 5). Embedded only.
+    Open,
 }
 
 impl Scenario {
@@ -64,6 +67,7 @@ impl Scenario {
             Scenario::Reads => "reads",
             Scenario::Mix => "mix",
             Scenario::Replay => "replay",
+            Scenario::Open => "open",
         }
     }
 }
@@ -204,6 +208,15 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1024)]
     pub wal_mb: u64,
 
+    /// Database sizes `open` times, in documents (add 5000000 for the large one).
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    pub open_docs: Vec<u64>,
+
+    /// `open`: delete the index snapshot before each timed open (the full scan: how
+    /// open behaved before the snapshot existed).
+    #[arg(long)]
+    pub open_without_index: bool,
+
     /// Drop the page cache before the timed reopen of `replay` (needs root), so the
     /// WAL is read from the disk rather than from memory.
     #[arg(long)]
@@ -234,7 +247,7 @@ impl BenchArgs {
     /// The targets this invocation runs, in order.
     pub fn targets(&self) -> Vec<TargetKind> {
         let default = match self.scenario {
-            Scenario::Replay => vec![TargetKind::Embedded],
+            Scenario::Replay | Scenario::Open => vec![TargetKind::Embedded],
             _ => vec![TargetKind::Docdb],
         };
         let mut out: Vec<TargetKind> = Vec::new();

@@ -56,8 +56,16 @@ pub struct RecoveryReport {
     /// WAL commit records replayed since the last checkpoint.
     pub replayed_records: u64,
     pub replayed_bytes: u64,
-    /// Data-file records read to rebuild the index.
+    /// Data-file records read to rebuild the index (only those past the index
+    /// snapshot when it was used).
     pub data_records: u64,
+    /// Documents (and tombstones) whose newest version came from the index snapshot
+    /// `INDEX`; 0 when it was not used.
+    pub snapshot_entries: u64,
+    /// Why the index snapshot was not used and the whole data file was scanned
+    /// (missing, damaged, stale, another generation); `None` when it was used or the
+    /// database had nothing checkpointed to index.
+    pub snapshot_fallback: Option<String>,
     /// What was cut or skipped, one line each. Empty after a clean shutdown or crash
     /// that tore nothing.
     pub dropped: Vec<String>,
@@ -95,6 +103,8 @@ pub(crate) struct Io {
     /// The checkpoint last stored: a checkpoint that would store the same one has
     /// nothing to make durable and skips its fsyncs (closing an idle database is free).
     pub checkpointed: crate::checkpoint::Checkpoint,
+    /// The `INDEX` file on disk, when it is true for the current data generation.
+    pub index_snapshot: Option<crate::index_snapshot::OnDisk>,
 }
 
 pub(crate) struct Inner {
@@ -567,7 +577,7 @@ impl Database {
 
     /// Flushes, checkpoints and closes. Further calls on any handle fail with `Closed`.
     pub fn close(self) -> Result<()> {
-        let r = self.inner.checkpoint().and_then(|()| {
+        let r = self.inner.checkpoint_with(true).and_then(|()| {
             // The zeros written ahead of the log are only of use while it grows.
             Ok(self.inner.io.lock().wal.release_ahead()?)
         });

@@ -24,7 +24,8 @@
 //!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`];
 //!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
-//!   files. `checkpoint`: the `CHECKPOINT` file. [`fsutil`]: private (0600/0700) files
+//!   files. `checkpoint`: the `CHECKPOINT` file; `index_snapshot`: the `INDEX` file
+//!   (the index at a checkpoint), `rebuild`: the newest versions the files describe. [`fsutil`]: private (0600/0700) files
 //!   and directories, atomic replacement.
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
@@ -43,11 +44,13 @@ pub mod faults;
 pub mod fsutil;
 pub mod heal;
 mod index;
+mod index_snapshot;
 pub mod json;
 mod maintenance;
 pub mod memory;
 pub mod name;
 pub mod patch;
+mod rebuild;
 mod recovery;
 mod snapshot;
 pub mod stats;

@@ -16,6 +16,9 @@ use crate::data::record::{self as drec, Kind};
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
+use crate::index_snapshot::{self, SnapshotKey};
+use crate::rebuild::Rebuild;
+use crate::storage::StdStorage;
 use crate::wal::segment::{list_segments, segment_path};
 
 impl Inner {
@@ -89,10 +92,16 @@ impl Inner {
 
     /// See [`crate::Database::checkpoint`].
     pub(crate) fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_with(false)
+    }
+
+    /// A checkpoint; `closing` also brings the index snapshot up to date, so the next
+    /// open scans nothing.
+    pub(crate) fn checkpoint_with(&self, closing: bool) -> Result<()> {
         let _m = self.maintenance_lock.lock();
         self.check_writable()?;
         self.wait_durable(self.last_staged())?;
-        let (file, ckpt) = {
+        let (file, ckpt, changed) = {
             let mut io = self.io.lock();
             if !matches!(
                 self.config.wal.fsync.mode,
@@ -108,31 +117,103 @@ impl Inner {
                 data_generation: io.data.generation,
                 data_len: io.data_len,
             };
-            if ckpt == io.checkpointed {
-                // Nothing written since the last checkpoint: nothing to make durable.
-                return Ok(());
-            }
-            (io.data.clone(), ckpt)
+            // Equal: nothing written since the last checkpoint, nothing to make durable.
+            (io.data.clone(), ckpt, ckpt != io.checkpointed)
         };
-        // The syncer may append past `data_len` meanwhile; the fsync covers at least
-        // everything before it, which is all the checkpoint claims.
-        file.sync()
-            .map_err(|e| self.poison("data file fsync", e.into()))?;
-        self.counters
-            .wal_since_checkpoint
-            .store(0, Ordering::Relaxed);
-        ckpt.store(&self.dir)
-            .map_err(|e| self.poison("CHECKPOINT write", e))?;
-        {
-            // Checkpoints are serialised by the maintenance lock, so none newer was
-            // stored meanwhile.
-            let mut io = self.io.lock();
-            io.checkpointed = ckpt;
+        if changed {
+            // The syncer may append past `data_len` meanwhile; the fsync covers at least
+            // everything before it, which is all the checkpoint claims.
+            file.sync()
+                .map_err(|e| self.poison("data file fsync", e.into()))?;
+            self.counters
+                .wal_since_checkpoint
+                .store(0, Ordering::Relaxed);
+            ckpt.store(&self.dir)
+                .map_err(|e| self.poison("CHECKPOINT write", e))?;
+            {
+                // Checkpoints are serialised by the maintenance lock, so none newer was
+                // stored meanwhile.
+                let mut io = self.io.lock();
+                io.checkpointed = ckpt;
+            }
+            self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            self.trim_wal(ckpt.wal.segment)?;
+            self.prune_index();
         }
-        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.trim_wal(ckpt.wal.segment)?;
-        self.prune_index();
+        self.refresh_index_snapshot(&file, &ckpt, closing);
         Ok(())
+    }
+
+    /// Writes `INDEX` for the stored checkpoint `ckpt` when worth it
+    /// ([`index_snapshot::worth_rewriting`]), built from the data file — the snapshot
+    /// on disk plus a scan of the bytes after it, or a scan of the whole checkpointed
+    /// part after a compaction — never from the live index, whose pruning forgets
+    /// versions a scan would find. Holds no lock but the maintenance lock: writers go
+    /// on meanwhile. A failure only costs the next open a longer scan: it is logged,
+    /// never an error.
+    fn refresh_index_snapshot(&self, file: &DataFile, ckpt: &Checkpoint, closing: bool) {
+        let on_disk = self.io.lock().index_snapshot;
+        let key = SnapshotKey::of(ckpt);
+        if !index_snapshot::worth_rewriting(on_disk, key, closing) {
+            return;
+        }
+        let storage = StdStorage;
+        let started = std::time::Instant::now();
+        let built = (|| -> Result<Option<Rebuild>> {
+            let base = match on_disk {
+                Some(d) if d.key.generation == key.generation => {
+                    match index_snapshot::load(&storage, &self.dir, ckpt, file) {
+                        Ok(Some(l)) => Some(l),
+                        Ok(None) => None,
+                        Err(why) => {
+                            tracing::warn!(db = %self.dir.display(), reason = %why,
+                                "index snapshot unreadable; rebuilding it from a full scan");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let (mut rb, from) = match base {
+                Some(l) => (l.rebuild, l.on_disk.key.data_len),
+                None => (Rebuild::default(), DATA_HEADER),
+            };
+            let mut damaged = false;
+            rb.scan(file, from, ckpt.data_len, |_, _| damaged = true)?;
+            // A damaged stretch: open scans it (and replays the whole WAL) instead.
+            Ok((!damaged).then_some(rb))
+        })();
+        let rb = match built {
+            Ok(Some(rb)) => rb,
+            Ok(None) => {
+                tracing::warn!(db = %self.dir.display(),
+                    "data file has damaged records; no index snapshot written");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(db = %self.dir.display(), error = %e,
+                    "could not build the index snapshot");
+                return;
+            }
+        };
+        let (colls, _) = rb.finish();
+        let stored = index_snapshot::tail_crc(file, key.data_len).and_then(|tail| {
+            let bytes = index_snapshot::encode(key, tail, &colls);
+            index_snapshot::store(&storage, &self.dir, &bytes).map(|()| bytes)
+        });
+        drop(colls);
+        match stored {
+            Ok(bytes) => {
+                self.io.lock().index_snapshot = Some(index_snapshot::OnDisk {
+                    key,
+                    file_len: bytes.len() as u64,
+                });
+                tracing::debug!(db = %self.dir.display(), bytes = bytes.len(),
+                    took = ?started.elapsed(), "index snapshot written");
+            }
+            Err(e) => tracing::warn!(db = %self.dir.display(), error = %e,
+                "could not write the index snapshot"),
+        }
     }
 
     /// Deletes segments wholly before `first_needed`, keeping the newest

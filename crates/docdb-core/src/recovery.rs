@@ -1,17 +1,17 @@
-//! Opening a database: take the directory lock, read the checkpoint, rebuild the index
-//! from the data file, replay the WAL since the checkpoint in one pass, and write a
-//! fresh checkpoint so the next open starts where this one ended.
+//! Opening a database, in steps: take the directory lock, load the checkpoint, choose
+//! the data generation, rebuild the index (from the `INDEX` snapshot plus a scan of the
+//! data file past it, or from a scan of the whole data file), replay the WAL since the
+//! checkpoint in one pass, make the result durable (data file, `CHECKPOINT`, maybe a
+//! fresh `INDEX`), and construct the database. docs/FORMAT.md "Recovery, step by step"
+//! says the same in prose.
 //!
 //! Replay is idempotent per key: a logged operation is applied only when its sequence
 //! number is newer than what the data file already holds for that document or
 //! collection. That makes recovery correct from any checkpoint, and from none.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
-use std::fs;
-use std::path::Path;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,74 +26,47 @@ use crate::data::record::{self as drec, Kind, FIXED};
 use crate::db::{Counters, Database, Inner, Io, OpenOptions, RecoveryReport};
 use crate::error::{Error, Result};
 use crate::index::{Chain, Collection, Version};
+use crate::index_snapshot::{self as snap, OnDisk, SnapshotKey};
 use crate::memory::{MemoryAccount, MemoryBudget};
 use crate::name::DEFAULT_COLLECTION;
+use crate::rebuild::{Rebuild, RebuiltColl};
 use crate::snapshot::Snapshots;
 use crate::stats::GroupCounters;
+use crate::storage::StdStorage;
 use crate::wal::record::WalOp;
 use crate::wal::replay::replay;
 use crate::wal::segment::{list_segments, HEADER_LEN as WAL_HEADER};
 use crate::wal::writer::WalWriter;
 use crate::wal::WalPos;
 
-/// A collection as the files describe it: the newest create or delete wins.
-struct CollState {
-    seq: u64,
-    exists: bool,
+/// Where one database's files live.
+struct Paths {
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    data_dir: PathBuf,
 }
 
-/// The newest version of every document and collection seen so far.
-#[derive(Default)]
-struct Rebuild {
-    colls: HashMap<String, CollState>,
-    // Fx hashing: recovery does a lookup per replayed op, and SipHash dominated it.
-    docs: FxHashMap<String, FxHashMap<u64, Version>>,
-    max_seq: u64,
+/// The index rebuilt from the data file, and where the WAL replay must start.
+struct Rebuilt {
+    rb: Rebuild,
+    /// End of the trusted part of the data file: replay appends from here.
+    durable_len: u64,
+    replay_from: WalPos,
+    /// The commit replay expects first (`None`: whatever comes).
+    first_seq: Option<u64>,
+    /// Records were unreadable or missing: no snapshot may describe this file.
+    damaged: bool,
+    /// The `INDEX` on disk, when it is true for this data generation.
+    snapshot: Option<OnDisk>,
+    /// `CHECKPOINT` existed (else step 6 must write one).
+    had_checkpoint: bool,
 }
 
-impl Rebuild {
-    fn doc(&mut self, coll: &str, id: u64, v: Version) -> bool {
-        self.apply_if_newer(coll, id, v.seq, || v)
-    }
-
-    fn coll(&mut self, name: &str, seq: u64, exists: bool) -> bool {
-        self.max_seq = self.max_seq.max(seq);
-        match self.colls.get(name) {
-            Some(c) if c.seq >= seq => false,
-            _ => {
-                self.colls
-                    .insert(name.to_owned(), CollState { seq, exists });
-                true
-            }
-        }
-    }
-
-    /// Applies a logged op to `coll/id` if `seq` is newer than what is known:
-    /// `make` (which appends the data record) runs only then. One lookup per op.
-    fn apply_if_newer(
-        &mut self,
-        coll: &str,
-        id: u64,
-        seq: u64,
-        make: impl FnOnce() -> Version,
-    ) -> bool {
-        self.max_seq = self.max_seq.max(seq);
-        let m = match self.docs.get_mut(coll) {
-            Some(m) => m,
-            None => self.docs.entry(coll.to_owned()).or_default(),
-        };
-        match m.entry(id) {
-            Entry::Occupied(e) if e.get().seq >= seq => false,
-            Entry::Occupied(mut e) => {
-                e.insert(make());
-                true
-            }
-            Entry::Vacant(e) => {
-                e.insert(make());
-                true
-            }
-        }
-    }
+/// What the WAL replay left.
+struct Replayed {
+    wal: WalWriter,
+    /// End of the data file after replay.
+    end: u64,
 }
 
 pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Database> {
@@ -102,9 +75,27 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         return Err(Error::FailedEarlier { detail: f.what });
     }
     let started = Instant::now();
-    let wal_dir = opts.wal_dir.clone().unwrap_or_else(|| dir.join("wal"));
-    let data_dir = dir.join("data");
-    for d in [dir, &wal_dir, &data_dir] {
+    let paths = Paths {
+        dir: dir.to_path_buf(),
+        wal_dir: opts.wal_dir.clone().unwrap_or_else(|| dir.join("wal")),
+        data_dir: dir.join("data"),
+    };
+    let lock = lock_dirs(&paths)?;
+    let mut report = RecoveryReport::default();
+    let (ckpt, had_checkpoint) = load_checkpoint(&paths, &mut report)?;
+    let data = choose_data_generation(&paths, &ckpt)?;
+    let mut idx = rebuild_index(&paths, &data, &ckpt, had_checkpoint, &mut report)?;
+    let replayed = replay_wal(&paths, &data, &ckpt, &mut idx, &config, &opts, &mut report)?;
+    let (colls, new_ckpt, snapshot) = make_durable(&paths, &data, &ckpt, idx, &replayed)?;
+    report.duration = started.elapsed();
+    construct(
+        paths, config, opts, lock, data, colls, new_ckpt, snapshot, replayed, report,
+    )
+}
+
+/// Step 1: create the directories (private) and take `LOCK`.
+fn lock_dirs(p: &Paths) -> Result<File> {
+    for d in [&p.dir, &p.wal_dir, &p.data_dir] {
         if crate::fsutil::private_dir(d)? {
             tracing::info!(dir = %d.display(), "narrowed the directory's mode to 0700");
         }
@@ -113,42 +104,65 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join("LOCK"))?;
+        .open(p.dir.join("LOCK"))?;
     if lock.try_lock().is_err() {
         return Err(Error::Format(format!(
             "{} is in use by another process",
-            dir.display()
+            p.dir.display()
         )));
     }
-    let mut report = RecoveryReport::default();
-    let loaded = Checkpoint::load(dir)?;
-    let had_checkpoint = loaded.is_some();
-    let ckpt = match loaded {
-        Some(c) => c,
-        None => initial_checkpoint(dir, &data_dir, &wal_dir, &mut report)?,
-    };
+    Ok(lock)
+}
 
+/// Step 2: read `CHECKPOINT` (absent: start from the newest data file and the first WAL
+/// segment; damaged: refuse to open). Returns it and whether the file existed.
+fn load_checkpoint(p: &Paths, report: &mut RecoveryReport) -> Result<(Checkpoint, bool)> {
+    Ok(match Checkpoint::load(&p.dir)? {
+        Some(c) => (c, true),
+        None => (
+            initial_checkpoint(&p.dir, &p.data_dir, &p.wal_dir, report)?,
+            false,
+        ),
+    })
+}
+
+/// Step 3: keep only the checkpoint's data generation and open it.
+fn choose_data_generation(p: &Paths, ckpt: &Checkpoint) -> Result<DataFile> {
     // Other generations are leftovers of a compaction that finished (older) or never
     // got recorded (newer); the checkpoint names the one that holds the data.
-    for g in list_generations(&data_dir)? {
+    for g in list_generations(&p.data_dir)? {
         if g != ckpt.data_generation {
-            fs::remove_file(data_path(&data_dir, g))?;
+            fs::remove_file(data_path(&p.data_dir, g))?;
         }
     }
-    remove_temp_files(&data_dir)?;
-    let data = match DataFile::open(&data_dir, ckpt.data_generation) {
-        Ok(f) => f,
+    remove_temp_files(&p.data_dir)?;
+    match DataFile::open(&p.data_dir, ckpt.data_generation) {
+        Ok(f) => Ok(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && ckpt.data_len <= DATA_HEADER => {
-            DataFile::create(
-                &data_dir,
+            Ok(DataFile::create(
+                &p.data_dir,
                 ckpt.data_generation,
-                data_path(&data_dir, ckpt.data_generation),
-            )?
+                data_path(&p.data_dir, ckpt.data_generation),
+            )?)
         }
-        Err(e) => return Err(Error::Format(e.to_string())),
-    };
+        Err(e) => Err(Error::Format(e.to_string())),
+    }
+}
+
+/// Step 4: the newest version of every document and collection in the checkpointed
+/// part of the data file: from `INDEX` and a scan of the bytes after it when the
+/// snapshot stands for this checkpoint, else from a scan of the whole part (saying
+/// why in the log and the report).
+fn rebuild_index(
+    p: &Paths,
+    data: &DataFile,
+    ckpt: &Checkpoint,
+    had_checkpoint: bool,
+    report: &mut RecoveryReport,
+) -> Result<Rebuilt> {
     let file_len = data.len()?;
-    if file_len < ckpt.data_len {
+    let short = file_len < ckpt.data_len;
+    if short {
         report.dropped.push(format!(
             "{}: {file_len} bytes, but the checkpoint says {} were durable; documents in the missing part are lost unless the WAL still has them",
             data.path.display(),
@@ -159,44 +173,45 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     // trusted: replay rewrites them from the WAL (see `put_chunk`).
     let durable_len = ckpt.data_len.min(file_len);
 
-    let generation = data.generation;
-    let mut rb = Rebuild {
-        max_seq: ckpt.seq,
-        ..Rebuild::default()
+    let storage = StdStorage;
+    let loaded = if !had_checkpoint {
+        Err("no CHECKPOINT to check it against".to_string())
+    } else if short {
+        Err("the data file is shorter than the checkpoint".to_string())
+    } else {
+        snap::load(&storage, &p.dir, ckpt, data)
     };
-    let mut data_records = 0;
-    let mut gaps: Vec<(u64, u64)> = Vec::new();
-    data.scan(
-        durable_len,
-        false,
-        |offset, h, _| {
-            data_records += 1;
-            match h.kind {
-                Kind::Put | Kind::Tombstone => {
-                    rb.doc(
-                        h.collection,
-                        h.doc_id,
-                        Version {
-                            seq: h.seq,
-                            generation,
-                            offset,
-                            len: h.payload_len,
-                            tombstone: h.kind == Kind::Tombstone,
-                        },
-                    );
-                }
-                Kind::CreateCollection => {
-                    rb.coll(h.collection, h.seq, true);
-                }
-                Kind::DeleteCollection => {
-                    rb.coll(h.collection, h.seq, false);
-                }
+    let (mut rb, scan_from, mut snapshot) = match loaded {
+        Ok(Some(l)) => {
+            report.snapshot_entries = l.entries;
+            (l.rebuild, l.on_disk.key.data_len, Some(l.on_disk))
+        }
+        other => {
+            let why = match other {
+                Err(why) => Some(why),
+                // A database that never checkpointed a record has nothing to snapshot.
+                _ => (ckpt.data_len > DATA_HEADER).then(|| "no INDEX file".to_string()),
+            };
+            if let Some(why) = why {
+                tracing::warn!(db = %p.dir.display(), reason = %why,
+                    "index snapshot not used; scanning the whole data file");
+                report.snapshot_fallback = Some(why);
             }
-            Ok(())
-        },
-        |from, to| gaps.push((from, to)),
-    )?;
-    report.data_records = data_records;
+            (Rebuild::default(), DATA_HEADER, None)
+        }
+    };
+    rb.max_seq = rb.max_seq.max(ckpt.seq);
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
+    report.data_records = rb.scan(data, scan_from, durable_len, |from, to| {
+        gaps.push((from, to))
+    })?;
+    let damaged = !gaps.is_empty() || short;
+    if damaged || (snapshot.is_none() && !had_checkpoint) {
+        // IMPORTANT: before any byte of the data file changes below a checkpointed
+        // length, no snapshot may describe it any more (index_snapshot's INVARIANT).
+        snap::remove(&storage, &p.dir)?;
+        snapshot = None;
+    }
     let mut durable_len = durable_len;
     if let Some(&(from, to)) = gaps.last() {
         if to == durable_len {
@@ -210,8 +225,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     // If data-file records were unreadable, the versions they held may be newer than
     // what the index now has: replay every WAL segment still on disk (idempotent per
     // key) to bring back whatever the log still holds.
-    let data_damaged = !gaps.is_empty() || file_len < ckpt.data_len;
-    let (from, first_seq) = if !data_damaged {
+    let (replay_from, first_seq) = if !damaged {
         (ckpt.wal, had_checkpoint.then_some(ckpt.seq + 1))
     } else {
         for (a, b) in &gaps {
@@ -220,7 +234,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
                 data.path.display()
             ));
         }
-        let first = list_segments(&wal_dir)?
+        let first = list_segments(&p.wal_dir)?
             .first()
             .copied()
             .unwrap_or(ckpt.wal.segment);
@@ -232,11 +246,33 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             None,
         )
     };
+    Ok(Rebuilt {
+        rb,
+        durable_len,
+        replay_from,
+        first_seq,
+        damaged,
+        snapshot,
+        had_checkpoint,
+    })
+}
 
-    // Replay the WAL, appending what the data file lacks.
-    let mut end = durable_len;
+/// Step 5: replay the WAL from where step 4 says, appending to the data file what it
+/// lacks, and resume the WAL where replay ended (or in a fresh segment).
+fn replay_wal(
+    p: &Paths,
+    data: &DataFile,
+    ckpt: &Checkpoint,
+    idx: &mut Rebuilt,
+    config: &Config,
+    opts: &OpenOptions,
+    report: &mut RecoveryReport,
+) -> Result<Replayed> {
+    let generation = data.generation;
+    let rb = &mut idx.rb;
+    let mut end = idx.durable_len;
     let mut buf: Vec<u8> = Vec::new();
-    let outcome = replay(&wal_dir, from, first_seq, |rec| {
+    let outcome = replay(&p.wal_dir, idx.replay_from, idx.first_seq, |rec| {
         for op in &rec.ops {
             match op.op {
                 WalOp::Create | WalOp::Update | WalOp::Delete => {
@@ -275,13 +311,13 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
             }
         }
         if buf.len() >= 8 * 1024 * 1024 {
-            put_chunk(&data, &buf, end)?;
+            put_chunk(data, &buf, end)?;
             end += buf.len() as u64;
             buf.clear();
         }
         Ok(())
     })?;
-    put_chunk(&data, &buf, end)?;
+    put_chunk(data, &buf, end)?;
     end += buf.len() as u64;
     // INVARIANT: the file ends where replay ended; nothing untrusted stays behind it.
     if data.len()? != end {
@@ -291,30 +327,77 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     report.replayed_bytes = outcome.bytes;
     report.dropped.extend(outcome.dropped);
 
-    // Resume the WAL where replay ended, or in a fresh segment.
     let faults = opts.faults.clone();
     let max_len = config.wal_segment_bytes();
     let wal = match outcome.end {
         Some(pos) => {
-            WalWriter::open_existing(&wal_dir, pos.segment, pos.offset, max_len, faults.clone())?
+            WalWriter::open_existing(&p.wal_dir, pos.segment, pos.offset, max_len, faults)?
         }
         None => {
             let next = ckpt.wal.segment.max(outcome.last_segment_seen + 1);
-            WalWriter::create(&wal_dir, next, max_len, faults.clone())?
+            WalWriter::create(&p.wal_dir, next, max_len, faults)?
         }
     };
-    // Everything replayed is now in the data file: make it durable and start the next
-    // recovery here.
-    data.sync()?;
-    let new_ckpt = Checkpoint {
-        seq: rb.max_seq,
-        wal: wal.position(),
-        data_generation: generation,
-        data_len: end,
-    };
-    new_ckpt.store(dir)?;
+    Ok(Replayed { wal, end })
+}
 
-    // Build the index from the newest versions.
+/// Step 6: everything replayed is now in the data file: make it durable, start the
+/// next recovery here (a new `CHECKPOINT` unless it is the same), and write a fresh
+/// `INDEX` when the one on disk would leave the next open much to scan.
+fn make_durable(
+    p: &Paths,
+    data: &DataFile,
+    ckpt: &Checkpoint,
+    idx: Rebuilt,
+    replayed: &Replayed,
+) -> Result<(Vec<RebuiltColl>, Checkpoint, Option<OnDisk>)> {
+    data.sync()?;
+    let (colls, max_seq) = idx.rb.finish();
+    let new_ckpt = Checkpoint {
+        seq: max_seq,
+        wal: replayed.wal.position(),
+        data_generation: data.generation,
+        data_len: replayed.end,
+    };
+    if new_ckpt != *ckpt || !idx.had_checkpoint {
+        new_ckpt.store(&p.dir)?;
+    }
+    let mut snapshot = idx.snapshot;
+    let key = SnapshotKey::of(&new_ckpt);
+    if !idx.damaged && snap::worth_rewriting(snapshot, key, false) {
+        let stored = snap::tail_crc(data, key.data_len).and_then(|tail| {
+            let bytes = snap::encode(key, tail, &colls);
+            snap::store(&StdStorage, &p.dir, &bytes).map(|()| bytes.len() as u64)
+        });
+        match stored {
+            Ok(file_len) => snapshot = Some(OnDisk { key, file_len }),
+            // The snapshot only saves time: the next open scans instead.
+            Err(e) => tracing::warn!(db = %p.dir.display(), error = %e,
+                "could not write the index snapshot"),
+        }
+    }
+    Ok((colls, new_ckpt, snapshot))
+}
+
+/// Step 7: the in-memory index from the newest versions, and the database around it.
+#[allow(clippy::too_many_arguments)]
+fn construct(
+    paths: Paths,
+    config: Config,
+    opts: OpenOptions,
+    lock: File,
+    data: DataFile,
+    colls: Vec<RebuiltColl>,
+    new_ckpt: Checkpoint,
+    index_snapshot: Option<OnDisk>,
+    replayed: Replayed,
+    mut report: RecoveryReport,
+) -> Result<Database> {
+    let Paths {
+        dir,
+        wal_dir,
+        data_dir,
+    } = paths;
     let global = opts
         .global_memory
         .clone()
@@ -325,45 +408,53 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         Arc::<str>::from(DEFAULT_COLLECTION),
         Arc::new(Collection::new(DEFAULT_COLLECTION, 0)),
     );
-    for (name, st) in &rb.colls {
-        if st.exists && name != DEFAULT_COLLECTION {
+    for c in &colls {
+        let Some(st) = c.state else { continue };
+        if st.exists && c.name != DEFAULT_COLLECTION {
             collections.insert(
-                Arc::from(name.as_str()),
-                Arc::new(Collection::new(name, st.seq)),
+                Arc::from(c.name.as_str()),
+                Arc::new(Collection::new(&c.name, st.seq)),
             );
         }
     }
     // A collection with live documents but no create or delete record lost that
     // record to damage: it exists (a deleted collection held no live documents).
-    for (name, docs) in &rb.docs {
-        let known = rb.colls.contains_key(name) || name == DEFAULT_COLLECTION;
-        if !known && docs.values().any(|v| !v.tombstone) {
+    for c in &colls {
+        if c.state.is_none()
+            && c.name != DEFAULT_COLLECTION
+            && c.docs.iter().any(|(_, v)| !v.tombstone)
+        {
             report.dropped.push(format!(
-                "collection {name}: its creation record is unreadable; recreated from its documents"
+                "collection {}: its creation record is unreadable; recreated from its documents",
+                c.name
             ));
-            collections.insert(Arc::from(name.as_str()), Arc::new(Collection::new(name, 0)));
+            collections.insert(
+                Arc::from(c.name.as_str()),
+                Arc::new(Collection::new(&c.name, 0)),
+            );
         }
     }
     let mut live_bytes = 0u64;
     let mut mem = 0u64;
-    for (name, docs) in rb.docs {
-        let Some(coll) = collections.get(name.as_str()) else {
+    for c in colls {
+        let Some(coll) = collections.get(c.name.as_str()) else {
             continue;
         };
-        let mut entries: Vec<(u64, Chain)> = docs
+        let name_len = c.name.len();
+        // Sorted input lets the map be built in bulk rather than by insertion.
+        let map: std::collections::BTreeMap<u64, Chain> = c
+            .docs
             .into_iter()
             .filter(|(_, v)| !v.tombstone && v.seq >= coll.created_seq)
             .map(|(id, v)| {
-                live_bytes += (FIXED + name.len()) as u64 + v.len as u64;
+                live_bytes += (FIXED + name_len) as u64 + v.len as u64;
                 mem += v.len as u64 + crate::memory::INDEX_ENTRY_BYTES;
                 (id, Chain::One(v))
             })
             .collect();
-        // Sorted input lets the map be built in bulk rather than by insertion.
-        entries.sort_unstable_by_key(|(id, _)| *id);
         coll.live
-            .store(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        *coll.docs.write() = entries.into_iter().collect();
+            .store(map.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        *coll.docs.write() = map;
     }
     memory.force_add(mem);
 
@@ -372,15 +463,17 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         .filter_map(|&s| fs::metadata(crate::wal::segment::segment_path(&wal_dir, s)).ok())
         .map(|m| m.len())
         .sum();
-    report.duration = started.elapsed();
     if !report.dropped.is_empty() {
         tracing::warn!(db = %dir.display(), dropped = ?report.dropped, "recovery dropped damaged data");
     }
     let data = Arc::new(data);
-    let seq = rb.max_seq;
+    let seq = new_ckpt.seq;
+    let end = replayed.end;
+    let generation = data.generation;
     let cache_bytes = (config.memory.cache_mb << 20) as usize;
+    let failure_key = crate::failure::key(&dir);
     let inner = Arc::new_cyclic(|weak| Inner {
-        dir: dir.to_path_buf(),
+        dir,
         wal_dir,
         data_dir,
         config,
@@ -401,17 +494,18 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         }),
         sync_cv: Condvar::new(),
         io: Mutex::new(Io {
-            wal,
+            wal: replayed.wal,
             data: data.clone(),
             data_len: end,
             last_written_seq: seq,
             spare: (Vec::new(), Vec::new()),
             checkpointed: new_ckpt,
+            index_snapshot,
         }),
         files: RwLock::new(vec![data]),
         memory,
         poisoned: AtomicBool::new(false),
-        failure_key: crate::failure::key(dir),
+        failure_key,
         closed: AtomicBool::new(false),
         counters: Counters {
             wal_bytes: AtomicU64::new(wal_bytes),

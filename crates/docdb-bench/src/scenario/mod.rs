@@ -3,6 +3,7 @@
 
 mod creates;
 mod mix;
+mod open;
 mod reads;
 mod replay;
 
@@ -196,6 +197,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             Scenario::Reads => reads::run(&ctx, target),
             Scenario::Mix => mix::run(&ctx, target),
             Scenario::Replay => replay::run(&ctx),
+            Scenario::Open => open::run(&ctx),
         }
         .with_context(|| format!("{} against {}", args.scenario.name(), target.name()))?;
         report.runs.push(result);

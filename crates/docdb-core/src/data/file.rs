@@ -220,11 +220,24 @@ impl DataFile {
         &self,
         end: u64,
         check_payloads: bool,
+        on_record: impl FnMut(u64, &Header<'_>, Option<(&[u8], bool)>) -> crate::Result<()>,
+        on_gap: impl FnMut(u64, u64),
+    ) -> crate::Result<()> {
+        self.scan_from(HEADER_LEN, end, check_payloads, on_record, on_gap)
+    }
+
+    /// As [`DataFile::scan`], over `[from, end)`: `from` must be where a record starts
+    /// (the end of a checkpointed prefix).
+    pub(crate) fn scan_from(
+        &self,
+        from: u64,
+        end: u64,
+        check_payloads: bool,
         mut on_record: impl FnMut(u64, &Header<'_>, Option<(&[u8], bool)>) -> crate::Result<()>,
         mut on_gap: impl FnMut(u64, u64),
     ) -> crate::Result<()> {
         let mut w = Window::new(&self.file, end);
-        let mut pos = HEADER_LEN;
+        let mut pos = from.max(HEADER_LEN);
         while pos < end {
             let avail = w.fill(pos, FIXED + 64)?;
             let total = match decode_header(avail) {
