@@ -24,8 +24,10 @@
 //!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`];
 //!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
-//!   files. `checkpoint`: the `CHECKPOINT` file. [`fsutil`]: private (0600/0700) files
-//!   and directories, atomic replacement.
+//!   files. `checkpoint`: the `CHECKPOINT` file. [`storage`]: the seam every file
+//!   operation goes through ([`storage::StdStorage`] in production).
+//!   [`fsutil`]: private (0600/0700) files and directories, atomic replacement (the
+//!   server's own files).
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
@@ -37,8 +39,6 @@ pub mod config;
 pub mod data;
 pub mod db;
 pub mod error;
-#[doc(hidden)]
-pub mod faults;
 pub mod fsutil;
 pub mod heal;
 mod index;
@@ -66,4 +66,4 @@ pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;
-pub use verify::{verify_offline, VerifyReport};
+pub use verify::{verify_offline, verify_offline_with, VerifyReport};

@@ -10,7 +10,6 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
-use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -30,6 +29,7 @@ use crate::memory::{MemoryAccount, MemoryBudget};
 use crate::name::DEFAULT_COLLECTION;
 use crate::snapshot::Snapshots;
 use crate::stats::GroupCounters;
+use crate::storage::{self, Storage};
 use crate::wal::record::WalOp;
 use crate::wal::replay::replay;
 use crate::wal::segment::{list_segments, HEADER_LEN as WAL_HEADER};
@@ -101,42 +101,47 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     let started = Instant::now();
     let wal_dir = opts.wal_dir.clone().unwrap_or_else(|| dir.join("wal"));
     let data_dir = dir.join("data");
+    let st: Arc<dyn Storage> = opts
+        .storage
+        .clone()
+        .unwrap_or_else(storage::default_storage);
+    let s = &*st;
     for d in [dir, &wal_dir, &data_dir] {
-        if crate::fsutil::private_dir(d)? {
+        if s.create_dir(d)? {
             tracing::info!(dir = %d.display(), "narrowed the directory's mode to 0700");
         }
     }
-    let lock = crate::fsutil::private_file()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))?;
-    if lock.try_lock().is_err() {
-        return Err(Error::Format(format!(
-            "{} is in use by another process",
-            dir.display()
-        )));
-    }
+    let lock = match s.lock(&dir.join("LOCK")) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(Error::Format(format!(
+                "{} is in use by another process",
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut report = RecoveryReport::default();
-    let loaded = Checkpoint::load(dir)?;
+    let loaded = Checkpoint::load(s, dir)?;
     let had_checkpoint = loaded.is_some();
     let ckpt = match loaded {
         Some(c) => c,
-        None => initial_checkpoint(dir, &data_dir, &wal_dir, &mut report)?,
+        None => initial_checkpoint(s, dir, &data_dir, &wal_dir, &mut report)?,
     };
 
     // Other generations are leftovers of a compaction that finished (older) or never
     // got recorded (newer); the checkpoint names the one that holds the data.
-    for g in list_generations(&data_dir)? {
+    for g in list_generations(s, &data_dir)? {
         if g != ckpt.data_generation {
-            fs::remove_file(data_path(&data_dir, g))?;
+            s.remove_file(&data_path(&data_dir, g))?;
         }
     }
-    remove_temp_files(&data_dir)?;
-    let data = match DataFile::open(&data_dir, ckpt.data_generation) {
+    remove_temp_files(s, &data_dir)?;
+    let data = match DataFile::open(s, &data_dir, ckpt.data_generation) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && ckpt.data_len <= DATA_HEADER => {
             DataFile::create(
+                s,
                 &data_dir,
                 ckpt.data_generation,
                 data_path(&data_dir, ckpt.data_generation),
@@ -219,7 +224,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
                 data.path.display()
             ));
         }
-        let first = list_segments(&wal_dir)?
+        let first = list_segments(s, &wal_dir)?
             .first()
             .copied()
             .unwrap_or(ckpt.wal.segment);
@@ -237,7 +242,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     let mut buf: Vec<u8> = Vec::new();
     // Up to here the file may already hold exactly the bytes replay is about to write.
     let mut reusable_end = data.len()?;
-    let outcome = replay(&wal_dir, from, first_seq, |rec| {
+    let outcome = replay(s, &wal_dir, from, first_seq, |rec| {
         for op in &rec.ops {
             match op.op {
                 WalOp::Create | WalOp::Update | WalOp::Delete => {
@@ -293,15 +298,14 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     report.dropped.extend(outcome.dropped);
 
     // Resume the WAL where replay ended, or in a fresh segment.
-    let faults = opts.faults.clone();
     let max_len = config.wal_segment_bytes();
     let wal = match outcome.end {
         Some(pos) => {
-            WalWriter::open_existing(&wal_dir, pos.segment, pos.offset, max_len, faults.clone())?
+            WalWriter::open_existing(st.clone(), &wal_dir, pos.segment, pos.offset, max_len)?
         }
         None => {
             let next = ckpt.wal.segment.max(outcome.last_segment_seen + 1);
-            WalWriter::create(&wal_dir, next, max_len, faults.clone())?
+            WalWriter::create(st.clone(), &wal_dir, next, max_len)?
         }
     };
     // Everything replayed is now in the data file: make it durable and start the next
@@ -313,7 +317,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         data_generation: generation,
         data_len: end,
     };
-    new_ckpt.store(dir)?;
+    new_ckpt.store(s, dir)?;
 
     // Build the index from the newest versions.
     let global = opts
@@ -368,10 +372,12 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     }
     memory.force_add(mem);
 
-    let wal_bytes: u64 = list_segments(&wal_dir)?
+    let wal_bytes: u64 = list_segments(s, &wal_dir)?
         .iter()
-        .filter_map(|&s| fs::metadata(crate::wal::segment::segment_path(&wal_dir, s)).ok())
-        .map(|m| m.len())
+        .filter_map(|&n| {
+            s.file_len(&crate::wal::segment::segment_path(&wal_dir, n))
+                .ok()
+        })
         .sum();
     report.duration = started.elapsed();
     if !report.dropped.is_empty() {
@@ -381,6 +387,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     let seq = rb.max_seq;
     let cache_bytes = (config.memory.cache_mb << 20) as usize;
     let inner = Arc::new_cyclic(|weak| Inner {
+        storage: st,
         dir: dir.to_path_buf(),
         wal_dir,
         data_dir,
@@ -452,18 +459,19 @@ fn put_chunk(data: &DataFile, chunk: &[u8], at: u64, reusable_end: &mut u64) -> 
 /// A database without a checkpoint: brand new, or one whose first checkpoint was never
 /// written. Starts from the newest data file (if any) and the oldest WAL segment.
 fn initial_checkpoint(
+    s: &dyn Storage,
     dir: &Path,
     data_dir: &Path,
     wal_dir: &Path,
     report: &mut RecoveryReport,
 ) -> Result<Checkpoint> {
-    let gens = list_generations(data_dir)?;
-    let segs = list_segments(wal_dir)?;
+    let gens = list_generations(s, data_dir)?;
+    let segs = list_segments(s, wal_dir)?;
     let generation = gens.last().copied().unwrap_or(1);
     let data_len = match gens.last() {
-        Some(&g) => fs::metadata(data_path(data_dir, g))?.len(),
+        Some(&g) => s.file_len(&data_path(data_dir, g))?,
         None => {
-            DataFile::create(data_dir, 1, data_path(data_dir, 1))?;
+            DataFile::create(s, data_dir, 1, data_path(data_dir, 1))?;
             DATA_HEADER
         }
     };
@@ -484,11 +492,10 @@ fn initial_checkpoint(
     })
 }
 
-fn remove_temp_files(dir: &Path) -> Result<()> {
-    for e in fs::read_dir(dir)? {
-        let e = e?;
-        if e.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
-            fs::remove_file(e.path())?;
+fn remove_temp_files(s: &dyn Storage, dir: &Path) -> Result<()> {
+    for name in s.list(dir)? {
+        if name.to_str().is_some_and(|n| n.ends_with(".tmp")) {
+            s.remove_file(&dir.join(name))?;
         }
     }
     Ok(())
