@@ -93,6 +93,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
 }
 
 /// An open file. Positioned I/O only: there is no cursor to share or forget.
+// `len` is a file size that can fail to be read, not a collection length.
+#[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
