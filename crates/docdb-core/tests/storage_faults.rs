@@ -218,3 +218,30 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `verify_offline_with` reads through the storage it is given: a failing read is an
+/// error (not a panic, not a clean report), and the same database then verifies clean.
+#[test]
+fn offline_verify_goes_through_the_storage_it_is_given() {
+    let d = tempfile::tempdir().unwrap();
+    let db = Database::open(d.path(), Config::default()).unwrap();
+    for i in 1..=5 {
+        db.create("", i, &doc(i)).unwrap();
+    }
+    db.close().unwrap();
+    let fs = FaultStorage::std();
+    let r = docdb_core::verify_offline_with(&fs, d.path(), None).unwrap();
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert!(fs.count_on(OpClass::Read, FileKind::Wal) > 0);
+    assert!(fs.count_on(OpClass::Read, FileKind::Data) > 0);
+    for file in [FileKind::Wal, FileKind::Data] {
+        let fs = FaultStorage::std();
+        fs.arm(Fault::after(OpClass::Read, 0, FaultKind::Eio).on(file));
+        let outcome = docdb_core::verify_offline_with(&fs, d.path(), None);
+        assert!(
+            outcome.as_ref().map_or(true, |r| !r.is_ok()),
+            "{file:?}: a failed read must not verify clean: {outcome:?}"
+        );
+    }
+    assert!(docdb_core::verify_offline(d.path(), None).unwrap().is_ok());
+}
