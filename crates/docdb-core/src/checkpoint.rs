@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fsutil::replace_file;
+use crate::storage::{self, Storage};
 use crate::wal::WalPos;
 use docdb_protocol::codec::Reader;
 
@@ -66,9 +66,9 @@ impl Checkpoint {
         (crc32c::crc32c(&b[0..52]) == r.u32()?).then_some(c)
     }
 
-    pub(crate) fn load(dir: &Path) -> Result<Option<Checkpoint>> {
+    pub(crate) fn load(storage: &dyn Storage, dir: &Path) -> Result<Option<Checkpoint>> {
         let path = dir.join(FILE_NAME);
-        match std::fs::read(&path) {
+        match storage.read(&path) {
             Ok(b) => Checkpoint::decode(&b).map(Some).ok_or_else(|| {
                 Error::Format(format!(
                     "{} is damaged (bad length, magic or checksum)",
@@ -80,8 +80,8 @@ impl Checkpoint {
         }
     }
 
-    pub(crate) fn store(&self, dir: &Path) -> Result<()> {
-        replace_file(&dir.join(FILE_NAME), &self.encode())?;
+    pub(crate) fn store(&self, storage: &dyn Storage, dir: &Path) -> Result<()> {
+        storage::replace_file(storage, &dir.join(FILE_NAME), &self.encode())?;
         Ok(())
     }
 }

@@ -10,7 +10,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +21,6 @@ use crate::commit::{CommitState, DocKind, StagedOp, SyncState};
 use crate::config::Config;
 use crate::data::file::{DataFile, ReadError};
 use crate::error::{Error, Result};
-use crate::faults::Faults;
 use crate::index::{Collection, Version};
 use crate::memory::{MemoryAccount, MemoryBudget};
 use crate::name::resolve_collection;
@@ -42,9 +40,6 @@ pub struct OpenOptions {
     pub global_memory: Option<MemoryBudget>,
     /// Put the WAL somewhere else than `<dir>/wal`.
     pub wal_dir: Option<PathBuf>,
-    /// Test hook: make WAL writes or fsyncs fail.
-    #[doc(hidden)]
-    pub faults: Option<Arc<Faults>>,
     /// Where the files live: `None` is the real file system
     /// ([`crate::storage::StdStorage`]); tests pass backends that fail or lose writes.
     pub storage: Option<Arc<dyn crate::storage::Storage>>,
@@ -108,6 +103,8 @@ pub(crate) struct Io {
 }
 
 pub(crate) struct Inner {
+    /// Every file operation goes through it (`OpenOptions::storage`).
+    pub storage: Arc<dyn crate::storage::Storage>,
     pub dir: PathBuf,
     pub wal_dir: PathBuf,
     pub data_dir: PathBuf,
@@ -141,7 +138,7 @@ pub(crate) struct Inner {
     /// Set when the handle is dropped or closed; background threads stop.
     pub stopping: AtomicBool,
     pub self_ref: std::sync::Weak<Inner>,
-    pub _lock: File,
+    pub _lock: crate::storage::LockGuard,
 }
 
 impl Inner {

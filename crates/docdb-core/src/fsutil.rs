@@ -1,4 +1,6 @@
-//! Private files and crash-safe file replacement.
+//! Private files and crash-safe file replacement, for the server's own files (catalog,
+//! data-dir lock, summaries). The engine does its file I/O through
+//! [`crate::storage`], whose `StdStorage` uses the helpers and modes here.
 //!
 //! Every file DocDB creates is mode 0600 and every directory 0700, whatever the process
 //! umask: a data directory holds every tenant's documents in plain JSON, so no other

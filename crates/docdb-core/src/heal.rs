@@ -137,7 +137,7 @@ impl Inner {
         self.heal.note_corrupt(&coll.name, id, v.seq);
         let key: VersionKey = (coll.name.to_string(), id, v.seq);
         let wanted: HashSet<VersionKey> = [key.clone()].into_iter().collect();
-        let mut found = find_payloads(&self.wal_dir, &wanted)?;
+        let mut found = find_payloads(&*self.storage, &self.wal_dir, &wanted)?;
         let Some(payload) = found.remove(&key) else {
             self.heal
                 .unrecoverable
@@ -338,7 +338,7 @@ impl Inner {
                 .iter()
                 .map(|(c, id, v)| (c.name.to_string(), *id, v.seq))
                 .collect();
-            let mut found = find_payloads(&self.wal_dir, &wanted)?;
+            let mut found = find_payloads(&*self.storage, &self.wal_dir, &wanted)?;
             let mut repairs = Vec::new();
             for (coll, id, v) in part {
                 match found.remove(&(coll.name.to_string(), *id, v.seq)) {

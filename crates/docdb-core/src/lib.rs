@@ -25,8 +25,11 @@
 //!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
 //!   files. `checkpoint`: the `CHECKPOINT` file; `index_snapshot`: the `INDEX` file
-//!   (the index at a checkpoint), `rebuild`: the newest versions the files describe. [`fsutil`]: private (0600/0700) files
-//!   and directories, atomic replacement.
+//!   (the index at a checkpoint), `rebuild`: the newest versions the files describe.
+//!   [`storage`]: the seam every file operation goes through ([`storage::StdStorage`]
+//!   in production). [`failure`]: databases whose write or fsync failed in this
+//!   process. [`fsutil`]: private (0600/0700) files and directories, atomic
+//!   replacement (the server's own files).
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
@@ -39,8 +42,6 @@ pub mod data;
 pub mod db;
 pub mod error;
 pub mod failure;
-#[doc(hidden)]
-pub mod faults;
 pub mod fsutil;
 pub mod heal;
 mod index;
@@ -70,4 +71,4 @@ pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;
-pub use verify::{verify_offline, VerifyReport};
+pub use verify::{verify_offline, verify_offline_with, VerifyReport};

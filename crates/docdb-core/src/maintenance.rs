@@ -4,7 +4,6 @@
 //! writer pays for them.
 
 use std::collections::HashMap;
-use std::fs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +14,8 @@ use crate::data::file::{data_path, DataFile, HEADER_LEN as DATA_HEADER};
 use crate::data::record::{self as drec, Kind};
 use crate::db::Inner;
 use crate::error::{Error, Result};
-use crate::fsutil::sync_dir;
 use crate::index_snapshot::{self, SnapshotKey};
 use crate::rebuild::Rebuild;
-use crate::storage::StdStorage;
 use crate::wal::segment::{list_segments, segment_path};
 
 impl Inner {
@@ -128,7 +125,7 @@ impl Inner {
             self.counters
                 .wal_since_checkpoint
                 .store(0, Ordering::Relaxed);
-            ckpt.store(&self.dir)
+            ckpt.store(&*self.storage, &self.dir)
                 .map_err(|e| self.poison("CHECKPOINT write", e))?;
             {
                 // Checkpoints are serialised by the maintenance lock, so none newer was
@@ -157,12 +154,12 @@ impl Inner {
         if !index_snapshot::worth_rewriting(on_disk, key, closing) {
             return;
         }
-        let storage = StdStorage;
+        let storage = &*self.storage;
         let started = std::time::Instant::now();
         let built = (|| -> Result<Option<Rebuild>> {
             let base = match on_disk {
                 Some(d) if d.key.generation == key.generation => {
-                    match index_snapshot::load(&storage, &self.dir, ckpt, file) {
+                    match index_snapshot::load(storage, &self.dir, ckpt, file) {
                         Ok(Some(l)) => Some(l),
                         Ok(None) => None,
                         Err(why) => {
@@ -199,7 +196,7 @@ impl Inner {
         let (colls, _) = rb.finish();
         let stored = index_snapshot::tail_crc(file, key.data_len).and_then(|tail| {
             let bytes = index_snapshot::encode(key, tail, &colls);
-            index_snapshot::store(&storage, &self.dir, &bytes).map(|()| bytes)
+            index_snapshot::store(storage, &self.dir, &bytes).map(|()| bytes)
         });
         drop(colls);
         match stored {
@@ -219,22 +216,23 @@ impl Inner {
     /// Deletes segments wholly before `first_needed`, keeping the newest
     /// `keep_segments` of them (healing reads old copies from them).
     fn trim_wal(&self, first_needed: u64) -> Result<()> {
-        let old: Vec<u64> = list_segments(&self.wal_dir)?
+        let st = &*self.storage;
+        let old: Vec<u64> = list_segments(st, &self.wal_dir)?
             .into_iter()
             .filter(|&s| s < first_needed)
             .collect();
         let n = old.len().saturating_sub(self.config.wal.keep_segments);
         for &s in &old[..n] {
             let p = segment_path(&self.wal_dir, s);
-            let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(&p)?;
+            let len = st.file_len(&p).unwrap_or(0);
+            st.remove_file(&p)?;
             self.counters.wal_bytes.fetch_sub(
                 len.min(self.counters.wal_bytes.load(Ordering::Relaxed)),
                 Ordering::Relaxed,
             );
         }
         if n > 0 {
-            sync_dir(&self.wal_dir)?;
+            st.sync_dir(&self.wal_dir)?;
         }
         Ok(())
     }
@@ -272,7 +270,8 @@ impl Inner {
         let final_path = data_path(&self.data_dir, generation);
         let mut tmp_path = final_path.clone().into_os_string();
         tmp_path.push(".tmp");
-        let new = DataFile::create(&self.data_dir, generation, tmp_path.into())?;
+        let s = &*self.storage;
+        let new = DataFile::create(s, &self.data_dir, generation, tmp_path.into())?;
 
         // Step 2: the bulk copy, concurrent with reads and writes.
         let mut out: Vec<u8> = Vec::new();
@@ -334,9 +333,9 @@ impl Inner {
         };
         new.sync()
             .map_err(|e| self.poison("compacted data file fsync", e.into()))?;
-        fs::rename(&new.path, &final_path)?;
-        sync_dir(&self.data_dir)?;
-        let new = Arc::new(DataFile::open(&self.data_dir, generation)?);
+        s.rename(&new.path, &final_path)?;
+        s.sync_dir(&self.data_dir)?;
+        let new = Arc::new(DataFile::open(s, &self.data_dir, generation)?);
         let colls: Vec<_> = self.collections.read().values().cloned().collect();
         for coll in &colls {
             let mut docs = coll.docs.write();
@@ -370,7 +369,7 @@ impl Inner {
             data_generation: generation,
             data_len: written_end,
         };
-        ckpt.store(&self.dir)
+        ckpt.store(s, &self.dir)
             .map_err(|e| self.poison("CHECKPOINT write", e))?;
         io.checkpointed = ckpt;
         self.files
@@ -378,8 +377,8 @@ impl Inner {
             .retain(|f| f.generation != old.generation);
         drop(c);
         drop(io);
-        fs::remove_file(&old.path)?;
-        sync_dir(&self.data_dir)?;
+        s.remove_file(&old.path)?;
+        s.sync_dir(&self.data_dir)?;
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(db = %self.dir.display(), generation, reclaimed, "compacted data file");
         Ok(reclaimed)

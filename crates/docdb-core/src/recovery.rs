@@ -10,7 +10,6 @@
 //! collection. That makes recovery correct from any checkpoint, and from none.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -32,18 +31,19 @@ use crate::name::DEFAULT_COLLECTION;
 use crate::rebuild::{Rebuild, RebuiltColl};
 use crate::snapshot::Snapshots;
 use crate::stats::GroupCounters;
-use crate::storage::StdStorage;
+use crate::storage::{self, LockGuard, Storage};
 use crate::wal::record::WalOp;
 use crate::wal::replay::replay;
 use crate::wal::segment::{list_segments, HEADER_LEN as WAL_HEADER};
 use crate::wal::writer::WalWriter;
 use crate::wal::WalPos;
 
-/// Where one database's files live.
+/// Where one database's files live, and what reads and writes them.
 struct Paths {
     dir: PathBuf,
     wal_dir: PathBuf,
     data_dir: PathBuf,
+    storage: Arc<dyn Storage>,
 }
 
 /// The index rebuilt from the data file, and where the WAL replay must start.
@@ -79,13 +79,17 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
         dir: dir.to_path_buf(),
         wal_dir: opts.wal_dir.clone().unwrap_or_else(|| dir.join("wal")),
         data_dir: dir.join("data"),
+        storage: opts
+            .storage
+            .clone()
+            .unwrap_or_else(storage::default_storage),
     };
     let lock = lock_dirs(&paths)?;
     let mut report = RecoveryReport::default();
     let (ckpt, had_checkpoint) = load_checkpoint(&paths, &mut report)?;
     let data = choose_data_generation(&paths, &ckpt)?;
     let mut idx = rebuild_index(&paths, &data, &ckpt, had_checkpoint, &mut report)?;
-    let replayed = replay_wal(&paths, &data, &ckpt, &mut idx, &config, &opts, &mut report)?;
+    let replayed = replay_wal(&paths, &data, &ckpt, &mut idx, &config, &mut report)?;
     let (colls, new_ckpt, snapshot) = make_durable(&paths, &data, &ckpt, idx, &replayed)?;
     report.duration = started.elapsed();
     construct(
@@ -94,33 +98,31 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
 }
 
 /// Step 1: create the directories (private) and take `LOCK`.
-fn lock_dirs(p: &Paths) -> Result<File> {
+fn lock_dirs(p: &Paths) -> Result<LockGuard> {
+    let s = &*p.storage;
     for d in [&p.dir, &p.wal_dir, &p.data_dir] {
-        if crate::fsutil::private_dir(d)? {
+        if s.create_dir(d)? {
             tracing::info!(dir = %d.display(), "narrowed the directory's mode to 0700");
         }
     }
-    let lock = crate::fsutil::private_file()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(p.dir.join("LOCK"))?;
-    if lock.try_lock().is_err() {
-        return Err(Error::Format(format!(
+    match s.lock(&p.dir.join("LOCK")) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Error::Format(format!(
             "{} is in use by another process",
             p.dir.display()
-        )));
+        ))),
+        Err(e) => Err(e.into()),
     }
-    Ok(lock)
 }
 
 /// Step 2: read `CHECKPOINT` (absent: start from the newest data file and the first WAL
 /// segment; damaged: refuse to open). Returns it and whether the file existed.
 fn load_checkpoint(p: &Paths, report: &mut RecoveryReport) -> Result<(Checkpoint, bool)> {
-    Ok(match Checkpoint::load(&p.dir)? {
+    let s = &*p.storage;
+    Ok(match Checkpoint::load(s, &p.dir)? {
         Some(c) => (c, true),
         None => (
-            initial_checkpoint(&p.dir, &p.data_dir, &p.wal_dir, report)?,
+            initial_checkpoint(s, &p.dir, &p.data_dir, &p.wal_dir, report)?,
             false,
         ),
     })
@@ -130,16 +132,18 @@ fn load_checkpoint(p: &Paths, report: &mut RecoveryReport) -> Result<(Checkpoint
 fn choose_data_generation(p: &Paths, ckpt: &Checkpoint) -> Result<DataFile> {
     // Other generations are leftovers of a compaction that finished (older) or never
     // got recorded (newer); the checkpoint names the one that holds the data.
-    for g in list_generations(&p.data_dir)? {
+    let s = &*p.storage;
+    for g in list_generations(s, &p.data_dir)? {
         if g != ckpt.data_generation {
-            fs::remove_file(data_path(&p.data_dir, g))?;
+            s.remove_file(&data_path(&p.data_dir, g))?;
         }
     }
-    remove_temp_files(&p.data_dir)?;
-    match DataFile::open(&p.data_dir, ckpt.data_generation) {
+    remove_temp_files(s, &p.data_dir)?;
+    match DataFile::open(s, &p.data_dir, ckpt.data_generation) {
         Ok(f) => Ok(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && ckpt.data_len <= DATA_HEADER => {
             Ok(DataFile::create(
+                s,
                 &p.data_dir,
                 ckpt.data_generation,
                 data_path(&p.data_dir, ckpt.data_generation),
@@ -173,13 +177,13 @@ fn rebuild_index(
     // trusted: replay rewrites them from the WAL (see `put_chunk`).
     let durable_len = ckpt.data_len.min(file_len);
 
-    let storage = StdStorage;
+    let storage = &*p.storage;
     let loaded = if !had_checkpoint {
         Err("no CHECKPOINT to check it against".to_string())
     } else if short {
         Err("the data file is shorter than the checkpoint".to_string())
     } else {
-        snap::load(&storage, &p.dir, ckpt, data)
+        snap::load(storage, &p.dir, ckpt, data)
     };
     let (mut rb, scan_from, mut snapshot) = match loaded {
         Ok(Some(l)) => {
@@ -209,7 +213,7 @@ fn rebuild_index(
     if damaged || (snapshot.is_none() && !had_checkpoint) {
         // IMPORTANT: before any byte of the data file changes below a checkpointed
         // length, no snapshot may describe it any more (index_snapshot's INVARIANT).
-        snap::remove(&storage, &p.dir)?;
+        snap::remove(storage, &p.dir)?;
         snapshot = None;
     }
     let mut durable_len = durable_len;
@@ -234,7 +238,7 @@ fn rebuild_index(
                 data.path.display()
             ));
         }
-        let first = list_segments(&p.wal_dir)?
+        let first = list_segments(&*p.storage, &p.wal_dir)?
             .first()
             .copied()
             .unwrap_or(ckpt.wal.segment);
@@ -265,14 +269,13 @@ fn replay_wal(
     ckpt: &Checkpoint,
     idx: &mut Rebuilt,
     config: &Config,
-    opts: &OpenOptions,
     report: &mut RecoveryReport,
 ) -> Result<Replayed> {
     let generation = data.generation;
     let rb = &mut idx.rb;
     let mut end = idx.durable_len;
     let mut buf: Vec<u8> = Vec::new();
-    let outcome = replay(&p.wal_dir, idx.replay_from, idx.first_seq, |rec| {
+    let outcome = replay(&*p.storage, &p.wal_dir, idx.replay_from, idx.first_seq, |rec| {
         for op in &rec.ops {
             match op.op {
                 WalOp::Create | WalOp::Update | WalOp::Delete => {
@@ -327,15 +330,15 @@ fn replay_wal(
     report.replayed_bytes = outcome.bytes;
     report.dropped.extend(outcome.dropped);
 
-    let faults = opts.faults.clone();
     let max_len = config.wal_segment_bytes();
+    let st = p.storage.clone();
     let wal = match outcome.end {
         Some(pos) => {
-            WalWriter::open_existing(&p.wal_dir, pos.segment, pos.offset, max_len, faults)?
+            WalWriter::open_existing(st, &p.wal_dir, pos.segment, pos.offset, max_len)?
         }
         None => {
             let next = ckpt.wal.segment.max(outcome.last_segment_seen + 1);
-            WalWriter::create(&p.wal_dir, next, max_len, faults)?
+            WalWriter::create(st, &p.wal_dir, next, max_len)?
         }
     };
     Ok(Replayed { wal, end })
@@ -360,14 +363,14 @@ fn make_durable(
         data_len: replayed.end,
     };
     if new_ckpt != *ckpt || !idx.had_checkpoint {
-        new_ckpt.store(&p.dir)?;
+        new_ckpt.store(&*p.storage, &p.dir)?;
     }
     let mut snapshot = idx.snapshot;
     let key = SnapshotKey::of(&new_ckpt);
     if !idx.damaged && snap::worth_rewriting(snapshot, key, false) {
         let stored = snap::tail_crc(data, key.data_len).and_then(|tail| {
             let bytes = snap::encode(key, tail, &colls);
-            snap::store(&StdStorage, &p.dir, &bytes).map(|()| bytes.len() as u64)
+            snap::store(&*p.storage, &p.dir, &bytes).map(|()| bytes.len() as u64)
         });
         match stored {
             Ok(file_len) => snapshot = Some(OnDisk { key, file_len }),
@@ -385,7 +388,7 @@ fn construct(
     paths: Paths,
     config: Config,
     opts: OpenOptions,
-    lock: File,
+    lock: LockGuard,
     data: DataFile,
     colls: Vec<RebuiltColl>,
     new_ckpt: Checkpoint,
@@ -397,7 +400,9 @@ fn construct(
         dir,
         wal_dir,
         data_dir,
+        storage,
     } = paths;
+    let s = &*storage;
     let global = opts
         .global_memory
         .clone()
@@ -458,10 +463,12 @@ fn construct(
     }
     memory.force_add(mem);
 
-    let wal_bytes: u64 = list_segments(&wal_dir)?
+    let wal_bytes: u64 = list_segments(s, &wal_dir)?
         .iter()
-        .filter_map(|&s| fs::metadata(crate::wal::segment::segment_path(&wal_dir, s)).ok())
-        .map(|m| m.len())
+        .filter_map(|&n| {
+            s.file_len(&crate::wal::segment::segment_path(&wal_dir, n))
+                .ok()
+        })
         .sum();
     if !report.dropped.is_empty() {
         tracing::warn!(db = %dir.display(), dropped = ?report.dropped, "recovery dropped damaged data");
@@ -506,6 +513,7 @@ fn construct(
         memory,
         poisoned: AtomicBool::new(false),
         failure_key,
+        storage: storage.clone(),
         closed: AtomicBool::new(false),
         counters: Counters {
             wal_bytes: AtomicU64::new(wal_bytes),
@@ -543,18 +551,19 @@ fn put_chunk(data: &DataFile, chunk: &[u8], at: u64) -> Result<()> {
 /// A database without a checkpoint: brand new, or one whose first checkpoint was never
 /// written. Starts from the newest data file (if any) and the oldest WAL segment.
 fn initial_checkpoint(
+    s: &dyn Storage,
     dir: &Path,
     data_dir: &Path,
     wal_dir: &Path,
     report: &mut RecoveryReport,
 ) -> Result<Checkpoint> {
-    let gens = list_generations(data_dir)?;
-    let segs = list_segments(wal_dir)?;
+    let gens = list_generations(s, data_dir)?;
+    let segs = list_segments(s, wal_dir)?;
     let generation = gens.last().copied().unwrap_or(1);
     let data_len = match gens.last() {
-        Some(&g) => fs::metadata(data_path(data_dir, g))?.len(),
+        Some(&g) => s.file_len(&data_path(data_dir, g))?,
         None => {
-            DataFile::create(data_dir, 1, data_path(data_dir, 1))?;
+            DataFile::create(s, data_dir, 1, data_path(data_dir, 1))?;
             DATA_HEADER
         }
     };
@@ -575,11 +584,10 @@ fn initial_checkpoint(
     })
 }
 
-fn remove_temp_files(dir: &Path) -> Result<()> {
-    for e in fs::read_dir(dir)? {
-        let e = e?;
-        if e.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
-            fs::remove_file(e.path())?;
+fn remove_temp_files(s: &dyn Storage, dir: &Path) -> Result<()> {
+    for name in s.list(dir)? {
+        if name.to_str().is_some_and(|n| n.ends_with(".tmp")) {
+            s.remove_file(&dir.join(name))?;
         }
     }
     Ok(())

@@ -1,7 +1,6 @@
 //! `verify`: read every byte of the WAL and the data file and check every checksum.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::Path;
 
 use serde::Serialize;
@@ -11,6 +10,7 @@ use crate::data::file::{list_generations, DataFile};
 use crate::data::record::Kind;
 use crate::db::Inner;
 use crate::error::{Error, Result};
+use crate::storage::{self, Storage};
 use crate::wal::record::{decode, DecodeError};
 use crate::wal::segment::{decode_header, list_segments, segment_path, HEADER_LEN};
 use crate::wal::WalPos;
@@ -42,7 +42,7 @@ pub(crate) fn verify(db: &Inner) -> Result<VerifyReport> {
         (io.data.clone(), io.data_len, io.wal.position())
     };
     let mut r = VerifyReport::default();
-    verify_wal(&db.wal_dir, Some(wal_pos), &mut r)?;
+    verify_wal(&*db.storage, &db.wal_dir, Some(wal_pos), &mut r)?;
     verify_data(&data, data_len, &mut r)?;
     Ok(r)
 }
@@ -50,35 +50,48 @@ pub(crate) fn verify(db: &Inner) -> Result<VerifyReport> {
 /// Verifies a database that is not open, without changing a byte: the checkpoint,
 /// every WAL segment, the current data file. Fails if a process has it open.
 pub fn verify_offline(dir: &Path, wal_dir: Option<&Path>) -> Result<VerifyReport> {
+    verify_offline_with(&*storage::default_storage(), dir, wal_dir)
+}
+
+/// [`verify_offline`] through `s` instead of the real file system. Holds the
+/// database's `LOCK` (when it has one) while it reads, so no process opens it
+/// meanwhile.
+pub fn verify_offline_with(
+    s: &dyn Storage,
+    dir: &Path,
+    wal_dir: Option<&Path>,
+) -> Result<VerifyReport> {
     let lock_path = dir.join("LOCK");
-    let lock = fs::OpenOptions::new().read(true).open(&lock_path).ok();
-    if let Some(l) = &lock {
-        if l.try_lock_shared().is_err() {
+    // Only an existing LOCK is taken: verifying must not create files.
+    let _lock = match s.exists(&lock_path).then(|| s.lock(&lock_path)) {
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
             return Err(Error::Format(format!(
                 "{} is open in a running server; stop it first (or use HealAll online)",
                 dir.display()
             )));
         }
-    }
+        Some(r) => r.ok(),
+        None => None,
+    };
     let mut r = VerifyReport::default();
     let wal_dir = wal_dir.map_or_else(|| dir.join("wal"), Path::to_path_buf);
-    let ckpt = match Checkpoint::load(dir) {
+    let ckpt = match Checkpoint::load(s, dir) {
         Ok(c) => c,
         Err(e) => {
             r.problems.push(e.to_string());
             None
         }
     };
-    verify_wal(&wal_dir, None, &mut r)?;
+    verify_wal(s, &wal_dir, None, &mut r)?;
     let data_dir = dir.join("data");
     let generation = match ckpt {
         Some(c) => Some(c.data_generation),
-        None => list_generations(&data_dir)
+        None => list_generations(s, &data_dir)
             .ok()
             .and_then(|g| g.last().copied()),
     };
     if let Some(g) = generation {
-        match DataFile::open(&data_dir, g) {
+        match DataFile::open(s, &data_dir, g) {
             Ok(f) => {
                 let len = f.len()?;
                 verify_data(&f, len, &mut r)?;
@@ -92,12 +105,17 @@ pub fn verify_offline(dir: &Path, wal_dir: Option<&Path>) -> Result<VerifyReport
 /// Checks every WAL record. `active`: the open database's write position (the active
 /// segment is read up to it); offline, a torn tail of the last segment is a note (it is
 /// what a crash leaves, and the next open cuts it), any other damage a problem.
-fn verify_wal(wal_dir: &Path, active: Option<WalPos>, r: &mut VerifyReport) -> Result<()> {
-    let segments = list_segments(wal_dir)?;
+fn verify_wal(
+    s: &dyn Storage,
+    wal_dir: &Path,
+    active: Option<WalPos>,
+    r: &mut VerifyReport,
+) -> Result<()> {
+    let segments = list_segments(s, wal_dir)?;
     let last = segments.last().copied();
     for seg in segments {
         let path = segment_path(wal_dir, seg);
-        let buf = match fs::read(&path) {
+        let buf = match s.read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // trimmed meanwhile
             Err(e) => return Err(e.into()),

@@ -9,15 +9,18 @@ fn open(dir: &std::path::Path) -> Database {
     Database::open(dir, Config::default()).unwrap()
 }
 
-/// Opens with a fault injector: the fsync after the first `good_syncs` fails.
-fn open_failing_sync(dir: &std::path::Path, good_syncs: i64) -> Database {
+/// Opens with a fault injector: the WAL fsync after the first `good_syncs` (from
+/// when the database is open) fails.
+fn open_failing_sync(dir: &std::path::Path, good_syncs: u64) -> Database {
+    use docdb_core::storage::testing::{Fault, FaultKind, FaultStorage, FileKind, OpClass};
+    let fs = FaultStorage::std();
     let opts = docdb_core::OpenOptions {
-        faults: Some(std::sync::Arc::new(docdb_core::faults::Faults::new(
-            -1, good_syncs,
-        ))),
+        storage: Some(fs.handle()),
         ..Default::default()
     };
-    Database::open_with(dir, Config::default(), opts).unwrap()
+    let db = Database::open_with(dir, Config::default(), opts).unwrap();
+    fs.arm(Fault::once_after(OpClass::Sync, good_syncs, FaultKind::Eio).on(FileKind::Wal));
+    db
 }
 
 #[test]

@@ -5,10 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use docdb_core::faults::Faults;
+use docdb_core::storage::testing::{Fault, FaultKind, FaultStorage, FileKind, OpClass};
 use docdb_core::{Config, Database, OpenOptions};
 
 fn segments(dir: &std::path::Path) -> usize {
@@ -29,15 +28,15 @@ fn emfile_on_segment_roll_is_retried_not_a_poison() {
     let d = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.wal.max_file_size_mb = 1;
-    let faults = Arc::new(Faults::new(-1, -1));
+    let faults = FaultStorage::std();
     let opts = OpenOptions {
-        faults: Some(faults.clone()),
+        storage: Some(faults.handle()),
         ..Default::default()
     };
     let db = Database::open_with(d.path(), cfg.clone(), opts).unwrap();
     // Every segment creation fails for now, as under `ulimit -n` with the
     // descriptors all taken.
-    faults.fail_segment_creates(1_000_000);
+    faults.arm(Fault::after(OpClass::Open, 0, FaultKind::Emfile).on(FileKind::Wal));
     let doc = format!("{{\"pad\":\"{}\"}}", "x".repeat(64 * 1024));
     let mut id = 0u64;
     // 3 MiB: three times past where the segment should have rolled.
@@ -50,7 +49,8 @@ fn emfile_on_segment_roll_is_retried_not_a_poison() {
     assert!(db.stats().wal_bytes > 3 << 20);
 
     // Descriptors are back: the next roll (at most ~100 ms later) starts a segment.
-    faults.fail_segment_creates(-1_000_000);
+    assert!(faults.failures() > 0, "segment creations were tried");
+    faults.disarm();
     let deadline = Instant::now() + Duration::from_secs(10);
     while segments(d.path()) < 2 {
         assert!(Instant::now() < deadline, "the roll was never retried");
@@ -70,11 +70,13 @@ fn emfile_on_segment_roll_is_retried_not_a_poison() {
 #[test]
 fn a_failed_fsync_still_makes_the_database_read_only() {
     let d = tempfile::tempdir().unwrap();
+    let faults = FaultStorage::std();
     let opts = OpenOptions {
-        faults: Some(Arc::new(Faults::new(-1, 0))),
+        storage: Some(faults.handle()),
         ..Default::default()
     };
     let db = Database::open_with(d.path(), Config::default(), opts).unwrap();
+    faults.arm(Fault::first(OpClass::Sync, 1, FaultKind::Eio).on(FileKind::Wal));
     assert!(db.create("", 1, b"1").is_err());
     let e = db.create("", 2, b"2").unwrap_err();
     assert_eq!(e.to_string(), docdb_core::error::msg::READ_ONLY);

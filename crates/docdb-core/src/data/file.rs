@@ -6,14 +6,13 @@
 //! header := magic "DOCDBDAT"  version:u32(=1)  generation:u64  crc:u32 (crc32c of the 20 bytes before)
 //! ```
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::record::{decode_header, payload_ok, Header, HeaderError, FIXED, MAGIC};
-use crate::fsutil::sync_dir;
+use crate::storage::{OpenMode, Storage, StorageFile};
 use docdb_protocol::codec::Reader;
 
 const FILE_MAGIC: &[u8; 8] = b"DOCDBDAT";
@@ -28,10 +27,9 @@ pub(crate) fn data_path(dir: &Path, generation: u64) -> PathBuf {
 }
 
 /// Generations of data files present in `dir`.
-pub(crate) fn list_generations(dir: &Path) -> io::Result<Vec<u64>> {
+pub(crate) fn list_generations(storage: &dyn Storage, dir: &Path) -> io::Result<Vec<u64>> {
     let mut out = Vec::new();
-    for e in fs::read_dir(dir)? {
-        let name = e?.file_name();
+    for name in storage.list(dir)? {
         if let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".data")) {
             if let (20, Ok(g)) = (n.len(), n.parse::<u64>()) {
                 out.push(g);
@@ -75,23 +73,23 @@ pub(crate) enum ReadError {
 pub(crate) struct DataFile {
     pub generation: u64,
     pub path: PathBuf,
-    file: File,
+    file: Arc<dyn StorageFile>,
     /// End of the bytes handed to the kernel's write-back so far.
     behind: AtomicU64,
 }
 
 impl DataFile {
     /// Creates `path` with a header; durable (file and directory entry) on return.
-    pub(crate) fn create(dir: &Path, generation: u64, path: PathBuf) -> io::Result<DataFile> {
-        let file = crate::fsutil::private_file()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+    pub(crate) fn create(
+        storage: &dyn Storage,
+        dir: &Path,
+        generation: u64,
+        path: PathBuf,
+    ) -> io::Result<DataFile> {
+        let file = storage.open(&path, OpenMode::CreateTruncate)?;
         file.write_all_at(&encode_file_header(generation), 0)?;
         file.sync_all()?;
-        sync_dir(dir)?;
+        storage.sync_dir(dir)?;
         Ok(DataFile {
             generation,
             path,
@@ -101,9 +99,9 @@ impl DataFile {
     }
 
     /// Opens an existing generation, checking its header.
-    pub(crate) fn open(dir: &Path, generation: u64) -> io::Result<DataFile> {
+    pub(crate) fn open(storage: &dyn Storage, dir: &Path, generation: u64) -> io::Result<DataFile> {
         let path = data_path(dir, generation);
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let file = storage.open(&path, OpenMode::ReadWrite)?;
         let mut h = [0u8; HEADER_LEN as usize];
         let ok = file.read_exact_at(&mut h, 0).is_ok();
         if !ok || decode_file_header(&h) != Some(generation) {
@@ -112,7 +110,7 @@ impl DataFile {
                 format!("{}: invalid data file header", path.display()),
             ));
         }
-        let behind = AtomicU64::new(file.metadata()?.len());
+        let behind = AtomicU64::new(file.len()?);
         Ok(DataFile {
             generation,
             path,
@@ -122,7 +120,7 @@ impl DataFile {
     }
 
     pub(crate) fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        self.file.len()
     }
 
     pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
@@ -149,21 +147,9 @@ impl DataFile {
             return;
         }
         self.behind.store(end, Ordering::Relaxed);
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a valid descriptor and a byte range; the call only schedules I/O.
-            // A failure is not acted on: it is advisory, and the checkpoint's fsync
-            // writes the same range and reports any error.
-            unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    from as libc::off64_t,
-                    (end - from) as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-        }
+        // Advisory: a failure is not acted on, the checkpoint's fsync writes the same
+        // range and reports any error.
+        self.file.write_behind(from, end - from);
     }
 
     /// Raw bytes at `offset`.
@@ -236,7 +222,7 @@ impl DataFile {
         mut on_record: impl FnMut(u64, &Header<'_>, Option<(&[u8], bool)>) -> crate::Result<()>,
         mut on_gap: impl FnMut(u64, u64),
     ) -> crate::Result<()> {
-        let mut w = Window::new(&self.file, end);
+        let mut w = Window::new(&*self.file, end);
         let mut pos = from.max(HEADER_LEN);
         while pos < end {
             let avail = w.fill(pos, FIXED + 64)?;
@@ -292,7 +278,7 @@ impl DataFile {
 
 /// A sliding read buffer over a file for sequential scans.
 struct Window<'a> {
-    file: &'a File,
+    file: &'a dyn StorageFile,
     end: u64,
     base: u64,
     buf: Vec<u8>,
@@ -301,7 +287,7 @@ struct Window<'a> {
 const WINDOW: usize = 8 * 1024 * 1024;
 
 impl<'a> Window<'a> {
-    fn new(file: &'a File, end: u64) -> Self {
+    fn new(file: &'a dyn StorageFile, end: u64) -> Self {
         Window {
             file,
             end,
@@ -318,9 +304,7 @@ impl<'a> Window<'a> {
         if pos < self.base || want_end > have_end {
             let len = (self.end - pos).min(want.max(WINDOW) as u64) as usize;
             self.buf.resize(len, 0);
-            let mut f = self.file;
-            io::Seek::seek(&mut f, io::SeekFrom::Start(pos))?;
-            f.take(len as u64).read_exact(&mut self.buf)?;
+            self.file.read_exact_at(&mut self.buf, pos)?;
             self.base = pos;
         }
         let start = (pos - self.base) as usize;
@@ -347,7 +331,8 @@ mod tests {
     #[test]
     fn scan_skips_a_damaged_header_and_keeps_the_rest() {
         let d = tempfile::tempdir().unwrap();
-        let f = DataFile::create(d.path(), 1, data_path(d.path(), 1)).unwrap();
+        let s = crate::storage::StdStorage;
+        let f = DataFile::create(&s, d.path(), 1, data_path(d.path(), 1)).unwrap();
         let mut buf = Vec::new();
         let mut offs = Vec::new();
         for i in 0..10u64 {

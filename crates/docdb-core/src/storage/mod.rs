@@ -18,9 +18,16 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+mod fault;
 mod std_fs;
 
 pub use std_fs::StdStorage;
+
+/// Backends for tests: [`testing::FaultStorage`] fails chosen calls.
+#[doc(hidden)]
+pub mod testing {
+    pub use super::fault::*;
+}
 
 /// How [`Storage::open`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +93,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
 }
 
 /// An open file. Positioned I/O only: there is no cursor to share or forget.
-// A file of length 0 is not "empty" in any useful sense here: no is_empty.
+// `len` is a file size that can fail to be read, not a collection length.
 #[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
@@ -173,4 +180,40 @@ impl fmt::Debug for LockGuard {
 /// The storage a database opens with when none is given: [`StdStorage`].
 pub fn default_storage() -> Arc<dyn Storage> {
     Arc::new(StdStorage)
+}
+
+/// Removes `path`; one that does not exist is not an error.
+pub(crate) fn remove_if_exists(storage: &dyn Storage, path: &Path) -> io::Result<()> {
+    match storage.remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `contents` to a new private file at `path` (replacing one that exists, so a
+/// leftover with a wider mode is not reused), without a sync.
+pub(crate) fn write_new(
+    storage: &dyn Storage,
+    path: &Path,
+    contents: &[u8],
+) -> io::Result<Arc<dyn StorageFile>> {
+    remove_if_exists(storage, path)?;
+    let f = storage.open(path, OpenMode::CreateNew)?;
+    f.write_all_at(contents, 0)?;
+    Ok(f)
+}
+
+/// Atomically replaces `path` with `contents`: a temp file `<path>.tmp` written and
+/// synced, renamed over `path`, then the directory synced. After a crash at any point
+/// `path` holds the old or the new contents, never a mix.
+pub(crate) fn replace_file(storage: &dyn Storage, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("file to replace has no parent directory"))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = Path::new(&tmp);
+    write_new(storage, tmp, contents)?.sync_all()?;
+    storage.rename(tmp, path)?;
+    storage.sync_dir(dir)
 }

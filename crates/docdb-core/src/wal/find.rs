@@ -2,18 +2,19 @@
 //! still on disk, collecting the payloads written by the wanted commits.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::path::Path;
 
 use super::record::{decode, WalOp};
 use super::segment::{decode_header, list_segments, segment_path, HEADER_LEN};
 use crate::error::Result;
+use crate::storage::Storage;
 
 /// A document version: (collection, id, commit seq).
 pub(crate) type VersionKey = (String, u64, u64);
 
 /// Payloads of the wanted versions that an intact WAL record still holds.
 pub(crate) fn find_payloads(
+    storage: &dyn Storage,
     wal_dir: &Path,
     wanted: &HashSet<VersionKey>,
 ) -> Result<HashMap<VersionKey, Vec<u8>>> {
@@ -22,8 +23,8 @@ pub(crate) fn find_payloads(
         return Ok(found);
     }
     let seqs: HashSet<u64> = wanted.iter().map(|k| k.2).collect();
-    for seg in list_segments(wal_dir)? {
-        let buf = match fs::read(segment_path(wal_dir, seg)) {
+    for seg in list_segments(storage, wal_dir)? {
+        let buf = match storage.read(&segment_path(wal_dir, seg)) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // trimmed
             Err(e) => return Err(e.into()),

@@ -6,15 +6,13 @@
 //! be trusted to be a complete, ordered history. Segments after the cut are renamed to
 //! `*.wal.dropped` (kept for an operator, never replayed) and reported.
 
-use std::fs::{self, OpenOptions};
-use std::io::Read;
 use std::path::Path;
 
 use super::record::{decode, CommitRef, DecodeError};
 use super::segment::{decode_header, list_segments, segment_path, HEADER_LEN};
 use super::writer::WalPos;
 use crate::error::Result;
-use crate::fsutil::sync_dir;
+use crate::storage::{self, OpenMode, Storage};
 
 /// What replay found.
 #[derive(Debug, Default)]
@@ -29,13 +27,14 @@ pub(crate) struct ReplayOutcome {
 }
 
 pub(crate) fn replay(
+    storage: &dyn Storage,
     dir: &Path,
     from: WalPos,
     first_seq: Option<u64>,
     mut apply: impl FnMut(CommitRef<'_>) -> Result<()>,
 ) -> Result<ReplayOutcome> {
     let mut out = ReplayOutcome::default();
-    let segments: Vec<u64> = list_segments(dir)?
+    let segments: Vec<u64> = list_segments(storage, dir)?
         .into_iter()
         .filter(|&s| s >= from.segment)
         .collect();
@@ -43,18 +42,15 @@ pub(crate) fn replay(
     // INVARIANT: commits are numbered consecutively in log order, so the next record
     // must carry `expect`; anything else means the log lost bytes in between.
     let mut expect = first_seq;
-    // One buffer for every segment: segments are large and read whole.
-    let mut buf = Vec::new();
     for (i, &seg) in segments.iter().enumerate() {
         let path = segment_path(dir, seg);
-        buf.clear();
-        fs::File::open(&path)?.read_to_end(&mut buf)?;
+        let buf = storage.read(&path)?;
         if decode_header(&buf) != Some(seg) {
             out.dropped.push(format!(
                 "{}: invalid segment header, segment dropped",
                 path.display()
             ));
-            drop_segments(dir, &segments[i..], &mut out)?;
+            drop_segments(storage, dir, &segments[i..], &mut out)?;
             return Ok(out);
         }
         let mut pos = if seg == from.segment {
@@ -75,7 +71,7 @@ pub(crate) fn replay(
                 path.display(),
                 buf.len()
             ));
-            cut(dir, &segments, i, &buf, valid, &mut out)?;
+            cut(storage, dir, &segments, i, &buf, valid, &mut out)?;
             return Ok(out);
         }
         loop {
@@ -87,7 +83,7 @@ pub(crate) fn replay(
                             path.display(),
                             rec.seq
                         ));
-                        cut(dir, &segments, i, &buf, pos, &mut out)?;
+                        cut(storage, dir, &segments, i, &buf, pos, &mut out)?;
                         return Ok(out);
                     }
                     expect = Some(rec.seq + 1);
@@ -106,7 +102,7 @@ pub(crate) fn replay(
                     };
                     out.dropped
                         .push(format!("{}: {why} at offset {pos}", path.display()));
-                    cut(dir, &segments, i, &buf, pos, &mut out)?;
+                    cut(storage, dir, &segments, i, &buf, pos, &mut out)?;
                     return Ok(out);
                 }
             }
@@ -123,6 +119,7 @@ pub(crate) fn replay(
 /// `<segment>.wal.tail-<pos>.dropped` (for an operator; never replayed), the segment is
 /// truncated there, and later segments are renamed `*.dropped`.
 fn cut(
+    storage: &dyn Storage,
     dir: &Path,
     segments: &[u64],
     i: usize,
@@ -135,7 +132,7 @@ fn cut(
     if pos < buf.len() {
         let mut keep = path.clone().into_os_string();
         keep.push(format!(".tail-{pos}.dropped"));
-        crate::fsutil::write_private(Path::new(&keep), &buf[pos..])?;
+        storage::write_new(storage, Path::new(&keep), &buf[pos..])?;
         out.dropped.push(format!(
             "{}: {} bytes after offset {pos} cut; saved to {}",
             path.display(),
@@ -143,22 +140,27 @@ fn cut(
             Path::new(&keep).display()
         ));
     }
-    let f = OpenOptions::new().write(true).open(&path)?;
+    let f = storage.open(&path, OpenMode::ReadWrite)?;
     f.set_len(pos as u64)?;
     f.sync_all()?;
     out.end = Some(WalPos {
         segment: seg,
         offset: pos as u64,
     });
-    drop_segments(dir, &segments[i + 1..], out)
+    drop_segments(storage, dir, &segments[i + 1..], out)
 }
 
-fn drop_segments(dir: &Path, segs: &[u64], out: &mut ReplayOutcome) -> Result<()> {
+fn drop_segments(
+    storage: &dyn Storage,
+    dir: &Path,
+    segs: &[u64],
+    out: &mut ReplayOutcome,
+) -> Result<()> {
     for &s in segs {
         let p = segment_path(dir, s);
         let mut to = p.clone().into_os_string();
         to.push(".dropped");
-        fs::rename(&p, &to)?;
+        storage.rename(&p, Path::new(&to))?;
         out.dropped.push(format!(
             "{}: after the cut, renamed to {}",
             p.display(),
@@ -166,7 +168,7 @@ fn drop_segments(dir: &Path, segs: &[u64], out: &mut ReplayOutcome) -> Result<()
         ));
     }
     if !segs.is_empty() {
-        sync_dir(dir)?;
+        storage.sync_dir(dir)?;
     }
     Ok(())
 }

@@ -5,10 +5,10 @@
 //! header := magic "DOCDBWAL"  version:u32(=1)  segment:u64  crc:u32 (crc32c of the 20 bytes before)
 //! ```
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::storage::Storage;
 use docdb_protocol::codec::Reader;
 
 pub(crate) const MAGIC: &[u8; 8] = b"DOCDBWAL";
@@ -41,10 +41,9 @@ pub(crate) fn segment_path(dir: &Path, segment: u64) -> PathBuf {
 }
 
 /// The segment numbers present in `dir`, ascending. Other files are ignored.
-pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub(crate) fn list_segments(storage: &dyn Storage, dir: &Path) -> io::Result<Vec<u64>> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
+    for name in storage.list(dir)? {
         let Some(name) = name.to_str() else { continue };
         if let Some(num) = name.strip_suffix(".wal") {
             if num.len() == 20 {
@@ -61,6 +60,7 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn header_round_trip_and_flip_detection() {
@@ -82,6 +82,9 @@ mod tests {
         }
         fs::write(d.path().join("notes.txt"), b"").unwrap();
         fs::write(d.path().join("5.wal"), b"").unwrap();
-        assert_eq!(list_segments(d.path()).unwrap(), vec![1, 2, 3]);
+        assert_eq!(
+            list_segments(&crate::storage::StdStorage, d.path()).unwrap(),
+            vec![1, 2, 3]
+        );
     }
 }

@@ -17,16 +17,14 @@
 //! current segment, which grows past its size, and the roll is retried after
 //! [`ROLL_RETRY`]. Only a real write or fsync error fails the append.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::segment::{encode_header, segment_path, HEADER_LEN};
-use crate::faults::Faults;
-use crate::fsutil::{out_of_fds, sync_dir};
+use crate::fsutil::out_of_fds;
+use crate::storage::{OpenMode, Storage, StorageFile};
 
 /// How long after a roll failed for want of file descriptors it is tried again.
 const ROLL_RETRY: Duration = Duration::from_millis(100);
@@ -39,15 +37,15 @@ pub struct WalPos {
 }
 
 pub(crate) struct WalWriter {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     segment: u64,
-    file: File,
+    file: Arc<dyn StorageFile>,
     /// End of the records written.
     len: u64,
     /// End of the file: `len` plus zeros written ahead.
     allocated: u64,
     max_len: u64,
-    faults: Option<Arc<Faults>>,
     /// Set when a roll was put off for want of file descriptors: not retried before.
     roll_deferred_until: Option<Instant>,
 }
@@ -55,54 +53,44 @@ pub(crate) struct WalWriter {
 impl WalWriter {
     /// Continues `segment` at `len` (everything past it was dropped by replay).
     pub(crate) fn open_existing(
+        storage: Arc<dyn Storage>,
         dir: &Path,
         segment: u64,
         len: u64,
         max_len: u64,
-        faults: Option<Arc<Faults>>,
     ) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(segment_path(dir, segment))?;
+        let file = storage.open(&segment_path(dir, segment), OpenMode::ReadWrite)?;
         file.set_len(len)?;
-        let mut w = WalWriter {
+        Ok(WalWriter {
+            storage,
             dir: dir.to_path_buf(),
             segment,
             file,
             len,
             allocated: len,
             max_len,
-            faults,
             roll_deferred_until: None,
-        };
-        w.seek_end()?;
-        Ok(w)
+        })
     }
 
     /// Starts a fresh segment numbered `segment`.
     pub(crate) fn create(
+        storage: Arc<dyn Storage>,
         dir: &Path,
         segment: u64,
         max_len: u64,
-        faults: Option<Arc<Faults>>,
     ) -> io::Result<Self> {
-        let file = new_segment(dir, segment)?;
+        let file = new_segment(&*storage, dir, segment)?;
         Ok(WalWriter {
+            storage,
             dir: dir.to_path_buf(),
             segment,
             file,
             len: HEADER_LEN,
             allocated: HEADER_LEN,
             max_len,
-            faults,
             roll_deferred_until: None,
         })
-    }
-
-    fn seek_end(&mut self) -> io::Result<()> {
-        use std::io::Seek;
-        self.file.seek(io::SeekFrom::Start(self.len))?;
-        Ok(())
     }
 
     pub(crate) fn position(&self) -> WalPos {
@@ -131,7 +119,6 @@ impl WalWriter {
                 Err(e) => return Err(e),
             }
         }
-        Faults::on_write(&self.faults)?;
         let end = self.len + bytes.len() as u64;
         if end > self.allocated {
             if let Err(e) = self.write_ahead(end) {
@@ -140,10 +127,10 @@ impl WalWriter {
                 // records' own write decide.
                 tracing::debug!(segment = self.segment, error = %e,
                     "could not zero-fill ahead of the WAL; appending without");
-                self.allocated = self.file.metadata().map_or(self.len, |m| m.len());
+                self.allocated = self.file.len().unwrap_or(self.len).max(self.len);
             }
         }
-        self.file.write_all(bytes)?;
+        self.file.write_all_at(bytes, self.len)?;
         self.len = end;
         Ok(())
     }
@@ -177,7 +164,6 @@ impl WalWriter {
 
     /// Makes everything appended so far durable.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
-        Faults::on_sync(&self.faults)?;
         self.file.sync_data()
     }
 
@@ -191,11 +177,10 @@ impl WalWriter {
         self.release_ahead()?;
         self.sync()?;
         let next = self.segment + 1;
-        Faults::on_create(&self.faults)?;
         // INVARIANT: a failure here leaves `self` on the old segment, whole: at worst
         // the next one exists with only its header, which replay reads as empty and
         // the retry recreates.
-        self.file = new_segment(&self.dir, next)?;
+        self.file = new_segment(&*self.storage, &self.dir, next)?;
         self.segment = next;
         self.len = HEADER_LEN;
         self.allocated = HEADER_LEN;
@@ -203,15 +188,14 @@ impl WalWriter {
     }
 }
 
-fn new_segment(dir: &Path, segment: u64) -> io::Result<File> {
-    let path = segment_path(dir, segment);
-    let mut file = crate::fsutil::private_file()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)?;
-    file.write_all(&encode_header(segment))?;
+fn new_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    segment: u64,
+) -> io::Result<Arc<dyn StorageFile>> {
+    let file = storage.open(&segment_path(dir, segment), OpenMode::CreateTruncate)?;
+    file.write_all_at(&encode_header(segment), 0)?;
     file.sync_all()?;
-    sync_dir(dir)?;
+    storage.sync_dir(dir)?;
     Ok(file)
 }
