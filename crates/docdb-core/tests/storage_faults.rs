@@ -65,6 +65,9 @@ impl Model {
 
     /// Reopens on the real file system and checks every acknowledged write.
     fn check(&self, dir: &Path, what: &str) {
+        // A failed write or fsync keeps the database closed to this process until a
+        // restart (DECISIONS 38): stand in for one.
+        docdb_core::failure::reset(dir);
         let db = Database::open(dir, Config::default())
             .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
         for (&id, want) in &self.acked {
