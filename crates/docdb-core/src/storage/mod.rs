@@ -18,8 +18,10 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+mod power_loss;
 mod std_fs;
 
+pub use power_loss::{CutReport, PowerLossStorage, SECTOR};
 pub use std_fs::StdStorage;
 
 /// How [`Storage::open`] opens a file.
