@@ -1,0 +1,435 @@
+//! The four fsync modes, told apart by what a power cut keeps (SPEC §4).
+//!
+//! A SIGKILL keeps the page cache, so a crash test cannot tell `always` from `none`.
+//! Here every file operation goes through [`PowerLossStorage`] (wrapped in a counter of
+//! WAL syncs): the tests count the WAL fsyncs each mode makes while writing (`always`
+//! one per commit, `group` fewer than its commits, `interval` on its timer, `none`
+//! none), then cut the power after acknowledged writes and reopen. `always` and `group`
+//! must keep every acknowledged write whatever the cut keeps of what was not synced
+//! (several seeds), also when the cut lands during or right after a checkpoint or a
+//! compaction; `none` with a cut that keeps nothing unsynced must lose some — the
+//! control that shows the test can tell the modes apart.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use docdb_core::storage::{LockGuard, OpenMode, PowerLossStorage, Storage, StorageFile};
+use docdb_core::{Config, Database, Error, FsyncMode, OpenOptions};
+
+/// Time one WAL fsync takes on this pretend disk: enough for concurrent writers to
+/// queue behind it, as they do behind a real one.
+const SYNC_TIME: Duration = Duration::from_millis(2);
+
+/// Counts the syncs of WAL segment files (`*.wal`); everything else passes through.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<PowerLossStorage>,
+    wal_syncs: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct CountingFile {
+    inner: Arc<dyn StorageFile>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl CountingFile {
+    fn count(&self) {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(SYNC_TIME);
+    }
+}
+
+impl StorageFile for CountingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.inner.write_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.count();
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.count();
+        self.inner.sync_all()
+    }
+}
+
+impl Storage for Counting {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
+        let f = self.inner.open(path, mode)?;
+        if path.extension().is_some_and(|e| e == "wal") {
+            Ok(Arc::new(CountingFile {
+                inner: f,
+                syncs: self.wal_syncs.clone(),
+            }))
+        } else {
+            Ok(f)
+        }
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        self.inner.list(dir)
+    }
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        self.inner.file_len(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn create_dir(&self, dir: &Path) -> io::Result<bool> {
+        self.inner.create_dir(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<LockGuard> {
+        self.inner.lock(path)
+    }
+}
+
+fn config(mode: FsyncMode) -> Config {
+    let mut c = Config::default();
+    c.wal.fsync.mode = mode;
+    c.wal.fsync.interval_ms = 50;
+    c
+}
+
+fn open_on(dir: &Path, mode: FsyncMode, storage: Arc<dyn Storage>) -> Database {
+    let opts = OpenOptions {
+        storage: Some(storage),
+        ..Default::default()
+    };
+    Database::open_with(dir, config(mode), opts).unwrap()
+}
+
+/// A database on a fresh power-loss disk, and its WAL sync counter.
+fn open_counting(dir: &Path, mode: FsyncMode) -> (Database, Arc<AtomicU64>, Arc<PowerLossStorage>) {
+    let disk = PowerLossStorage::new();
+    let wal_syncs = Arc::new(AtomicU64::new(0));
+    let storage = Arc::new(Counting {
+        inner: disk.clone(),
+        wal_syncs: wal_syncs.clone(),
+    });
+    (open_on(dir, mode, storage), wal_syncs, disk)
+}
+
+fn doc(id: u64, version: u64) -> Vec<u8> {
+    format!(r#"{{"id":{id},"v":{version},"pad":"{}"}}"#, "x".repeat(100)).into_bytes()
+}
+
+#[test]
+fn always_fsyncs_the_wal_once_per_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, syncs, _disk) = open_counting(d.path(), FsyncMode::Always);
+    let before = syncs.load(Ordering::SeqCst);
+    for id in 0..100 {
+        db.create("", id, &doc(id, 0)).unwrap();
+    }
+    for id in 0..20 {
+        db.update("", id, &doc(id, 1)).unwrap();
+    }
+    let n = syncs.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        n, 120,
+        "120 sequential commits in `always` made {n} WAL fsyncs"
+    );
+}
+
+/// `threads` writers each commit `per_thread` creates at once; returns the commits.
+fn concurrent_creates(db: &Database, threads: u64, per_thread: u64) -> u64 {
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    let id = t * 1_000_000 + i;
+                    db.create("", id, &doc(id, 0)).unwrap();
+                }
+            });
+        }
+    });
+    threads * per_thread
+}
+
+#[test]
+fn group_shares_one_fsync_among_concurrent_commits() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, syncs, _disk) = open_counting(d.path(), FsyncMode::Group);
+    let before = syncs.load(Ordering::SeqCst);
+    let commits = concurrent_creates(&db, 8, 40);
+    let n = syncs.load(Ordering::SeqCst) - before;
+    println!("group: {commits} concurrent commits, {n} WAL fsyncs");
+    assert!(
+        n >= 1,
+        "group acknowledged {commits} commits without any fsync"
+    );
+    assert!(
+        n < commits,
+        "group made {n} WAL fsyncs for {commits} concurrent commits: none was shared"
+    );
+}
+
+#[test]
+fn interval_fsyncs_on_its_timer_not_per_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, syncs, _disk) = open_counting(d.path(), FsyncMode::Interval);
+    let before = syncs.load(Ordering::SeqCst);
+    let start = Instant::now();
+    let mut commits = 0u64;
+    while start.elapsed() < Duration::from_millis(1000) {
+        db.create("", commits, &doc(commits, 0)).unwrap();
+        commits += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let n = syncs.load(Ordering::SeqCst) - before;
+    let elapsed = start.elapsed();
+    let periods = elapsed.as_millis() as u64 / 50;
+    println!("interval: {commits} commits in {elapsed:?}, {n} WAL fsyncs, {periods} periods");
+    // The timer fires about once per period; a loaded machine may delay it (at least a
+    // quarter of them) but never makes it fire more often (twice the periods, plus one).
+    assert!(
+        n >= periods / 4,
+        "only {n} WAL fsyncs in {periods} periods of 50 ms"
+    );
+    assert!(
+        n <= 2 * periods + 1,
+        "{n} WAL fsyncs in {periods} periods of 50 ms"
+    );
+    assert!(
+        n * 4 < commits,
+        "{n} WAL fsyncs for {commits} commits: interval fsyncs per commit"
+    );
+}
+
+#[test]
+fn none_never_fsyncs_the_wal_while_writing() {
+    let d = tempfile::tempdir().unwrap();
+    let (db, syncs, _disk) = open_counting(d.path(), FsyncMode::None);
+    let before = syncs.load(Ordering::SeqCst);
+    concurrent_creates(&db, 4, 50);
+    for id in 0..50 {
+        db.update("", id, &doc(id, 1)).unwrap();
+    }
+    assert_eq!(syncs.load(Ordering::SeqCst) - before, 0);
+}
+
+/// What every acknowledged write left: id → its document, or `None` once deleted.
+type Model = BTreeMap<u64, Option<Vec<u8>>>;
+
+/// `threads` writers each create, update, delete and commit small transactions on
+/// their own ids; returns what was acknowledged.
+fn acknowledged_workload(db: &Database, threads: u64, per_thread: u64) -> Model {
+    let models: Vec<Model> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut m = Model::new();
+                    for i in 0..per_thread {
+                        let id = t * 1_000_000 + i;
+                        db.create("", id, &doc(id, 0)).unwrap();
+                        m.insert(id, Some(doc(id, 0)));
+                        if i % 3 == 1 {
+                            db.update("", id - 1, &doc(id - 1, 1)).unwrap();
+                            m.insert(id - 1, Some(doc(id - 1, 1)));
+                        }
+                        if i % 7 == 6 {
+                            db.delete("", id - 2).unwrap();
+                            m.insert(id - 2, None);
+                        }
+                        if i % 5 == 4 {
+                            let (a, b) = (id + 500_000, id + 500_001);
+                            let mut tx = db.begin();
+                            tx.create("", a, &doc(a, 0)).unwrap();
+                            tx.create("", b, &doc(b, 0)).unwrap();
+                            tx.commit().unwrap();
+                            m.insert(a, Some(doc(a, 0)));
+                            m.insert(b, Some(doc(b, 0)));
+                        }
+                    }
+                    m
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    models.into_iter().flatten().collect()
+}
+
+/// Ids whose acknowledged state the reopened database does not show.
+fn lost(db: &Database, model: &Model) -> Vec<u64> {
+    model
+        .iter()
+        .filter(|(&id, want)| match (db.read("", id), want) {
+            (Ok(got), Some(want)) => &got != want,
+            (Err(Error::NotFound), None) => false,
+            _ => true,
+        })
+        .map(|(&id, _)| id)
+        .collect()
+}
+
+/// Cuts the power under the running `db`, lets it go, and reopens on what the disk kept.
+fn cut_and_reopen(
+    dir: &Path,
+    mode: FsyncMode,
+    db: Database,
+    disk: &PowerLossStorage,
+    seed: Option<u64>,
+) -> Database {
+    match seed {
+        Some(seed) => disk.cut(seed).unwrap(),
+        None => disk.cut_keep_nothing_unsynced().unwrap(),
+    };
+    drop(db);
+    open_on(dir, mode, disk.restart())
+}
+
+#[test]
+fn durable_modes_keep_every_acknowledged_write_through_a_power_cut() {
+    for mode in [FsyncMode::Always, FsyncMode::Group] {
+        for seed in 0..4 {
+            let d = tempfile::tempdir().unwrap();
+            let disk = PowerLossStorage::new();
+            let db = open_on(d.path(), mode, disk.clone());
+            let model = acknowledged_workload(&db, 4, 30);
+            let db = cut_and_reopen(d.path(), mode, db, &disk, Some(seed));
+            let lost = lost(&db, &model);
+            assert!(
+                lost.is_empty(),
+                "{mode:?}, seed {seed}: {} of {} acknowledged documents lost or wrong: {lost:?}",
+                lost.len(),
+                model.len()
+            );
+            let v = db.verify().unwrap();
+            assert!(v.is_ok(), "{:?}", v.problems);
+            // And the survivor takes writes again.
+            db.create("", u64::MAX - 1, b"{}").unwrap();
+        }
+    }
+}
+
+#[test]
+fn none_loses_acknowledged_writes_when_the_cut_keeps_nothing_unsynced() {
+    let d = tempfile::tempdir().unwrap();
+    let disk = PowerLossStorage::new();
+    let db = open_on(d.path(), FsyncMode::None, disk.clone());
+    let model = acknowledged_workload(&db, 2, 30);
+    let db = cut_and_reopen(d.path(), FsyncMode::None, db, &disk, None);
+    let lost = lost(&db, &model);
+    println!(
+        "none: {} of {} acknowledged documents lost",
+        lost.len(),
+        model.len()
+    );
+    assert!(
+        !lost.is_empty(),
+        "`none` kept all {} unsynced acknowledged writes: the power cut did not cut",
+        model.len()
+    );
+}
+
+/// Sequential writes on `db` (ids from `first`), some updating earlier ones, so a
+/// compaction has dead versions to drop.
+fn sequential_writes(db: &Database, model: &mut Model, first: u64, n: u64) {
+    for id in first..first + n {
+        db.create("", id, &doc(id, 0)).unwrap();
+        model.insert(id, Some(doc(id, 0)));
+        if id % 2 == 1 {
+            db.update("", id - 1, &doc(id - 1, id)).unwrap();
+            model.insert(id - 1, Some(doc(id - 1, id)));
+        }
+        if id % 9 == 8 {
+            db.delete("", id - 3).unwrap();
+            model.insert(id - 3, None);
+        }
+    }
+}
+
+#[test]
+fn always_keeps_every_acknowledged_write_through_a_cut_after_checkpoint_or_compaction() {
+    for compact in [false, true] {
+        for seed in 0..3 {
+            let d = tempfile::tempdir().unwrap();
+            let disk = PowerLossStorage::new();
+            let db = open_on(d.path(), FsyncMode::Always, disk.clone());
+            let mut model = Model::new();
+            sequential_writes(&db, &mut model, 0, 80);
+            if compact {
+                db.compact().unwrap();
+            } else {
+                db.checkpoint().unwrap();
+            }
+            sequential_writes(&db, &mut model, 1000, 10);
+            let db = cut_and_reopen(d.path(), FsyncMode::Always, db, &disk, Some(seed));
+            let lost = lost(&db, &model);
+            assert!(
+                lost.is_empty(),
+                "compact={compact}, seed {seed}: lost or wrong: {lost:?}"
+            );
+            let v = db.verify().unwrap();
+            assert!(v.is_ok(), "{:?}", v.problems);
+        }
+    }
+}
+
+#[test]
+fn always_keeps_every_acknowledged_write_through_a_cut_during_checkpoints_and_compactions() {
+    for seed in 0..3 {
+        let d = tempfile::tempdir().unwrap();
+        let disk = PowerLossStorage::new();
+        let db = open_on(d.path(), FsyncMode::Always, disk.clone());
+        let mut model = Model::new();
+        sequential_writes(&db, &mut model, 0, 60);
+        let stop = AtomicBool::new(false);
+        let maintenance_runs = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                let mut runs = 0u64;
+                // Checkpoints and compactions back to back until the power goes (then
+                // they fail: the machine is dead).
+                while !stop.load(Ordering::Acquire) {
+                    let r = if runs.is_multiple_of(2) {
+                        db.checkpoint()
+                    } else {
+                        db.compact().map(|_| ())
+                    };
+                    if r.is_err() {
+                        break;
+                    }
+                    runs += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                runs
+            });
+            // Writes go on meanwhile; the cut comes between two acknowledged writes,
+            // while maintenance is (most likely) under way.
+            sequential_writes(&db, &mut model, 10_000, 40 + seed * 13);
+            disk.cut(seed).unwrap();
+            stop.store(true, Ordering::Release);
+            h.join().unwrap()
+        });
+        println!("seed {seed}: {maintenance_runs} checkpoints/compactions before the cut");
+        drop(db);
+        let db = open_on(d.path(), FsyncMode::Always, disk.restart());
+        let lost = lost(&db, &model);
+        assert!(lost.is_empty(), "seed {seed}: lost or wrong: {lost:?}");
+        let v = db.verify().unwrap();
+        assert!(v.is_ok(), "{:?}", v.problems);
+    }
+}
