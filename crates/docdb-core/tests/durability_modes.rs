@@ -1,14 +1,21 @@
 //! The four fsync modes, told apart by what a power cut keeps (SPEC §4).
 //!
 //! A SIGKILL keeps the page cache, so a crash test cannot tell `always` from `none`.
-//! Here every file operation goes through [`PowerLossStorage`] (wrapped in a counter of
-//! WAL syncs): the tests count the WAL fsyncs each mode makes while writing (`always`
-//! one per commit, `group` fewer than its commits, `interval` on its timer, `none`
-//! none), then cut the power after acknowledged writes and reopen. `always` and `group`
-//! must keep every acknowledged write whatever the cut keeps of what was not synced
-//! (several seeds), also when the cut lands during or right after a checkpoint or a
-//! compaction; `none` with a cut that keeps nothing unsynced must lose some — the
-//! control that shows the test can tell the modes apart.
+//! Here every file operation goes through [`PowerLossStorage`], seen through taps of
+//! this test's own (`Tapped`: a count of WAL fsyncs, each taking 2 ms as on a disk, and
+//! a power cut armed to land just before a chosen change to the disk). The tests
+//! - count the WAL fsyncs each mode makes while writing: `always` one per commit,
+//!   `group` fewer than its concurrent commits, `interval` about one per period and far
+//!   fewer than its commits, `none` none;
+//! - cut the power after acknowledged writes and reopen: `always` and `group` keep every
+//!   acknowledged write (creates, updates, deletes, transactions) whatever the cut keeps
+//!   of what was not synced (several seeds), and so does `always` when the cut lands
+//!   right after a checkpoint or a compaction, or just before any one of the disk
+//!   changes a checkpoint or a compaction makes; `none`, with a cut that keeps nothing
+//!   unsynced, loses some — the control that shows the test can tell the modes apart.
+//!
+//! These need an engine that routes every file operation through
+//! `OpenOptions::storage`; one that ignores it fails the fsync counts and the control.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,7 +23,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,81 +34,122 @@ use docdb_core::{Config, Database, Error, FsyncMode, OpenOptions};
 /// queue behind it, as they do behind a real one.
 const SYNC_TIME: Duration = Duration::from_millis(2);
 
-/// Counts the syncs of WAL segment files (`*.wal`); everything else passes through.
+/// What the test sees of the disk: WAL syncs so far, and a power cut armed to come
+/// just before a chosen call that changes the disk.
+#[derive(Debug, Default)]
+struct Taps {
+    /// Syncs of WAL segment files (`*.wal`).
+    wal_syncs: AtomicU64,
+    /// Calls that change the disk (writes, truncations, syncs, creations, renames,
+    /// removals, directory syncs) so far.
+    changes: AtomicU64,
+    /// Cut the power just before change number `cut_at` (1-based; 0: never).
+    cut_at: AtomicU64,
+    /// The seed of that cut; [`KEEP_NOTHING`]: keep nothing unsynced.
+    cut_seed: AtomicU64,
+}
+
+const KEEP_NOTHING: u64 = u64::MAX;
+
+/// [`PowerLossStorage`] seen through [`Taps`].
 #[derive(Debug)]
-struct Counting {
-    inner: Arc<PowerLossStorage>,
-    wal_syncs: Arc<AtomicU64>,
+struct Tapped {
+    disk: Arc<PowerLossStorage>,
+    taps: Arc<Taps>,
 }
 
 #[derive(Debug)]
-struct CountingFile {
+struct TappedFile {
     inner: Arc<dyn StorageFile>,
-    syncs: Arc<AtomicU64>,
+    disk: Arc<PowerLossStorage>,
+    taps: Arc<Taps>,
+    wal: bool,
 }
 
-impl CountingFile {
-    fn count(&self) {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        std::thread::sleep(SYNC_TIME);
+/// Counts one change; at the armed one, cuts the power first (the call then fails:
+/// the machine making it is dead).
+fn change(disk: &PowerLossStorage, taps: &Taps) -> io::Result<()> {
+    let n = taps.changes.fetch_add(1, Ordering::SeqCst) + 1;
+    if n == taps.cut_at.load(Ordering::SeqCst) {
+        match taps.cut_seed.load(Ordering::SeqCst) {
+            KEEP_NOTHING => disk.cut_keep_nothing_unsynced()?,
+            seed => disk.cut(seed)?,
+        };
+    }
+    Ok(())
+}
+
+impl TappedFile {
+    fn sync(&self) -> io::Result<()> {
+        change(&self.disk, &self.taps)?;
+        if self.wal {
+            self.taps.wal_syncs.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(SYNC_TIME);
+        }
+        Ok(())
     }
 }
 
-impl StorageFile for CountingFile {
+impl StorageFile for TappedFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.inner.read_at(buf, offset)
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        change(&self.disk, &self.taps)?;
         self.inner.write_at(buf, offset)
     }
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
+        change(&self.disk, &self.taps)?;
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.count();
+        self.sync()?;
         self.inner.sync_data()
     }
     fn sync_all(&self) -> io::Result<()> {
-        self.count();
+        self.sync()?;
         self.inner.sync_all()
     }
 }
 
-impl Storage for Counting {
+impl Storage for Tapped {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
-        let f = self.inner.open(path, mode)?;
-        if path.extension().is_some_and(|e| e == "wal") {
-            Ok(Arc::new(CountingFile {
-                inner: f,
-                syncs: self.wal_syncs.clone(),
-            }))
-        } else {
-            Ok(f)
+        if !matches!(mode, OpenMode::Read | OpenMode::ReadWrite) {
+            change(&self.disk, &self.taps)?;
         }
+        Ok(Arc::new(TappedFile {
+            inner: self.disk.open(path, mode)?,
+            disk: self.disk.clone(),
+            taps: self.taps.clone(),
+            wal: path.extension().is_some_and(|e| e == "wal"),
+        }))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
-        self.inner.list(dir)
+        self.disk.list(dir)
     }
     fn file_len(&self, path: &Path) -> io::Result<u64> {
-        self.inner.file_len(path)
+        self.disk.file_len(path)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
+        change(&self.disk, &self.taps)?;
+        self.disk.remove_file(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
+        change(&self.disk, &self.taps)?;
+        self.disk.rename(from, to)
     }
     fn create_dir(&self, dir: &Path) -> io::Result<bool> {
-        self.inner.create_dir(dir)
+        self.disk.create_dir(dir)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.inner.sync_dir(dir)
+        change(&self.disk, &self.taps)?;
+        self.disk.sync_dir(dir)
     }
     fn lock(&self, path: &Path) -> io::Result<LockGuard> {
-        self.inner.lock(path)
+        self.disk.lock(path)
     }
 }
 
@@ -120,15 +168,20 @@ fn open_on(dir: &Path, mode: FsyncMode, storage: Arc<dyn Storage>) -> Database {
     Database::open_with(dir, config(mode), opts).unwrap()
 }
 
-/// A database on a fresh power-loss disk, and its WAL sync counter.
-fn open_counting(dir: &Path, mode: FsyncMode) -> (Database, Arc<AtomicU64>, Arc<PowerLossStorage>) {
+/// A database on a fresh power-loss disk, the disk and its taps.
+fn open_tapped(dir: &Path, mode: FsyncMode) -> (Database, Arc<PowerLossStorage>, Arc<Taps>) {
     let disk = PowerLossStorage::new();
-    let wal_syncs = Arc::new(AtomicU64::new(0));
-    let storage = Arc::new(Counting {
-        inner: disk.clone(),
-        wal_syncs: wal_syncs.clone(),
+    let taps = Arc::new(Taps::default());
+    let storage = Arc::new(Tapped {
+        disk: disk.clone(),
+        taps: taps.clone(),
     });
-    (open_on(dir, mode, storage), wal_syncs, disk)
+    (open_on(dir, mode, storage), disk, taps)
+}
+
+/// The WAL syncs so far.
+fn wal_syncs(taps: &Taps) -> u64 {
+    taps.wal_syncs.load(Ordering::SeqCst)
 }
 
 fn doc(id: u64, version: u64) -> Vec<u8> {
@@ -138,15 +191,15 @@ fn doc(id: u64, version: u64) -> Vec<u8> {
 #[test]
 fn always_fsyncs_the_wal_once_per_commit() {
     let d = tempfile::tempdir().unwrap();
-    let (db, syncs, _disk) = open_counting(d.path(), FsyncMode::Always);
-    let before = syncs.load(Ordering::SeqCst);
+    let (db, _disk, taps) = open_tapped(d.path(), FsyncMode::Always);
+    let before = wal_syncs(&taps);
     for id in 0..100 {
         db.create("", id, &doc(id, 0)).unwrap();
     }
     for id in 0..20 {
         db.update("", id, &doc(id, 1)).unwrap();
     }
-    let n = syncs.load(Ordering::SeqCst) - before;
+    let n = wal_syncs(&taps) - before;
     assert_eq!(
         n, 120,
         "120 sequential commits in `always` made {n} WAL fsyncs"
@@ -171,10 +224,10 @@ fn concurrent_creates(db: &Database, threads: u64, per_thread: u64) -> u64 {
 #[test]
 fn group_shares_one_fsync_among_concurrent_commits() {
     let d = tempfile::tempdir().unwrap();
-    let (db, syncs, _disk) = open_counting(d.path(), FsyncMode::Group);
-    let before = syncs.load(Ordering::SeqCst);
+    let (db, _disk, taps) = open_tapped(d.path(), FsyncMode::Group);
+    let before = wal_syncs(&taps);
     let commits = concurrent_creates(&db, 8, 40);
-    let n = syncs.load(Ordering::SeqCst) - before;
+    let n = wal_syncs(&taps) - before;
     println!("group: {commits} concurrent commits, {n} WAL fsyncs");
     assert!(
         n >= 1,
@@ -189,8 +242,8 @@ fn group_shares_one_fsync_among_concurrent_commits() {
 #[test]
 fn interval_fsyncs_on_its_timer_not_per_commit() {
     let d = tempfile::tempdir().unwrap();
-    let (db, syncs, _disk) = open_counting(d.path(), FsyncMode::Interval);
-    let before = syncs.load(Ordering::SeqCst);
+    let (db, _disk, taps) = open_tapped(d.path(), FsyncMode::Interval);
+    let before = wal_syncs(&taps);
     let start = Instant::now();
     let mut commits = 0u64;
     while start.elapsed() < Duration::from_millis(1000) {
@@ -198,7 +251,7 @@ fn interval_fsyncs_on_its_timer_not_per_commit() {
         commits += 1;
         std::thread::sleep(Duration::from_millis(1));
     }
-    let n = syncs.load(Ordering::SeqCst) - before;
+    let n = wal_syncs(&taps) - before;
     let elapsed = start.elapsed();
     let periods = elapsed.as_millis() as u64 / 50;
     println!("interval: {commits} commits in {elapsed:?}, {n} WAL fsyncs, {periods} periods");
@@ -221,13 +274,13 @@ fn interval_fsyncs_on_its_timer_not_per_commit() {
 #[test]
 fn none_never_fsyncs_the_wal_while_writing() {
     let d = tempfile::tempdir().unwrap();
-    let (db, syncs, _disk) = open_counting(d.path(), FsyncMode::None);
-    let before = syncs.load(Ordering::SeqCst);
+    let (db, _disk, taps) = open_tapped(d.path(), FsyncMode::None);
+    let before = wal_syncs(&taps);
     concurrent_creates(&db, 4, 50);
     for id in 0..50 {
         db.update("", id, &doc(id, 1)).unwrap();
     }
-    assert_eq!(syncs.load(Ordering::SeqCst) - before, 0);
+    assert_eq!(wal_syncs(&taps) - before, 0);
 }
 
 /// What every acknowledged write left: id → its document, or `None` once deleted.
@@ -389,47 +442,75 @@ fn always_keeps_every_acknowledged_write_through_a_cut_after_checkpoint_or_compa
     }
 }
 
+/// Which maintenance a cut lands in.
+#[derive(Debug, Clone, Copy)]
+enum Maintenance {
+    Checkpoint,
+    Compaction,
+}
+
+impl Maintenance {
+    fn run(self, db: &Database) -> docdb_core::Result<()> {
+        match self {
+            Maintenance::Checkpoint => db.checkpoint(),
+            Maintenance::Compaction => db.compact().map(|_| ()),
+        }
+    }
+}
+
+/// Acknowledged writes in `always`, then `op` with the power cut (keeping what `seed`
+/// draws) just before its change number `cut_at` (0: no cut). Returns the model, the
+/// changes `op` made (when not cut) and the reopened database.
+fn cut_during(
+    dir: &Path,
+    op: Maintenance,
+    cut_at: u64,
+    seed: u64,
+) -> (Model, u64, Option<Database>) {
+    let (db, disk, taps) = open_tapped(dir, FsyncMode::Always);
+    let mut model = Model::new();
+    sequential_writes(&db, &mut model, 0, 60);
+    let before = taps.changes.load(Ordering::SeqCst);
+    taps.cut_seed.store(seed, Ordering::SeqCst);
+    if cut_at > 0 {
+        taps.cut_at.store(before + cut_at, Ordering::SeqCst);
+    }
+    let r = op.run(&db);
+    let made = taps.changes.load(Ordering::SeqCst) - before;
+    if cut_at == 0 {
+        r.unwrap();
+        return (model, made, None);
+    }
+    assert!(r.is_err(), "{op:?} went on after the power was cut");
+    drop(db);
+    let db = open_on(dir, FsyncMode::Always, disk.restart());
+    (model, made, Some(db))
+}
+
 #[test]
-fn always_keeps_every_acknowledged_write_through_a_cut_during_checkpoints_and_compactions() {
-    for seed in 0..3 {
+fn always_keeps_every_acknowledged_write_through_a_cut_inside_checkpoint_or_compaction() {
+    for op in [Maintenance::Checkpoint, Maintenance::Compaction] {
         let d = tempfile::tempdir().unwrap();
-        let disk = PowerLossStorage::new();
-        let db = open_on(d.path(), FsyncMode::Always, disk.clone());
-        let mut model = Model::new();
-        sequential_writes(&db, &mut model, 0, 60);
-        let stop = AtomicBool::new(false);
-        let maintenance_runs = std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                let mut runs = 0u64;
-                // Checkpoints and compactions back to back until the power goes (then
-                // they fail: the machine is dead).
-                while !stop.load(Ordering::Acquire) {
-                    let r = if runs.is_multiple_of(2) {
-                        db.checkpoint()
-                    } else {
-                        db.compact().map(|_| ())
-                    };
-                    if r.is_err() {
-                        break;
-                    }
-                    runs += 1;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                runs
-            });
-            // Writes go on meanwhile; the cut comes between two acknowledged writes,
-            // while maintenance is (most likely) under way.
-            sequential_writes(&db, &mut model, 10_000, 40 + seed * 13);
-            disk.cut(seed).unwrap();
-            stop.store(true, Ordering::Release);
-            h.join().unwrap()
-        });
-        println!("seed {seed}: {maintenance_runs} checkpoints/compactions before the cut");
-        drop(db);
-        let db = open_on(d.path(), FsyncMode::Always, disk.restart());
-        let lost = lost(&db, &model);
-        assert!(lost.is_empty(), "seed {seed}: lost or wrong: {lost:?}");
-        let v = db.verify().unwrap();
-        assert!(v.is_ok(), "{:?}", v.problems);
+        let (_, changes, _) = cut_during(d.path(), op, 0, 0);
+        assert!(
+            changes >= 3,
+            "{op:?} made only {changes} changes to the disk"
+        );
+        // A cut just before each of its changes, each with a seed of its own (and one
+        // that keeps nothing unsynced at every third).
+        for k in 1..=changes {
+            let d = tempfile::tempdir().unwrap();
+            let seed = if k % 3 == 0 { KEEP_NOTHING } else { k };
+            let (model, _, db) = cut_during(d.path(), op, k, seed);
+            let db = db.unwrap();
+            let lost = lost(&db, &model);
+            assert!(
+                lost.is_empty(),
+                "{op:?} cut before its change {k} of {changes}: lost or wrong: {lost:?}"
+            );
+            let v = db.verify().unwrap();
+            assert!(v.is_ok(), "{op:?} cut before change {k}: {:?}", v.problems);
+        }
+        println!("{op:?}: cut before each of its {changes} changes");
     }
 }
