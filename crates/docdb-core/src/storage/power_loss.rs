@@ -819,4 +819,72 @@ mod tests {
             io::ErrorKind::WouldBlock
         );
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write(u64, usize, u8),
+        SetLen(u64),
+        Sync,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u64..4096, 1usize..1500, any::<u8>()).prop_map(|(o, n, b)| Op::Write(o, n, b)),
+            1 => (0u64..5000).prop_map(Op::SetLen),
+            1 => Just(Op::Sync),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the history, after a random cut the file has its synced length or
+        /// its latest, and each sector holds its synced or its latest content.
+        #[test]
+        fn each_sector_is_synced_or_latest_after_a_random_cut(
+            ops in proptest::collection::vec(op(), 1..24),
+            seed in 0u64..1000,
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let s = PowerLossStorage::new();
+            let f = synced(&s, d.path(), "f", &[7; 700]);
+            let (mut durable, mut latest) = (vec![7u8; 700], vec![7u8; 700]);
+            for op in &ops {
+                match *op {
+                    Op::Write(o, n, b) => {
+                        f.write_all_at(&vec![b; n], o).unwrap();
+                        let end = o as usize + n;
+                        if latest.len() < end {
+                            latest.resize(end, 0);
+                        }
+                        latest[o as usize..end].fill(b);
+                    }
+                    Op::SetLen(l) => {
+                        f.set_len(l).unwrap();
+                        latest.resize(l as usize, 0);
+                    }
+                    Op::Sync => {
+                        f.sync_data().unwrap();
+                        durable = latest.clone();
+                    }
+                }
+            }
+            s.cut(seed).unwrap();
+            let got = fs::read(d.path().join("f")).unwrap();
+            proptest::prop_assert!(got.len() == durable.len() || got.len() == latest.len());
+            let sector = |v: &[u8], a: usize| -> Vec<u8> {
+                let mut x: Vec<u8> = v.get(a..).unwrap_or(&[]).iter().take(S).copied().collect();
+                x.resize((got.len() - a).min(S), 0);
+                x
+            };
+            for a in (0..got.len()).step_by(S) {
+                let g = &got[a..(a + S).min(got.len())];
+                proptest::prop_assert!(
+                    g == sector(&durable, a) || g == sector(&latest, a),
+                    "sector at {} is neither synced nor latest", a
+                );
+            }
+        }
+    }
 }
