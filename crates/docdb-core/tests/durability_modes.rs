@@ -343,6 +343,12 @@ fn lost(db: &Database, model: &Model) -> Vec<u64> {
         .collect()
 }
 
+/// The machine restarts after a cut: the dead process's record of the writes and
+/// fsyncs that failed when its disk went away goes with it (DECISIONS 38).
+fn reboot(dir: &Path) {
+    docdb_core::failure::reset(dir);
+}
+
 /// Cuts the power under the running `db`, lets it go, and reopens on what the disk kept.
 fn cut_and_reopen(
     dir: &Path,
@@ -356,6 +362,7 @@ fn cut_and_reopen(
         None => disk.cut_keep_nothing_unsynced().unwrap(),
     };
     drop(db);
+    reboot(dir);
     open_on(dir, mode, disk.restart())
 }
 
@@ -488,6 +495,7 @@ fn cut_during(
     }
     assert!(r.is_err(), "{op:?} went on after the power was cut");
     drop(db);
+    reboot(dir);
     let db = open_on(dir, FsyncMode::Always, disk.restart());
     (model, made, Some(db))
 }
