@@ -19,14 +19,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod fault;
+mod power_loss;
 mod std_fs;
 
 pub use std_fs::StdStorage;
 
-/// Backends for tests: [`testing::FaultStorage`] fails chosen calls.
+/// Backends for tests: [`testing::FaultStorage`] fails chosen calls,
+/// [`testing::PowerLossStorage`] simulates a power cut.
 #[doc(hidden)]
 pub mod testing {
     pub use super::fault::*;
+    pub use super::power_loss::{CutReport, PowerLossStorage, SECTOR};
 }
 
 /// How [`Storage::open`] opens a file.
