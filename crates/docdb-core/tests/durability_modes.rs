@@ -494,7 +494,16 @@ fn cut_during(
         r.unwrap();
         return (model, made, None);
     }
-    assert!(r.is_err(), "{op:?} went on after the power was cut");
+    // The cut is certain (the change numbered `cut_at` is one `op` makes). A checkpoint
+    // cut while it writes the optional INDEX snapshot still succeeds: the snapshot
+    // only saves the next open a scan, and its failure is logged, not returned.
+    assert!(made >= cut_at, "{op:?} made only {made} changes, cut at {cut_at}");
+    if r.is_ok() {
+        assert!(
+            matches!(op, Maintenance::Checkpoint),
+            "{op:?} went on after the power was cut"
+        );
+    }
     drop(db);
     reboot(dir);
     let db = open_on(dir, FsyncMode::Always, disk.restart());
