@@ -1,6 +1,7 @@
-//! Little-endian byte reading shared by every decoder of untrusted bytes: wire frames
-//! here, and the engine's on-disk records. Decoding never panics: a short or lying
-//! input is a `None`.
+//! Little-endian byte reading for the engine's on-disk records (WAL, data files,
+//! CHECKPOINT): bytes on disk are untrusted, so decoding never panics and a short or
+//! lying input is a `None`. The engine owns this codec, so its file format does not
+//! depend on the wire protocol crate (which has its own reader for frames).
 
 /// A cursor over bytes that refuses to read past the end.
 pub struct Reader<'a> {

@@ -24,7 +24,8 @@
 //!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`];
 //!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
-//!   files. `checkpoint`: the `CHECKPOINT` file. [`fsutil`]: private (0600/0700) files
+//!   files. `checkpoint`: the `CHECKPOINT` file. `codec`: the bounds-checked reader
+//!   of on-disk records. [`fsutil`]: private (0600/0700) files
 //!   and directories, atomic replacement.
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
@@ -32,6 +33,7 @@
 pub mod batch;
 mod cache;
 mod checkpoint;
+mod codec;
 mod commit;
 pub mod config;
 pub mod data;
@@ -61,7 +63,7 @@ pub use db::{
     Database, OpenOptions, RecoveryReport, ScanPage, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT,
     SCAN_ROW_OVERHEAD,
 };
-pub use error::{Error, Result, Status};
+pub use error::{Error, Result};
 pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
 pub use stats::{GroupCommitStats, Stats};

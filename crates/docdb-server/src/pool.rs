@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use docdb_core::error::msg;
 use docdb_core::{Database, MemoryBudget, OpenOptions};
+use docdb_protocol::text as msg;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 

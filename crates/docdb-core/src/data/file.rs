@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::record::{decode_header, payload_ok, Header, HeaderError, FIXED, MAGIC};
+use crate::codec::Reader;
 use crate::fsutil::sync_dir;
-use docdb_protocol::codec::Reader;
 
 const FILE_MAGIC: &[u8; 8] = b"DOCDBDAT";
 const VERSION: u32 = 1;

@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use docdb_protocol::codec::Reader;
+use crate::codec::Reader;
 
 pub(crate) const MAGIC: &[u8; 8] = b"DOCDBWAL";
 pub(crate) const VERSION: u32 = 1;
