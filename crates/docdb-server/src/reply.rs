@@ -248,31 +248,63 @@ mod tests {
         use std::io;
         let cases: Vec<(Error, Status, &str)> = vec![
             (Error::NotFound, Status::NotFound, "document not found"),
-            (Error::AlreadyExists, Status::Conflict, "document already exists"),
+            (
+                Error::AlreadyExists,
+                Status::Conflict,
+                "document already exists",
+            ),
             (Error::Conflict, Status::Conflict, "transaction conflict"),
-            (Error::MemoryLimit, Status::MemoryLimit, "memory limit exceeded"),
+            (
+                Error::MemoryLimit,
+                Status::MemoryLimit,
+                "memory limit exceeded",
+            ),
             (
                 Error::InvalidJson,
                 Status::Error,
                 "payload must be valid JSON (forbidden prefixes: raw: hex:)",
             ),
-            (Error::PayloadTooLarge, Status::Error, "payload exceeds maximum size"),
+            (
+                Error::PayloadTooLarge,
+                Status::Error,
+                "payload exceeds maximum size",
+            ),
             (
                 Error::TransactionTooLarge,
                 Status::Error,
                 "transaction exceeds maximum size",
             ),
-            (Error::CollectionNotFound, Status::Error, "collection not found"),
-            (Error::CollectionExists, Status::Error, "collection already exists"),
-            (Error::CollectionNotEmpty, Status::Error, "collection is not empty"),
+            (
+                Error::CollectionNotFound,
+                Status::Error,
+                "collection not found",
+            ),
+            (
+                Error::CollectionExists,
+                Status::Error,
+                "collection already exists",
+            ),
+            (
+                Error::CollectionNotEmpty,
+                Status::Error,
+                "collection is not empty",
+            ),
             (
                 Error::DefaultCollection,
                 Status::Error,
                 "the default collection cannot be deleted",
             ),
             (Error::InvalidPath, Status::Error, "invalid JSON path"),
-            (Error::InvalidPatch, Status::Error, "invalid patch operations"),
-            (Error::NotAnObject, Status::Error, "document is not a JSON object"),
+            (
+                Error::InvalidPatch,
+                Status::Error,
+                "invalid patch operations",
+            ),
+            (
+                Error::NotAnObject,
+                Status::Error,
+                "document is not a JSON object",
+            ),
             (Error::PatchTestFailed, Status::Error, "patch test failed"),
             (
                 Error::TooDeep { max: 64 },
