@@ -43,7 +43,7 @@ use crate::config::NetSection;
 use crate::context::Context;
 use crate::errors::Category;
 use crate::global_pool::GlobalPool;
-use crate::reply::{Reply, ReplyTo, Sink, Task};
+use crate::reply::{ReplyTo, Sink, Task};
 use crate::scheduler::Rejected;
 
 /// How long a draining connection may stay quiet before it is closed.
@@ -527,17 +527,6 @@ async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global
             Rejected::QueueFull => text::QUEUE_FULL,
             Rejected::Stopped => text::POOL_STOPPED,
         };
-        // Counted under the command's name, whatever its label.
-        let spec = cmd::Spec {
-            label: cmd::Label::Command,
-            ..*spec
-        };
-        cmd::answer(
-            ctx,
-            Some(&spec),
-            task.enqueued,
-            task.reply,
-            Reply::error(why),
-        );
+        cmd::refuse(ctx, Some(spec), task.enqueued, task.reply, why);
     }
 }

@@ -195,18 +195,7 @@ pub fn serve_batch(ctx: &Arc<Context>, db_id: u64, tasks: Vec<Task>) -> Option<A
         Err(e) => {
             let text = crate::errors::client_text(&e);
             for t in tasks {
-                // Counted under the command's name, whatever its label.
-                let spec = lookup(&t.req).map(|s| Spec {
-                    label: Label::Command,
-                    ..*s
-                });
-                answer(
-                    ctx,
-                    spec.as_ref(),
-                    t.enqueued,
-                    t.reply,
-                    Reply::error(&*text),
-                );
+                refuse(ctx, lookup(&t.req), t.enqueued, t.reply, &text);
             }
             return None;
         }
@@ -355,6 +344,23 @@ pub fn serve_global(ctx: &Context, req: &Request, to: ReplyTo) {
         Some(Handler::Server(run)) => answer(ctx, spec, started, to, run(ctx, req)),
         _ => answer(ctx, None, started, to, Reply::error(text::UNKNOWN_COMMAND)),
     }
+}
+
+/// Answers `text` (status Error) to a request refused before its handler ran (queue
+/// full, pool stopped, database gone): counted under the command's name, whatever its
+/// label.
+pub(crate) fn refuse(
+    ctx: &Context,
+    spec: Option<&Spec>,
+    started: Instant,
+    to: ReplyTo,
+    text: &str,
+) {
+    let whole = spec.map(|s| Spec {
+        label: Label::Command,
+        ..*s
+    });
+    answer(ctx, whole.as_ref(), started, to, Reply::error(text));
 }
 
 /// JSON bytes of a value that cannot fail to serialize.
