@@ -11,11 +11,9 @@ use docdb_protocol::Status;
 /// Stable server texts the client needs to recognise (SPEC §2). Per-op results of a
 /// batch carry only the text, so the status of each failed op is recovered from it.
 pub(crate) mod text {
-    pub const NOT_FOUND: &str = "document not found";
-    pub const ALREADY_EXISTS: &str = "document already exists";
-    pub const TX_CONFLICT: &str = "transaction conflict";
-    pub const MEMORY_LIMIT: &str = "memory limit exceeded";
-    pub const FRAME_TOO_LARGE: &str = "frame size exceeds maximum";
+    pub use docdb_protocol::text::{
+        ALREADY_EXISTS, FRAME_TOO_LARGE, MEMORY_LIMIT, NOT_FOUND, TX_CONFLICT,
+    };
 }
 
 /// Everything a DocDB call can fail with.

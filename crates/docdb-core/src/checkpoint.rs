@@ -12,10 +12,10 @@
 
 use std::path::Path;
 
+use crate::codec::Reader;
 use crate::error::{Error, Result};
 use crate::storage::{self, Storage};
 use crate::wal::WalPos;
-use docdb_protocol::codec::Reader;
 
 const MAGIC: &[u8; 8] = b"DOCDBCKP";
 const VERSION: u32 = 1;

@@ -24,7 +24,8 @@
 //!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`];
 //!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
-//!   files. `checkpoint`: the `CHECKPOINT` file; `index_snapshot`: the `INDEX` file
+//!   files. `checkpoint`: the `CHECKPOINT` file; `codec`: the bounds-checked reader
+//!   of on-disk records; `index_snapshot`: the `INDEX` file
 //!   (the index at a checkpoint), `rebuild`: the newest versions the files describe.
 //!   [`storage`]: the seam every file operation goes through ([`storage::StdStorage`]
 //!   in production). [`failure`]: databases whose write or fsync failed in this
@@ -36,6 +37,7 @@
 pub mod batch;
 mod cache;
 mod checkpoint;
+mod codec;
 mod commit;
 pub mod config;
 pub mod data;
@@ -66,7 +68,7 @@ pub use db::{
     Database, OpenOptions, RecoveryReport, ScanPage, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT,
     SCAN_ROW_OVERHEAD,
 };
-pub use error::{Error, Result, Status};
+pub use error::{Error, Result};
 pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
 pub use stats::{GroupCommitStats, Stats};

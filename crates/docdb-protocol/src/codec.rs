@@ -1,6 +1,6 @@
-//! Little-endian byte reading shared by every decoder of untrusted bytes: wire frames
-//! here, and the engine's on-disk records. Decoding never panics: a short or lying
-//! input is a `None`.
+//! Little-endian byte reading for every decoder of wire frames: the bytes come from
+//! the network, so decoding never panics and a short or lying input is a `None`.
+//! (The engine's on-disk records have their own reader, in docdb-core.)
 
 /// A cursor over bytes that refuses to read past the end.
 pub struct Reader<'a> {

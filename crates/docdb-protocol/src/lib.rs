@@ -17,11 +17,13 @@
 //! - [`codec`]: the bounds-checked little-endian reader every decoder uses.
 //! - [`frame`]: request and response encoding and decoding.
 //! - [`types`]: command, op type and status codes.
+//! - [`text`]: the error texts a client can see (the data of a non-OK reply).
 //! - [`io`]: reading a length-prefixed frame with the size check first.
 
 pub mod codec;
 pub mod frame;
 pub mod io;
+pub mod text;
 pub mod types;
 
 pub use frame::{
@@ -44,7 +46,7 @@ pub const MAX_REPLY_DATA: usize = MAX_FRAME - RESPONSE_HEADER;
 /// Error text of a reply whose data would not fit in [`MAX_REPLY_DATA`]; what a server
 /// sends instead of such a reply (never a truncated or oversize frame). Commands that
 /// stop before the limit add what happened after this text.
-pub const REPLY_TOO_LARGE: &str = "reply exceeds the frame limit (16 MiB)";
+pub use text::REPLY_TOO_LARGE;
 
 /// Longest collection name.
 pub const MAX_COLLECTION_LEN: usize = 64;

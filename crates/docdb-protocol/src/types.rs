@@ -1,70 +1,53 @@
 //! Numeric codes of the protocol.
 
-/// Commands (the request frame's `command` byte).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Command {
-    OpenDb = 1,
-    CloseDb = 2,
-    Execute = 3,
-    Stats = 4,
-    CreateCollection = 5,
-    DeleteCollection = 6,
-    ListCollections = 7,
-    ListDbs = 8,
-    Heal = 9,
-    HealAll = 10,
-    HealStats = 11,
-    Metrics = 12,
-    Transaction = 13,
-    SchedulerStats = 14,
-    Scan = 15,
+/// Declares [`Command`] from one list of `code => Variant, "name"`, so a new command is
+/// one line here (and one entry in the server's command table).
+macro_rules! commands {
+    ($($code:literal => $variant:ident, $name:literal;)*) => {
+        /// Commands (the request frame's `command` byte).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Command {
+            $($variant = $code,)*
+        }
+
+        impl Command {
+            /// Every command, in code order.
+            pub const ALL: &'static [Command] = &[$(Command::$variant,)*];
+
+            pub fn from_u8(b: u8) -> Option<Command> {
+                match b {
+                    $($code => Some(Command::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// Lower-case name, for metrics labels and logs.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Command::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl Command {
-    pub fn from_u8(b: u8) -> Option<Command> {
-        use Command::*;
-        Some(match b {
-            1 => OpenDb,
-            2 => CloseDb,
-            3 => Execute,
-            4 => Stats,
-            5 => CreateCollection,
-            6 => DeleteCollection,
-            7 => ListCollections,
-            8 => ListDbs,
-            9 => Heal,
-            10 => HealAll,
-            11 => HealStats,
-            12 => Metrics,
-            13 => Transaction,
-            14 => SchedulerStats,
-            15 => Scan,
-            _ => return None,
-        })
-    }
-
-    /// Lower-case name, for metrics labels and logs.
-    pub fn name(self) -> &'static str {
-        use Command::*;
-        match self {
-            OpenDb => "open_db",
-            CloseDb => "close_db",
-            Execute => "execute",
-            Stats => "stats",
-            CreateCollection => "create_collection",
-            DeleteCollection => "delete_collection",
-            ListCollections => "list_collections",
-            ListDbs => "list_dbs",
-            Heal => "heal",
-            HealAll => "heal_all",
-            HealStats => "heal_stats",
-            Metrics => "metrics",
-            Transaction => "transaction",
-            SchedulerStats => "scheduler_stats",
-            Scan => "scan",
-        }
-    }
+commands! {
+    1 => OpenDb, "open_db";
+    2 => CloseDb, "close_db";
+    3 => Execute, "execute";
+    4 => Stats, "stats";
+    5 => CreateCollection, "create_collection";
+    6 => DeleteCollection, "delete_collection";
+    7 => ListCollections, "list_collections";
+    8 => ListDbs, "list_dbs";
+    9 => Heal, "heal";
+    10 => HealAll, "heal_all";
+    11 => HealStats, "heal_stats";
+    12 => Metrics, "metrics";
+    13 => Transaction, "transaction";
+    14 => SchedulerStats, "scheduler_stats";
+    15 => Scan, "scan";
 }
 
 /// Operation types inside Execute and Transaction. Codes 5 (commit), 6 (checkpoint),
@@ -158,6 +141,8 @@ mod tests {
             assert_eq!(OpType::from_u8(reserved), None);
         }
         assert_eq!(Command::from_u8(16), None);
+        assert_eq!(Command::ALL.len(), 15);
+        assert_eq!(Command::Scan.name(), "scan");
         assert_eq!(Command::from_u8(0), None);
     }
 }

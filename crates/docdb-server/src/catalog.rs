@@ -42,7 +42,7 @@ pub struct Entry {
 #[non_exhaustive]
 pub enum CatalogError {
     /// `limits.max_databases` active databases exist already.
-    #[error("{}", docdb_core::error::msg::TOO_MANY_DATABASES)]
+    #[error("{}", docdb_protocol::text::TOO_MANY_DATABASES)]
     Full,
     /// An earlier append or fsync failed: what reached the disk is unknown, so the
     /// catalog takes no more creates until the server restarts.

@@ -29,9 +29,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use docdb_core::error::msg;
 use docdb_protocol::{
-    decode_request, encode_response, request_header, Request, Response, Status, MAX_FRAME,
+    decode_request, encode_response, request_header, text, Request, Response, Status, MAX_FRAME,
 };
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
@@ -425,7 +424,7 @@ pub async fn serve(
             tx.send(Response::new(
                 0,
                 Status::Error,
-                msg::FRAME_TOO_LARGE.as_bytes().to_vec(),
+                text::FRAME_TOO_LARGE.as_bytes().to_vec(),
             ));
             ctx.metrics.error(Category::Validation);
             break;
@@ -444,11 +443,7 @@ pub async fn serve(
                 tx.send(Response::new(
                     request_id,
                     Status::Error,
-                    format!(
-                        "request has {n} ops; at most {max} are allowed \
-                         (limits.max_ops_per_request)"
-                    )
-                    .into_bytes(),
+                    text::too_many_ops(n, max).into_bytes(),
                 ));
                 ctx.metrics.error(Category::Validation);
                 continue;
@@ -471,7 +466,7 @@ pub async fn serve(
             tx.send(Response::new(
                 req.request_id,
                 Status::Error,
-                msg::SHUTTING_DOWN.as_bytes().to_vec(),
+                text::SHUTTING_DOWN.as_bytes().to_vec(),
             ));
             continue;
         }
@@ -495,25 +490,22 @@ fn stalled(ctx: &Context, stop: Stop, part: &str) {
 }
 
 async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global: &GlobalPool) {
-    let Some(command) = req.command() else {
+    let Some(spec) = cmd::lookup(&req) else {
         tx.send(Response::new(
             req.request_id,
             Status::Error,
-            msg::UNKNOWN_COMMAND.as_bytes().to_vec(),
+            text::UNKNOWN_COMMAND.as_bytes().to_vec(),
         ));
         return;
     };
-    if !cmd::is_per_db(command) {
+    if !spec.per_db() {
         // OpenDB may open (recover) a database and ListDBs reads every database's
         // stats: keep them off the I/O threads.
         // A fixed pool of threads runs them; waiting for a slot holds up only this
         // connection's reading.
         let ctx2 = ctx.clone();
         let reply = tx.reply_to(req.request_id);
-        let job = global.run(move || {
-            let (status, data) = cmd::serve_global(&ctx2, &req);
-            reply.send(status, data);
-        });
+        let job = global.run(move || cmd::serve_global(&ctx2, &req, reply));
         if job.await.is_err() {
             // Stopped: the job (and its ReplyTo) was dropped, which answered it.
             tracing::debug!("server-wide command refused: the pool is stopped");
@@ -524,19 +516,17 @@ async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global
         tx.send(Response::new(
             req.request_id,
             Status::Error,
-            msg::DB_NOT_OPEN.as_bytes().to_vec(),
+            text::DB_NOT_OPEN.as_bytes().to_vec(),
         ));
         return;
     }
     let (db, rid) = (req.db_id, req.request_id);
     let task = Task::new(req, tx.reply_to(rid));
     if let Err((why, task)) = ctx.scheduler().enqueue(db, task) {
-        let text = match why {
-            Rejected::QueueFull => msg::QUEUE_FULL,
-            Rejected::Stopped => msg::POOL_STOPPED,
+        let why = match why {
+            Rejected::QueueFull => text::QUEUE_FULL,
+            Rejected::Stopped => text::POOL_STOPPED,
         };
-        let op = task.req.command().map_or("unknown", |c| c.name());
-        ctx.metrics.record(op, Status::Error, 0.0);
-        task.reply.error(text);
+        cmd::refuse(ctx, Some(spec), task.enqueued, task.reply, why);
     }
 }

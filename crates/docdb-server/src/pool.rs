@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use docdb_core::error::msg;
 use docdb_core::{Database, HealStats, MemoryBudget, OpenOptions};
+use docdb_protocol::text as msg;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 

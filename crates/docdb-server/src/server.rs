@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use docdb_core::error::msg;
-use docdb_protocol::{encode_response, Response, Status};
+use docdb_protocol::{encode_response, text as msg, Response, Status};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Semaphore};

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docdb_core::error::msg;
+use docdb_protocol::text as msg;
 use support::{read_reply, Reply};
 
 struct Killed(Child);

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::record::{decode_header, payload_ok, Header, HeaderError, FIXED, MAGIC};
+use crate::codec::Reader;
 use crate::storage::{OpenMode, Storage, StorageFile};
-use docdb_protocol::codec::Reader;
 
 const FILE_MAGIC: &[u8; 8] = b"DOCDBDAT";
 const VERSION: u32 = 1;

@@ -16,8 +16,8 @@
 //! 35     ..   collection name, then payload (the document's JSON bytes, uncompressed)
 //! ```
 
+use crate::codec::Reader;
 use crate::name::MAX_NAME_LEN;
-use docdb_protocol::codec::Reader;
 
 pub(crate) const MAGIC: u32 = 0x5242_4444;
 pub(crate) const FIXED: usize = 35;

@@ -11,7 +11,7 @@
 //!     (the wire protocol's op codes; a patch is logged as the update it produced)
 //! ```
 
-use docdb_protocol::codec::{u32_at, Reader};
+use crate::codec::{u32_at, Reader};
 
 /// Bytes before the body: length and CRC.
 pub(crate) const RECORD_HEADER: usize = 8;

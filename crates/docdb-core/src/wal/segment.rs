@@ -8,8 +8,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::codec::Reader;
 use crate::storage::Storage;
-use docdb_protocol::codec::Reader;
 
 pub(crate) const MAGIC: &[u8; 8] = b"DOCDBWAL";
 pub(crate) const VERSION: u32 = 1;

@@ -2,19 +2,18 @@
 //! it holds documents. Empty reply.
 
 use docdb_core::Database;
-use docdb_protocol::{Request, Status};
+use docdb_protocol::Request;
 
-use super::{collection, first_op, reply_of};
+use super::{collection, first_op};
 use crate::context::Context;
+use crate::reply::Reply;
 
-pub fn run(ctx: &Context, db: &Database, req: &Request) -> (Status, Vec<u8>) {
+pub fn run(_: &Context, db: &Database, req: &Request) -> Reply {
     match first_op(req) {
-        Ok(op) => reply_of(
-            ctx,
-            collection(op)
-                .and_then(|c| db.delete_collection(c))
-                .map(|_| Vec::new()),
-        ),
-        Err(text) => (Status::Error, text.as_bytes().to_vec()),
+        Ok(op) => collection(op)
+            .and_then(|c| db.delete_collection(c))
+            .map(|_| Vec::new())
+            .into(),
+        Err(reply) => reply,
     }
 }

@@ -14,14 +14,13 @@
 
 use std::time::Instant;
 
-use docdb_core::error::msg;
 use docdb_core::{Batch, MAX_DOCUMENT_SIZE};
 use docdb_protocol::frame::{decode_results, encode_results};
-use docdb_protocol::{OpType, Status, MAX_REPLY_DATA};
+use docdb_protocol::{text, Command, OpType, Status, MAX_REPLY_DATA};
 
-use super::{collection, engine_error, maybe_inject_panic};
+use super::{answer, collection, maybe_inject_panic, spec_of};
 use crate::context::Context;
-use crate::reply::{ReplyTo, Task};
+use crate::reply::{Reply, ReplyTo, Tally, Task};
 
 /// The error text of an Execute stopped at the frame limit before op `ran` (0-based)
 /// of `total`: ops before it ran (their writes are durable once answered), the rest
@@ -29,7 +28,7 @@ use crate::reply::{ReplyTo, Task};
 pub fn over_limit_text(ran: usize, total: usize) -> String {
     format!(
         "{}: the first {ran} of {total} ops ran, the rest did not",
-        msg::REPLY_TOO_LARGE
+        text::REPLY_TOO_LARGE
     )
 }
 
@@ -105,62 +104,87 @@ pub struct Deferred {
     staged: Vec<(usize, &'static str)>,
     /// Set when the reply reached the frame limit: the error text to answer.
     over_limit: Option<String>,
+    /// The ops' outcomes so far, for the metrics.
+    tally: Tally,
     started: Instant,
 }
 
 impl Deferred {
     /// Answers: if the flush failed, every staged write failed with it.
     pub fn finish(self, ctx: &Context, flush_error: Option<&docdb_core::Error>) {
-        let secs = self.started.elapsed().as_secs_f64();
         let Deferred {
-            reply,
+            reply: to,
             results,
-            mut status,
+            status,
             staged,
             over_limit,
-            ..
+            mut tally,
+            started,
         } = self;
-        let Some(e) = flush_error else {
-            for &(_, name) in &staged {
-                ctx.metrics.record(name, Status::Ok, secs);
+        let reply = match flush_error {
+            None => {
+                for &(_, name) in &staged {
+                    tally.op(name, Status::Ok);
+                }
+                match over_limit {
+                    Some(text) => Reply::error(text),
+                    None => Reply::new(status, results.finish()),
+                }
             }
-            match over_limit {
-                Some(text) => reply.send(Status::Error, text.into_bytes()),
-                None => reply.send(status, results.finish()),
+            Some(e) => {
+                let failed = Reply::from(e);
+                for &(_, name) in &staged {
+                    tally.op(name, failed.status);
+                }
+                flush_failed(results, status, &staged, over_limit, failed)
             }
-            return;
         };
-        let (st, text) = engine_error(ctx, e);
-        for &(_, name) in &staged {
-            ctx.metrics.record(name, st, secs);
-        }
-        if over_limit.is_some() {
-            // Every write that ran failed; the request as a whole failed with it.
-            reply.send(st, text);
-            return;
-        }
-        // Rare path: rebuild the results with the staged writes' error text, as long
-        // as that still fits; else the flush error alone answers.
-        let data = results.finish();
-        let Ok(mut all) = decode_results(&data) else {
-            reply.send(st, text);
-            return;
-        };
-        for &(i, _) in &staged {
-            if let Some(r) = all.get_mut(i) {
-                r.clone_from(&text);
-            }
-        }
-        let size = 4 + all.iter().map(|r| 4 + r.len()).sum::<usize>();
-        if status == Status::Ok {
-            status = st;
-        }
-        if size > MAX_REPLY_DATA {
-            reply.send(st, text);
-        } else {
-            reply.send(status, encode_results(&all));
+        answer(
+            ctx,
+            spec_of(Command::Execute),
+            started,
+            to,
+            reply.with_tally(tally),
+        );
+    }
+}
+
+/// The reply of an Execute whose staged writes failed with `failed`.
+fn flush_failed(
+    results: Results,
+    status: Status,
+    staged: &[(usize, &'static str)],
+    over_limit: Option<String>,
+    failed: Reply,
+) -> Reply {
+    if over_limit.is_some() {
+        // Every write that ran failed; the request as a whole failed with it.
+        return failed;
+    }
+    // Rare path: rebuild the results with the staged writes' error text, as long
+    // as that still fits; else the flush error alone answers.
+    let data = results.finish();
+    let Ok(mut all) = decode_results(&data) else {
+        return failed;
+    };
+    for &(i, _) in staged {
+        if let Some(r) = all.get_mut(i) {
+            r.clone_from(&failed.data);
         }
     }
+    let size = 4 + all.iter().map(|r| 4 + r.len()).sum::<usize>();
+    if size > MAX_REPLY_DATA {
+        return failed;
+    }
+    let status = if status == Status::Ok {
+        failed.status
+    } else {
+        status
+    };
+    let mut reply = failed;
+    reply.status = status;
+    reply.data = encode_results(&all);
+    reply
 }
 
 /// Runs one Execute request inside `batch`. Returns it as deferred when it staged
@@ -175,18 +199,19 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
     let mut status = Status::Ok;
     let mut staged = Vec::new();
     let mut over_limit = None;
+    let mut tally = Tally::default();
     let total = req.ops.len();
     for (i, op) in req.ops.iter().enumerate() {
         let Some(kind) = op.kind() else {
-            if !results.fits(msg::UNKNOWN_OP.len()) {
+            if !results.fits(text::UNKNOWN_OP.len()) {
                 over_limit = Some(over_limit_text(i, total));
                 break;
             }
-            results.push(msg::UNKNOWN_OP.as_bytes());
+            results.push(text::UNKNOWN_OP.as_bytes());
             if status == Status::Ok {
                 status = Status::Error;
             }
-            ctx.metrics.record("unknown", Status::Error, 0.0);
+            tally.op("unknown", Status::Error);
             continue;
         };
         // A read whose stored document cannot fit is not read at all.
@@ -211,7 +236,6 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
                     .map(|_| None),
             }
         });
-        let secs = enqueued.elapsed().as_secs_f64();
         match outcome {
             Ok(Some(doc)) => {
                 if !results.fits(doc.len()) {
@@ -219,7 +243,7 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
                     over_limit = Some(over_limit_text(i, total));
                     break;
                 }
-                ctx.metrics.record(kind.name(), Status::Ok, secs);
+                tally.op(kind.name(), Status::Ok);
                 results.push(&doc);
             }
             Ok(None) => {
@@ -236,12 +260,14 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
                 if matches!(kind, OpType::Create | OpType::Update | OpType::Delete) {
                     staged.push((i, kind.name()));
                 } else {
-                    ctx.metrics.record(kind.name(), Status::Ok, secs);
+                    tally.op(kind.name(), Status::Ok);
                 }
             }
             Err(e) => {
-                let (st, text) = engine_error(ctx, &e);
-                ctx.metrics.record(kind.name(), st, secs);
+                let failed = Reply::from(&e);
+                let (st, text) = (failed.status, failed.data);
+                tally.op(kind.name(), st);
+                tally.merge(failed.tally);
                 if !results.fits(text.len()) {
                     // A failed op changed nothing, so it counts as not run: the
                     // client may send everything from op `i` again.
@@ -261,6 +287,7 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
         status,
         staged,
         over_limit,
+        tally,
         started: enqueued,
     };
     if d.staged.is_empty() {

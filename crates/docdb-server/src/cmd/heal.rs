@@ -1,27 +1,28 @@
 //! Heal (9), HealAll (10), HealStats (11): rebuild corrupt documents from the WAL.
 
 use docdb_core::Database;
-use docdb_protocol::{Request, Status};
+use docdb_protocol::Request;
 
-use super::{collection, first_op, json, reply_of};
+use super::{collection, first_op, json};
 use crate::context::Context;
+use crate::reply::Reply;
 
 /// Heal (9): ops[0] collection + doc_id. Reply `OK`.
-pub fn heal(ctx: &Context, db: &Database, req: &Request) -> (Status, Vec<u8>) {
+pub fn heal(ctx: &Context, db: &Database, req: &Request) -> Reply {
     let op = match first_op(req) {
         Ok(op) => op,
-        Err(text) => return (Status::Error, text.as_bytes().to_vec()),
+        Err(reply) => return reply,
     };
     ctx.metrics.healing_operations.inc();
     let r = collection(op).and_then(|c| db.heal(c, op.doc_id));
     if let Ok(true) = r {
         ctx.metrics.documents_healed.inc();
     }
-    reply_of(ctx, r.map(|_| b"OK".to_vec()))
+    r.map(|_| b"OK".to_vec()).into()
 }
 
 /// HealAll (10): JSON array of the ids healed.
-pub fn heal_all(ctx: &Context, db: &Database) -> (Status, Vec<u8>) {
+pub fn heal_all(ctx: &Context, db: &Database, _: &Request) -> Reply {
     ctx.metrics.healing_operations.inc();
     let r = db.heal_all();
     if let Ok(report) = &r {
@@ -29,20 +30,18 @@ pub fn heal_all(ctx: &Context, db: &Database) -> (Status, Vec<u8>) {
             .documents_healed
             .inc_by(report.healed.len() as u64);
     }
-    reply_of(
-        ctx,
-        r.map(|report| {
-            let ids: Vec<u64> = report.healed.iter().map(|(_, id)| *id).collect();
-            json(&ids)
-        }),
-    )
+    r.map(|report| {
+        let ids: Vec<u64> = report.healed.iter().map(|(_, id)| *id).collect();
+        json(&ids)
+    })
+    .into()
 }
 
 /// The v0.3 HealStats reply, plus `Unrecoverable` (new): documents found corrupt with
 /// no intact copy left, as `{"Collection","ID"}`.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct Reply {
+struct HealStatsReply {
     total_scans: u64,
     documents_healed: u64,
     documents_corrupted: u64,
@@ -74,12 +73,12 @@ fn rfc3339(t: Option<std::time::SystemTime>) -> String {
 /// HealStats (11): JSON with the v0.3 field names. The figures cover the server's
 /// life, across closes and reopens of the database and the background healer's
 /// offline scans while it was closed.
-pub fn heal_stats(ctx: &Context, db_id: u64, db: &Database) -> (Status, Vec<u8>) {
+pub fn heal_stats(ctx: &Context, db: &Database, req: &Request) -> Reply {
     let s = ctx
         .pool
-        .heal_stats(db_id)
+        .heal_stats(req.db_id)
         .unwrap_or_else(|| db.heal_stats());
-    let r = Reply {
+    let r = HealStatsReply {
         total_scans: s.total_scans,
         documents_healed: s.documents_healed,
         documents_corrupted: s.documents_corrupted,
@@ -93,5 +92,5 @@ pub fn heal_stats(ctx: &Context, db_id: u64, db: &Database) -> (Status, Vec<u8>)
             .map(|(collection, id)| Unrecoverable { collection, id })
             .collect(),
     };
-    (Status::Ok, json(&r))
+    Reply::ok(json(&r))
 }

@@ -1,11 +1,12 @@
 //! ListDBs (8): JSON array of `{"Name","ID","CreatedAt","WALSize","MemoryUsed","DocsLive"}`
 //! (the v0.3 field names), one per active database, by id.
 
-use docdb_protocol::Status;
+use docdb_protocol::Request;
 use serde::Serialize;
 
 use super::json;
 use crate::context::Context;
+use crate::reply::Reply;
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -20,7 +21,7 @@ struct Row {
     docs_live: u64,
 }
 
-pub fn run(ctx: &Context) -> (Status, Vec<u8>) {
+pub fn run(ctx: &Context, _: &Request) -> Reply {
     let rows: Vec<Row> = ctx
         .pool
         .list()
@@ -34,5 +35,5 @@ pub fn run(ctx: &Context) -> (Status, Vec<u8>) {
             docs_live: i.live_docs,
         })
         .collect();
-    (Status::Ok, json(&rows))
+    Reply::ok(json(&rows))
 }

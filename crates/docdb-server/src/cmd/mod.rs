@@ -1,10 +1,13 @@
 //! One file per wire command, each with the same three steps: parse the request,
-//! apply it to the pool or database, encode the reply.
+//! apply it to the pool or database, return a [`Reply`].
 //!
-//! Commands that touch one database (Execute, Transaction, Scan, collections, heal,
-//! CloseDB) go through that database's scheduler queue and are served by
-//! [`serve_batch`]; the others (OpenDB, Stats, ListDBs, Metrics, SchedulerStats) are
-//! answered by the connection directly.
+//! [`COMMANDS`] is the one table of commands: a command's code, its handler, and
+//! whether it is served from its database's queue (Execute, Transaction, Scan,
+//! collections, heal, CloseDB) or answered server-wide (OpenDB, Stats, ListDBs,
+//! Metrics, SchedulerStats). Dispatch, the metrics labels and the "unknown command"
+//! path read it, and every answer goes through [`answer`], the one place commands are
+//! counted. Adding a command: its code in `docdb_protocol::types`, one entry here, and
+//! its file.
 
 pub mod close_db;
 pub mod create_collection;
@@ -26,24 +29,130 @@ use std::time::Instant;
 
 use docdb_core::{Batch, Database, Unflushed};
 
-use docdb_core::error::msg;
-use docdb_protocol::{Command, Op, Request, Status};
+use docdb_protocol::{text, Command, Op, Request};
 
 use crate::context::Context;
-use crate::errors::classify;
-use crate::reply::Task;
+use crate::reply::{Reply, ReplyTo, Task};
 use crate::scheduler::AfterRelease;
 
-/// Whether a command is served from its database's queue.
-pub fn is_per_db(cmd: Command) -> bool {
-    !matches!(
-        cmd,
-        Command::OpenDb
-            | Command::Stats
-            | Command::ListDbs
-            | Command::Metrics
-            | Command::SchedulerStats
-    )
+/// How a command is served.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Answered server-wide (on the global pool's threads), without a database.
+    Server(fn(&Context, &Request) -> Reply),
+    /// Served from its database's queue, after the writes staged before it are
+    /// durable.
+    Database(fn(&Context, &Database, &Request) -> Reply),
+    /// Execute: its writes are staged into the worker's batch and answered after the
+    /// batch's group commit ([`execute::Deferred`]).
+    Batch(fn(&Context, &mut Batch<'_>, Task) -> Option<execute::Deferred>),
+}
+
+/// How a command's answers are counted in `docdb_operations_total` and
+/// `docdb_operation_duration_seconds`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Label {
+    /// One sample per request, labelled with the command's name.
+    Command,
+    /// One sample per op, labelled with the op's name (`create`, `read`, ...).
+    PerOp,
+}
+
+/// One wire command.
+pub struct Spec {
+    pub command: Command,
+    pub handler: Handler,
+    pub label: Label,
+}
+
+impl Spec {
+    /// Whether the command is served from its database's queue (and so needs an open
+    /// database id); else it is server-wide.
+    pub fn per_db(&self) -> bool {
+        !matches!(self.handler, Handler::Server(_))
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.command.name()
+    }
+}
+
+const fn server(command: Command, run: fn(&Context, &Request) -> Reply) -> Spec {
+    Spec {
+        command,
+        handler: Handler::Server(run),
+        label: Label::Command,
+    }
+}
+
+const fn database(command: Command, run: fn(&Context, &Database, &Request) -> Reply) -> Spec {
+    Spec {
+        command,
+        handler: Handler::Database(run),
+        label: Label::Command,
+    }
+}
+
+/// Every command the server serves. A code missing here is answered `unknown command`.
+pub static COMMANDS: &[Spec] = &[
+    server(Command::OpenDb, open_db::run),
+    database(Command::CloseDb, close_db::run),
+    Spec {
+        command: Command::Execute,
+        handler: Handler::Batch(execute::run),
+        label: Label::PerOp,
+    },
+    server(Command::Stats, stats::run),
+    database(Command::CreateCollection, create_collection::run),
+    database(Command::DeleteCollection, delete_collection::run),
+    database(Command::ListCollections, list_collections::run),
+    server(Command::ListDbs, list_dbs::run),
+    database(Command::Heal, heal::heal),
+    database(Command::HealAll, heal::heal_all),
+    database(Command::HealStats, heal::heal_stats),
+    server(Command::Metrics, metrics::run),
+    database(Command::Transaction, transaction::run),
+    server(Command::SchedulerStats, scheduler_stats::run),
+    database(Command::Scan, scan::run),
+];
+
+/// The table entry of a request's command, if the server serves it.
+pub fn lookup(req: &Request) -> Option<&'static Spec> {
+    let code = req.command;
+    COMMANDS.iter().find(|s| s.command as u8 == code)
+}
+
+/// The table entry of `command`, if the server serves it.
+pub fn spec_of(command: Command) -> Option<&'static Spec> {
+    COMMANDS.iter().find(|s| s.command == command)
+}
+
+/// Sends `reply` for a request of `spec` (`None`: a command the server does not
+/// serve, which is not counted) and records it: the one place requests are counted
+/// in the metrics, with the time since `started`.
+pub(crate) fn answer(
+    ctx: &Context,
+    spec: Option<&Spec>,
+    started: Instant,
+    to: ReplyTo,
+    reply: Reply,
+) {
+    let secs = started.elapsed().as_secs_f64();
+    let m = &ctx.metrics;
+    if let Some(spec) = spec {
+        match spec.label {
+            Label::Command => m.record(spec.name(), reply.status, secs),
+            Label::PerOp => {
+                for &(op, status) in &reply.tally.ops {
+                    m.record(op, status, secs);
+                }
+            }
+        }
+    }
+    for &category in &reply.tally.errors {
+        m.error(category);
+    }
+    to.send(reply);
 }
 
 /// The collection name of an op as text; the engine validates the name itself.
@@ -56,14 +165,10 @@ pub(crate) fn collection(op: &Op) -> Result<&str, docdb_core::Error> {
 }
 
 /// The first op of a request, for commands that carry their argument there.
-pub(crate) fn first_op(req: &Request) -> Result<&Op, &'static str> {
-    req.ops.first().ok_or(msg::MISSING_OP)
-}
-
-/// Status and text of an engine error, counting it by category.
-pub(crate) fn engine_error(ctx: &Context, e: &docdb_core::Error) -> (Status, Vec<u8>) {
-    ctx.metrics.error(classify(e));
-    (e.status(), crate::errors::client_text(e).into_bytes())
+pub(crate) fn first_op(req: &Request) -> Result<&Op, Reply> {
+    req.ops
+        .first()
+        .ok_or_else(|| Reply::error(text::MISSING_OP))
 }
 
 /// Test hook (compiled only with the `test-hooks` feature, then opt-in by environment):
@@ -90,10 +195,7 @@ pub fn serve_batch(ctx: &Arc<Context>, db_id: u64, tasks: Vec<Task>) -> Option<A
         Err(e) => {
             let text = crate::errors::client_text(&e);
             for t in tasks {
-                let op = t.req.command().map_or("unknown", Command::name);
-                ctx.metrics
-                    .record(op, Status::Error, t.enqueued.elapsed().as_secs_f64());
-                t.reply.error(&text);
+                refuse(ctx, lookup(&t.req), t.enqueued, t.reply, &text);
             }
             return None;
         }
@@ -184,56 +286,43 @@ fn serve_one(
     deferred: &mut Vec<execute::Deferred>,
     task: Task,
 ) -> bool {
-    let Some(cmd) = task.req.command() else {
-        task.reply.error(msg::UNKNOWN_COMMAND);
-        return false;
-    };
-    if cmd == Command::Execute {
-        if let Some(d) = execute::run(ctx, batch, task) {
-            deferred.push(d);
+    let spec = lookup(&task.req);
+    let run = match spec.map(|s| s.handler) {
+        Some(Handler::Batch(run)) => {
+            if let Some(d) = run(ctx, batch, task) {
+                deferred.push(d);
+            }
+            return false;
         }
-        return false;
-    }
+        Some(Handler::Database(run)) => run,
+        // A server-wide command is never queued; a code not in the table is unknown.
+        Some(Handler::Server(_)) | None => {
+            let reply = Reply::error(text::UNKNOWN_COMMAND);
+            answer(ctx, None, task.enqueued, task.reply, reply);
+            return false;
+        }
+    };
+    let closes = task.req.command() == Some(Command::CloseDb);
     // Everything else runs after the writes staged before it (by this batch or an
     // earlier one still waiting for its group commit) are durable.
     let flushed = batch.flush();
     finish_deferred(ctx, deferred, &flushed);
     let flushed = flushed.and_then(|()| batch.flush_all());
     if let Err(e) = flushed {
-        if cmd == Command::CloseDb {
+        if closes {
             // The writes that failed were answered with their error. A database
             // read-only after an I/O failure stays open, read-only, until restart
             // (the pool keeps it: DECISIONS 38); the client's CloseDB is done: OK.
             tracing::debug!(error = %e, "closing a database whose last writes failed");
-            ctx.metrics.record(
-                cmd.name(),
-                Status::Ok,
-                task.enqueued.elapsed().as_secs_f64(),
-            );
-            task.reply.send(Status::Ok, Vec::new());
+            answer(ctx, spec, task.enqueued, task.reply, Reply::empty());
             return true;
         }
-        let (status, text) = engine_error(ctx, &e);
-        task.reply.send(status, text);
+        answer(ctx, spec, task.enqueued, task.reply, Reply::from(&e));
         return false;
     }
-    let started = task.enqueued;
-    let (status, data) = match cmd {
-        Command::Transaction => transaction::run(ctx, db, &task.req),
-        Command::Scan => scan::run(ctx, db, &task.req),
-        Command::CreateCollection => create_collection::run(ctx, db, &task.req),
-        Command::DeleteCollection => delete_collection::run(ctx, db, &task.req),
-        Command::ListCollections => list_collections::run(db),
-        Command::Heal => heal::heal(ctx, db, &task.req),
-        Command::HealAll => heal::heal_all(ctx, db),
-        Command::HealStats => heal::heal_stats(ctx, task.req.db_id, db),
-        Command::CloseDb => (Status::Ok, Vec::new()),
-        _ => (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec()),
-    };
-    ctx.metrics
-        .record(cmd.name(), status, started.elapsed().as_secs_f64());
-    task.reply.send(status, data);
-    cmd == Command::CloseDb
+    let reply = run(ctx, db, &task.req);
+    answer(ctx, spec, task.enqueued, task.reply, reply);
+    closes
 }
 
 /// Answers Execute requests whose writes waited for a flush.
@@ -247,34 +336,65 @@ fn finish_deferred(
     }
 }
 
-/// A request answered on the connection rather than through a queue.
-pub fn serve_global(ctx: &Context, req: &Request) -> (Status, Vec<u8>) {
+/// Answers a server-wide request (run on the global pool's threads).
+pub fn serve_global(ctx: &Context, req: &Request, to: ReplyTo) {
     let started = Instant::now();
-    let Some(cmd) = req.command() else {
-        return (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec());
-    };
-    let out = match cmd {
-        Command::OpenDb => open_db::run(ctx, req),
-        Command::Stats => stats::run(ctx),
-        Command::ListDbs => list_dbs::run(ctx),
-        Command::Metrics => metrics::run(ctx),
-        Command::SchedulerStats => scheduler_stats::run(ctx),
-        _ => (Status::Error, msg::UNKNOWN_COMMAND.as_bytes().to_vec()),
-    };
-    ctx.metrics
-        .record(cmd.name(), out.0, started.elapsed().as_secs_f64());
-    out
+    let spec = lookup(req);
+    match spec.map(|s| s.handler) {
+        Some(Handler::Server(run)) => answer(ctx, spec, started, to, run(ctx, req)),
+        _ => answer(ctx, None, started, to, Reply::error(text::UNKNOWN_COMMAND)),
+    }
 }
 
-/// Shorthand for a database-level engine call's reply.
-pub(crate) fn reply_of(ctx: &Context, r: docdb_core::Result<Vec<u8>>) -> (Status, Vec<u8>) {
-    match r {
-        Ok(data) => (Status::Ok, data),
-        Err(e) => engine_error(ctx, &e),
-    }
+/// Answers `text` (status Error) to a request refused before its handler ran (queue
+/// full, pool stopped, database gone): counted under the command's name, whatever its
+/// label.
+pub(crate) fn refuse(
+    ctx: &Context,
+    spec: Option<&Spec>,
+    started: Instant,
+    to: ReplyTo,
+    text: &str,
+) {
+    let whole = spec.map(|s| Spec {
+        label: Label::Command,
+        ..*s
+    });
+    answer(ctx, whole.as_ref(), started, to, Reply::error(text));
 }
 
 /// JSON bytes of a value that cannot fail to serialize.
 pub(crate) fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_protocol_command_has_one_entry() {
+        for &c in Command::ALL {
+            let n = COMMANDS.iter().filter(|s| s.command == c).count();
+            assert_eq!(n, 1, "{c:?}");
+        }
+        let server_wide: Vec<_> = COMMANDS
+            .iter()
+            .filter(|s| !s.per_db())
+            .map(Spec::name)
+            .collect();
+        assert_eq!(
+            server_wide,
+            ["open_db", "stats", "list_dbs", "metrics", "scheduler_stats"]
+        );
+        let req = |command| Request {
+            request_id: 1,
+            db_id: 1,
+            command,
+            ops: Vec::new(),
+        };
+        assert!(lookup(&req(0)).is_none());
+        assert!(lookup(&req(16)).is_none());
+        assert_eq!(lookup(&req(15)).map(Spec::name), Some("scan"));
+    }
 }

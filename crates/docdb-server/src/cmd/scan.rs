@@ -13,12 +13,12 @@
 //! form tells a short page from the end, so every client that pages should ask for
 //! it (docs/PROTOCOL.md).
 
-use docdb_core::error::msg;
 use docdb_core::{Database, ScanPage};
-use docdb_protocol::{Request, Status, MAX_REPLY_DATA};
+use docdb_protocol::{text, Request, MAX_REPLY_DATA};
 
-use super::{collection, first_op, reply_of};
+use super::{collection, first_op};
 use crate::context::Context;
+use crate::reply::Reply;
 
 /// The options of a Scan request.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,13 +53,13 @@ fn parse_options(payload: &[u8]) -> Option<Options> {
 
 const DEFAULT_LIMIT: u64 = 100;
 
-pub fn run(ctx: &Context, db: &Database, req: &Request) -> (Status, Vec<u8>) {
+pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
     let op = match first_op(req) {
         Ok(op) => op,
-        Err(text) => return (Status::Error, text.as_bytes().to_vec()),
+        Err(reply) => return reply,
     };
     let Some(opts) = parse_options(&op.payload) else {
-        return (Status::Error, msg::INVALID_SCAN.as_bytes().to_vec());
+        return Reply::error(text::INVALID_SCAN);
     };
     let limit = opts.limit.min(docdb_core::MAX_SCAN_LIMIT as u64) as usize;
     let budget = ctx.cfg.net.reply_budget_bytes();
@@ -69,11 +69,11 @@ pub fn run(ctx: &Context, db: &Database, req: &Request) -> (Status, Vec<u8>) {
             let data = encode(&page, opts.next);
             if data.len() > MAX_REPLY_DATA {
                 // Cannot happen for a stored document (≤ 16 MiB); never send it.
-                return (Status::Error, msg::REPLY_TOO_LARGE.as_bytes().to_vec());
+                return Reply::error(text::REPLY_TOO_LARGE);
             }
-            (Status::Ok, data)
+            Reply::ok(data)
         }
-        Err(e) => reply_of(ctx, Err(e)),
+        Err(e) => Reply::from(&e),
     }
 }
 

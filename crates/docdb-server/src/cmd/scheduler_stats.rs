@@ -6,13 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use docdb_protocol::Status;
+use docdb_protocol::Request;
 use serde_json::json;
 
 use super::json as to_json;
 use crate::context::Context;
+use crate::reply::Reply;
 
-pub fn run(ctx: &Context) -> (Status, Vec<u8>) {
+pub fn run(ctx: &Context, _: &Request) -> Reply {
     let s = ctx.scheduler().stats();
     let depths: BTreeMap<String, u64> = s
         .queue_depths
@@ -41,5 +42,5 @@ pub fn run(ctx: &Context) -> (Status, Vec<u8>) {
         "worker_pool": s.worker_pool,
         "wal_group_commit": group,
     });
-    (Status::Ok, to_json(&v))
+    Reply::ok(to_json(&v))
 }

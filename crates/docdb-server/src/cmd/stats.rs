@@ -3,11 +3,12 @@
 //! transactions committed since the server started, `wal_size` the WAL bytes of the
 //! open databases, `memory_used` the bytes charged to the global budget.
 
-use docdb_protocol::Status;
+use docdb_protocol::Request;
 
 use crate::context::Context;
+use crate::reply::Reply;
 
-pub fn run(ctx: &Context) -> (Status, Vec<u8>) {
+pub fn run(ctx: &Context, _: &Request) -> Reply {
     let open = ctx.pool.open_dbs();
     let wal: u64 = open.iter().map(|(_, d)| d.stats().wal_bytes).sum();
     let fields = [
@@ -21,5 +22,5 @@ pub fn run(ctx: &Context) -> (Status, Vec<u8>) {
     for f in fields {
         out.extend_from_slice(&f.to_le_bytes());
     }
-    (Status::Ok, out)
+    Reply::ok(out)
 }

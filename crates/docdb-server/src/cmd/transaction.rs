@@ -8,34 +8,45 @@
 //! would pass it is rolled back and answered with one Error text (plain, as v0.3
 //! clients read a non-OK reply) saying nothing was applied.
 
-use docdb_core::error::msg;
 use docdb_core::{Database, Error};
-use docdb_protocol::{OpType, Request, Status};
+use docdb_protocol::{text, OpType, Request};
 
 use super::execute::{repeated, Results};
-use super::{collection, engine_error, maybe_inject_panic};
+use super::{collection, maybe_inject_panic};
 use crate::context::Context;
+use crate::reply::Reply;
 
 /// The error text of a transaction rolled back because its reply would pass the frame
 /// limit.
 pub fn over_limit_text() -> String {
-    format!("{}: the transaction was not applied", msg::REPLY_TOO_LARGE)
+    format!("{}: the transaction was not applied", text::REPLY_TOO_LARGE)
 }
 
-pub fn run(ctx: &Context, db: &Database, req: &Request) -> (Status, Vec<u8>) {
+pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
     for _ in 0..16 {
         match attempt(ctx, db, req) {
             Attempt::Conflict => continue,
-            Attempt::Done(status, data) => return (status, data),
+            Attempt::Done(reply) => return reply,
         }
     }
-    let (st, text) = engine_error(ctx, &Error::Conflict);
-    (st, repeated(&text, req.ops.len()))
+    every_op(Reply::from(&Error::Conflict), req.ops.len())
 }
 
 enum Attempt {
     Conflict,
-    Done(Status, Vec<u8>),
+    Done(Reply),
+}
+
+/// `failed` as the result of each of `n` ops (see [`repeated`]).
+fn every_op(mut failed: Reply, n: usize) -> Reply {
+    failed.data = repeated(&failed.data, n);
+    failed
+}
+
+/// `failed` as the reply to a transaction stopped at an op (see [`failed_at`]).
+fn stopped(mut failed: Reply, results: Results, remaining: usize) -> Attempt {
+    failed.data = failed_at(results, std::mem::take(&mut failed.data), remaining);
+    Attempt::Done(failed)
 }
 
 /// Reply data for a transaction that stopped at op `failed` with `text`: the results
@@ -54,7 +65,7 @@ fn failed_at(mut results: Results, text: Vec<u8>, remaining: usize) -> Vec<u8> {
 
 fn over_limit() -> Attempt {
     // The transaction is dropped (rolled back) by the caller's return.
-    Attempt::Done(Status::Error, over_limit_text().into_bytes())
+    Attempt::Done(Reply::error(over_limit_text()))
 }
 
 fn attempt(ctx: &Context, db: &Database, req: &Request) -> Attempt {
@@ -64,8 +75,7 @@ fn attempt(ctx: &Context, db: &Database, req: &Request) -> Attempt {
     for (i, op) in req.ops.iter().enumerate() {
         let remaining = total - i - 1;
         let Some(kind) = op.kind() else {
-            let text = msg::UNKNOWN_OP.as_bytes().to_vec();
-            return Attempt::Done(Status::Error, failed_at(results, text, remaining));
+            return stopped(Reply::error(text::UNKNOWN_OP), results, remaining);
         };
         if kind == OpType::Read
             && !results.read_fits(|| {
@@ -96,17 +106,13 @@ fn attempt(ctx: &Context, db: &Database, req: &Request) -> Attempt {
             }
             Err(e) => {
                 // All or nothing: the transaction is dropped (rolled back) here.
-                let (st, text) = engine_error(ctx, &e);
-                return Attempt::Done(st, failed_at(results, text, remaining));
+                return stopped(Reply::from(&e), results, remaining);
             }
         }
     }
     match tx.commit() {
-        Ok(()) => Attempt::Done(Status::Ok, results.finish()),
+        Ok(()) => Attempt::Done(Reply::ok(results.finish())),
         Err(Error::Conflict) => Attempt::Conflict,
-        Err(e) => {
-            let (st, text) = engine_error(ctx, &e);
-            Attempt::Done(st, repeated(&text, total))
-        }
+        Err(e) => Attempt::Done(every_op(Reply::from(&e), total)),
     }
 }
