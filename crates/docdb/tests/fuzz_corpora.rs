@@ -1,14 +1,15 @@
 #![allow(clippy::unwrap_used)]
 //! The fuzz corpora, replayed on stable in the normal suite (issue 15): every file of
-//! `fuzz/corpus/<target>/` goes through the same check its fuzz target runs
-//! (`fuzz/checks.rs`: no panic, and a decoded frame re-encodes to the same bytes, a
-//! decoded record lies within its input). A corpus directory that is missing or empty
-//! fails the test, and so does one whose every input the decoder rejects (it would
-//! exercise nothing past the first length check).
+//! the committed corpus `fuzz/seeds/<target>/` (and of the local working corpus
+//! `fuzz/corpus/<target>/` that `fuzz/run.sh` grows, when there is one) goes through the
+//! same check its fuzz target runs (`fuzz/checks.rs`: no panic, and a decoded frame
+//! re-encodes to the same bytes, a decoded record lies within its input). A committed
+//! corpus that is missing or empty fails the test, and so does one whose every input
+//! the decoder rejects (it would exercise nothing past the first length check).
 //!
-//! `fuzz/run.sh` grows the corpora with `cargo +nightly fuzz run`; the seeds committed
-//! with the test are written by `DOCDB_WRITE_FUZZ_SEEDS=1 cargo test -p docdb --test
-//! fuzz_corpora` (valid frames, and real WAL and data-file records of a database).
+//! The seeds are written by `DOCDB_WRITE_FUZZ_SEEDS=1 cargo nextest run -p docdb --test
+//! fuzz_corpora` (valid frames, and real WAL and data-file records of a database);
+//! inputs a fuzz run found worth keeping are copied into `fuzz/seeds/<target>/` too.
 
 #[path = "../../../fuzz/checks.rs"]
 mod checks;
@@ -18,17 +19,21 @@ use std::path::{Path, PathBuf};
 use docdb_protocol::frame::encode_results;
 use docdb_protocol::{encode_request, encode_response, Command, Op, OpType, Request, Response};
 
-fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target)
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
-/// Every file of a target's corpus: (name, bytes).
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = corpus_dir(target);
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+/// The committed corpus of `target`.
+fn corpus_dir(target: &str) -> PathBuf {
+    fuzz_dir().join("seeds").join(target)
+}
+
+/// Every file of `dir`: (name, bytes); empty when `dir` does not exist.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(String, Vec<u8>)> = rd
         .map(|e| {
             let e = e.unwrap();
             (
@@ -38,22 +43,29 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
         })
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "corpus {} is empty", dir.display());
     files
 }
 
-/// Runs `check` on every input of `target`'s corpus; returns (inputs, accepted).
+/// Runs `check` on every input of `target`'s committed corpus and of the local working
+/// corpus; returns (inputs, accepted) of the committed one.
 fn replay(target: &str, check: fn(&[u8]) -> bool) -> (usize, usize) {
-    let files = corpus(target);
-    let mut accepted = 0;
-    for (name, bytes) in &files {
-        let ok = std::panic::catch_unwind(|| check(bytes))
-            .unwrap_or_else(|_| panic!("{target}: corpus input {name} fails its check"));
-        accepted += usize::from(ok);
-    }
-    eprintln!("{target}: {} inputs, {accepted} decoded", files.len());
-    assert!(accepted > 0, "{target}: no corpus input decodes");
-    (files.len(), accepted)
+    let run = |dir: &Path| -> (usize, usize) {
+        let files = files(dir);
+        let mut accepted = 0;
+        for (name, bytes) in &files {
+            let ok = std::panic::catch_unwind(|| check(bytes)).unwrap_or_else(|_| {
+                panic!("{target}: input {}/{name} fails its check", dir.display())
+            });
+            accepted += usize::from(ok);
+        }
+        eprintln!("{}: {} inputs, {accepted} decoded", dir.display(), files.len());
+        (files.len(), accepted)
+    };
+    let (n, accepted) = run(&corpus_dir(target));
+    assert!(n > 0, "{target}: the committed corpus is missing or empty");
+    assert!(accepted > 0, "{target}: no committed corpus input decodes");
+    run(&fuzz_dir().join("corpus").join(target));
+    (n, accepted)
 }
 
 #[test]
