@@ -58,7 +58,11 @@ fn replay(target: &str, check: fn(&[u8]) -> bool) -> (usize, usize) {
             });
             accepted += usize::from(ok);
         }
-        eprintln!("{}: {} inputs, {accepted} decoded", dir.display(), files.len());
+        eprintln!(
+            "{}: {} inputs, {accepted} decoded",
+            dir.display(),
+            files.len()
+        );
         (files.len(), accepted)
     };
     let (n, accepted) = run(&corpus_dir(target));
