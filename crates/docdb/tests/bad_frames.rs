@@ -31,7 +31,6 @@ enum Expect {
 const PROMPT: Duration = Duration::from_secs(3);
 
 /// A request frame body with one create op, for mutilating.
-
 fn sample_body(rid: u64, db: u64) -> Vec<u8> {
     body(
         rid,
