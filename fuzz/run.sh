@@ -4,8 +4,10 @@
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s, every target)
 #
-# Each target starts from, and adds what it finds to, fuzz/corpus/<target>/ (commit new
-# inputs worth keeping: the normal suite replays them, crates/docdb/tests/fuzz_corpora.rs).
+# Each target starts from the committed seeds/<target>/ and its working corpus
+# corpus/<target>/ (git-ignored), and adds what it finds to the latter; copy inputs
+# worth keeping into seeds/<target>/ (the normal suite replays them:
+# crates/docdb/tests/fuzz_corpora.rs).
 # A crash is saved under fuzz/artifacts/<target>/ and makes the script exit non-zero;
 # one summary line per target is printed at the end.
 set -uo pipefail
@@ -27,7 +29,7 @@ for t in "${targets[@]}"; do
   log="$(mktemp)"
   echo "== $t: ${secs}s"
   # -jobs/-workers stay at 1: the machine is shared.
-  if cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
+  if cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1; then
     status=ok
   else
     status=FAILED
