@@ -1,13 +1,12 @@
-//! The data-file record header decoder (index rebuild, verify) must never panic.
+//! Fuzzes `checks::data_record` (see ../checks.rs, shared with the stable corpus replay).
 #![no_main]
 
-use docdb_core::data::record::{decode_header, payload_ok};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
 fuzz_target!(|data: &[u8]| {
-    if let Ok(h) = decode_header(data) {
-        if let Some(p) = data.get(h.header_len()..h.total_len()) {
-            let _ = payload_ok(&h, p);
-        }
-    }
+    let _ = checks::data_record(data);
 });

@@ -1,12 +1,12 @@
-//! WAL replay's record decoder must never panic on damaged or hostile bytes.
+//! Fuzzes `checks::wal_record` (see ../checks.rs, shared with the stable corpus replay).
 #![no_main]
 
-use docdb_core::wal::record::decode;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
 fuzz_target!(|data: &[u8]| {
-    let mut pos = 0;
-    while let Ok((_, n)) = decode(&data[pos..]) {
-        pos += n;
-    }
+    let _ = checks::wal_record(data);
 });

@@ -28,8 +28,9 @@
 //! bytes; a failure names its seed. `DOCDB_CORRUPTION_SEEDS=n` runs seeds `0..n` of every
 //! scenario (a soak).
 //!
-//! Engine bugs this file found are at the end, as ignored tests; the scenarios above
-//! avoid exactly those cases (each place says so).
+//! Engine bugs this file found (since fixed) are at the end, as regression tests; each
+//! doc comment there describes the bug as it was found. The scenarios above leave
+//! those cases to them (each place says so).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -838,7 +839,7 @@ fn a_truncated_wal_keeps_a_prefix_of_the_transactions() {
             1 => recs[rng.below(recs.len() as u64) as usize].start,
             // An older segment, torn inside a record where replay reads. (A clean cut
             // between records, or one behind the checkpoint position, leaves a gap
-            // that replay steps over: see the ignored tests at the end.)
+            // between commits: the regression tests at the end cover it.)
             _ => {
                 let lo = if segment == fx.ckpt.wal_segment {
                     fx.ckpt.wal_offset.max(WAL_HEADER)
@@ -1242,7 +1243,7 @@ fn a_damaged_data_file_header_is_refused_clearly() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Engine bugs found by this file (ignored until fixed)
+// Regression tests: engine bugs found by this file, since fixed (described as found)
 // ---------------------------------------------------------------------------------------
 
 fn open_default(dir: &Path) -> Database {

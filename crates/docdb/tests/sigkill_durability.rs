@@ -3,7 +3,8 @@
 //! every acknowledged write; the server is SIGKILLed at a random moment and restarted;
 //! every acknowledged write reads back exactly, an unacknowledged one is either fully
 //! there or absent, and a transaction in flight is all or nothing. Repeated across the
-//! fsync modes (each survives a process crash), on the same data dir.
+//! fsync modes (each survives a process crash), on the same data dir. The seed of the
+//! kill delays and of the writers' choices is printed; `DOCDB_CRASH_SEED=<n>` replays it.
 
 mod common;
 mod support;
@@ -280,13 +281,43 @@ fn socket_gone_or_stale(p: &Path) -> bool {
     !p.exists() || UnixStream::connect(p).is_err()
 }
 
+/// Replays a run: its seed picks the kill delays and every writer's operations.
+const SEED_ENV: &str = "DOCDB_CRASH_SEED";
+
+/// `DOCDB_CRASH_SEED` if set (a failed run's seed), else a fresh one; printed either way.
+fn seed() -> u64 {
+    let seed = match std::env::var(SEED_ENV) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_ENV}={v:?} is not an unsigned integer")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    eprintln!("seed {seed} (replay with {SEED_ENV}={seed})");
+    seed
+}
+
+/// Prints the seed again when the test fails, next to the failure.
+struct ReplayHint(u64);
+
+impl Drop for ReplayHint {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "sigkill_durability failed; replay with {SEED_ENV}={} (the same kill delays and operations; thread timing still varies)",
+                self.0
+            );
+        }
+    }
+}
+
 #[test]
 fn acknowledged_writes_survive_sigkill_in_every_fsync_mode() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("seed {seed}");
+    let seed = seed();
+    let _replay = ReplayHint(seed);
     let mut rng = Rng(seed | 1);
     let mut s = Server::start(&["--fsync-mode", "group"]);
     let mut c = s.connect();

@@ -149,9 +149,10 @@ fn max_connections_turns_the_extra_client_away() {
     // The third gets an Error reply and a close, promptly.
     let mut c3 = raw(&s);
     let t = Instant::now();
-    let (replies, closed) = read_until_closed(&mut c3, t + Duration::from_secs(3));
+    let (replies, closed) = read_until_closed(&mut c3, t + Duration::from_secs(5));
     assert!(closed, "the third connection is closed");
-    assert!(t.elapsed() <= Duration::from_secs(1), "{:?}", t.elapsed());
+    // Promptly: not after the 10 s frame timeout; 3 s leaves room for a loaded VM.
+    assert!(t.elapsed() <= Duration::from_secs(3), "{:?}", t.elapsed());
     assert_eq!(replies.len(), 1, "{replies:?}");
     assert_reply(&replies[0], 1, "too many connections");
     // The first two keep working.

@@ -2,8 +2,8 @@
 //! this build's `docdb` binary, so `cargo nextest run --workspace` covers it.
 //!
 //! Needs Node.js >= 20 and npm. Without `node` the test prints a loud notice and passes,
-//! unless `CI` is set (CI installs Node): then it fails. When `bun` is installed the
-//! suite also runs under Bun.
+//! unless `CI` is set (CI installs Node): then it fails. The suite also runs under Bun
+//! when `bun` is installed; without it, a notice, and under `CI` a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -241,7 +241,7 @@ fn typescript_client_suite_passes_against_the_real_server() {
 }
 
 /// The same suite under Bun (its test runner runs `node:test` files), when `bun` is
-/// installed; otherwise a notice. Not required in CI.
+/// installed; otherwise a notice, and a failure under CI (`.ci/run` installs Bun).
 #[test]
 fn typescript_client_suite_passes_under_bun() {
     let bun = Command::new("bun")
@@ -251,6 +251,9 @@ fn typescript_client_suite_passes_under_bun() {
         .filter(|o| o.status.success());
     let Some(version) = bun else {
         notice("bun not found: the TypeScript client's Bun run is skipped\n");
+        if std::env::var_os("CI").is_some() {
+            panic!("bun is required in CI (CI is set; .ci/run installs it)");
+        }
         return;
     };
     eprintln!("bun {}", String::from_utf8_lossy(&version.stdout).trim());
