@@ -275,51 +275,57 @@ fn replay_wal(
     let rb = &mut idx.rb;
     let mut end = idx.durable_len;
     let mut buf: Vec<u8> = Vec::new();
-    let outcome = replay(&*p.storage, &p.wal_dir, idx.replay_from, idx.first_seq, |rec| {
-        for op in &rec.ops {
-            match op.op {
-                WalOp::Create | WalOp::Update | WalOp::Delete => {
-                    let put = op.op != WalOp::Delete;
-                    rb.apply_if_newer(op.collection, op.doc_id, rec.seq, || {
-                        let kind = if put { Kind::Put } else { Kind::Tombstone };
-                        let offset = end + buf.len() as u64;
-                        drec::encode(
-                            &mut buf,
-                            kind,
-                            op.collection,
-                            op.doc_id,
-                            rec.seq,
-                            op.payload,
-                        );
-                        Version {
-                            seq: rec.seq,
-                            generation,
-                            offset,
-                            len: op.payload.len() as u32,
-                            tombstone: !put,
+    let outcome = replay(
+        &*p.storage,
+        &p.wal_dir,
+        idx.replay_from,
+        idx.first_seq,
+        |rec| {
+            for op in &rec.ops {
+                match op.op {
+                    WalOp::Create | WalOp::Update | WalOp::Delete => {
+                        let put = op.op != WalOp::Delete;
+                        rb.apply_if_newer(op.collection, op.doc_id, rec.seq, || {
+                            let kind = if put { Kind::Put } else { Kind::Tombstone };
+                            let offset = end + buf.len() as u64;
+                            drec::encode(
+                                &mut buf,
+                                kind,
+                                op.collection,
+                                op.doc_id,
+                                rec.seq,
+                                op.payload,
+                            );
+                            Version {
+                                seq: rec.seq,
+                                generation,
+                                offset,
+                                len: op.payload.len() as u32,
+                                tombstone: !put,
+                            }
+                        });
+                    }
+                    WalOp::CreateCollection | WalOp::DeleteCollection => {
+                        let exists = op.op == WalOp::CreateCollection;
+                        if rb.coll(op.collection, rec.seq, exists) {
+                            let kind = if exists {
+                                Kind::CreateCollection
+                            } else {
+                                Kind::DeleteCollection
+                            };
+                            drec::encode(&mut buf, kind, op.collection, 0, rec.seq, &[]);
                         }
-                    });
-                }
-                WalOp::CreateCollection | WalOp::DeleteCollection => {
-                    let exists = op.op == WalOp::CreateCollection;
-                    if rb.coll(op.collection, rec.seq, exists) {
-                        let kind = if exists {
-                            Kind::CreateCollection
-                        } else {
-                            Kind::DeleteCollection
-                        };
-                        drec::encode(&mut buf, kind, op.collection, 0, rec.seq, &[]);
                     }
                 }
             }
-        }
-        if buf.len() >= 8 * 1024 * 1024 {
-            put_chunk(data, &buf, end)?;
-            end += buf.len() as u64;
-            buf.clear();
-        }
-        Ok(())
-    })?;
+            if buf.len() >= 8 * 1024 * 1024 {
+                put_chunk(data, &buf, end)?;
+                end += buf.len() as u64;
+                buf.clear();
+            }
+            Ok(())
+        },
+    )?;
     put_chunk(data, &buf, end)?;
     end += buf.len() as u64;
     // INVARIANT: the file ends where replay ended; nothing untrusted stays behind it.
@@ -333,9 +339,7 @@ fn replay_wal(
     let max_len = config.wal_segment_bytes();
     let st = p.storage.clone();
     let wal = match outcome.end {
-        Some(pos) => {
-            WalWriter::open_existing(st, &p.wal_dir, pos.segment, pos.offset, max_len)?
-        }
+        Some(pos) => WalWriter::open_existing(st, &p.wal_dir, pos.segment, pos.offset, max_len)?,
         None => {
             let next = ckpt.wal.segment.max(outcome.last_segment_seen + 1);
             WalWriter::create(st, &p.wal_dir, next, max_len)?

@@ -497,7 +497,10 @@ fn cut_during(
     // The cut is certain (the change numbered `cut_at` is one `op` makes). A checkpoint
     // cut while it writes the optional INDEX snapshot still succeeds: the snapshot
     // only saves the next open a scan, and its failure is logged, not returned.
-    assert!(made >= cut_at, "{op:?} made only {made} changes, cut at {cut_at}");
+    assert!(
+        made >= cut_at,
+        "{op:?} made only {made} changes, cut at {cut_at}"
+    );
     if r.is_ok() {
         assert!(
             matches!(op, Maintenance::Checkpoint),

@@ -77,10 +77,16 @@ fn a_failed_fsync_still_makes_the_database_read_only() {
     };
     let db = Database::open_with(d.path(), Config::default(), opts).unwrap();
     faults.arm(Fault::first(OpClass::Sync, 1, FaultKind::Eio).on(FileKind::Wal));
-    assert!(db.create("", 1, b"1").is_err());
+    let e = db.create("", 1, b"1").unwrap_err();
+    assert!(
+        matches!(e, docdb_core::Error::OutcomeUnknown { .. }),
+        "{e:?}"
+    );
     let e = db.create("", 2, b"2").unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "database is read-only after an I/O failure; reopen it"
+    assert!(matches!(e, docdb_core::Error::ReadOnly), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with("database is read-only after a failed write or fsync"),
+        "{e}"
     );
 }

@@ -33,7 +33,8 @@ pub const READ_ONLY: &str = "database is read-only after a failed write or fsync
 pub const OUTCOME_UNKNOWN: &str = "write outcome unknown: the disk failed while making it durable, so it may or may not have been saved; the database is now read-only";
 /// Prefix of the error of opening a database whose write or fsync failed earlier in
 /// this server's life.
-pub const FAILED_EARLIER: &str = "database cannot be reopened in this process: a write or fsync failed";
+pub const FAILED_EARLIER: &str =
+    "database cannot be reopened in this process: a write or fsync failed";
 pub const CLOSED: &str = "database is closed";
 /// Prefix of "document is corrupt: <what>".
 pub const CORRUPT: &str = "document is corrupt";
