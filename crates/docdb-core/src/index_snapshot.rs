@@ -173,73 +173,187 @@ fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
     a
 }
 
-/// Reads the body's fields in order; `None` once it runs out.
-struct Body<'a> {
-    b: &'a [u8],
+/// Reads a snapshot's bytes at an offset (exactly `buf.len()` of them).
+type ReadAt<'a> = dyn FnMut(&mut [u8], u64) -> io::Result<()> + 'a;
+
+/// Bytes read per refill: open decodes the body as it reads it, through one buffer of
+/// this size, instead of reading the whole file into memory first (which cost a page
+/// fault per 4 KiB of a fresh buffer, and its unmapping).
+/// (Unit tests use a tiny odd size, so that fields and entries straddle refills.)
+const CHUNK: usize = if cfg!(test) { 61 } else { 1 << 20 };
+
+/// The body, read in chunks and checksummed as it is read.
+struct Body<'r, 'a> {
+    read: &'r mut ReadAt<'a>,
+    buf: Vec<u8>,
+    /// Next unread byte of `buf`.
+    pos: usize,
+    /// File offset of the byte after `buf`'s end.
+    next: u64,
+    /// File offset where the body ends.
+    end: u64,
+    /// crc32c of the body bytes read so far.
+    crc: u32,
 }
 
-impl<'a> Body<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.b.len() < n {
-            return None;
+/// Why decoding stopped: the file could not be read, or a field is wrong.
+enum Stop {
+    Io(io::Error),
+    Bad(String),
+}
+
+impl From<String> for Stop {
+    fn from(s: String) -> Self {
+        Stop::Bad(s)
+    }
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        Stop::Io(e)
+    }
+}
+
+impl<'r, 'a> Body<'r, 'a> {
+    fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Body bytes not consumed yet.
+    fn remaining(&self) -> u64 {
+        (self.end - self.next) + self.buffered() as u64
+    }
+
+    /// Makes `n` (at most [`CHUNK`]) bytes available at `pos`; false when the body
+    /// has fewer left.
+    fn want(&mut self, n: usize) -> io::Result<bool> {
+        if self.buffered() >= n {
+            return Ok(true);
         }
-        let (h, t) = self.b.split_at(n);
-        self.b = t;
-        Some(h)
+        if self.remaining() < n as u64 {
+            return Ok(false);
+        }
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        let add = (CHUNK.max(n) as u64).min(self.end - self.next) as usize;
+        let old = self.buf.len();
+        self.buf.resize(old + add, 0);
+        (self.read)(&mut self.buf[old..], self.next)?;
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf[old..]);
+        self.next += add as u64;
+        Ok(true)
     }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|s| s[0])
+
+    fn take(&mut self, n: usize) -> Result<Option<&[u8]>, Stop> {
+        if !self.want(n)? {
+            return Ok(None);
+        }
+        self.pos += n;
+        Ok(Some(&self.buf[self.pos - n..self.pos]))
     }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|s| u16::from_le_bytes(arr(s)))
+    fn u8(&mut self) -> Result<Option<u8>, Stop> {
+        Ok(self.take(1)?.map(|s| s[0]))
     }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|s| u64::from_le_bytes(arr(s)))
+    fn u16(&mut self) -> Result<Option<u16>, Stop> {
+        Ok(self.take(2)?.map(|s| u16::from_le_bytes(arr(s))))
+    }
+    fn u64(&mut self) -> Result<Option<u64>, Stop> {
+        Ok(self.take(8)?.map(|s| u64::from_le_bytes(arr(s))))
+    }
+
+    /// Reads (and checksums) what is left of the body.
+    fn drain(&mut self) -> io::Result<()> {
+        while self.next < self.end {
+            self.pos = self.buf.len();
+            self.want(1)?;
+        }
+        Ok(())
     }
 }
 
 /// Decodes a whole snapshot file into the state it describes (documents in the
 /// generation it names). Every field is checked; the first problem is the error.
+#[cfg(test)]
 pub(crate) fn decode(b: &[u8]) -> Result<(SnapshotKey, u32, Rebuild), String> {
-    let (key, body_len, tail) = decode_header(b)?;
+    let mut read = |buf: &mut [u8], at: u64| -> io::Result<()> {
+        let from = usize::try_from(at).map_err(io::Error::other)?;
+        let src = b
+            .get(from..from + buf.len())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    };
+    decode_from(b.len() as u64, &mut read)
+}
+
+/// [`decode`] of a file of `len` bytes that `read` reads.
+fn decode_from(len: u64, read: &mut ReadAt<'_>) -> Result<(SnapshotKey, u32, Rebuild), String> {
+    if len < HEADER as u64 {
+        return Err("it is shorter than its header".into());
+    }
+    let mut head = [0u8; HEADER];
+    read(&mut head, 0).map_err(|e| e.to_string())?;
+    let (key, body_len, tail) = decode_header(&head)?;
     let want = (HEADER as u64)
         .checked_add(body_len)
         .and_then(|n| n.checked_add(4))
         .ok_or("impossible body length")?;
-    if b.len() as u64 != want {
+    if len != want {
         return Err(format!(
-            "{} bytes, its header says {want} (truncated or extended)",
-            b.len()
+            "{len} bytes, its header says {want} (truncated or extended)"
         ));
     }
-    let body = &b[HEADER..b.len() - 4];
-    if crc32c::crc32c(body) != u32::from_le_bytes(arr(&b[b.len() - 4..])) {
+    let mut trailer = [0u8; 4];
+    read(&mut trailer, len - 4).map_err(|e| e.to_string())?;
+    let mut body = Body {
+        read,
+        buf: Vec::with_capacity(CHUNK.min(body_len as usize)),
+        pos: 0,
+        next: HEADER as u64,
+        end: len - 4,
+        crc: 0,
+    };
+    let parsed = decode_body(key, &mut body);
+    // A checksum mismatch is the reason whenever there is one (a field is wrong
+    // because a byte is): read the rest of the body to know.
+    let parsed = match parsed {
+        Err(Stop::Io(e)) => return Err(e.to_string()),
+        Err(Stop::Bad(why)) => {
+            body.drain().map_err(|e| e.to_string())?;
+            Err(why)
+        }
+        Ok(rb) => Ok(rb),
+    };
+    if body.crc != u32::from_le_bytes(trailer) {
         return Err("body checksum mismatch".into());
     }
+    Ok((key, tail, parsed?))
+}
+
+fn decode_body(key: SnapshotKey, r: &mut Body<'_, '_>) -> Result<Rebuild, Stop> {
     let mut rb = Rebuild {
         max_seq: key.seq,
         ..Rebuild::default()
     };
-    let mut r = Body { b: body };
-    let short = || "body ends inside an entry".to_string();
+    let short = || Stop::Bad("body ends inside an entry".to_string());
     let mut last_name: Option<String> = None;
-    while !r.b.is_empty() {
-        let name_len = r.u16().ok_or_else(short)? as usize;
+    while r.remaining() > 0 {
+        let name_len = r.u16()?.ok_or_else(short)? as usize;
         if name_len == 0 || name_len > MAX_NAME {
-            return Err(format!("collection name of {name_len} bytes"));
+            return Err(format!("collection name of {name_len} bytes").into());
         }
-        let name = std::str::from_utf8(r.take(name_len).ok_or_else(short)?)
+        let name = std::str::from_utf8(r.take(name_len)?.ok_or_else(short)?)
             .map_err(|_| "collection name is not UTF-8".to_string())?
             .to_owned();
         if last_name.as_ref().is_some_and(|l| *l >= name) {
-            return Err(format!("collection {name} out of order or repeated"));
+            return Err(format!("collection {name} out of order or repeated").into());
         }
-        let state = r.u8().ok_or_else(short)?;
-        let state_seq = r.u64().ok_or_else(short)?;
+        let state = r.u8()?.ok_or_else(short)?;
+        let state_seq = r.u64()?.ok_or_else(short)?;
         if state_seq > key.seq {
-            return Err(format!(
-                "collection {name}: commit {state_seq} is past the snapshot"
-            ));
+            return Err(
+                format!("collection {name}: commit {state_seq} is past the snapshot").into(),
+            );
         }
         match state {
             0 => {}
@@ -252,52 +366,64 @@ pub(crate) fn decode(b: &[u8]) -> Result<(SnapshotKey, u32, Rebuild), String> {
                     },
                 );
             }
-            s => return Err(format!("collection {name}: unknown state {s}")),
+            s => return Err(format!("collection {name}: unknown state {s}").into()),
         }
-        let count = r.u64().ok_or_else(short)?;
-        let bytes = count
+        let count = r.u64()?.ok_or_else(short)?;
+        count
             .checked_mul(DOC as u64)
-            .filter(|&n| n <= r.b.len() as u64)
+            .filter(|&n| n <= r.remaining())
             .ok_or_else(|| format!("collection {name}: {count} documents do not fit"))?;
+        // Bounded by the file's length just above.
         let mut docs = Vec::with_capacity(count as usize);
         let mut last_id = None;
-        for e in r.take(bytes as usize).ok_or_else(short)?.chunks_exact(DOC) {
-            let id = u64::from_le_bytes(arr(&e[0..8]));
-            let v = Version {
-                seq: u64::from_le_bytes(arr(&e[8..16])),
-                generation: key.generation,
-                offset: u64::from_le_bytes(arr(&e[16..24])),
-                len: u32::from_le_bytes(arr(&e[24..28])),
-                tombstone: match e[28] {
-                    0 => false,
-                    1 => true,
-                    t => return Err(format!("{name}/{id}: tombstone flag {t}")),
-                },
-            };
-            if last_id.is_some_and(|l| l >= id) {
-                return Err(format!("{name}/{id}: ids out of order or repeated"));
+        let mut left = count as usize;
+        while left > 0 {
+            if !r.want(DOC)? {
+                return Err(short());
             }
-            last_id = Some(id);
-            let end = v
-                .offset
-                .saturating_add((FIXED + name_len) as u64 + u64::from(v.len));
-            if v.offset < DATA_HEADER || end > key.data_len {
-                return Err(format!(
-                    "{name}/{id}: record at {} is outside the {} bytes covered",
-                    v.offset, key.data_len
-                ));
+            let n = (r.buffered() / DOC).min(left);
+            let run = &r.buf[r.pos..r.pos + n * DOC];
+            for e in run.chunks_exact(DOC) {
+                let id = u64::from_le_bytes(arr(&e[0..8]));
+                let v = Version {
+                    seq: u64::from_le_bytes(arr(&e[8..16])),
+                    generation: key.generation,
+                    offset: u64::from_le_bytes(arr(&e[16..24])),
+                    len: u32::from_le_bytes(arr(&e[24..28])),
+                    tombstone: match e[28] {
+                        0 => false,
+                        1 => true,
+                        t => return Err(format!("{name}/{id}: tombstone flag {t}").into()),
+                    },
+                };
+                if last_id.is_some_and(|l| l >= id) {
+                    return Err(format!("{name}/{id}: ids out of order or repeated").into());
+                }
+                last_id = Some(id);
+                let end = v
+                    .offset
+                    .saturating_add((FIXED + name_len) as u64 + u64::from(v.len));
+                if v.offset < DATA_HEADER || end > key.data_len {
+                    return Err(format!(
+                        "{name}/{id}: record at {} is outside the {} bytes covered",
+                        v.offset, key.data_len
+                    )
+                    .into());
+                }
+                if v.seq > key.seq || (v.tombstone && v.len != 0) {
+                    return Err(format!("{name}/{id}: impossible version").into());
+                }
+                docs.push((id, v));
             }
-            if v.seq > key.seq || (v.tombstone && v.len != 0) {
-                return Err(format!("{name}/{id}: impossible version"));
-            }
-            docs.push((id, v));
+            r.pos += n * DOC;
+            left -= n;
         }
         if !docs.is_empty() || state == 0 {
             rb.docs.insert(name.clone(), DocSet::from_sorted(docs));
         }
         last_name = Some(name);
     }
-    Ok((key, tail, rb))
+    Ok(rb)
 }
 
 /// The `INDEX` file on disk, known whole and true for the current generation.
@@ -351,6 +477,7 @@ pub(crate) fn load(
     let len = f.len().map_err(|e| fail(e.to_string()))?;
     // The header alone tells a stale snapshot: do not read the rest for nothing.
     let mut head = [0u8; HEADER];
+    let mut checked = None;
     if len >= HEADER as u64 {
         f.read_exact_at(&mut head, 0)
             .map_err(|e| fail(e.to_string()))?;
@@ -363,19 +490,14 @@ pub(crate) fn load(
                 "it describes other bytes than the data file holds (another database's?)".into(),
             ));
         }
+        checked = Some((key, tail));
     }
-    let size = usize::try_from(len).map_err(|_| fail("too large".into()))?;
-    let mut b = vec![0u8; size];
-    f.read_exact_at(&mut b, 0)
-        .map_err(|e| fail(e.to_string()))?;
-    let (key, tail, rebuild) = decode(&b).map_err(fail)?;
-    if let Some(why) = key.mismatch(c) {
-        return Err(fail(why));
-    }
-    if tail_crc(data, key.data_len).map_err(|e| fail(e.to_string()))? != tail {
-        return Err(fail(
-            "it describes other bytes than the data file holds (another database's?)".into(),
-        ));
+    let mut read = |buf: &mut [u8], at: u64| f.read_exact_at(buf, at);
+    let (key, tail, rebuild) = decode_from(len, &mut read).map_err(fail)?;
+    // A whole file has a header, so it was checked above (the same bytes: `LOCK` keeps
+    // other writers out; a difference is reported rather than trusted).
+    if checked != Some((key, tail)) {
+        return Err(fail("its header changed while it was read".into()));
     }
     let entries = rebuild.docs.values().map(DocSet::len).sum::<usize>() as u64;
     Ok(Some(Loaded {

@@ -44,8 +44,9 @@ pub(crate) fn replay(
     let mut expect = first_seq;
     for (i, &seg) in segments.iter().enumerate() {
         let path = segment_path(dir, seg);
-        let buf = storage.read(&path)?;
-        if decode_header(&buf) != Some(seg) {
+        let want_from = if seg == from.segment { from.offset } else { 0 };
+        let (header, buf) = read_segment(storage, &path, want_from)?;
+        if header != Some(seg) {
             out.dropped.push(format!(
                 "{}: invalid segment header, segment dropped",
                 path.display()
@@ -59,11 +60,12 @@ pub(crate) fn replay(
             HEADER_LEN
         } as usize;
         if pos > buf.len() {
+            // (`read_segment` read the whole segment: the position is past its end.)
             // Bytes the checkpoint counted on are gone: the commits after it in this
             // segment are lost. Keep the intact prefix, so new records never land
             // behind torn bytes, and replay nothing after the hole.
             let mut valid = HEADER_LEN as usize;
-            while let Ok((_, n)) = decode(&buf[valid..]) {
+            while let Ok((_, n)) = decode(buf.at(valid)) {
                 valid += n;
             }
             out.dropped.push(format!(
@@ -71,11 +73,11 @@ pub(crate) fn replay(
                 path.display(),
                 buf.len()
             ));
-            cut(storage, dir, &segments, i, &buf, valid, &mut out)?;
+            cut(storage, dir, &segments, i, buf.at(valid), valid, &mut out)?;
             return Ok(out);
         }
         loop {
-            match decode(&buf[pos..]) {
+            match decode(buf.at(pos)) {
                 Ok((rec, n)) => {
                     if let Some(e) = expect.filter(|&e| e != rec.seq) {
                         out.dropped.push(format!(
@@ -83,7 +85,7 @@ pub(crate) fn replay(
                             path.display(),
                             rec.seq
                         ));
-                        cut(storage, dir, &segments, i, &buf, pos, &mut out)?;
+                        cut(storage, dir, &segments, i, buf.at(pos), pos, &mut out)?;
                         return Ok(out);
                     }
                     expect = Some(rec.seq + 1);
@@ -102,7 +104,7 @@ pub(crate) fn replay(
                     };
                     out.dropped
                         .push(format!("{}: {why} at offset {pos}", path.display()));
-                    cut(storage, dir, &segments, i, &buf, pos, &mut out)?;
+                    cut(storage, dir, &segments, i, buf.at(pos), pos, &mut out)?;
                     return Ok(out);
                 }
             }
@@ -115,7 +117,55 @@ pub(crate) fn replay(
     Ok(out)
 }
 
-/// Ends the log at `pos` of `segments[i]`: the bytes after it are saved to
+/// The bytes of a segment from `start` on (all of them when `start` is 0).
+struct SegBytes {
+    start: usize,
+    bytes: Vec<u8>,
+}
+
+impl SegBytes {
+    /// The segment's length.
+    fn len(&self) -> usize {
+        self.start + self.bytes.len()
+    }
+
+    /// The bytes from `pos` (`start <= pos <= len`) to the end.
+    fn at(&self, pos: usize) -> &[u8] {
+        &self.bytes[pos - self.start..]
+    }
+}
+
+/// Reads segment `path`'s header (the segment number it names, `None` if invalid) and
+/// its bytes from `from` on when `from` lies inside it past the header, else all of
+/// them: replay from a checkpoint near the end of a big segment reads only what
+/// follows the checkpoint (docs/PERFORMANCE.md "Open after a clean stop").
+fn read_segment(
+    storage: &dyn Storage,
+    path: &Path,
+    from: u64,
+) -> std::io::Result<(Option<u64>, SegBytes)> {
+    let f = storage.open(path, OpenMode::Read)?;
+    let len = f.len()?;
+    let size = |n: u64| usize::try_from(n).map_err(std::io::Error::other);
+    if from <= HEADER_LEN || from > len {
+        let mut bytes = vec![0u8; size(len)?];
+        f.read_exact_at(&mut bytes, 0)?;
+        return Ok((decode_header(&bytes), SegBytes { start: 0, bytes }));
+    }
+    let mut head = [0u8; HEADER_LEN as usize];
+    f.read_exact_at(&mut head, 0)?;
+    let mut bytes = vec![0u8; size(len - from)?];
+    f.read_exact_at(&mut bytes, from)?;
+    Ok((
+        decode_header(&head),
+        SegBytes {
+            start: size(from)?,
+            bytes,
+        },
+    ))
+}
+
+/// Ends the log at `pos` of `segments[i]`: the bytes after it (`tail`) are saved to
 /// `<segment>.wal.tail-<pos>.dropped` (for an operator; never replayed), the segment is
 /// truncated there, and later segments are renamed `*.dropped`.
 fn cut(
@@ -123,20 +173,20 @@ fn cut(
     dir: &Path,
     segments: &[u64],
     i: usize,
-    buf: &[u8],
+    tail: &[u8],
     pos: usize,
     out: &mut ReplayOutcome,
 ) -> Result<()> {
     let seg = segments[i];
     let path = segment_path(dir, seg);
-    if pos < buf.len() {
+    if !tail.is_empty() {
         let mut keep = path.clone().into_os_string();
         keep.push(format!(".tail-{pos}.dropped"));
-        storage::write_new(storage, Path::new(&keep), &buf[pos..])?;
+        storage::write_new(storage, Path::new(&keep), tail)?;
         out.dropped.push(format!(
             "{}: {} bytes after offset {pos} cut; saved to {}",
             path.display(),
-            buf.len() - pos,
+            tail.len(),
             Path::new(&keep).display()
         ));
     }
