@@ -673,7 +673,7 @@ fn scenario(n: u64, kind: FaultKind, seed: u64, t: &mut Tally) {
     let started = Instant::now();
     scenario_inner(n, kind, seed, t, &label);
     t.slowest.push((started.elapsed(), label));
-    t.slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    t.slowest.sort_by_key(|b| std::cmp::Reverse(b.0));
     t.slowest.truncate(3);
 }
 
@@ -873,7 +873,7 @@ fn every_failed_call_of_the_workload_keeps_the_model_through_a_power_cut() {
         t.failures.extend(x.failures);
         t.slowest.extend(x.slowest);
     }
-    t.slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    t.slowest.sort_by_key(|b| std::cmp::Reverse(b.0));
     t.slowest.truncate(3);
     report("workload matrix", &t, started);
 }
