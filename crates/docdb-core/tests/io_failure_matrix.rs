@@ -22,7 +22,10 @@
 //! the power and reopens: everything is there.
 //!
 //! Sizes: by default every N with one fault kind per N (rotating) and one seed; with
-//! `DOCDB_LONG_TESTS=1` every N × every kind × three seeds. `DOCDB_MATRIX_SEED=<u64>`
+//! `DOCDB_LONG_TESTS=1` every N × every kind × three seeds (run it with
+//! `cargo nextest run --release --profile long -p docdb-core --test io_failure_matrix`:
+//! it outlasts the default profile's 5-minute limit). Scenarios run two at a time
+//! (`DOCDB_MATRIX_THREADS`). `DOCDB_MATRIX_SEED=<u64>`
 //! replays with another base seed; `DOCDB_MATRIX_ONLY=<N>:<kind>` (kind one of eio,
 //! enospc, emfile, short) runs that one scenario of the workload matrix.
 
