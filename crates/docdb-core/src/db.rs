@@ -567,6 +567,17 @@ impl Database {
         self.inner.compact()
     }
 
+    /// Waits until the background checkpoint or compaction started so far (if any) has
+    /// finished. Tests call it after each write to keep the order of file operations
+    /// deterministic (the I/O-failure matrix numbers every call).
+    #[doc(hidden)]
+    pub fn wait_for_maintenance(&self) {
+        let handle = self.inner.maintenance.lock().take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
     /// Checks every checksum of the WAL and the data file.
     pub fn verify(&self) -> Result<crate::verify::VerifyReport> {
         crate::verify::verify(&self.inner)

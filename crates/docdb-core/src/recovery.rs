@@ -151,14 +151,28 @@ fn choose_data_generation(p: &Paths, ckpt: &Checkpoint) -> Result<DataFile> {
         }
     }
     remove_temp_files(s, &p.data_dir)?;
+    let path = data_path(&p.data_dir, ckpt.data_generation);
     match DataFile::open(s, &p.data_dir, ckpt.data_generation) {
         Ok(f) => Ok(f),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && ckpt.data_len <= DATA_HEADER => {
+        // Missing, or too short to hold more than its header (the creation of a new
+        // database's first data file failed or was cut before its header was synced):
+        // nothing was checkpointed into it, so it holds nothing to lose. Make it anew;
+        // replay rewrites everything past the checkpoint.
+        Err(e)
+            if ckpt.data_len <= DATA_HEADER
+                && (e.kind() == std::io::ErrorKind::NotFound
+                    || (e.kind() == std::io::ErrorKind::InvalidData
+                        && s.file_len(&path).is_ok_and(|l| l <= DATA_HEADER))) =>
+        {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %path.display(), error = %e,
+                    "data file holds no record and has no valid header; recreating it");
+            }
             Ok(DataFile::create(
                 s,
                 &p.data_dir,
                 ckpt.data_generation,
-                data_path(&p.data_dir, ckpt.data_generation),
+                path,
             )?)
         }
         Err(e) => Err(Error::Format(e.to_string())),

@@ -132,6 +132,10 @@ impl WalWriter {
         }
         self.file.write_all_at(bytes, self.len)?;
         self.len = end;
+        // INVARIANT: `allocated >= len`. After a failed zero-fill `allocated` may lie
+        // behind the records just written; zero-filling from there would overwrite
+        // them (acknowledged records, once synced).
+        self.allocated = self.allocated.max(end);
         Ok(())
     }
 
@@ -143,7 +147,8 @@ impl WalWriter {
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let chunk = self.len.clamp(MIN_CHUNK, MAX_CHUNK);
         let target = (need + chunk).min(self.max_len.max(need));
-        let mut at = self.allocated;
+        // Never below `len`: what lies there is records, not zeros.
+        let mut at = self.allocated.max(self.len);
         while at < target {
             let n = (target - at).min(ZEROS.len() as u64) as usize;
             self.file.write_all_at(&ZEROS[..n], at)?;
