@@ -218,161 +218,202 @@ fn record_len(coll: &str, payload_len: usize) -> u64 {
     (FIXED + coll.len() + payload_len) as u64
 }
 
-impl Inner {
-    /// Validates and stages one commit; returns its sequence number. Nothing changes
-    /// when it fails.
-    pub(crate) fn stage(&self, c: &mut CommitState, ops: &[StagedOp]) -> Result<u64> {
-        self.check_writable()?;
-        let colls = self.collections.read();
-        let (mut grow, mut shrink, mut wal_size) = (0u64, 0u64, 32usize);
-        for op in ops {
-            match op {
-                StagedOp::Doc {
-                    coll,
-                    id,
-                    kind,
-                    payload,
-                    not_after,
-                } => {
-                    if !colls.get(&*coll.name).is_some_and(|c| Arc::ptr_eq(c, coll)) {
-                        return Err(Error::CollectionNotFound);
-                    }
-                    let latest = coll.latest(*id);
-                    if let (Some(limit), Some(v)) = (not_after, latest) {
-                        if v.seq > *limit {
-                            return Err(Error::Conflict);
-                        }
-                    }
-                    let live = latest.filter(Version::is_live);
-                    match (kind, live) {
-                        (DocKind::Create, Some(_)) => return Err(Error::AlreadyExists),
-                        (DocKind::Update | DocKind::Delete, None) => return Err(Error::NotFound),
-                        _ => {}
-                    }
-                    if matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put) {
-                        grow += payload.len() as u64 + INDEX_ENTRY_BYTES;
-                    }
-                    shrink += live.map_or(0, |v| v.len as u64 + INDEX_ENTRY_BYTES);
-                    wal_size += 15 + coll.name.len() + payload.len();
+/// What a commit's validation measured: the index memory it adds and frees, and the
+/// size of its WAL record body.
+struct Cost {
+    grow: u64,
+    shrink: u64,
+    wal_size: usize,
+}
+
+/// True for the kinds that write a new document version (the others tombstone).
+fn is_put(kind: DocKind) -> bool {
+    matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put)
+}
+
+/// Step 1 of staging: checks every operation against the current state (collections,
+/// existence, conflicts, limits) and measures the commit. Changes nothing.
+fn validate_ops(
+    colls: &std::collections::HashMap<Arc<str>, Arc<Collection>>,
+    max_collections: usize,
+    ops: &[StagedOp],
+) -> Result<Cost> {
+    let mut cost = Cost {
+        grow: 0,
+        shrink: 0,
+        wal_size: 32,
+    };
+    for op in ops {
+        match op {
+            StagedOp::Doc {
+                coll,
+                id,
+                kind,
+                payload,
+                not_after,
+            } => {
+                if !colls.get(&*coll.name).is_some_and(|c| Arc::ptr_eq(c, coll)) {
+                    return Err(Error::CollectionNotFound);
                 }
-                StagedOp::CreateCollection(name) => {
-                    if colls.contains_key(name.as_str()) {
-                        return Err(Error::CollectionExists);
-                    }
-                    let max = self.config.limits.max_collections;
-                    if colls.len() >= max {
-                        return Err(Error::TooManyCollections { max });
+                let latest = coll.latest(*id);
+                if let (Some(limit), Some(v)) = (not_after, latest) {
+                    if v.seq > *limit {
+                        return Err(Error::Conflict);
                     }
                 }
-                StagedOp::DeleteCollection(name) => {
-                    if name == DEFAULT_COLLECTION {
-                        return Err(Error::DefaultCollection);
-                    }
-                    match colls.get(name.as_str()) {
-                        None => return Err(Error::CollectionNotFound),
-                        Some(c) if c.live() > 0 => return Err(Error::CollectionNotEmpty),
-                        Some(_) => {}
-                    }
+                let live = latest.filter(Version::is_live);
+                match (kind, live) {
+                    (DocKind::Create, Some(_)) => return Err(Error::AlreadyExists),
+                    (DocKind::Update | DocKind::Delete, None) => return Err(Error::NotFound),
+                    _ => {}
+                }
+                if is_put(*kind) {
+                    cost.grow += payload.len() as u64 + INDEX_ENTRY_BYTES;
+                }
+                cost.shrink += live.map_or(0, |v| v.len as u64 + INDEX_ENTRY_BYTES);
+                cost.wal_size += 15 + coll.name.len() + payload.len();
+            }
+            StagedOp::CreateCollection(name) => {
+                if colls.contains_key(name.as_str()) {
+                    return Err(Error::CollectionExists);
+                }
+                if colls.len() >= max_collections {
+                    return Err(Error::TooManyCollections {
+                        max: max_collections,
+                    });
+                }
+            }
+            StagedOp::DeleteCollection(name) => {
+                if name == DEFAULT_COLLECTION {
+                    return Err(Error::DefaultCollection);
+                }
+                match colls.get(name.as_str()) {
+                    None => return Err(Error::CollectionNotFound),
+                    Some(c) if c.live() > 0 => return Err(Error::CollectionNotEmpty),
+                    Some(_) => {}
                 }
             }
         }
-        if wal_size > MAX_BODY {
-            return Err(Error::TransactionTooLarge);
+    }
+    Ok(cost)
+}
+
+/// Step 3 of staging: appends the commit's WAL record to the batch's WAL buffer.
+fn encode_wal(wal_buf: &mut Vec<u8>, seq: u64, ops: &[StagedOp]) {
+    let mut enc = CommitEncoder::begin(wal_buf, seq);
+    for op in ops {
+        match op {
+            StagedOp::Doc {
+                coll,
+                id,
+                kind,
+                payload,
+                ..
+            } => {
+                let wop = match kind {
+                    DocKind::Create => WalOp::Create,
+                    DocKind::Update | DocKind::Put => WalOp::Update,
+                    DocKind::Delete | DocKind::Remove => WalOp::Delete,
+                };
+                let body: &[u8] = if is_put(*kind) { payload } else { &[] };
+                enc.op(wop, &coll.name, *id, body);
+            }
+            StagedOp::CreateCollection(name) => enc.op(WalOp::CreateCollection, name, 0, &[]),
+            StagedOp::DeleteCollection(name) => enc.op(WalOp::DeleteCollection, name, 0, &[]),
         }
-        if !self.memory.try_apply(grow, shrink) {
-            return Err(Error::MemoryLimit);
+    }
+    enc.finish();
+}
+
+/// Step 4 of staging, for one document: appends its data-file record (a put or a
+/// tombstone) to the batch's data buffer and returns the version that points at it.
+fn encode_data_record(
+    c: &mut CommitState,
+    seq: u64,
+    coll: &Collection,
+    id: u64,
+    put: bool,
+    payload: &[u8],
+) -> Version {
+    let offset = c.data_base + c.data_buf.len() as u64;
+    let (rkind, body): (Kind, &[u8]) = if put {
+        (Kind::Put, payload)
+    } else {
+        (Kind::Tombstone, &[])
+    };
+    drec::encode(&mut c.data_buf, rkind, &coll.name, id, seq, body);
+    Version {
+        seq,
+        generation: c.generation,
+        offset,
+        len: body.len() as u32,
+        tombstone: !put,
+    }
+}
+
+/// Step 5 of staging, for one document: links `v` into the index as the newest
+/// (pending) version, pruning versions no snapshot at or after `oldest` can see.
+/// Returns the version it replaced when that one was live.
+fn link_version(coll: &Collection, id: u64, v: Version, oldest: u64) -> Option<Version> {
+    let mut docs = coll.docs.write();
+    match docs.get_mut(&id) {
+        Some(chain) => {
+            let old = *chain.latest();
+            chain.push(v, oldest);
+            old.is_live().then_some(old)
         }
-        drop(colls);
+        None => {
+            docs.insert(id, Chain::One(v));
+            None
+        }
+    }
+}
+
+/// Step 6 of staging, for one document: keeps the collection's live count and the
+/// live-bytes total (compaction's trigger) true after `new` replaced `was_live`.
+fn account_live(c: &mut CommitState, coll: &Collection, was_live: Option<Version>, new: &Version) {
+    let put = !new.tombstone;
+    if let Some(old) = was_live {
+        c.live_bytes -= record_len(&coll.name, old.len as usize);
+        if !put {
+            coll.live.fetch_sub(1, Ordering::Relaxed);
+        }
+    } else if put {
+        coll.live.fetch_add(1, Ordering::Relaxed);
+    }
+    if put {
+        c.live_bytes += record_len(&coll.name, new.len as usize);
+    }
+}
+
+impl Inner {
+    /// Validates and stages one commit; returns its sequence number. Nothing changes
+    /// when it fails. The steps: validate and reserve memory (may fail), then — from
+    /// there on nothing fails — assign the sequence number, encode the WAL record,
+    /// encode the data records and link their versions into the index (pending)
+    /// keeping the live accounting true, and queue the commit for the syncer.
+    pub(crate) fn stage(&self, c: &mut CommitState, ops: &[StagedOp]) -> Result<u64> {
+        self.check_writable()?;
+        // Step 1 and 2: validate, then reserve the index memory, under the collections
+        // read lock so no collection appears or goes meanwhile.
+        {
+            let colls = self.collections.read();
+            let cost = validate_ops(&colls, self.config.limits.max_collections, ops)?;
+            if cost.wal_size > MAX_BODY {
+                return Err(Error::TransactionTooLarge);
+            }
+            if !self.memory.try_apply(cost.grow, cost.shrink) {
+                return Err(Error::MemoryLimit);
+            }
+        }
 
         // Validation passed: from here on nothing fails.
         let seq = c.next_seq;
         c.next_seq += 1;
         let oldest = self.snapshots.oldest();
-        let mut enc = CommitEncoder::begin(&mut c.wal_buf, seq);
+        encode_wal(&mut c.wal_buf, seq, ops);
         for op in ops {
-            match op {
-                StagedOp::Doc {
-                    coll,
-                    id,
-                    kind,
-                    payload,
-                    ..
-                } => {
-                    let put = matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put);
-                    let wop = match kind {
-                        DocKind::Create => WalOp::Create,
-                        DocKind::Update | DocKind::Put => WalOp::Update,
-                        DocKind::Delete | DocKind::Remove => WalOp::Delete,
-                    };
-                    enc.op(wop, &coll.name, *id, if put { payload } else { &[] });
-                }
-                StagedOp::CreateCollection(name) => enc.op(WalOp::CreateCollection, name, 0, &[]),
-                StagedOp::DeleteCollection(name) => enc.op(WalOp::DeleteCollection, name, 0, &[]),
-            }
-        }
-        enc.finish();
-
-        for op in ops {
-            match op {
-                StagedOp::Doc {
-                    coll,
-                    id,
-                    kind,
-                    payload,
-                    ..
-                } => {
-                    let put = matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put);
-                    let offset = c.data_base + c.data_buf.len() as u64;
-                    let (rkind, body): (Kind, &[u8]) = if put {
-                        (Kind::Put, payload)
-                    } else {
-                        (Kind::Tombstone, &[])
-                    };
-                    drec::encode(&mut c.data_buf, rkind, &coll.name, *id, seq, body);
-                    let v = Version {
-                        seq,
-                        generation: c.generation,
-                        offset,
-                        len: body.len() as u32,
-                        tombstone: !put,
-                    };
-                    let mut docs = coll.docs.write();
-                    let was_live = match docs.get_mut(id) {
-                        Some(chain) => {
-                            let old = *chain.latest();
-                            chain.push(v, oldest);
-                            old.is_live().then_some(old)
-                        }
-                        None => {
-                            docs.insert(*id, Chain::One(v));
-                            None
-                        }
-                    };
-                    drop(docs);
-                    if let Some(old) = was_live {
-                        c.live_bytes -= record_len(&coll.name, old.len as usize);
-                        if !put {
-                            coll.live.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    } else if put {
-                        coll.live.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if put {
-                        c.live_bytes += record_len(&coll.name, body.len());
-                    }
-                }
-                StagedOp::CreateCollection(name) => {
-                    drec::encode(&mut c.data_buf, Kind::CreateCollection, name, 0, seq, &[]);
-                    self.collections.write().insert(
-                        Arc::from(name.as_str()),
-                        Arc::new(Collection::new(name, seq)),
-                    );
-                }
-                StagedOp::DeleteCollection(name) => {
-                    drec::encode(&mut c.data_buf, Kind::DeleteCollection, name, 0, seq, &[]);
-                    self.collections.write().remove(name.as_str());
-                }
-            }
+            self.stage_data(c, seq, oldest, op);
         }
         c.pending.push_back(Pending {
             seq,
@@ -381,6 +422,35 @@ impl Inner {
         });
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         Ok(seq)
+    }
+
+    /// Steps 4–6 of staging for one validated operation: its data-file record, its
+    /// index entry (or collection), and the live accounting.
+    fn stage_data(&self, c: &mut CommitState, seq: u64, oldest: u64, op: &StagedOp) {
+        match op {
+            StagedOp::Doc {
+                coll,
+                id,
+                kind,
+                payload,
+                ..
+            } => {
+                let v = encode_data_record(c, seq, coll, *id, is_put(*kind), payload);
+                let was_live = link_version(coll, *id, v, oldest);
+                account_live(c, coll, was_live, &v);
+            }
+            StagedOp::CreateCollection(name) => {
+                drec::encode(&mut c.data_buf, Kind::CreateCollection, name, 0, seq, &[]);
+                self.collections.write().insert(
+                    Arc::from(name.as_str()),
+                    Arc::new(Collection::new(name, seq)),
+                );
+            }
+            StagedOp::DeleteCollection(name) => {
+                drec::encode(&mut c.data_buf, Kind::DeleteCollection, name, 0, seq, &[]);
+                self.collections.write().remove(name.as_str());
+            }
+        }
     }
 
     /// Stages one commit and waits until it is durable and visible.
