@@ -625,3 +625,73 @@ impl Drop for Database {
         self.inner.maintenance.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::{Fault, FaultKind, FaultStorage, FileKind, OpClass};
+
+    /// The crate's unit tests check the lock order (`lock_order.rs`): drive every path
+    /// that takes several locks — commits, a batch, a transaction, a patch, a
+    /// checkpoint, a compaction, healing, a checkpoint's failed fsync (which marks the
+    /// database failed under `io`), close — so a change that takes them out of order
+    /// panics here rather than deadlocking somewhere rare.
+    #[test]
+    fn every_locking_path_keeps_the_lock_order() {
+        let d = tempfile::tempdir().unwrap();
+        let faults = FaultStorage::std();
+        let opts = OpenOptions {
+            storage: Some(faults.handle()),
+            ..Default::default()
+        };
+        let mut config = Config::default();
+        config.wal.fsync.mode = crate::config::FsyncMode::Interval;
+        config.wal.fsync.interval_ms = 1;
+        let db = Arc::new(Database::open_with(d.path(), config, opts).unwrap());
+        db.create_collection("c").unwrap();
+        let writers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let id = t * 1000 + i;
+                        db.create("c", id, b"{\"a\":1}").unwrap();
+                        db.patch("c", id, br#"[{"op":"replace","path":"/a","value":2}]"#)
+                            .unwrap();
+                        if i % 2 == 0 {
+                            db.delete("c", id).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let mut b = db.batch();
+        b.create("c", 5000, b"1").unwrap();
+        assert_eq!(b.read("c", 5000).unwrap(), b"1");
+        b.update("c", 5000, b"4").unwrap();
+        let unflushed = b.detach().unwrap();
+        let (tx_done, rx_done) = std::sync::mpsc::channel();
+        db.when_flushed(unflushed, move |r| tx_done.send(r).unwrap());
+        rx_done.recv().unwrap().unwrap();
+        let mut tx = db.begin();
+        tx.create("c", 5001, b"2").unwrap();
+        tx.commit().unwrap();
+        db.checkpoint().unwrap();
+        db.compact().unwrap();
+        assert_eq!(db.read("c", 5001).unwrap(), b"2");
+        db.heal_all().unwrap();
+        db.heal_scan().unwrap();
+        let _ = db.heal("c", 5001).unwrap();
+        db.verify().unwrap();
+        let _ = db.stats();
+        db.create("c", 5002, b"3").unwrap();
+        faults.arm(Fault::first(OpClass::Sync, 1, FaultKind::Eio).on(FileKind::Data));
+        assert!(db.checkpoint().is_err());
+        assert!(db.is_read_only());
+        let db = Arc::try_unwrap(db).ok().unwrap();
+        let _ = db.close();
+    }
+}

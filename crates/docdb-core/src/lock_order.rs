@@ -56,9 +56,11 @@ mod check {
             // Every level at or above the new one must be free.
             let at_or_above = held & !(bit - 1);
             if at_or_above != 0 {
-                let highest = 7 - at_or_above.leading_zeros() as u8;
+                const NAMES: [&str; 5] = ["Maintenance", "Io", "Commit", "Files", "Sync"];
+                let highest = 7 - at_or_above.leading_zeros() as usize;
+                let held = NAMES.get(highest).copied().unwrap_or("?");
                 panic!(
-                    "lock order violated: taking {level:?} while holding a lock of level {highest} \
+                    "lock order violated: taking {level:?} while holding {held} \
                      (see lock_order.rs)"
                 );
             }
