@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::data::file::{DataFile, ReadError};
 use crate::error::{Error, Result};
 use crate::files::Files;
-pub(crate) use crate::files::Io;
+use crate::files::Io;
 use crate::index::{Collection, Version};
 use crate::lifecycle::Lifecycle;
 use crate::maintenance::Maintenance;
