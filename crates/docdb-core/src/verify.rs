@@ -122,8 +122,21 @@ fn verify_wal(
         };
         r.wal_segments += 1;
         if decode_header(&buf) != Some(seg) {
-            r.problems
-                .push(format!("{}: invalid segment header", path.display()));
+            // A roll creates the segment, then writes and syncs its header: a crash in
+            // between leaves the newest segment shorter than a header, or zeros. No
+            // record was ever written to it; the next open drops it.
+            let interrupted_roll = active.is_none()
+                && Some(seg) == last
+                && (buf.len() < HEADER_LEN as usize || buf.iter().all(|&b| b == 0));
+            if interrupted_roll {
+                r.notes.push(format!(
+                    "{}: a new segment without its header (an interrupted WAL roll; dropped at the next open)",
+                    path.display()
+                ));
+            } else {
+                r.problems
+                    .push(format!("{}: invalid segment header", path.display()));
+            }
             continue;
         }
         // The active segment may be growing: stop at the length known to be written.
