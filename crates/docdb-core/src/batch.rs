@@ -52,7 +52,7 @@ impl<'db> Batch<'db> {
             not_after: None,
         };
         let seq = {
-            let mut c = self.db.inner.commit.lock();
+            let mut c = self.db.inner.group_commit.lock_commit();
             self.db.inner.stage(&mut c, std::slice::from_ref(&op))?
         };
         self.unflushed = Some(seq);

@@ -22,9 +22,12 @@ use crate::data::record::{self as drec, Kind, FIXED};
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::index::{Chain, Collection, Version};
+use crate::lock_order::{Level, OrderedGuard, OrderedMutex};
 use crate::memory::INDEX_ENTRY_BYTES;
 use crate::name::DEFAULT_COLLECTION;
+use crate::stats::GroupCounters;
 use crate::wal::record::{CommitEncoder, WalOp, MAX_BODY};
+use parking_lot::Condvar;
 
 /// What a document write requires of the current state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +67,97 @@ pub(crate) struct Pending {
 
 /// State guarded by the commit lock.
 pub(crate) struct CommitState {
-    pub next_seq: u64,
-    pub wal_buf: Vec<u8>,
-    pub data_buf: Vec<u8>,
+    next_seq: u64,
+    wal_buf: Vec<u8>,
+    data_buf: Vec<u8>,
     /// Data-file offset where `data_buf[0]` will be written.
-    pub data_base: u64,
+    data_base: u64,
     /// Generation new versions are written to.
-    pub generation: u64,
-    pub pending: VecDeque<Pending>,
+    generation: u64,
+    pending: VecDeque<Pending>,
     /// Bytes of data-file records that the newest live versions point at.
-    pub live_bytes: u64,
+    live_bytes: u64,
+}
+
+impl CommitState {
+    /// The data file's length once every staged commit is written.
+    pub(crate) fn data_size(&self) -> u64 {
+        self.data_base + self.data_buf.len() as u64
+    }
+
+    /// Bytes of data-file records that the newest live versions point at.
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Staged-but-unwritten records go to `generation` from `data_base` on (a
+    /// compaction's switch; the caller holds the I/O lock, so nothing is mid-write).
+    pub(crate) fn switch_generation(&mut self, generation: u64, data_base: u64) {
+        self.generation = generation;
+        self.data_base = data_base;
+    }
+}
+
+/// Group commit: staging (the commit lock), the syncer hand-off (the sync lock and
+/// its condvar) and the batch counters. The syncer loop itself is `Inner`'s
+/// (`wait_durable`, `when_durable`, `drive`), as it writes through [`crate::files`].
+///
+/// Lock order: the commit lock ([`Level::Commit`]) may be taken holding the
+/// maintenance lock and `io`, never the sync lock, a collection's `docs` or the
+/// readable generations; staging takes the collections and `docs` under it. The sync
+/// lock ([`Level::Sync`]) may be taken holding any lock; under it only leaf locks are
+/// taken (publishing the visible number, the failure registry) — the syncer releases
+/// it for its round.
+pub(crate) struct GroupCommit {
+    commit: OrderedMutex<CommitState>,
+    sync: OrderedMutex<SyncState>,
+    cv: Condvar,
+    counters: GroupCounters,
+}
+
+impl GroupCommit {
+    /// After recovery: `seq` is the newest durable commit, new records go to the data
+    /// file `generation` from `data_end` on.
+    pub(crate) fn new(seq: u64, data_end: u64, generation: u64, live_bytes: u64) -> Self {
+        GroupCommit {
+            commit: OrderedMutex::new(
+                Level::Commit,
+                CommitState {
+                    next_seq: seq + 1,
+                    wal_buf: Vec::new(),
+                    data_buf: Vec::new(),
+                    data_base: data_end,
+                    generation,
+                    pending: VecDeque::new(),
+                    live_bytes,
+                },
+            ),
+            sync: OrderedMutex::new(
+                Level::Sync,
+                SyncState {
+                    durable: seq,
+                    ..SyncState::default()
+                },
+            ),
+            cv: Condvar::new(),
+            counters: GroupCounters::default(),
+        }
+    }
+
+    /// The commit lock: hold it to stage ([`Inner::stage`]) or to pause staging.
+    pub(crate) fn lock_commit(&self) -> OrderedGuard<'_, CommitState> {
+        self.commit.lock()
+    }
+
+    /// Marks the database failed outside a syncer round (a checkpoint's or
+    /// compaction's write): waiters stop waiting, later commits are refused.
+    pub(crate) fn mark_failed(&self) {
+        self.sync.lock().failed = true;
+    }
+
+    pub(crate) fn stats(&self) -> crate::stats::GroupCommitStats {
+        self.counters.snapshot()
+    }
 }
 
 /// Called once a commit is durable (`Ok`) or can no longer become durable.
@@ -82,23 +166,23 @@ pub(crate) type OnDurable = Box<dyn FnOnce(Result<()>) + Send>;
 /// State of the syncer handoff, guarded by `Inner::sync`.
 #[derive(Default)]
 pub(crate) struct SyncState {
-    pub syncing: bool,
+    syncing: bool,
     /// The syncer is a [`Inner::when_durable`] caller that keeps syncing until no
     /// callback is left (rather than a blocked waiter that stops once its own commit
     /// is durable).
-    pub driver: bool,
-    pub durable: u64,
-    pub failed: bool,
+    driver: bool,
+    durable: u64,
+    failed: bool,
     /// Commits up to here were in a batch whose WAL write or fsync failed: whether
     /// they are durable is unknown (their writers are told so).
-    pub unknown_through: u64,
+    unknown_through: u64,
     /// What failed, for those writers' error text.
-    pub failure: Option<Arc<str>>,
+    failure: Option<Arc<str>>,
     /// Commits in the last batch written: more than one means several writers are
     /// active, and waiting for the ready ones before cutting a batch pays.
-    pub last_batch: usize,
+    last_batch: usize,
     /// Callbacks of staged commits that are not durable yet.
-    pub callbacks: Vec<(u64, OnDurable)>,
+    callbacks: Vec<(u64, OnDurable)>,
 }
 
 /// When a syncer stops driving.
@@ -174,12 +258,12 @@ impl SyncState {
 /// so one of them becomes the syncer instead of every later writer waiting forever.
 /// Disarmed when the round returns normally (the syncer then clears the flags itself).
 struct SyncerGuard<'a> {
-    sync: &'a parking_lot::Mutex<SyncState>,
-    cv: &'a parking_lot::Condvar,
+    sync: &'a OrderedMutex<SyncState>,
+    cv: &'a Condvar,
 }
 
 impl<'a> SyncerGuard<'a> {
-    fn new(sync: &'a parking_lot::Mutex<SyncState>, cv: &'a parking_lot::Condvar) -> Self {
+    fn new(sync: &'a OrderedMutex<SyncState>, cv: &'a Condvar) -> Self {
         SyncerGuard { sync, cv }
     }
 
@@ -218,161 +302,202 @@ fn record_len(coll: &str, payload_len: usize) -> u64 {
     (FIXED + coll.len() + payload_len) as u64
 }
 
-impl Inner {
-    /// Validates and stages one commit; returns its sequence number. Nothing changes
-    /// when it fails.
-    pub(crate) fn stage(&self, c: &mut CommitState, ops: &[StagedOp]) -> Result<u64> {
-        self.check_writable()?;
-        let colls = self.collections.read();
-        let (mut grow, mut shrink, mut wal_size) = (0u64, 0u64, 32usize);
-        for op in ops {
-            match op {
-                StagedOp::Doc {
-                    coll,
-                    id,
-                    kind,
-                    payload,
-                    not_after,
-                } => {
-                    if !colls.get(&*coll.name).is_some_and(|c| Arc::ptr_eq(c, coll)) {
-                        return Err(Error::CollectionNotFound);
-                    }
-                    let latest = coll.latest(*id);
-                    if let (Some(limit), Some(v)) = (not_after, latest) {
-                        if v.seq > *limit {
-                            return Err(Error::Conflict);
-                        }
-                    }
-                    let live = latest.filter(Version::is_live);
-                    match (kind, live) {
-                        (DocKind::Create, Some(_)) => return Err(Error::AlreadyExists),
-                        (DocKind::Update | DocKind::Delete, None) => return Err(Error::NotFound),
-                        _ => {}
-                    }
-                    if matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put) {
-                        grow += payload.len() as u64 + INDEX_ENTRY_BYTES;
-                    }
-                    shrink += live.map_or(0, |v| v.len as u64 + INDEX_ENTRY_BYTES);
-                    wal_size += 15 + coll.name.len() + payload.len();
+/// What a commit's validation measured: the index memory it adds and frees, and the
+/// size of its WAL record body.
+struct Cost {
+    grow: u64,
+    shrink: u64,
+    wal_size: usize,
+}
+
+/// True for the kinds that write a new document version (the others tombstone).
+fn is_put(kind: DocKind) -> bool {
+    matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put)
+}
+
+/// Step 1 of staging: checks every operation against the current state (collections,
+/// existence, conflicts, limits) and measures the commit. Changes nothing.
+fn validate_ops(
+    colls: &std::collections::HashMap<Arc<str>, Arc<Collection>>,
+    max_collections: usize,
+    ops: &[StagedOp],
+) -> Result<Cost> {
+    let mut cost = Cost {
+        grow: 0,
+        shrink: 0,
+        wal_size: 32,
+    };
+    for op in ops {
+        match op {
+            StagedOp::Doc {
+                coll,
+                id,
+                kind,
+                payload,
+                not_after,
+            } => {
+                if !colls.get(&*coll.name).is_some_and(|c| Arc::ptr_eq(c, coll)) {
+                    return Err(Error::CollectionNotFound);
                 }
-                StagedOp::CreateCollection(name) => {
-                    if colls.contains_key(name.as_str()) {
-                        return Err(Error::CollectionExists);
-                    }
-                    let max = self.config.limits.max_collections;
-                    if colls.len() >= max {
-                        return Err(Error::TooManyCollections { max });
+                let latest = coll.latest(*id);
+                if let (Some(limit), Some(v)) = (not_after, latest) {
+                    if v.seq > *limit {
+                        return Err(Error::Conflict);
                     }
                 }
-                StagedOp::DeleteCollection(name) => {
-                    if name == DEFAULT_COLLECTION {
-                        return Err(Error::DefaultCollection);
-                    }
-                    match colls.get(name.as_str()) {
-                        None => return Err(Error::CollectionNotFound),
-                        Some(c) if c.live() > 0 => return Err(Error::CollectionNotEmpty),
-                        Some(_) => {}
-                    }
+                let live = latest.filter(Version::is_live);
+                match (kind, live) {
+                    (DocKind::Create, Some(_)) => return Err(Error::AlreadyExists),
+                    (DocKind::Update | DocKind::Delete, None) => return Err(Error::NotFound),
+                    _ => {}
+                }
+                if is_put(*kind) {
+                    cost.grow += payload.len() as u64 + INDEX_ENTRY_BYTES;
+                }
+                cost.shrink += live.map_or(0, |v| v.len as u64 + INDEX_ENTRY_BYTES);
+                cost.wal_size += 15 + coll.name.len() + payload.len();
+            }
+            StagedOp::CreateCollection(name) => {
+                if colls.contains_key(name.as_str()) {
+                    return Err(Error::CollectionExists);
+                }
+                if colls.len() >= max_collections {
+                    return Err(Error::TooManyCollections {
+                        max: max_collections,
+                    });
+                }
+            }
+            StagedOp::DeleteCollection(name) => {
+                if name == DEFAULT_COLLECTION {
+                    return Err(Error::DefaultCollection);
+                }
+                match colls.get(name.as_str()) {
+                    None => return Err(Error::CollectionNotFound),
+                    Some(c) if c.live() > 0 => return Err(Error::CollectionNotEmpty),
+                    Some(_) => {}
                 }
             }
         }
-        if wal_size > MAX_BODY {
-            return Err(Error::TransactionTooLarge);
+    }
+    Ok(cost)
+}
+
+/// Step 3 of staging: appends the commit's WAL record to the batch's WAL buffer.
+fn encode_wal(wal_buf: &mut Vec<u8>, seq: u64, ops: &[StagedOp]) {
+    let mut enc = CommitEncoder::begin(wal_buf, seq);
+    for op in ops {
+        match op {
+            StagedOp::Doc {
+                coll,
+                id,
+                kind,
+                payload,
+                ..
+            } => {
+                let wop = match kind {
+                    DocKind::Create => WalOp::Create,
+                    DocKind::Update | DocKind::Put => WalOp::Update,
+                    DocKind::Delete | DocKind::Remove => WalOp::Delete,
+                };
+                let body: &[u8] = if is_put(*kind) { payload } else { &[] };
+                enc.op(wop, &coll.name, *id, body);
+            }
+            StagedOp::CreateCollection(name) => enc.op(WalOp::CreateCollection, name, 0, &[]),
+            StagedOp::DeleteCollection(name) => enc.op(WalOp::DeleteCollection, name, 0, &[]),
         }
-        if !self.memory.try_apply(grow, shrink) {
-            return Err(Error::MemoryLimit);
+    }
+    enc.finish();
+}
+
+/// Step 4 of staging, for one document: appends its data-file record (a put or a
+/// tombstone) to the batch's data buffer and returns the version that points at it.
+fn encode_data_record(
+    c: &mut CommitState,
+    seq: u64,
+    coll: &Collection,
+    id: u64,
+    put: bool,
+    payload: &[u8],
+) -> Version {
+    let offset = c.data_base + c.data_buf.len() as u64;
+    let (rkind, body): (Kind, &[u8]) = if put {
+        (Kind::Put, payload)
+    } else {
+        (Kind::Tombstone, &[])
+    };
+    drec::encode(&mut c.data_buf, rkind, &coll.name, id, seq, body);
+    Version {
+        seq,
+        generation: c.generation,
+        offset,
+        len: body.len() as u32,
+        tombstone: !put,
+    }
+}
+
+/// Step 5 of staging, for one document: links `v` into the index as the newest
+/// (pending) version, pruning versions no snapshot at or after `oldest` can see.
+/// Returns the version it replaced when that one was live.
+fn link_version(coll: &Collection, id: u64, v: Version, oldest: u64) -> Option<Version> {
+    let mut docs = coll.docs.write();
+    match docs.get_mut(&id) {
+        Some(chain) => {
+            let old = *chain.latest();
+            chain.push(v, oldest);
+            old.is_live().then_some(old)
         }
-        drop(colls);
+        None => {
+            docs.insert(id, Chain::One(v));
+            None
+        }
+    }
+}
+
+/// Step 6 of staging, for one document: keeps the collection's live count and the
+/// live-bytes total (compaction's trigger) true after `new` replaced `was_live`.
+fn account_live(c: &mut CommitState, coll: &Collection, was_live: Option<Version>, new: &Version) {
+    let put = !new.tombstone;
+    if let Some(old) = was_live {
+        c.live_bytes -= record_len(&coll.name, old.len as usize);
+        if !put {
+            coll.live.fetch_sub(1, Ordering::Relaxed);
+        }
+    } else if put {
+        coll.live.fetch_add(1, Ordering::Relaxed);
+    }
+    if put {
+        c.live_bytes += record_len(&coll.name, new.len as usize);
+    }
+}
+
+impl Inner {
+    /// Validates and stages one commit; returns its sequence number. Nothing changes
+    /// when it fails. The steps: validate and reserve memory (may fail), then — from
+    /// there on nothing fails — assign the sequence number, encode the WAL record,
+    /// encode the data records and link their versions into the index (pending)
+    /// keeping the live accounting true, and queue the commit for the syncer.
+    pub(crate) fn stage(&self, c: &mut CommitState, ops: &[StagedOp]) -> Result<u64> {
+        self.check_writable()?;
+        // Step 1 and 2: validate, then reserve the index memory, under the collections
+        // read lock so no collection appears or goes meanwhile.
+        {
+            let colls = self.collections.read();
+            let cost = validate_ops(&colls, self.config.limits.max_collections, ops)?;
+            if cost.wal_size > MAX_BODY {
+                return Err(Error::TransactionTooLarge);
+            }
+            if !self.memory.try_apply(cost.grow, cost.shrink) {
+                return Err(Error::MemoryLimit);
+            }
+        }
 
         // Validation passed: from here on nothing fails.
         let seq = c.next_seq;
         c.next_seq += 1;
         let oldest = self.snapshots.oldest();
-        let mut enc = CommitEncoder::begin(&mut c.wal_buf, seq);
+        encode_wal(&mut c.wal_buf, seq, ops);
         for op in ops {
-            match op {
-                StagedOp::Doc {
-                    coll,
-                    id,
-                    kind,
-                    payload,
-                    ..
-                } => {
-                    let put = matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put);
-                    let wop = match kind {
-                        DocKind::Create => WalOp::Create,
-                        DocKind::Update | DocKind::Put => WalOp::Update,
-                        DocKind::Delete | DocKind::Remove => WalOp::Delete,
-                    };
-                    enc.op(wop, &coll.name, *id, if put { payload } else { &[] });
-                }
-                StagedOp::CreateCollection(name) => enc.op(WalOp::CreateCollection, name, 0, &[]),
-                StagedOp::DeleteCollection(name) => enc.op(WalOp::DeleteCollection, name, 0, &[]),
-            }
-        }
-        enc.finish();
-
-        for op in ops {
-            match op {
-                StagedOp::Doc {
-                    coll,
-                    id,
-                    kind,
-                    payload,
-                    ..
-                } => {
-                    let put = matches!(kind, DocKind::Create | DocKind::Update | DocKind::Put);
-                    let offset = c.data_base + c.data_buf.len() as u64;
-                    let (rkind, body): (Kind, &[u8]) = if put {
-                        (Kind::Put, payload)
-                    } else {
-                        (Kind::Tombstone, &[])
-                    };
-                    drec::encode(&mut c.data_buf, rkind, &coll.name, *id, seq, body);
-                    let v = Version {
-                        seq,
-                        generation: c.generation,
-                        offset,
-                        len: body.len() as u32,
-                        tombstone: !put,
-                    };
-                    let mut docs = coll.docs.write();
-                    let was_live = match docs.get_mut(id) {
-                        Some(chain) => {
-                            let old = *chain.latest();
-                            chain.push(v, oldest);
-                            old.is_live().then_some(old)
-                        }
-                        None => {
-                            docs.insert(*id, Chain::One(v));
-                            None
-                        }
-                    };
-                    drop(docs);
-                    if let Some(old) = was_live {
-                        c.live_bytes -= record_len(&coll.name, old.len as usize);
-                        if !put {
-                            coll.live.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    } else if put {
-                        coll.live.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if put {
-                        c.live_bytes += record_len(&coll.name, body.len());
-                    }
-                }
-                StagedOp::CreateCollection(name) => {
-                    drec::encode(&mut c.data_buf, Kind::CreateCollection, name, 0, seq, &[]);
-                    self.collections.write().insert(
-                        Arc::from(name.as_str()),
-                        Arc::new(Collection::new(name, seq)),
-                    );
-                }
-                StagedOp::DeleteCollection(name) => {
-                    drec::encode(&mut c.data_buf, Kind::DeleteCollection, name, 0, seq, &[]);
-                    self.collections.write().remove(name.as_str());
-                }
-            }
+            self.stage_data(c, seq, oldest, op);
         }
         c.pending.push_back(Pending {
             seq,
@@ -383,10 +508,39 @@ impl Inner {
         Ok(seq)
     }
 
+    /// Steps 4–6 of staging for one validated operation: its data-file record, its
+    /// index entry (or collection), and the live accounting.
+    fn stage_data(&self, c: &mut CommitState, seq: u64, oldest: u64, op: &StagedOp) {
+        match op {
+            StagedOp::Doc {
+                coll,
+                id,
+                kind,
+                payload,
+                ..
+            } => {
+                let v = encode_data_record(c, seq, coll, *id, is_put(*kind), payload);
+                let was_live = link_version(coll, *id, v, oldest);
+                account_live(c, coll, was_live, &v);
+            }
+            StagedOp::CreateCollection(name) => {
+                drec::encode(&mut c.data_buf, Kind::CreateCollection, name, 0, seq, &[]);
+                self.collections.write().insert(
+                    Arc::from(name.as_str()),
+                    Arc::new(Collection::new(name, seq)),
+                );
+            }
+            StagedOp::DeleteCollection(name) => {
+                drec::encode(&mut c.data_buf, Kind::DeleteCollection, name, 0, seq, &[]);
+                self.collections.write().remove(name.as_str());
+            }
+        }
+    }
+
     /// Stages one commit and waits until it is durable and visible.
     pub(crate) fn commit(&self, ops: &[StagedOp]) -> Result<u64> {
         let seq = {
-            let mut c = self.commit.lock();
+            let mut c = self.group_commit.lock_commit();
             self.stage(&mut c, ops)?
         };
         self.wait_durable(seq)?;
@@ -395,19 +549,19 @@ impl Inner {
 
     /// The sequence number of the newest staged commit.
     pub(crate) fn last_staged(&self) -> u64 {
-        self.commit.lock().next_seq - 1
+        self.group_commit.lock_commit().next_seq - 1
     }
 
     /// Blocks until commit `seq` is durable (per the fsync mode) and visible, or can no
     /// longer be, becoming the syncer when nobody else is.
     pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
-        let mut s = self.sync.lock();
+        let mut s = self.group_commit.sync.lock();
         loop {
             if s.durable >= seq || s.failed {
                 return s.outcomes().of(seq);
             }
             if s.syncing {
-                self.sync_cv.wait(&mut s);
+                s.wait(&self.group_commit.cv);
                 continue;
             }
             s.syncing = true;
@@ -421,7 +575,7 @@ impl Inner {
     /// callback that becomes ready, until none is left — so a server worker can hand
     /// its database to the next batch and let one thread drive its group commits.
     pub(crate) fn when_durable(&self, seq: u64, done: OnDurable) {
-        let mut s = self.sync.lock();
+        let mut s = self.group_commit.sync.lock();
         loop {
             if s.durable >= seq || s.failed {
                 let outcomes = s.outcomes();
@@ -438,7 +592,7 @@ impl Inner {
             }
             // A blocked waiter is syncing and stops once its own commit is durable:
             // wait for its round, then drive.
-            self.sync_cv.wait(&mut s);
+            s.wait(&self.group_commit.cv);
         }
         s.callbacks.push((seq, done));
         s.syncing = true;
@@ -451,14 +605,15 @@ impl Inner {
     /// the sync lock held and the syncer role given up.
     fn drive<'a>(
         &'a self,
-        mut s: parking_lot::MutexGuard<'a, SyncState>,
+        mut s: OrderedGuard<'a, SyncState>,
         until: Until,
-    ) -> parking_lot::MutexGuard<'a, SyncState> {
+    ) -> OrderedGuard<'a, SyncState> {
+        let gc = &self.group_commit;
         // A driver's callbacks are run by whoever syncs; a blocked waiter stops at its
         // own commit, so callbacks registered meanwhile wait for it and then drive.
         s.driver = until == Until::Drained;
         loop {
-            let guard = SyncerGuard::new(&self.sync, &self.sync_cv);
+            let guard = SyncerGuard::new(&gc.sync, &gc.cv);
             s = self.sync_round(s);
             guard.disarm();
             let ready = s.take_ready();
@@ -470,12 +625,12 @@ impl Inner {
                 s.syncing = false;
                 s.driver = false;
             }
-            self.sync_cv.notify_all();
+            gc.cv.notify_all();
             if !ready.is_empty() {
                 let outcomes = s.outcomes();
                 drop(s);
                 run_callbacks(ready, &outcomes);
-                s = self.sync.lock();
+                s = gc.sync.lock();
             }
             if done {
                 return s;
@@ -485,10 +640,7 @@ impl Inner {
 
     /// One syncer round, entered and left holding the sync lock (released meanwhile):
     /// write and fsync the next batch, then record the outcome.
-    fn sync_round<'a>(
-        &'a self,
-        s: parking_lot::MutexGuard<'a, SyncState>,
-    ) -> parking_lot::MutexGuard<'a, SyncState> {
+    fn sync_round<'a>(&'a self, s: OrderedGuard<'a, SyncState>) -> OrderedGuard<'a, SyncState> {
         let concurrent = s.last_batch > 1;
         drop(s);
         if concurrent {
@@ -499,7 +651,7 @@ impl Inner {
             std::thread::yield_now();
         }
         let result = self.run_batch();
-        let mut s = self.sync.lock();
+        let mut s = self.group_commit.sync.lock();
         self.end_round(&mut s, result);
         s
     }
@@ -528,13 +680,13 @@ impl Inner {
     /// Takes the next batch of staged commits, writes the WAL and data bytes and fsyncs
     /// the WAL (per mode). Returns the highest sequence number written and the number of commits.
     fn run_batch(&self) -> Result<Option<(u64, usize)>, BatchFailed> {
-        let mut io = self.io.lock();
+        let mut io = self.files.io();
         let max = match self.config.wal.fsync.mode {
             FsyncMode::Always => 1,
             _ => self.config.wal.fsync.max_batch_size,
         };
         let (wal, data, base, last, count) = {
-            let mut c = self.commit.lock();
+            let mut c = self.group_commit.lock_commit();
             let take = c.pending.len();
             if take == 0 {
                 return Ok(None);
@@ -585,7 +737,9 @@ impl Inner {
         self.counters
             .wal_bytes
             .fetch_add(wal.len() as u64, Ordering::Relaxed);
-        self.group.record(count as u64, started.elapsed());
+        self.group_commit
+            .counters
+            .record(count as u64, started.elapsed());
         let since = self
             .counters
             .wal_since_checkpoint
@@ -613,8 +767,8 @@ mod tests {
     /// would wait for a syncer that no longer exists.
     #[test]
     fn a_panicking_round_releases_the_syncer_role() {
-        let sync = parking_lot::Mutex::new(SyncState::default());
-        let cv = parking_lot::Condvar::new();
+        let sync = OrderedMutex::new(Level::Sync, SyncState::default());
+        let cv = Condvar::new();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut s = sync.lock();
             s.syncing = true;

@@ -11,21 +11,24 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 
-use crate::commit::{CommitState, DocKind, StagedOp, SyncState};
+use crate::commit::{DocKind, GroupCommit, StagedOp};
 use crate::config::Config;
 use crate::data::file::{DataFile, ReadError};
 use crate::error::{Error, Result};
+use crate::files::Files;
+use crate::files::Io;
 use crate::index::{Collection, Version};
+use crate::lifecycle::Lifecycle;
+use crate::maintenance::Maintenance;
 use crate::memory::{MemoryAccount, MemoryBudget};
 use crate::name::resolve_collection;
 use crate::snapshot::Snapshots;
-use crate::stats::{GroupCounters, Stats};
+use crate::stats::Stats;
 use crate::wal::writer::WalWriter;
 
 /// Largest document, in bytes.
@@ -84,24 +87,10 @@ pub(crate) struct Counters {
     pub compactions: AtomicU64,
 }
 
-/// State owned by whoever writes files: the syncer, a checkpoint, a compaction.
-pub(crate) struct Io {
-    pub wal: WalWriter,
-    pub data: Arc<DataFile>,
-    /// End of what has been written to `data`.
-    pub data_len: u64,
-    /// Highest sequence number written to the WAL.
-    pub last_written_seq: u64,
-    /// Emptied buffers of the last batch written, swapped in for the next batch's WAL
-    /// and data bytes so staging does not regrow them from nothing.
-    pub spare: (Vec<u8>, Vec<u8>),
-    /// The checkpoint last stored: a checkpoint that would store the same one has
-    /// nothing to make durable and skips its fsyncs (closing an idle database is free).
-    pub checkpointed: crate::checkpoint::Checkpoint,
-    /// The `INDEX` file on disk, when it is true for the current data generation.
-    pub index_snapshot: Option<crate::index_snapshot::OnDisk>,
-}
-
+/// One open database's state, in owned parts; each part keeps its own invariants
+/// behind private fields and methods, and states on its type which locks may be held
+/// when its locks are taken ([`crate::lock_order`] has the whole order and checks it
+/// in debug builds). Built in one place, [`Inner::new`], from what recovery found.
 pub(crate) struct Inner {
     /// Every file operation goes through it (`OpenOptions::storage`).
     pub storage: Arc<dyn crate::storage::Storage>,
@@ -109,39 +98,97 @@ pub(crate) struct Inner {
     pub wal_dir: PathBuf,
     pub data_dir: PathBuf,
     pub config: Config,
+    /// The collections by name. Lock order: after the commit lock (staging creates
+    /// and deletes under it), before a collection's `docs` and the readable files.
     pub collections: RwLock<HashMap<Arc<str>, Arc<Collection>>>,
     pub snapshots: Snapshots,
-    pub commit: Mutex<CommitState>,
-    pub sync: Mutex<SyncState>,
-    pub sync_cv: Condvar,
-    pub io: Mutex<Io>,
-    /// Readable data file generations (two while a compaction swaps them).
-    pub files: RwLock<Vec<Arc<DataFile>>>,
+    /// Staging, the syncer hand-off and the batch counters.
+    pub group_commit: GroupCommit,
+    /// The I/O state and the readable data file generations.
+    pub files: Files,
     pub memory: MemoryAccount,
-    /// Set once a write or fsync failed: writes are refused for the rest of the
-    /// process's life, also after a reopen (see [`crate::failure`]).
-    pub poisoned: AtomicBool,
-    /// This database's key in [`crate::failure`]'s registry.
-    pub failure_key: PathBuf,
-    pub closed: AtomicBool,
+    /// Closed, stopping, refusing writes after an I/O failure.
+    pub life: Lifecycle,
     pub counters: Counters,
-    pub group: GroupCounters,
-    /// Serialises checkpoints and compactions.
-    pub maintenance_lock: Mutex<()>,
-    pub maintenance: Mutex<Option<JoinHandle<()>>>,
-    pub maintenance_queued: AtomicBool,
-    pub interval_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Checkpoint and compaction serialisation and the background threads.
+    pub maintenance: Maintenance,
     pub heal: crate::heal::HealState,
     pub cache: crate::cache::DocCache,
     pub opened_at: std::time::SystemTime,
     pub recovery: Mutex<RecoveryReport>,
-    /// Set when the handle is dropped or closed; background threads stop.
-    pub stopping: AtomicBool,
     pub self_ref: std::sync::Weak<Inner>,
-    pub _lock: crate::storage::LockGuard,
+    _lock: crate::storage::LockGuard,
+}
+
+/// What recovery hands to [`Inner::new`]: where the files are, the rebuilt state, and
+/// where writing goes on.
+pub(crate) struct Recovered {
+    pub storage: Arc<dyn crate::storage::Storage>,
+    pub dir: PathBuf,
+    pub wal_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub config: Config,
+    pub lock: crate::storage::LockGuard,
+    pub collections: HashMap<Arc<str>, Arc<Collection>>,
+    pub memory: MemoryAccount,
+    /// Bytes of data-file records the live versions point at.
+    pub live_bytes: u64,
+    /// The WAL writer, positioned after the last replayed commit.
+    pub wal: WalWriter,
+    pub data: DataFile,
+    /// End of the data file after replay.
+    pub data_len: u64,
+    /// The checkpoint stored at open (its `seq` is the newest durable commit).
+    pub checkpoint: crate::checkpoint::Checkpoint,
+    pub index_snapshot: Option<crate::index_snapshot::OnDisk>,
+    /// Bytes in WAL segments on disk.
+    pub wal_bytes: u64,
+    pub report: RecoveryReport,
 }
 
 impl Inner {
+    /// The one constructor: builds every part from what recovery found and starts the
+    /// `interval` mode's fsync thread.
+    pub(crate) fn new(r: Recovered) -> Arc<Inner> {
+        let data = Arc::new(r.data);
+        let seq = r.checkpoint.seq;
+        let cache_bytes = (r.config.memory.cache_mb << 20) as usize;
+        let inner = Arc::new_cyclic(|weak| Inner {
+            life: Lifecycle::new(&r.dir),
+            dir: r.dir,
+            wal_dir: r.wal_dir,
+            data_dir: r.data_dir,
+            config: r.config,
+            collections: RwLock::new(r.collections),
+            snapshots: Snapshots::new(seq),
+            group_commit: GroupCommit::new(seq, r.data_len, data.generation, r.live_bytes),
+            files: Files::new(Io {
+                wal: r.wal,
+                data,
+                data_len: r.data_len,
+                last_written_seq: seq,
+                spare: (Vec::new(), Vec::new()),
+                checkpointed: r.checkpoint,
+                index_snapshot: r.index_snapshot,
+            }),
+            memory: r.memory,
+            storage: r.storage,
+            counters: Counters {
+                wal_bytes: AtomicU64::new(r.wal_bytes),
+                ..Counters::default()
+            },
+            maintenance: Maintenance::new(),
+            heal: Default::default(),
+            cache: crate::cache::DocCache::new(cache_bytes),
+            opened_at: std::time::SystemTime::now(),
+            recovery: Mutex::new(r.report),
+            self_ref: weak.clone(),
+            _lock: r.lock,
+        });
+        inner.start_interval_syncer();
+        inner
+    }
+
     /// Records that a write or fsync failed (`what`: the operation and the error):
     /// writes are refused from now on, and reopening the database in this process is
     /// refused too (see [`crate::failure`]).
@@ -149,24 +196,15 @@ impl Inner {
         tracing::error!(db = %self.dir.display(), failure = what,
             "a write or fsync failed; the database refuses writes until the process \
              restarts (check it with `docdb check` first)");
-        crate::failure::record(&self.failure_key, what.to_owned());
-        self.poisoned.store(true, Ordering::Release);
+        self.life.poison(what);
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::ReadOnly);
-        }
-        Ok(())
+        self.life.check_writable()
     }
 
     pub(crate) fn collection(&self, name: &str) -> Result<Arc<Collection>> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
+        self.life.check_open()?;
         let name = resolve_collection(name)?;
         self.collections
             .read()
@@ -197,11 +235,9 @@ impl Inner {
         id: u64,
         v: &Version,
     ) -> Result<Option<Vec<u8>>> {
-        let file = {
-            let files = self.files.read();
-            files.iter().find(|f| f.generation == v.generation).cloned()
+        let Some(file) = self.files.readable(v.generation) else {
+            return Ok(None);
         };
-        let Some(file) = file else { return Ok(None) };
         match file.read_payload(v.offset, &coll.name, id, v.seq, v.len) {
             Ok(p) => Ok(Some(p)),
             Err(ReadError::Io(e)) => Err(e.into()),
@@ -396,7 +432,7 @@ impl Database {
     /// True once a failed write or fsync made the database refuse writes for the
     /// rest of the process's life (reads still work); `/healthz` reports it.
     pub fn is_read_only(&self) -> bool {
-        self.inner.poisoned.load(Ordering::Acquire)
+        self.inner.life.is_poisoned()
     }
 
     fn doc_op(&self, collection: &str, id: u64, kind: DocKind, payload: Vec<u8>) -> Result<()> {
@@ -535,8 +571,8 @@ impl Database {
             tombs += (c.docs.read().len() as u64).saturating_sub(l);
         }
         let (data_bytes, live_bytes) = {
-            let c = i.commit.lock();
-            (c.data_base + c.data_buf.len() as u64, c.live_bytes)
+            let c = i.group_commit.lock_commit();
+            (c.data_size(), c.live_bytes())
         };
         Stats {
             live_docs: live,
@@ -551,7 +587,7 @@ impl Database {
             visible_seq: i.snapshots.visible(),
             checkpoints: i.counters.checkpoints.load(Ordering::Relaxed),
             compactions: i.counters.compactions.load(Ordering::Relaxed),
-            group_commit: i.group.snapshot(),
+            group_commit: i.group_commit.stats(),
         }
     }
 
@@ -587,22 +623,86 @@ impl Database {
     pub fn close(self) -> Result<()> {
         let r = self.inner.checkpoint_with(true).and_then(|()| {
             // The zeros written ahead of the log are only of use while it grows.
-            Ok(self.inner.io.lock().wal.release_ahead()?)
+            Ok(self.inner.files.io().wal.release_ahead()?)
         });
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.life.mark_closed();
         r
     }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
-        self.inner.stopping.store(true, Ordering::Release);
-        let handle = self.inner.maintenance.lock().take();
-        if let Some(h) = handle {
-            let _ = h.join();
+        self.inner.life.stop();
+        self.inner.maintenance.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::{Fault, FaultKind, FaultStorage, FileKind, OpClass};
+
+    /// The crate's unit tests check the lock order (`lock_order.rs`): drive every path
+    /// that takes several locks — commits, a batch, a transaction, a patch, a
+    /// checkpoint, a compaction, healing, a checkpoint's failed fsync (which marks the
+    /// database failed under `io`), close — so a change that takes them out of order
+    /// panics here rather than deadlocking somewhere rare.
+    #[test]
+    fn every_locking_path_keeps_the_lock_order() {
+        let d = tempfile::tempdir().unwrap();
+        let faults = FaultStorage::std();
+        let opts = OpenOptions {
+            storage: Some(faults.handle()),
+            ..Default::default()
+        };
+        let mut config = Config::default();
+        config.wal.fsync.mode = crate::config::FsyncMode::Interval;
+        config.wal.fsync.interval_ms = 1;
+        let db = Arc::new(Database::open_with(d.path(), config, opts).unwrap());
+        db.create_collection("c").unwrap();
+        let writers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let id = t * 1000 + i;
+                        db.create("c", id, b"{\"a\":1}").unwrap();
+                        db.patch("c", id, br#"[{"op":"replace","path":"/a","value":2}]"#)
+                            .unwrap();
+                        if i % 2 == 0 {
+                            db.delete("c", id).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
         }
-        if let Some(h) = self.inner.interval_thread.lock().take() {
-            let _ = h.join();
-        }
+        let mut b = db.batch();
+        b.create("c", 5000, b"1").unwrap();
+        assert_eq!(b.read("c", 5000).unwrap(), b"1");
+        b.update("c", 5000, b"4").unwrap();
+        let unflushed = b.detach().unwrap();
+        let (tx_done, rx_done) = std::sync::mpsc::channel();
+        db.when_flushed(unflushed, move |r| tx_done.send(r).unwrap());
+        rx_done.recv().unwrap().unwrap();
+        let mut tx = db.begin();
+        tx.create("c", 5001, b"2").unwrap();
+        tx.commit().unwrap();
+        db.checkpoint().unwrap();
+        db.compact().unwrap();
+        assert_eq!(db.read("c", 5001).unwrap(), b"2");
+        db.heal_all().unwrap();
+        db.heal_scan().unwrap();
+        let _ = db.heal("c", 5001).unwrap();
+        db.verify().unwrap();
+        let _ = db.stats();
+        db.create("c", 5002, b"3").unwrap();
+        faults.arm(Fault::first(OpClass::Sync, 1, FaultKind::Eio).on(FileKind::Data));
+        assert!(db.checkpoint().is_err());
+        assert!(db.is_read_only());
+        let db = Arc::try_unwrap(db).ok().unwrap();
+        let _ = db.close();
     }
 }

@@ -167,7 +167,7 @@ impl Inner {
         let mut last = None;
         let mut written: Vec<usize> = Vec::new();
         {
-            let mut c = self.commit.lock();
+            let mut c = self.group_commit.lock_commit();
             // Under the commit lock no other write can stage, so a repair whose guard
             // holds now still holds when its commit is staged below.
             let mut group: (Vec<usize>, Vec<StagedOp>) = (Vec::new(), Vec::new());

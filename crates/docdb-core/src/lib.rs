@@ -20,8 +20,12 @@
 //! # Layout
 //! - [`db`]: the `Database` handle and its read path; [`tx`]: transactions;
 //!   [`batch`]: independent writes sharing one group commit (the server's workers).
-//! - `commit`: staging and group commit; `recovery`: open and replay;
-//!   `maintenance`: checkpoint, WAL trim, compaction, interval fsync; [`verify`];
+//! - An open database is `db::Inner`, built of owned parts: `commit::GroupCommit`
+//!   (staging and group commit), `files::Files` (the I/O state and readable data
+//!   files), `maintenance::Maintenance` (checkpoint, WAL trim, compaction, interval
+//!   fsync), `lifecycle::Lifecycle` (closed, stopping, read-only after an I/O
+//!   failure); `lock_order`: their lock order, checked in debug builds.
+//!   `recovery`: open and replay; [`verify`];
 //!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
 //!   files. `checkpoint`: the `CHECKPOINT` file; `codec`: the bounds-checked reader
@@ -44,11 +48,14 @@ pub mod data;
 pub mod db;
 pub mod error;
 pub mod failure;
+mod files;
 pub mod fsutil;
 pub mod heal;
 mod index;
 mod index_snapshot;
 pub mod json;
+mod lifecycle;
+mod lock_order;
 mod maintenance;
 pub mod memory;
 pub mod name;

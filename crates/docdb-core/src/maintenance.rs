@@ -4,9 +4,12 @@
 //! writer pays for them.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::FsyncMode;
@@ -15,8 +18,53 @@ use crate::data::record::{self as drec, Kind};
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::index_snapshot::{self, SnapshotKey};
+use crate::lock_order::{Level, OrderedGuard, OrderedMutex};
 use crate::rebuild::Rebuild;
 use crate::wal::segment::{list_segments, segment_path};
+
+/// The background upkeep of one database: the lock that serialises checkpoints and
+/// compactions, the maintenance thread (at most one queued or running) and the
+/// `interval` mode's fsync thread.
+///
+/// Lock order: the maintenance lock ([`Level::Maintenance`]) is the first lock taken —
+/// nothing may be held when it is; `io`, the commit lock and the rest may be taken
+/// under it (a checkpoint waits for durability and writes holding it). The thread
+/// slots are leaves: nothing is taken while they are held.
+pub(crate) struct Maintenance {
+    lock: OrderedMutex<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set while a maintenance thread is queued or running.
+    queued: AtomicBool,
+    interval_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Maintenance {
+    pub(crate) fn new() -> Maintenance {
+        Maintenance {
+            lock: OrderedMutex::new(Level::Maintenance, ()),
+            thread: Mutex::new(None),
+            queued: AtomicBool::new(false),
+            interval_thread: Mutex::new(None),
+        }
+    }
+
+    /// Held for a whole checkpoint or compaction: they run one at a time.
+    fn serialise(&self) -> OrderedGuard<'_, ()> {
+        self.lock.lock()
+    }
+
+    /// Waits for the background threads to end (after `Lifecycle::stop`).
+    pub(crate) fn join(&self) {
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        let handle = self.interval_thread.lock().take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
 
 impl Inner {
     /// Marks an I/O failure: no more writes in this process (see [`crate::failure`]).
@@ -29,29 +77,28 @@ impl Inner {
             return e;
         }
         self.record_failure(&format!("{what}: {e}"));
-        self.sync.lock().failed = true;
+        self.group_commit.mark_failed();
         e
     }
 
     /// Starts the maintenance thread unless one is queued or running.
     pub(crate) fn request_maintenance(&self) {
-        if self.stopping.load(Ordering::Acquire)
-            || self.maintenance_queued.swap(true, Ordering::AcqRel)
-        {
+        let m = &self.maintenance;
+        if self.life.is_stopping() || m.queued.swap(true, Ordering::AcqRel) {
             return;
         }
         let Some(me) = self.self_ref.upgrade() else {
             return;
         };
-        let mut slot = self.maintenance.lock();
+        let mut slot = m.thread.lock();
         if let Some(h) = slot.take() {
-            // The previous run cleared `maintenance_queued` as its last step.
+            // The previous run cleared `queued` as its last step.
             let _ = h.join();
         }
         let spawned = std::thread::Builder::new()
             .name("docdb-maintenance".into())
             .spawn(move || {
-                if !me.stopping.load(Ordering::Acquire) {
+                if !me.life.is_stopping() {
                     // A database closed meanwhile needs neither (close checkpoints).
                     match me.checkpoint() {
                         Ok(()) | Err(Error::Closed) => {}
@@ -68,21 +115,21 @@ impl Inner {
                     }
                 }
                 // Cleared last: a set flag means a thread is running or about to.
-                me.maintenance_queued.store(false, Ordering::Release);
+                me.maintenance.queued.store(false, Ordering::Release);
             });
         match spawned {
             Ok(h) => *slot = Some(h),
             Err(e) => {
-                self.maintenance_queued.store(false, Ordering::Release);
+                m.queued.store(false, Ordering::Release);
                 tracing::warn!(error = %e, "could not start maintenance thread");
             }
         }
     }
 
     fn compaction_due(&self) -> bool {
-        let c = self.commit.lock();
-        let size = c.data_base + c.data_buf.len() as u64;
-        let dead = size.saturating_sub(c.live_bytes + DATA_HEADER);
+        let c = self.group_commit.lock_commit();
+        let size = c.data_size();
+        let dead = size.saturating_sub(c.live_bytes() + DATA_HEADER);
         size > self.config.compaction_bytes()
             && dead as f64 > self.config.compaction.tombstone_ratio * size as f64
     }
@@ -95,11 +142,11 @@ impl Inner {
     /// A checkpoint; `closing` also brings the index snapshot up to date, so the next
     /// open scans nothing.
     pub(crate) fn checkpoint_with(&self, closing: bool) -> Result<()> {
-        let _m = self.maintenance_lock.lock();
+        let _m = self.maintenance.serialise();
         self.check_writable()?;
         self.wait_durable(self.last_staged())?;
         let (file, ckpt, changed) = {
-            let mut io = self.io.lock();
+            let mut io = self.files.io();
             if !matches!(
                 self.config.wal.fsync.mode,
                 FsyncMode::Always | FsyncMode::Group
@@ -130,7 +177,7 @@ impl Inner {
             {
                 // Checkpoints are serialised by the maintenance lock, so none newer was
                 // stored meanwhile.
-                let mut io = self.io.lock();
+                let mut io = self.files.io();
                 io.checkpointed = ckpt;
             }
             self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -149,7 +196,7 @@ impl Inner {
     /// on meanwhile. A failure only costs the next open a longer scan: it is logged,
     /// never an error.
     fn refresh_index_snapshot(&self, file: &DataFile, ckpt: &Checkpoint, closing: bool) {
-        let on_disk = self.io.lock().index_snapshot;
+        let on_disk = self.files.io().index_snapshot;
         let key = SnapshotKey::of(ckpt);
         if !index_snapshot::worth_rewriting(on_disk, key, closing) {
             return;
@@ -201,7 +248,7 @@ impl Inner {
         drop(colls);
         match stored {
             Ok(bytes) => {
-                self.io.lock().index_snapshot = Some(index_snapshot::OnDisk {
+                self.files.io().index_snapshot = Some(index_snapshot::OnDisk {
                     key,
                     file_len: bytes.len() as u64,
                 });
@@ -258,12 +305,12 @@ impl Inner {
     /// 4. Delete the old file. A crash before the checkpoint leaves the old generation
     ///    current (the new one is removed at open); after it, the new one.
     pub(crate) fn compact(&self) -> Result<u64> {
-        let _m = self.maintenance_lock.lock();
+        let _m = self.maintenance.serialise();
         self.check_writable()?;
         self.wait_durable(self.last_staged())?;
         self.prune_index();
         let (old, cut) = {
-            let io = self.io.lock();
+            let io = self.files.io();
             (io.data.clone(), io.data_len)
         };
         let generation = old.generation + 1;
@@ -316,8 +363,8 @@ impl Inner {
             .map_err(|e| self.poison("compacted data file fsync", e.into()))?;
 
         // Step 3: the switch, with writers paused.
-        let mut io = self.io.lock();
-        let mut c = self.commit.lock();
+        let mut io = self.files.io();
+        let mut c = self.group_commit.lock_commit();
         let tail_len = io.data_len - cut;
         if tail_len > 0 {
             let tail = old.read_raw(cut, tail_len as usize)?;
@@ -358,11 +405,10 @@ impl Inner {
         }
         let written_end = tail_start + tail_len;
         let reclaimed = io.data_len.saturating_sub(written_end);
-        c.data_base = written_end;
-        c.generation = generation;
+        c.switch_generation(generation, written_end);
         io.data = new.clone();
         io.data_len = written_end;
-        self.files.write().push(new.clone());
+        self.files.add_readable(new.clone());
         let ckpt = Checkpoint {
             seq: io.last_written_seq,
             wal: io.wal.position(),
@@ -372,9 +418,7 @@ impl Inner {
         ckpt.store(s, &self.dir)
             .map_err(|e| self.poison("CHECKPOINT write", e))?;
         io.checkpointed = ckpt;
-        self.files
-            .write()
-            .retain(|f| f.generation != old.generation);
+        self.files.retire(old.generation);
         drop(c);
         drop(io);
         s.remove_file(&old.path)?;
@@ -411,7 +455,7 @@ impl Inner {
                 }
             });
         match h {
-            Ok(h) => *self.interval_thread.lock() = Some(h),
+            Ok(h) => *self.maintenance.interval_thread.lock() = Some(h),
             Err(e) => tracing::warn!(error = %e, "could not start the interval fsync thread"),
         }
     }
@@ -421,13 +465,13 @@ impl Inner {
         let Some(me) = weak.upgrade() else {
             return false;
         };
-        if me.stopping.load(Ordering::Acquire) {
+        if me.life.is_stopping() {
             return false;
         }
-        if me.poisoned.load(Ordering::Acquire) {
+        if me.life.is_poisoned() {
             return true;
         }
-        let r = me.io.lock().wal.sync();
+        let r = me.files.io().wal.sync();
         if let Err(e) = r {
             me.poison("WAL fsync", e.into());
         }

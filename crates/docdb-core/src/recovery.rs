@@ -11,26 +11,20 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex, RwLock};
-
 use crate::checkpoint::Checkpoint;
-use crate::commit::{CommitState, SyncState};
 use crate::config::Config;
 use crate::data::file::{data_path, list_generations, DataFile, HEADER_LEN as DATA_HEADER};
 use crate::data::record::{self as drec, Kind, FIXED};
-use crate::db::{Counters, Database, Inner, Io, OpenOptions, RecoveryReport};
+use crate::db::{Database, Inner, OpenOptions, Recovered, RecoveryReport};
 use crate::error::{Error, Result};
 use crate::index::{Chain, Collection, Version};
 use crate::index_snapshot::{self as snap, OnDisk, SnapshotKey};
 use crate::memory::{MemoryAccount, MemoryBudget};
 use crate::name::DEFAULT_COLLECTION;
 use crate::rebuild::{Rebuild, RebuiltColl};
-use crate::snapshot::Snapshots;
-use crate::stats::GroupCounters;
 use crate::storage::{self, LockGuard, Storage};
 use crate::wal::record::WalOp;
 use crate::wal::replay::replay;
@@ -516,66 +510,24 @@ fn construct(
     if !report.dropped.is_empty() {
         tracing::warn!(db = %dir.display(), dropped = ?report.dropped, "recovery dropped damaged data");
     }
-    let data = Arc::new(data);
-    let seq = new_ckpt.seq;
-    let end = replayed.end;
-    let generation = data.generation;
-    let cache_bytes = (config.memory.cache_mb << 20) as usize;
-    let failure_key = crate::failure::key(&dir);
-    let inner = Arc::new_cyclic(|weak| Inner {
+    let inner = Inner::new(Recovered {
+        storage,
         dir,
         wal_dir,
         data_dir,
         config,
-        collections: RwLock::new(collections),
-        snapshots: Snapshots::new(seq),
-        commit: Mutex::new(CommitState {
-            next_seq: seq + 1,
-            wal_buf: Vec::new(),
-            data_buf: Vec::new(),
-            data_base: end,
-            generation,
-            pending: Default::default(),
-            live_bytes,
-        }),
-        sync: Mutex::new(SyncState {
-            durable: seq,
-            ..SyncState::default()
-        }),
-        sync_cv: Condvar::new(),
-        io: Mutex::new(Io {
-            wal: replayed.wal,
-            data: data.clone(),
-            data_len: end,
-            last_written_seq: seq,
-            spare: (Vec::new(), Vec::new()),
-            checkpointed: new_ckpt,
-            index_snapshot,
-        }),
-        files: RwLock::new(vec![data]),
+        lock,
+        collections,
         memory,
-        poisoned: AtomicBool::new(false),
-        failure_key,
-        storage: storage.clone(),
-        closed: AtomicBool::new(false),
-        counters: Counters {
-            wal_bytes: AtomicU64::new(wal_bytes),
-            ..Counters::default()
-        },
-        group: GroupCounters::default(),
-        maintenance_lock: Mutex::new(()),
-        maintenance: Mutex::new(None),
-        maintenance_queued: AtomicBool::new(false),
-        interval_thread: Mutex::new(None),
-        heal: Default::default(),
-        cache: crate::cache::DocCache::new(cache_bytes),
-        opened_at: std::time::SystemTime::now(),
-        recovery: Mutex::new(report),
-        stopping: AtomicBool::new(false),
-        self_ref: weak.clone(),
-        _lock: lock,
+        live_bytes,
+        wal: replayed.wal,
+        data,
+        data_len: replayed.end,
+        checkpoint: new_ckpt,
+        index_snapshot,
+        wal_bytes,
+        report,
     });
-    inner.start_interval_syncer();
     Ok(Database { inner })
 }
 

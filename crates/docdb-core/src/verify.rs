@@ -38,7 +38,7 @@ impl VerifyReport {
 pub(crate) fn verify(db: &Inner) -> Result<VerifyReport> {
     // Hold the I/O lock only to learn how much is written.
     let (data, data_len, wal_pos) = {
-        let io = db.io.lock();
+        let io = db.files.io();
         (io.data.clone(), io.data_len, io.wal.position())
     };
     let mut r = VerifyReport::default();

@@ -110,7 +110,14 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
                         let id = rng.below(preload) + 1;
                         let got = rec.time(Op::Read, || s.read(id));
                         n += 1;
-                        check(rec, gen, id, got, n.is_multiple_of(FULL_CHECK_EVERY), &mut scratch);
+                        check(
+                            rec,
+                            gen,
+                            id,
+                            got,
+                            n.is_multiple_of(FULL_CHECK_EVERY),
+                            &mut scratch,
+                        );
                     }
                     Ok(())
                 }),
