@@ -608,10 +608,7 @@ impl Database {
     /// deterministic (the I/O-failure matrix numbers every call).
     #[doc(hidden)]
     pub fn wait_for_maintenance(&self) {
-        let handle = self.inner.maintenance.lock().take();
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
+        self.inner.maintenance.wait_current();
     }
 
     /// Checks every checksum of the WAL and the data file.

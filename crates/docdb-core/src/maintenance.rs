@@ -53,6 +53,14 @@ impl Maintenance {
         self.lock.lock()
     }
 
+    /// Waits for the checkpoint or compaction thread started so far, if any, to end.
+    pub(crate) fn wait_current(&self) {
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
     /// Waits for the background threads to end (after `Lifecycle::stop`).
     pub(crate) fn join(&self) {
         let handle = self.thread.lock().take();

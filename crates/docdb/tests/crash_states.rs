@@ -14,6 +14,7 @@
 //! - after a clean stop the leftover is gone (a finished compaction's old generation,
 //!   an unrecorded new one, a half-written temp file, a `CHECKPOINT.tmp`, WAL segments
 //!   the checkpoint no longer needs), and `docdb check` is clean again.
+//!
 //! `docdb check` before recovery is clean in every state (an interrupted WAL roll is a
 //! note, like a torn last record).
 
