@@ -63,8 +63,9 @@ pub enum Error {
     /// A stored record failed its checksum.
     #[error("document is corrupt: {detail}")]
     Corrupt { detail: String },
-    /// An earlier write or fsync failed; the database refuses writes until reopened,
-    /// because retrying an fsync can silently lose data.
+    /// An earlier write or fsync failed; the database refuses writes until the process
+    /// restarts (or [`crate::failure::reset`]), because retrying an fsync can silently
+    /// lose data (DECISIONS 38).
     #[error("database is read-only after a failed write or fsync; it accepts writes again only after a restart (check it first with `docdb check`)")]
     ReadOnly,
     /// The write was in a group commit whose WAL write or fsync failed: it may or may

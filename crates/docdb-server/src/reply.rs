@@ -112,6 +112,18 @@ fn text_of(e: &Error) -> Cow<'static, str> {
         Error::TooDeep { max } => return t::too_deep(*max).into(),
         Error::TooManyPatchOps { max } => return t::too_many_patch_ops(*max).into(),
         Error::TooManyCollections { max } => return t::too_many_collections(*max).into(),
+        // The engine's detail names the failed operation and its OS error; a path in it
+        // is removed like any other.
+        Error::OutcomeUnknown { detail } => {
+            return client_text(&format!("{} ({detail})", t::OUTCOME_UNKNOWN)).into()
+        }
+        Error::FailedEarlier { detail } => {
+            return client_text(&format!(
+                "{} ({detail}); restart the process, or reset it after `docdb check`",
+                t::FAILED_EARLIER
+            ))
+            .into()
+        }
         _ => return client_text(e).into(),
     };
     fixed.into()
@@ -325,6 +337,20 @@ mod tests {
                 Error::ReadOnly,
                 Status::Error,
                 "database is read-only after a failed write or fsync; it accepts writes again only after a restart (check it first with `docdb check`)",
+            ),
+            (
+                Error::OutcomeUnknown {
+                    detail: "WAL fsync: I/O error: Input/output error (os error 5)".into(),
+                },
+                Status::Error,
+                "write outcome unknown: the disk failed while making it durable, so it may or may not have been saved; the database is now read-only (WAL fsync: I/O error: Input/output error (os error 5))",
+            ),
+            (
+                Error::FailedEarlier {
+                    detail: "WAL fsync: I/O error: Input/output error (os error 5)".into(),
+                },
+                Status::Error,
+                "database cannot be reopened in this process: a write or fsync failed (WAL fsync: I/O error: Input/output error (os error 5)); restart the process, or reset it after `docdb check`",
             ),
             (Error::Closed, Status::Error, "database is closed"),
             (
