@@ -36,6 +36,7 @@
 //!   process. [`fsutil`]: private (0600/0700) files and directories, atomic
 //!   replacement (the server's own files).
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
+//! - [`order`]: the one order of JSON values (queries, sort, index keys).
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
 pub mod batch;
@@ -59,6 +60,7 @@ mod lock_order;
 mod maintenance;
 pub mod memory;
 pub mod name;
+pub mod order;
 pub mod patch;
 mod rebuild;
 mod recovery;
