@@ -226,11 +226,12 @@ pub struct BenchArgs {
     #[arg(long, default_value = "group", value_parser = parse_fsync_mode)]
     pub fsync_mode: FsyncMode,
 
-    /// Per-database memory limit of the engine (for a started server: its global and
-    /// per-database limits), MiB. The default is effectively unlimited so a long run
-    /// never hits `memory limit exceeded`.
-    #[arg(long, default_value_t = 1 << 20)]
-    pub memory_per_db_mb: u64,
+    /// Per-database memory limit, MiB: of the embedded engine [default: 1 TiB,
+    /// effectively unlimited, so a long run never hits `memory limit exceeded`]; of a
+    /// started server, its global and per-database limits [default: the server's own,
+    /// as a user gets them].
+    #[arg(long)]
+    pub memory_per_db_mb: Option<u64>,
     /// Read cache per database, MiB (0 = off) [default: the engine's or server's].
     #[arg(long)]
     pub cache_mb: Option<u64>,
@@ -272,3 +273,6 @@ impl BenchArgs {
         self.preload.unwrap_or(default)
     }
 }
+
+/// The embedded engine's memory limit when `--memory-per-db-mb` is not given: 1 TiB.
+pub const EMBEDDED_MEMORY_MB: u64 = 1 << 20;

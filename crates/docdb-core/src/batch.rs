@@ -44,19 +44,42 @@ impl<'db> Batch<'db> {
 
     fn stage(&mut self, collection: &str, id: u64, kind: DocKind, payload: Vec<u8>) -> Result<()> {
         let coll = self.db.inner.collection(collection)?;
-        let op = StagedOp::Doc {
+        self.stage_ops(&[StagedOp::Doc {
             coll,
             id,
             kind,
             payload,
             not_after: None,
-        };
+        }])
+    }
+
+    /// Stages one commit of `ops` (all or none) into this batch.
+    pub(crate) fn stage_ops(&mut self, ops: &[StagedOp]) -> Result<()> {
         let seq = {
             let mut c = self.db.inner.group_commit.lock_commit();
-            self.db.inner.stage(&mut c, std::slice::from_ref(&op))?
+            self.db.inner.stage(&mut c, ops)?
         };
         self.unflushed = Some(seq);
         Ok(())
+    }
+
+    /// The database this batch writes to (to begin a transaction whose commit joins
+    /// the batch: [`crate::Transaction::commit_in`]).
+    pub fn database(&self) -> &'db Database {
+        self.db
+    }
+
+    /// Stages the creation of a collection (visible to the ops staged after it,
+    /// durable at the next flush).
+    pub fn create_collection(&mut self, name: &str) -> Result<()> {
+        let name = crate::name::resolve_collection(name)?.to_owned();
+        self.stage_ops(&[StagedOp::CreateCollection(name)])
+    }
+
+    /// Stages the deletion of an empty collection (as of the ops staged before it).
+    pub fn delete_collection(&mut self, name: &str) -> Result<()> {
+        let name = crate::name::resolve_collection(name)?.to_owned();
+        self.stage_ops(&[StagedOp::DeleteCollection(name)])
     }
 
     /// Stages a create (validated now, durable at the next flush).

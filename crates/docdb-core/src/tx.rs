@@ -170,12 +170,36 @@ impl<'db> Transaction<'db> {
 
     /// Applies every write atomically and durably, or none of them.
     pub fn commit(mut self) -> Result<()> {
-        self.finish();
-        if self.writes.is_empty() {
-            return Ok(());
+        let ops = self.take_ops();
+        if !ops.is_empty() {
+            self.db.inner.commit(&ops)?;
         }
+        Ok(())
+    }
+
+    /// Stages the commit into `batch` instead of waiting for it: the writes are
+    /// applied atomically (or the error says none was), and, like the batch's own
+    /// writes, durable — and so acknowledgeable — only once the batch is flushed
+    /// ([`Batch::flush`], or [`Batch::detach`] then [`Database::when_flushed`]). If that
+    /// flush fails, this commit failed with it. A server worker answers a transaction
+    /// this way without blocking on its fsync.
+    ///
+    /// [`Batch::flush`]: crate::Batch::flush
+    /// [`Batch::detach`]: crate::Batch::detach
+    /// [`Database::when_flushed`]: crate::Database::when_flushed
+    pub fn commit_in(mut self, batch: &mut crate::Batch<'_>) -> Result<()> {
+        let ops = self.take_ops();
+        if !ops.is_empty() {
+            batch.stage_ops(&ops)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the transaction's snapshot and turns its buffered writes into one commit.
+    fn take_ops(&mut self) -> Vec<StagedOp> {
+        self.finish();
         let snapshot = self.snapshot;
-        let ops: Vec<StagedOp> = std::mem::take(&mut self.writes)
+        std::mem::take(&mut self.writes)
             .into_iter()
             .map(|((_, id), (coll, w))| {
                 let (kind, payload) = match w {
@@ -190,9 +214,7 @@ impl<'db> Transaction<'db> {
                     not_after: Some(snapshot),
                 }
             })
-            .collect();
-        self.db.inner.commit(&ops)?;
-        Ok(())
+            .collect()
     }
 
     /// Discards every buffered write.

@@ -540,3 +540,66 @@ fn a_failed_fsync_fails_the_waiting_callbacks_and_later_ones_at_once() {
         "the failed write is not visible"
     );
 }
+
+#[test]
+fn a_transaction_and_collection_commands_staged_in_a_batch_share_its_completion() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open(d.path());
+    db.create("", 1, b"1").unwrap();
+    let mut b = db.batch();
+    b.create_collection("c").unwrap();
+    // Visible to the ops staged after it, before it is durable.
+    b.create("c", 7, b"7").unwrap();
+    assert!(matches!(
+        b.create_collection("c"),
+        Err(Error::CollectionExists)
+    ));
+    assert!(matches!(
+        b.delete_collection("c"),
+        Err(Error::CollectionNotEmpty)
+    ));
+    let mut tx = b.database().begin();
+    tx.update("", 1, b"2").unwrap();
+    tx.create("", 2, b"2").unwrap();
+    tx.commit_in(&mut b).unwrap();
+    // Staged, not durable: a snapshot reader does not see the transaction yet.
+    assert_eq!(db.read("", 1).unwrap(), b"1");
+    let (send, recv) = std::sync::mpsc::channel();
+    db.when_flushed(b.detach().expect("staged writes"), move |r| {
+        send.send(r).unwrap()
+    });
+    recv.recv().unwrap().unwrap();
+    assert_eq!(db.read("", 1).unwrap(), b"2");
+    assert_eq!(db.read("", 2).unwrap(), b"2");
+    assert_eq!(db.read("c", 7).unwrap(), b"7");
+    // A transaction that conflicts with a write staged after its snapshot changes
+    // nothing, and a read-only one stages nothing.
+    let mut stale = db.begin();
+    stale.update("", 2, b"4").unwrap();
+    db.update("", 2, b"3").unwrap();
+    let mut b = db.batch();
+    assert!(matches!(stale.commit_in(&mut b), Err(Error::Conflict)));
+    let ro = db.begin();
+    assert_eq!(ro.read("", 2).unwrap(), b"3");
+    ro.commit_in(&mut b).unwrap();
+    assert!(b.detach().is_none(), "nothing was staged");
+    drop(db);
+    let db = open(d.path());
+    assert_eq!(db.read("", 2).unwrap(), b"3");
+    assert_eq!(db.list_collections(), ["_default", "c"]);
+}
+
+#[test]
+fn a_transaction_staged_in_a_batch_fails_with_the_batch_fsync() {
+    let d = tempfile::tempdir().unwrap();
+    let db = open_failing_sync(d.path(), 0);
+    let mut b = db.batch();
+    let mut tx = b.database().begin();
+    tx.create("", 1, b"1").unwrap();
+    tx.commit_in(&mut b).unwrap();
+    let (send, recv) = std::sync::mpsc::channel();
+    db.when_flushed(b.detach().expect("staged"), move |r| send.send(r).unwrap());
+    let r = recv.recv().unwrap();
+    assert!(matches!(r, Err(Error::OutcomeUnknown { .. })), "{r:?}");
+    assert!(matches!(db.read("", 1), Err(Error::NotFound)));
+}

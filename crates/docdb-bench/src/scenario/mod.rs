@@ -74,7 +74,10 @@ impl Ctx<'_> {
     pub fn engine_config(&self) -> Config {
         let mut c = Config::default();
         c.wal.fsync.mode = self.args.fsync_mode;
-        c.memory.per_db_limit_mb = self.args.memory_per_db_mb;
+        c.memory.per_db_limit_mb = self
+            .args
+            .memory_per_db_mb
+            .unwrap_or(crate::cli::EMBEDDED_MEMORY_MB);
         if let Some(mb) = self.args.cache_mb {
             c.memory.cache_mb = mb;
         }
@@ -90,20 +93,34 @@ impl Ctx<'_> {
             TargetKind::Sqlite => Backend::Sqlite,
             TargetKind::Docdb => Backend::Docdb(match &a.socket {
                 Some(socket) => DocdbServer::existing(socket)?,
-                None => DocdbServer::start(
-                    &ServerSpec {
-                        bin: a.server_bin.clone().unwrap_or_else(find_server_bin),
-                        fsync_mode: a.fsync_mode,
-                        policy: a.policy.clone(),
-                        workers: a.server_workers,
-                        memory_mb: a.memory_per_db_mb,
-                        max_open_dbs: None,
-                        cache_mb: a.cache_mb,
-                    },
-                    dir,
-                )?,
+                None => DocdbServer::start(&self.server_spec(), dir)?,
             }),
         })
+    }
+
+    /// The server a run starts: its defaults, but for what the user asked for on the
+    /// command line and the connections the run needs.
+    pub fn server_spec(&self) -> ServerSpec {
+        let a = self.args;
+        ServerSpec {
+            bin: a.server_bin.clone().unwrap_or_else(find_server_bin),
+            fsync_mode: a.fsync_mode,
+            policy: a.policy.clone(),
+            workers: a.server_workers,
+            memory_mb: a.memory_per_db_mb,
+            max_open_dbs: None,
+            cache_mb: a.cache_mb,
+            connections: self.connections(),
+        }
+    }
+
+    /// Client connections a run of the `docdb` target may open: one per worker of its
+    /// scenario (`--dbs` × `--workers-per-db`, or `--threads`, 32 at most by default),
+    /// plus the admin client and spares.
+    fn connections(&self) -> usize {
+        let a = self.args;
+        let mix = a.dbs.max(1).saturating_mul(a.workers_per_db.max(1));
+        mix.max(a.threads.unwrap_or(32)).saturating_add(4)
     }
 
     /// Settings every timed result lists.
@@ -122,17 +139,22 @@ impl Ctx<'_> {
             }
             TargetKind::Docdb => {
                 match &a.socket {
-                    Some(s) => r.set("server", format!("running at {}", s.display())),
-                    None => r
-                        .set("fsync_mode", format!("{:?}", a.fsync_mode).to_lowercase())
-                        .set("server", "started for the run"),
-                };
-                if a.socket.is_none() {
-                    r.set("policy", a.policy.as_deref().unwrap_or("server default"));
-                    if let Some(w) = a.server_workers {
-                        r.set("server_workers", w);
+                    Some(s) => r.set(
+                        "server",
+                        format!("running at {} (its settings unknown)", s.display()),
+                    ),
+                    None => {
+                        let changed = self.server_spec().non_default();
+                        r.set("server", "started for the run").set(
+                            "server_non_default",
+                            if changed.is_empty() {
+                                "none (every setting the server's default)".to_owned()
+                            } else {
+                                changed.join("; ")
+                            },
+                        )
                     }
-                }
+                };
             }
         }
         r

@@ -25,12 +25,15 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<RunResult> {
     result
         .set("doc_size", a.doc_size)
         .set("repetitions", REPS)
-        .set("memory_per_db_mb", a.memory_per_db_mb)
+        .set(
+            "memory_per_db_mb",
+            a.memory_per_db_mb.unwrap_or(crate::cli::EMBEDDED_MEMORY_MB),
+        )
         .set("without_index", a.open_without_index);
     let run_dir = ctx.run_dir(Scenario::Open, TargetKind::Embedded)?;
     let gen = ctx.docs();
     let mut config = Config::default();
-    config.memory.per_db_limit_mb = a.memory_per_db_mb;
+    config.memory.per_db_limit_mb = a.memory_per_db_mb.unwrap_or(crate::cli::EMBEDDED_MEMORY_MB);
     for &n in &a.open_docs {
         let dir = match &a.common.dir {
             Some(d) => d.join("open-cache").join(n.to_string()),

@@ -36,7 +36,10 @@ fn replay_config(ctx: &Ctx<'_>) -> Config {
     c.wal.fsync.mode = FsyncMode::None;
     c.wal.max_file_size_mb = 64;
     c.checkpoint.interval_mb = 1_000_000;
-    c.memory.per_db_limit_mb = ctx.args.memory_per_db_mb;
+    c.memory.per_db_limit_mb = ctx
+        .args
+        .memory_per_db_mb
+        .unwrap_or(crate::cli::EMBEDDED_MEMORY_MB);
     c
 }
 

@@ -43,42 +43,73 @@ pub struct ServerSpec {
     pub policy: Option<String>,
     /// Scheduler workers kept alive (0 = the server's auto), if set.
     pub workers: Option<usize>,
-    /// `memory.global_capacity_mb` and `memory.per_db_limit_mb`.
-    pub memory_mb: u64,
+    /// `memory.global_capacity_mb` and `memory.per_db_limit_mb`, if set.
+    pub memory_mb: Option<u64>,
     /// `db.max_open_dbs`, if set; else the server's own (sized from its file
     /// descriptors and memory), so a run measures what a user gets.
     pub max_open_dbs: Option<usize>,
     /// `memory.cache_mb`, if set.
     pub cache_mb: Option<u64>,
+    /// Client connections the run opens: `max_connections` is raised to it only when
+    /// the server's default would refuse some.
+    pub connections: usize,
 }
 
+/// The server's default `max_connections`.
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 impl ServerSpec {
-    /// The TOML configuration of a server for one run.
-    fn config(&self, data_dir: &Path, socket: &Path) -> String {
-        let mut t = format!(
-            "data_dir = {data:?}\nsocket = {socket:?}\nlog_level = \"warn\"\nmax_connections = 0\n\
-             \n[memory]\nglobal_capacity_mb = {mem}\nper_db_limit_mb = {mem}\n",
-            data = data_dir.display().to_string(),
-            socket = socket.display().to_string(),
-            mem = self.memory_mb,
-        );
+    /// Every setting of the run's configuration that is not the server's default
+    /// (`key = value`, as written), besides where its files and socket are: what the
+    /// report must print so a figure is never mistaken for the defaults'.
+    pub fn non_default(&self) -> Vec<String> {
+        let mut v = vec!["log_level = \"warn\"".to_owned()];
+        if self.connections > DEFAULT_MAX_CONNECTIONS {
+            v.push(format!("max_connections = {}", self.connections));
+        }
+        if let Some(mb) = self.memory_mb {
+            v.push(format!("memory.global_capacity_mb = {mb}"));
+            v.push(format!("memory.per_db_limit_mb = {mb}"));
+        }
         if let Some(mb) = self.cache_mb {
-            t += &format!("cache_mb = {mb}\n");
+            v.push(format!("memory.cache_mb = {mb}"));
         }
         if let Some(n) = self.max_open_dbs {
-            t += &format!("\n[db]\nmax_open_dbs = {n}\n");
+            v.push(format!("db.max_open_dbs = {n}"));
         }
-        t += "\n[sched]\n";
         if let Some(p) = &self.policy {
-            t += &format!("policy = {p:?}\n");
+            v.push(format!("sched.policy = {p:?}"));
         }
         if let Some(w) = self.workers {
-            t += &format!("workers = {w}\n");
+            v.push(format!("sched.workers = {w}"));
         }
-        t += &format!(
-            "\n[wal.fsync]\nmode = {:?}\n",
-            format!("{:?}", self.fsync_mode).to_lowercase()
+        if self.fsync_mode != FsyncMode::Group {
+            v.push(format!(
+                "wal.fsync.mode = {:?}",
+                format!("{:?}", self.fsync_mode).to_lowercase()
+            ));
+        }
+        v
+    }
+
+    /// The TOML configuration of a server for one run: where its files are, then
+    /// [`ServerSpec::non_default`].
+    fn config(&self, data_dir: &Path, socket: &Path) -> String {
+        let mut t = format!(
+            "data_dir = {data:?}\nsocket = {socket:?}\n",
+            data = data_dir.display().to_string(),
+            socket = socket.display().to_string(),
         );
+        let mut section = String::new();
+        for line in self.non_default() {
+            let (key, value) = line.split_once(" = ").unwrap_or((&line, ""));
+            let (sect, key) = key.rsplit_once('.').unwrap_or(("", key));
+            if sect != section {
+                t += &format!("\n[{sect}]\n");
+                section = sect.to_owned();
+            }
+            t += &format!("{key} = {value}\n");
+        }
         t
     }
 }
@@ -447,5 +478,64 @@ impl Target for DocdbTarget {
 
     fn close(self: Box<Self>) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ServerSpec {
+        ServerSpec {
+            bin: PathBuf::from("docdb"),
+            fsync_mode: FsyncMode::Group,
+            policy: None,
+            workers: None,
+            memory_mb: None,
+            max_open_dbs: None,
+            cache_mb: None,
+            connections: 34,
+        }
+    }
+
+    #[test]
+    fn a_run_on_the_defaults_changes_only_the_log_level() {
+        let s = spec();
+        assert_eq!(s.non_default(), ["log_level = \"warn\""]);
+        let t = s.config(Path::new("/d"), Path::new("/s.sock"));
+        assert_eq!(
+            t,
+            "data_dir = \"/d\"\nsocket = \"/s.sock\"\nlog_level = \"warn\"\n"
+        );
+    }
+
+    #[test]
+    fn every_setting_the_run_changes_is_listed_and_written_in_its_section() {
+        let s = ServerSpec {
+            fsync_mode: FsyncMode::Always,
+            policy: Some("deepest".into()),
+            workers: Some(3),
+            memory_mb: Some(64),
+            cache_mb: Some(0),
+            connections: 2004,
+            ..spec()
+        };
+        let v = s.non_default();
+        for want in [
+            "max_connections = 2004",
+            "memory.global_capacity_mb = 64",
+            "memory.per_db_limit_mb = 64",
+            "memory.cache_mb = 0",
+            "sched.policy = \"deepest\"",
+            "sched.workers = 3",
+            "wal.fsync.mode = \"always\"",
+        ] {
+            assert!(v.iter().any(|l| l == want), "{want} missing from {v:?}");
+        }
+        let t = s.config(Path::new("/d"), Path::new("/s"));
+        assert!(t.contains("max_connections = 2004\n\n[memory]\nglobal_capacity_mb = 64\n"));
+        assert!(t.contains("\n[sched]\npolicy = \"deepest\"\nworkers = 3\n"));
+        assert!(t.ends_with("\n[wal.fsync]\nmode = \"always\"\n"));
+        assert_eq!(t.matches("[memory]").count(), 1);
     }
 }

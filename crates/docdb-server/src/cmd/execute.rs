@@ -111,7 +111,7 @@ pub struct Deferred {
 
 impl Deferred {
     /// Answers: if the flush failed, every staged write failed with it.
-    pub fn finish(self, ctx: &Context, flush_error: Option<&docdb_core::Error>) {
+    pub(super) fn finish(self, ctx: &Context, flush_error: Option<&docdb_core::Error>) {
         let Deferred {
             reply: to,
             results,
@@ -189,7 +189,7 @@ fn flush_failed(
 
 /// Runs one Execute request inside `batch`. Returns it as deferred when it staged
 /// writes; otherwise it has been answered.
-pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred> {
+pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<super::Deferred> {
     let Task {
         req,
         reply,
@@ -294,6 +294,6 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
         d.finish(ctx, None);
         None
     } else {
-        Some(d)
+        Some(super::Deferred::Execute(d))
     }
 }

@@ -4,7 +4,13 @@
 //! [`COMMANDS`] is the one table of commands: a command's code, its handler, and
 //! whether it is served from its database's queue (Execute, Transaction, Scan,
 //! collections, heal, CloseDB) or answered server-wide (OpenDB, Stats, ListDBs,
-//! Metrics, SchedulerStats). Dispatch, the metrics labels and the "unknown command"
+//! Metrics, SchedulerStats).
+//!
+//! Every write a queued request makes is staged into the worker's batch and answered
+//! once the batch is durable ([`Deferred`]): the engine's one completion primitive
+//! (a commit's sequence number, and a callback queued on it) answers Execute,
+//! Transaction and the collection commands alike, from whichever thread's fsync made
+//! them durable; no worker blocks on an fsync to answer a write. Dispatch, the metrics labels and the "unknown command"
 //! path read it, and every answer goes through [`answer`], the one place commands are
 //! counted. Adding a command: its code in `docdb_protocol::types`, one entry here, and
 //! its file.
@@ -43,9 +49,14 @@ pub enum Handler {
     /// Served from its database's queue, after the writes staged before it are
     /// durable.
     Database(fn(&Context, &Database, &Request) -> Reply),
-    /// Execute: its writes are staged into the worker's batch and answered after the
-    /// batch's group commit ([`execute::Deferred`]).
-    Batch(fn(&Context, &mut Batch<'_>, Task) -> Option<execute::Deferred>),
+    /// Stages its writes into the worker's batch and is answered after the batch's
+    /// group commit ([`Deferred`]), or at once when it staged nothing. `settle`: it
+    /// first needs every write staged before it durable (a transaction reads a
+    /// snapshot of what is durable).
+    Stage {
+        run: fn(&Context, &mut Batch<'_>, Task) -> Option<Deferred>,
+        settle: bool,
+    },
 }
 
 /// How a command's answers are counted in `docdb_operations_total` and
@@ -93,25 +104,36 @@ const fn database(command: Command, run: fn(&Context, &Database, &Request) -> Re
     }
 }
 
+const fn stage(
+    command: Command,
+    run: fn(&Context, &mut Batch<'_>, Task) -> Option<Deferred>,
+    settle: bool,
+) -> Spec {
+    Spec {
+        command,
+        handler: Handler::Stage { run, settle },
+        label: Label::Command,
+    }
+}
+
 /// Every command the server serves. A code missing here is answered `unknown command`.
 pub static COMMANDS: &[Spec] = &[
     server(Command::OpenDb, open_db::run),
     database(Command::CloseDb, close_db::run),
     Spec {
-        command: Command::Execute,
-        handler: Handler::Batch(execute::run),
         label: Label::PerOp,
+        ..stage(Command::Execute, execute::run, false)
     },
     server(Command::Stats, stats::run),
-    database(Command::CreateCollection, create_collection::run),
-    database(Command::DeleteCollection, delete_collection::run),
+    stage(Command::CreateCollection, create_collection::run, false),
+    stage(Command::DeleteCollection, delete_collection::run, false),
     database(Command::ListCollections, list_collections::run),
     server(Command::ListDbs, list_dbs::run),
     database(Command::Heal, heal::heal),
     database(Command::HealAll, heal::heal_all),
     database(Command::HealStats, heal::heal_stats),
     server(Command::Metrics, metrics::run),
-    database(Command::Transaction, transaction::run),
+    stage(Command::Transaction, transaction::run, true),
     server(Command::SchedulerStats, scheduler_stats::run),
     database(Command::Scan, scan::run),
 ];
@@ -206,9 +228,10 @@ pub fn serve_batch(ctx: &Arc<Context>, db_id: u64, tasks: Vec<Task>) -> Option<A
 
 /// Writes a batch staged, and the answers owed once they are durable.
 pub struct Flush {
+    ctx: Arc<Context>,
     db: Arc<Database>,
     unflushed: Unflushed,
-    answer: Box<dyn FnOnce(docdb_core::Result<()>) + Send>,
+    deferred: Vec<Deferred>,
 }
 
 impl Flush {
@@ -216,11 +239,79 @@ impl Flush {
     /// which is this one (blocking) if none is running.
     pub fn drive(self) {
         let Flush {
+            ctx,
             db,
             unflushed,
-            answer,
+            mut deferred,
         } = self;
-        db.when_flushed(unflushed, answer);
+        let keep = db.clone();
+        db.when_flushed(unflushed, move |flushed| {
+            finish_deferred(&ctx, &mut deferred, &flushed);
+            drop(keep);
+        });
+    }
+}
+
+/// A request whose writes wait in the worker's batch, answered once they are durable
+/// or failed with them.
+pub enum Deferred {
+    /// An Execute: its own results, with each staged write's outcome.
+    Execute(execute::Deferred),
+    /// A request answered as a whole: `ok` once durable, else `fail(error, ops)`.
+    Whole {
+        command: Command,
+        to: ReplyTo,
+        started: Instant,
+        ok: Reply,
+        fail: fn(&docdb_core::Error, usize) -> Reply,
+        ops: usize,
+    },
+}
+
+impl Deferred {
+    /// Answers: if the flush failed, every staged write failed with it.
+    fn finish(self, ctx: &Context, flush_error: Option<&docdb_core::Error>) {
+        match self {
+            Deferred::Execute(d) => d.finish(ctx, flush_error),
+            Deferred::Whole {
+                command,
+                to,
+                started,
+                ok,
+                fail,
+                ops,
+            } => {
+                let reply = match flush_error {
+                    None => ok,
+                    Some(e) => fail(e, ops),
+                };
+                answer(ctx, spec_of(command), started, to, reply);
+            }
+        }
+    }
+}
+
+/// A collection command's outcome: its write staged (answered empty once durable, or
+/// with the flush's error), or refused now with `Err`'s reply.
+pub(crate) fn defer(
+    ctx: &Context,
+    command: Command,
+    task: Task,
+    staged: Result<(), Reply>,
+) -> Option<Deferred> {
+    match staged {
+        Ok(()) => Some(Deferred::Whole {
+            command,
+            to: task.reply,
+            started: task.enqueued,
+            ok: Reply::empty(),
+            fail: |e, _| Reply::from(e),
+            ops: 0,
+        }),
+        Err(reply) => {
+            answer(ctx, spec_of(command), task.enqueued, task.reply, reply);
+            None
+        }
     }
 }
 
@@ -233,7 +324,7 @@ fn serve_tasks(
     tasks: Vec<Task>,
 ) -> Option<Flush> {
     let mut batch = db.batch();
-    let mut deferred: Vec<execute::Deferred> = Vec::new();
+    let mut deferred: Vec<Deferred> = Vec::new();
     let mut close_requested = false;
     for task in tasks {
         // A panic fails only the request that caused it: its ReplyTo, dropped while
@@ -266,15 +357,11 @@ fn serve_tasks(
         finish_deferred(ctx, &mut deferred, &Ok(()));
         return None;
     };
-    let ctx = ctx.clone();
-    let keep = db.clone();
     Some(Flush {
+        ctx: ctx.clone(),
         db,
         unflushed,
-        answer: Box::new(move |flushed| {
-            finish_deferred(&ctx, &mut deferred, &flushed);
-            drop(keep);
-        }),
+        deferred,
     })
 }
 
@@ -283,12 +370,20 @@ fn serve_one(
     ctx: &Context,
     db: &Database,
     batch: &mut Batch<'_>,
-    deferred: &mut Vec<execute::Deferred>,
+    deferred: &mut Vec<Deferred>,
     task: Task,
 ) -> bool {
     let spec = lookup(&task.req);
     let run = match spec.map(|s| s.handler) {
-        Some(Handler::Batch(run)) => {
+        Some(Handler::Stage { run, settle }) => {
+            let task = if settle {
+                match settled(ctx, spec, batch, deferred, task) {
+                    Some(task) => task,
+                    None => return false,
+                }
+            } else {
+                task
+            };
             if let Some(d) = run(ctx, batch, task) {
                 deferred.push(d);
             }
@@ -305,9 +400,7 @@ fn serve_one(
     let closes = task.req.command() == Some(Command::CloseDb);
     // Everything else runs after the writes staged before it (by this batch or an
     // earlier one still waiting for its group commit) are durable.
-    let flushed = batch.flush();
-    finish_deferred(ctx, deferred, &flushed);
-    let flushed = flushed.and_then(|()| batch.flush_all());
+    let flushed = flush_before(ctx, batch, deferred);
     if let Err(e) = flushed {
         if closes {
             // The writes that failed were answered with their error. A database
@@ -325,12 +418,38 @@ fn serve_one(
     closes
 }
 
-/// Answers Execute requests whose writes waited for a flush.
-fn finish_deferred(
+/// Waits until every write staged before now (by this batch, whose deferred requests
+/// are answered with the outcome, or by an earlier one) is durable.
+fn flush_before(
     ctx: &Context,
-    deferred: &mut Vec<execute::Deferred>,
-    flushed: &docdb_core::Result<()>,
-) {
+    batch: &mut Batch<'_>,
+    deferred: &mut Vec<Deferred>,
+) -> docdb_core::Result<()> {
+    let flushed = batch.flush();
+    finish_deferred(ctx, deferred, &flushed);
+    flushed.and_then(|()| batch.flush_all())
+}
+
+/// For a staging command that reads what is durable (`settle`): waits for the writes
+/// staged before it; if they failed, answers it with their error (and returns None).
+fn settled(
+    ctx: &Context,
+    spec: Option<&Spec>,
+    batch: &mut Batch<'_>,
+    deferred: &mut Vec<Deferred>,
+    task: Task,
+) -> Option<Task> {
+    match flush_before(ctx, batch, deferred) {
+        Ok(()) => Some(task),
+        Err(e) => {
+            answer(ctx, spec, task.enqueued, task.reply, Reply::from(&e));
+            None
+        }
+    }
+}
+
+/// Answers requests whose writes waited for a flush.
+fn finish_deferred(ctx: &Context, deferred: &mut Vec<Deferred>, flushed: &docdb_core::Result<()>) {
     for d in deferred.drain(..) {
         d.finish(ctx, flushed.as_ref().err());
     }

@@ -3,18 +3,22 @@
 //! sent no reads it could have acted on), up to 16 times, then reported as Conflict.
 //! Reply as Execute.
 //!
+//! It runs once the writes staged before it are durable (its snapshot sees them), and
+//! its commit is staged into the worker's batch: answered once durable, like Execute's
+//! writes, without a worker blocking on the fsync ([`super::Deferred`]).
+//!
 //! The reply never passes the frame limit: results are counted as they are produced
 //! (a read by its stored length, before it is read), and a transaction whose results
 //! would pass it is rolled back and answered with one Error text (plain, as v0.3
 //! clients read a non-OK reply) saying nothing was applied.
 
-use docdb_core::{Database, Error};
-use docdb_protocol::{text, OpType, Request};
+use docdb_core::{Batch, Error};
+use docdb_protocol::{text, Command, OpType, Request};
 
 use super::execute::{repeated, Results};
-use super::{collection, maybe_inject_panic};
+use super::{answer, collection, maybe_inject_panic, spec_of, Deferred};
 use crate::context::Context;
-use crate::reply::Reply;
+use crate::reply::{Reply, Task};
 
 /// The error text of a transaction rolled back because its reply would pass the frame
 /// limit.
@@ -22,18 +26,52 @@ pub fn over_limit_text() -> String {
     format!("{}: the transaction was not applied", text::REPLY_TOO_LARGE)
 }
 
-pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
+pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred> {
+    let n = task.req.ops.len();
+    let mut outcome = Attempt::Conflict;
     for _ in 0..16 {
-        match attempt(ctx, db, req) {
-            Attempt::Conflict => continue,
-            Attempt::Done(reply) => return reply,
+        outcome = attempt(ctx, batch, &task.req);
+        if !matches!(outcome, Attempt::Conflict) {
+            break;
         }
     }
-    every_op(Reply::from(&Error::Conflict), req.ops.len())
+    let spec = spec_of(Command::Transaction);
+    match outcome {
+        Attempt::Staged(ok) => Some(Deferred::Whole {
+            command: Command::Transaction,
+            to: task.reply,
+            started: task.enqueued,
+            ok,
+            fail: failed,
+            ops: n,
+        }),
+        Attempt::Done(reply) => {
+            answer(ctx, spec, task.enqueued, task.reply, reply);
+            None
+        }
+        Attempt::Conflict => {
+            answer(
+                ctx,
+                spec,
+                task.enqueued,
+                task.reply,
+                failed(&Error::Conflict, n),
+            );
+            None
+        }
+    }
+}
+
+/// The reply to a transaction of `n` ops whose commit failed with `e`.
+fn failed(e: &Error, n: usize) -> Reply {
+    every_op(Reply::from(e), n)
 }
 
 enum Attempt {
     Conflict,
+    /// Its commit is staged: this is its reply once durable.
+    Staged(Reply),
+    /// Answered now (it failed, or wrote nothing).
     Done(Reply),
 }
 
@@ -68,8 +106,8 @@ fn over_limit() -> Attempt {
     Attempt::Done(Reply::error(over_limit_text()))
 }
 
-fn attempt(ctx: &Context, db: &Database, req: &Request) -> Attempt {
-    let mut tx = db.begin();
+fn attempt(ctx: &Context, batch: &mut Batch<'_>, req: &Request) -> Attempt {
+    let mut tx = batch.database().begin();
     let mut results = Results::new();
     let total = req.ops.len();
     for (i, op) in req.ops.iter().enumerate() {
@@ -110,9 +148,14 @@ fn attempt(ctx: &Context, db: &Database, req: &Request) -> Attempt {
             }
         }
     }
-    match tx.commit() {
-        Ok(()) => Attempt::Done(Reply::ok(results.finish())),
+    let reply = Reply::ok(results.finish());
+    if tx.is_empty() {
+        // Reads only: at a snapshot of what is durable, so answerable now.
+        return Attempt::Done(reply);
+    }
+    match tx.commit_in(batch) {
+        Ok(()) => Attempt::Staged(reply),
         Err(Error::Conflict) => Attempt::Conflict,
-        Err(e) => Attempt::Done(every_op(Reply::from(&e), total)),
+        Err(e) => Attempt::Done(failed(&e, total)),
     }
 }
