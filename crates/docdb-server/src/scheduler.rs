@@ -492,6 +492,102 @@ mod tests {
         )
     }
 
+    /// Serves database 0's one request with a single worker that blocks in it until
+    /// `queued` has been enqueued ((database, requests), in that arrival order), then
+    /// lets the worker go: returns the batches it served after, in order, as
+    /// (database, batch size). One worker, so the order is the policy's alone.
+    fn serve_order(policy: Policy, max_batch: usize, queued: &[(u64, u64)]) -> Vec<(u64, usize)> {
+        let gate = Arc::new(Mutex::new(()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (g2, l2) = (gate.clone(), log.clone());
+        let handler: Arc<Handler> = Arc::new(move |db, tasks: Vec<Task>| {
+            l2.lock().push((db, tasks.len()));
+            let _g = g2.lock();
+            for t in tasks {
+                t.reply.ok(Vec::new());
+            }
+            None
+        });
+        let s = Scheduler::new(
+            SchedSection {
+                queue_depth: 10,
+                workers: 1,
+                max_workers: 1,
+                max_batch,
+                ..cfg(policy)
+            },
+            handler,
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let hold = gate.lock();
+        s.enqueue(0, task(0, &tx)).map_err(|e| e.0).unwrap();
+        eventually("the worker never took the first request", || {
+            log.lock().len() == 1
+        });
+        let mut id = 1;
+        for &(db, n) in queued {
+            for _ in 0..n {
+                s.enqueue(db, task(id, &tx)).map_err(|e| e.0).unwrap();
+                id += 1;
+            }
+        }
+        assert_eq!(s.stats().worker_count, 1, "one worker serves them all");
+        drop(hold);
+        for _ in 0..id {
+            assert_eq!(rx.blocking_recv().unwrap().status, 0);
+        }
+        assert!(s.shutdown(Duration::from_secs(5)));
+        let mut order = log.lock().clone();
+        assert_eq!(order.remove(0), (0, 1));
+        order
+    }
+
+    #[test]
+    fn deepest_serves_the_longest_queue_first() {
+        // Arrival order 1, 2, 3; depths 1, 3, 2. Each batch takes a whole queue.
+        let queued = [(1, 1), (2, 3), (3, 2)];
+        assert_eq!(
+            serve_order(Policy::Deepest, 8, &queued),
+            vec![(2, 3), (3, 2), (1, 1)]
+        );
+        // One request per batch: every pick is a longest queue at that moment.
+        let queued = [(1, 1), (2, 5), (3, 3)];
+        let order = serve_order(Policy::Deepest, 1, &queued);
+        let mut left: HashMap<u64, usize> = queued.iter().map(|&(d, n)| (d, n as usize)).collect();
+        for (i, &(db, n)) in order.iter().enumerate() {
+            assert_eq!(n, 1);
+            let deepest = *left.values().max().unwrap();
+            assert_eq!(
+                left[&db], deepest,
+                "pick {i} took database {db} with {left:?} queued: {order:?}"
+            );
+            *left.get_mut(&db).unwrap() -= 1;
+        }
+        assert!(left.values().all(|&n| n == 0), "{left:?}");
+        // The deep queue is served alone until it is no deeper than the next.
+        assert_eq!(order[..2], [(2, 1), (2, 1)], "{order:?}");
+    }
+
+    #[test]
+    fn round_robin_serves_ready_databases_in_turn_whatever_their_depth() {
+        // Whole queues: arrival order, not depth.
+        let queued = [(1, 1), (2, 3), (3, 2)];
+        assert_eq!(
+            serve_order(Policy::RoundRobin, 8, &queued),
+            vec![(1, 1), (2, 3), (3, 2)]
+        );
+        // One request per batch: a database with more to do goes to the back of the
+        // line, behind every database that was already waiting.
+        let order: Vec<u64> = serve_order(Policy::RoundRobin, 1, &queued)
+            .into_iter()
+            .map(|(db, n)| {
+                assert_eq!(n, 1);
+                db
+            })
+            .collect();
+        assert_eq!(order, vec![1, 2, 3, 2, 3, 2]);
+    }
+
     #[test]
     fn full_queue_rejects_at_once_and_panics_are_answered() {
         let gate = Arc::new(Mutex::new(()));

@@ -35,18 +35,15 @@ fn background_scan_heals_without_a_read() {
         if st["BackgroundHealings"].as_u64().unwrap() >= 1 {
             break st;
         }
+        // The scan runs every second here (default: hourly); 20 s is room for a
+        // loaded VM and still nowhere near the default.
         assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no background healing within 5 s: {st}"
+            started.elapsed() < Duration::from_secs(20),
+            "no background healing within 20 s: {st}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
     eprintln!("background healing after {:?}: {st}", started.elapsed());
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        started.elapsed()
-    );
     assert_eq!(st["BackgroundHealings"], 1, "{st}");
     assert_eq!(st["OnDemandHealings"], 0, "{st}");
     assert_eq!(st["DocumentsHealed"], 1, "{st}");

@@ -336,8 +336,10 @@ fn second_sigterm_during_a_slow_drain_exits_at_once() {
         Some(130),
         "the second signal exits at once: {st}"
     );
+    // At once (a hard exit takes milliseconds; 5 s is room for a loaded VM); that it
+    // cut the drain short is shown by `answered < total` below, whatever the clock.
     assert!(
-        took <= Duration::from_secs(2),
+        took <= Duration::from_secs(5),
         "exit took {took:?} (the drain needed ~{drain_time:?})"
     );
     // Whatever was acknowledged before the hard exit is durable; the exit cut the
