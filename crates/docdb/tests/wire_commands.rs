@@ -467,7 +467,7 @@ fn collection_commands() {
         assert_reply(
             &c.call(db, Cmd::DeleteCollection, vec![coll_op(name)]),
             1,
-            "the default collection cannot be deleted",
+            "cannot delete default collection",
         );
         assert_reply(
             &c.call(db, Cmd::CreateCollection, vec![coll_op(name)]),

@@ -118,8 +118,9 @@ pub static COMMANDS: &[Spec] = &[
 
 /// The table entry of a request's command, if the server serves it.
 pub fn lookup(req: &Request) -> Option<&'static Spec> {
-    let code = req.command;
-    COMMANDS.iter().find(|s| s.command as u8 == code)
+    // The per-op status flag selects a reply form, not a command.
+    let command = req.command()?;
+    COMMANDS.iter().find(|s| s.command == command)
 }
 
 /// The table entry of `command`, if the server serves it.
@@ -396,5 +397,10 @@ mod tests {
         assert!(lookup(&req(0)).is_none());
         assert!(lookup(&req(16)).is_none());
         assert_eq!(lookup(&req(15)).map(Spec::name), Some("scan"));
+        // The per-op status flag is a reply form of Execute and Transaction only.
+        assert_eq!(lookup(&req(131)).map(Spec::name), Some("execute"));
+        assert_eq!(lookup(&req(141)).map(Spec::name), Some("transaction"));
+        assert!(lookup(&req(128 | 15)).is_none());
+        assert!(lookup(&req(128)).is_none());
     }
 }

@@ -1,7 +1,9 @@
 //! Transaction (13, new): the ops of the request are applied all or none, at one
 //! snapshot. A write-write conflict with a concurrent commit is retried (the client
 //! sent no reads it could have acted on), up to 16 times, then reported as Conflict.
-//! Reply as Execute.
+//! Reply as Execute: OK with every op's result, or the failing op's status and text
+//! alone; in the per-op status form, OK with every op's status (the failing op's own,
+//! the others' [`text::tx_not_applied`]).
 //!
 //! The reply never passes the frame limit: results are counted as they are produced
 //! (a read by its stored length, before it is read), and a transaction whose results
@@ -9,9 +11,9 @@
 //! clients read a non-OK reply) saying nothing was applied.
 
 use docdb_core::{Database, Error};
-use docdb_protocol::{text, OpType, Request};
+use docdb_protocol::{text, OpType, Request, Status};
 
-use super::execute::{repeated, Results};
+use super::execute::{every_op, Results};
 use super::{collection, maybe_inject_panic};
 use crate::context::Context;
 use crate::reply::Reply;
@@ -29,7 +31,11 @@ pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
             Attempt::Done(reply) => return reply,
         }
     }
-    every_op(Reply::from(&Error::Conflict), req.ops.len())
+    every_op(
+        Reply::from(&Error::Conflict),
+        req.ops.len(),
+        req.per_op_status(),
+    )
 }
 
 enum Attempt {
@@ -37,30 +43,28 @@ enum Attempt {
     Done(Reply),
 }
 
-/// `failed` as the result of each of `n` ops (see [`repeated`]).
-fn every_op(mut failed: Reply, n: usize) -> Reply {
-    failed.data = repeated(&failed.data, n);
-    failed
-}
-
-/// `failed` as the reply to a transaction stopped at an op (see [`failed_at`]).
-fn stopped(mut failed: Reply, results: Results, remaining: usize) -> Attempt {
-    failed.data = failed_at(results, std::mem::take(&mut failed.data), remaining);
-    Attempt::Done(failed)
-}
-
-/// Reply data for a transaction that stopped at op `failed` with `text`: the results
-/// so far, `text`, then an empty result per op not run; or `text` alone if that
-/// would not fit the frame limit.
-fn failed_at(mut results: Results, text: Vec<u8>, remaining: usize) -> Vec<u8> {
-    if !results.fits(text.len().saturating_add(4usize.saturating_mul(remaining))) {
-        return text;
+/// The reply to a transaction that failed at op `at` with `failed`: in the v0.3 form
+/// `failed` itself (plain text); in the per-op status form each op's status (the others
+/// as "transaction not applied: op `at` failed"), or `failed` alone if that would not
+/// fit the frame limit.
+fn stopped(failed: Reply, at: usize, req: &Request) -> Attempt {
+    if !req.per_op_status() {
+        return Attempt::Done(failed);
     }
-    results.push(&text);
-    for _ in 0..remaining {
-        results.push(&[]);
+    let others = text::tx_not_applied(at);
+    let mut results = Results::new(true);
+    for i in 0..req.ops.len() {
+        let (status, text) = if i == at {
+            (failed.status, failed.data.as_slice())
+        } else {
+            (Status::Error, others.as_bytes())
+        };
+        if !results.fits(text.len()) {
+            return Attempt::Done(failed);
+        }
+        results.push(status, text.to_vec());
     }
-    results.finish()
+    Attempt::Done(results.finish().with_tally(failed.tally))
 }
 
 fn over_limit() -> Attempt {
@@ -70,12 +74,11 @@ fn over_limit() -> Attempt {
 
 fn attempt(ctx: &Context, db: &Database, req: &Request) -> Attempt {
     let mut tx = db.begin();
-    let mut results = Results::new();
+    let mut results = Results::new(req.per_op_status());
     let total = req.ops.len();
     for (i, op) in req.ops.iter().enumerate() {
-        let remaining = total - i - 1;
         let Some(kind) = op.kind() else {
-            return stopped(Reply::error(text::UNKNOWN_OP), results, remaining);
+            return stopped(Reply::error(text::UNKNOWN_OP), i, req);
         };
         if kind == OpType::Read
             && !results.read_fits(|| {
@@ -102,17 +105,17 @@ fn attempt(ctx: &Context, db: &Database, req: &Request) -> Attempt {
                 if !results.fits(data.len()) {
                     return over_limit();
                 }
-                results.push(&data);
+                results.push(Status::Ok, data);
             }
             Err(e) => {
                 // All or nothing: the transaction is dropped (rolled back) here.
-                return stopped(Reply::from(&e), results, remaining);
+                return stopped(Reply::from(&e), i, req);
             }
         }
     }
     match tx.commit() {
-        Ok(()) => Attempt::Done(Reply::ok(results.finish())),
+        Ok(()) => Attempt::Done(results.finish()),
         Err(Error::Conflict) => Attempt::Conflict,
-        Err(e) => Attempt::Done(every_op(Reply::from(&e), total)),
+        Err(e) => Attempt::Done(every_op(Reply::from(&e), total, req.per_op_status())),
     }
 }
