@@ -141,14 +141,12 @@ impl Results {
 /// status form, `n` results carrying its status and text (while they fit the frame
 /// limit); else (and in the v0.3 form) `failed` itself, plain text.
 pub(crate) fn every_op(failed: Reply, n: usize, per_op_status: bool) -> Reply {
-    if !per_op_status {
+    let size = (5 + failed.data.len()).saturating_mul(n).saturating_add(4);
+    if !per_op_status || size > MAX_REPLY_DATA {
         return failed;
     }
     let mut r = Results::new(true);
     for _ in 0..n {
-        if !r.fits(failed.data.len()) {
-            return failed;
-        }
         r.push(failed.status, failed.data.clone());
     }
     r.finish().with_tally(failed.tally)
@@ -327,5 +325,77 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
         None
     } else {
         Some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three(per_op_status: bool) -> Results {
+        let mut r = Results::new(per_op_status);
+        r.push(Status::Ok, b"{}".to_vec());
+        r.push(Status::NotFound, text::NOT_FOUND.as_bytes().to_vec());
+        r.push(Status::Conflict, text::ALREADY_EXISTS.as_bytes().to_vec());
+        r
+    }
+
+    #[test]
+    fn a_failed_op_answers_its_text_alone_unless_per_op_statuses_were_asked_for() {
+        let v03 = three(false).finish();
+        assert_eq!(
+            (v03.status, v03.data.as_slice()),
+            (Status::NotFound, text::NOT_FOUND.as_bytes())
+        );
+        let flagged = three(true).finish();
+        assert_eq!(flagged.status, Status::Ok);
+        let got = docdb_protocol::frame::decode_status_results(&flagged.data).unwrap_or_default();
+        assert_eq!(
+            got,
+            vec![
+                (0, b"{}".to_vec()),
+                (2, text::NOT_FOUND.as_bytes().to_vec()),
+                (3, text::ALREADY_EXISTS.as_bytes().to_vec()),
+            ]
+        );
+        let mut ok = Results::new(false);
+        ok.push(Status::Ok, b"1".to_vec());
+        let ok = ok.finish();
+        assert_eq!(
+            (ok.status, ok.data),
+            (Status::Ok, vec![1, 0, 0, 0, 1, 0, 0, 0, b'1'])
+        );
+    }
+
+    #[test]
+    fn a_failed_flush_replaces_staged_results_and_the_first_failure_by_position_answers() {
+        let mut r = three(false);
+        assert!(r.replace(0, Status::Error, b"disk"));
+        let reply = r.finish();
+        assert_eq!(
+            (reply.status, reply.data.as_slice()),
+            (Status::Error, &b"disk"[..])
+        );
+        let mut r = three(true);
+        assert!(!r.replace(0, Status::Error, &vec![b'x'; MAX_REPLY_DATA]));
+        assert!(!r.replace(7, Status::Error, b"disk"));
+    }
+
+    #[test]
+    fn every_op_repeats_the_failure_only_in_the_per_op_form_and_only_while_it_fits() {
+        let failed = || Reply::from(&docdb_core::Error::Conflict);
+        let v03 = every_op(failed(), 3, false);
+        assert_eq!(
+            (v03.status, v03.data.as_slice()),
+            (Status::Conflict, text::TX_CONFLICT.as_bytes())
+        );
+        let flagged = every_op(failed(), 2, true);
+        assert_eq!(flagged.status, Status::Ok);
+        assert_eq!(flagged.data.len(), 4 + 2 * (5 + text::TX_CONFLICT.len()));
+        let huge = every_op(failed(), MAX_REPLY_DATA, true);
+        assert_eq!(
+            (huge.status, huge.data.as_slice()),
+            (Status::Conflict, text::TX_CONFLICT.as_bytes())
+        );
     }
 }

@@ -52,6 +52,12 @@ fn stopped(failed: Reply, at: usize, req: &Request) -> Attempt {
         return Attempt::Done(failed);
     }
     let others = text::tx_not_applied(at);
+    let size = (5 + others.len())
+        .saturating_mul(req.ops.len())
+        .saturating_add(4 + failed.data.len());
+    if size > docdb_protocol::MAX_REPLY_DATA {
+        return Attempt::Done(failed);
+    }
     let mut results = Results::new(true);
     for i in 0..req.ops.len() {
         let (status, text) = if i == at {
