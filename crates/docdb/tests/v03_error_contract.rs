@@ -11,7 +11,7 @@ mod common;
 mod support;
 
 use common::{Client, Server};
-use docdb_protocol::{Command as Cmd, Op, OpType, Response, PER_OP_STATUS};
+use docdb_protocol::{Command as Cmd, Op, Response, PER_OP_STATUS};
 use support::*;
 
 const BAD_PATCH: &str = "invalid patch operations";
