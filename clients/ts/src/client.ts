@@ -9,18 +9,20 @@ import {
   DocDBError,
   errorForStatus,
   ProtocolError,
-  statusOfText,
 } from './errors.js';
 import { type BigJson, parseBigJson, splitScanPage, toU64 } from './json.js';
 import {
   bytesOf,
   Command,
-  decodeResults,
+  decodeStatusResults,
   encodeRequest,
   OpType,
+  PER_OP_STATUS,
   type Op,
   type Response,
+  type StatusResult,
   textOf,
+  TX_NOT_APPLIED,
 } from './protocol.js';
 
 /** Document ids, database ids and every other u64 of the protocol. */
@@ -209,25 +211,13 @@ function patchBytes(patch: readonly PatchOp[] | Uint8Array | string | undefined)
   return jsonBytes(patch);
 }
 
-/** Whether a read's result is a document (JSON) rather than an error text. */
-function isDocument(b: Uint8Array): boolean {
-  let i = 0;
-  while (i < b.length && (b[i] === 0x20 || b[i] === 0x09 || b[i] === 0x0a || b[i] === 0x0d)) i++;
-  if (i === b.length) return false;
-  const c = b[i]!;
-  // { [ " - 0-9 start every JSON value but the literals; error texts are never JSON.
-  if (c === 0x7b || c === 0x5b || c === 0x22 || c === 0x2d || (c >= 0x30 && c <= 0x39)) return true;
-  const t = textOf(b).trim();
-  return t === 'true' || t === 'false' || t === 'null';
-}
-
 /** The outcome of one op of a batch or transaction. */
 export class OpResult<T = unknown> {
   constructor(
     /** Position in the request. */
     readonly index: number,
     readonly op: OpName | number,
-    /** 0 when the op succeeded, else its status (the reply's for the first failure, else told by its text). */
+    /** 0 when the op succeeded, else its own status (sent per op by the server). */
     readonly status: number,
     /** A read's document bytes, a failed op's error text, else empty. */
     readonly data: Uint8Array,
@@ -496,36 +486,22 @@ function toOp(o: BatchOp): { name: OpName | number; op: Op } {
 }
 
 /**
- * Per-op results of an Execute/Transaction reply, or `null` when the reply is not
- * per-op (a whole-request failure such as `database not open`).
+ * Per-op results of an Execute/Transaction reply to a request sent with
+ * {@link PER_OP_STATUS}: each op with its own status. A non-OK reply is a whole-request
+ * failure (such as `database not open`), its data plain text: thrown as its typed error.
  */
-function perOp(resp: Response, names: (OpName | number)[]): OpResult[] | null {
-  let results: Uint8Array[];
+function perOp(resp: Response, names: (OpName | number)[]): OpResult[] {
+  if (resp.status !== 0) throw errorForStatus(resp.status, textOf(resp.data));
+  let results: StatusResult[];
   try {
-    results = decodeResults(resp.data);
+    results = decodeStatusResults(resp.data);
   } catch (e) {
-    if (resp.status === 0) throw new ProtocolError(`malformed results: ${(e as Error).message}`, { cause: e });
-    return null;
+    throw new ProtocolError(`malformed results: ${(e as Error).message}`, { cause: e });
   }
   if (results.length !== names.length) {
-    if (resp.status === 0) {
-      throw new ProtocolError(`reply has ${results.length} results for ${names.length} ops`);
-    }
-    return null;
+    throw new ProtocolError(`reply has ${results.length} results for ${names.length} ops`);
   }
-  let firstFailure = true;
-  return results.map((data, i) => {
-    const name = names[i]!;
-    let status = 0;
-    if (resp.status !== 0) {
-      const failed = name === 'read' ? data.length > 0 && !isDocument(data) : data.length > 0;
-      if (failed) {
-        status = firstFailure ? resp.status : statusOfText(textOf(data));
-        firstFailure = false;
-      }
-    }
-    return new OpResult(i, name, status, data);
-  });
+  return results.map((r, i) => new OpResult(i, names[i]!, r.status, r.data));
 }
 
 /**
@@ -542,11 +518,9 @@ export class Database {
   ) {}
 
   private async single(name: OpName, op: Op): Promise<Uint8Array> {
-    const resp = await this.client.request(Command.Execute, this.id, [op]);
-    const rs = perOp(resp, [name]);
-    if (rs === null) throw errorForStatus(resp.status, textOf(resp.data));
-    const r = rs[0]!;
-    if (resp.status !== 0) throw errorForStatus(resp.status, textOf(r.data));
+    const resp = await this.client.request(Command.Execute | PER_OP_STATUS, this.id, [op]);
+    const r = perOp(resp, [name])[0]!;
+    if (r.status !== 0) throw errorForStatus(r.status, textOf(r.data));
     return r.data;
   }
 
@@ -603,16 +577,14 @@ export class Database {
   async batch(ops: readonly BatchOp[]): Promise<OpResult[]> {
     const conv = ops.map(toOp);
     const resp = await this.client.request(
-      Command.Execute,
+      Command.Execute | PER_OP_STATUS,
       this.id,
       conv.map((c) => c.op),
     );
-    const rs = perOp(
+    return perOp(
       resp,
       conv.map((c) => c.name),
     );
-    if (rs === null) throw errorForStatus(resp.status, textOf(resp.data));
-    return rs;
   }
 
   /**
@@ -623,32 +595,21 @@ export class Database {
   async transaction(ops: readonly BatchOp[]): Promise<OpResult[]> {
     const conv = ops.map(toOp);
     const resp = await this.client.request(
-      Command.Transaction,
+      Command.Transaction | PER_OP_STATUS,
       this.id,
       conv.map((c) => c.op),
     );
-    if (resp.status === 0) {
-      return perOp(
-        resp,
-        conv.map((c) => c.name),
-      )!;
-    }
-    let results: Uint8Array[] | null = null;
-    try {
-      results = decodeResults(resp.data);
-    } catch {
-      results = null;
-    }
-    if (results === null || results.length !== ops.length) {
-      throw errorForStatus(resp.status, textOf(resp.data));
-    }
-    // The failed op is the last one with a result: the ones after it never ran. When
-    // every result is the same text, the commit itself failed.
-    let at = results.length - 1;
-    while (at > 0 && results[at]!.length === 0) at--;
-    const text = textOf(results[at]!);
-    const allSame = results.length > 1 && results.every((r) => textOf(r) === text);
-    throw errorForStatus(resp.status, text, allSame ? {} : { opIndex: at });
+    const rs = perOp(
+      resp,
+      conv.map((c) => c.name),
+    );
+    const failed = rs.filter((r) => !r.ok);
+    if (failed.length === 0) return rs;
+    // The op that failed has its own text; the others say `transaction not applied:
+    // op N failed`. When every op has the same error, the commit itself failed.
+    const cause = failed.find((r) => !textOf(r.data).startsWith(TX_NOT_APPLIED)) ?? failed[0]!;
+    const allSame = failed.length === rs.length && rs.every((r) => textOf(r.data) === textOf(cause.data));
+    throw errorForStatus(cause.status, textOf(cause.data), allSame && rs.length > 1 ? {} : { opIndex: cause.index });
   }
 
   /** Creates a collection; {@link ServerError} `collection already exists` if it does. */

@@ -117,21 +117,3 @@ export function errorForStatus(status: number, message: string, options?: DocDBE
       return new DocDBError(status, message, options);
   }
 }
-
-/**
- * The status of one failed op in an Execute reply, which carries only its text: the
- * first failed op has the reply's status; the others are told by their stable text.
- */
-export function statusOfText(text: string): number {
-  switch (text) {
-    case 'document not found':
-      return 2;
-    case 'document already exists':
-    case 'transaction conflict':
-      return 3;
-    case 'memory limit exceeded':
-      return 4;
-    default:
-      return 1;
-  }
-}

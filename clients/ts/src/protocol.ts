@@ -44,6 +44,16 @@ export const Command = {
 export type Command = (typeof Command)[keyof typeof Command];
 
 /**
+ * Flag bit of the command byte: an Execute or Transaction sent with it (3 | 0x80,
+ * 13 | 0x80) is answered OK with each op's own status ({@link decodeStatusResults});
+ * a non-OK reply is then a request-level error, its data plain text.
+ */
+export const PER_OP_STATUS = 0x80;
+
+/** Prefix of the text of the ops that did not fail in a failed per-op-status Transaction. */
+export const TX_NOT_APPLIED = 'transaction not applied';
+
+/**
  * Operation types inside Execute and Transaction. Codes 5, 6, 8 and 9 are reserved
  * for WAL records; the server answers them with `unknown operation type`.
  */
@@ -344,6 +354,48 @@ export function decodeResults(data: Uint8Array): Uint8Array[] {
   for (let i = 0; i < n; i++) {
     const len = c.u32() ?? fail('truncated result');
     out.push(c.take(len) ?? fail('result length exceeds the data'));
+  }
+  if (c.remaining() !== 0) fail('trailing bytes after the results');
+  return out;
+}
+
+/** One op's result in the per-op status form: its status (0 = OK) and bytes. */
+export interface StatusResult {
+  status: number;
+  data: Uint8Array;
+}
+
+/** Per-op status reply data: `u32 n`, then per op `u8 status, u32 len, bytes`. */
+export function encodeStatusResults(results: StatusResult[]): Uint8Array {
+  let len = 4;
+  for (const r of results) len += 5 + r.data.length;
+  const out = new Uint8Array(len);
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  dv.setUint32(0, results.length, true);
+  let p = 4;
+  for (const r of results) {
+    out[p] = r.status;
+    dv.setUint32(p + 1, r.data.length, true);
+    p += 5;
+    out.set(r.data, p);
+    p += r.data.length;
+  }
+  return out;
+}
+
+/** Parses per-op status reply data. Throws {@link FrameError}. */
+export function decodeStatusResults(data: Uint8Array): StatusResult[] {
+  const c = new Cursor(data);
+  const fail = (reason: string): never => {
+    throw new FrameError(reason);
+  };
+  const n = c.u32() ?? fail('truncated result count');
+  if (n > Math.floor(c.remaining() / 5)) fail('result count exceeds the data');
+  const out: StatusResult[] = [];
+  for (let i = 0; i < n; i++) {
+    const status = c.u8() ?? fail('truncated result');
+    const len = c.u32() ?? fail('truncated result');
+    out.push({ status, data: c.take(len) ?? fail('result length exceeds the data') });
   }
   if (c.remaining() !== 0) fail('trailing bytes after the results');
   return out;

@@ -9,9 +9,11 @@ import {
   decodeRequest,
   decodeResponse,
   decodeResults,
+  decodeStatusResults,
   encodeRequest,
   encodeResponse,
   encodeResults,
+  encodeStatusResults,
   FrameError,
   FrameReader,
   FrameTooLargeError,
@@ -71,6 +73,8 @@ describe('shared fixture frames.json', () => {
       fixture.requests.some((e) => big(e.request.request_id) || big(e.request.db_id) || e.request.ops.some((o) => big(o.doc_id))),
     );
     assert.ok(fixture.responses.some((e) => e.results));
+    assert.ok(fixture.responses.some((e) => e.statuses));
+    assert.ok(fixture.requests.some((e) => e.request.command === 131));
   });
 
   for (const e of fixture.requests) {
@@ -95,6 +99,14 @@ describe('shared fixture frames.json', () => {
         const results = decodeResults(r.data);
         assert.deepEqual(results.map(toHex), e.results);
         assert.equal(toHex(encodeResults(results)), e.response.data, 'results re-encoded');
+      }
+      if (e.statuses) {
+        const results = decodeStatusResults(r.data);
+        assert.deepEqual(
+          results.map((x) => [x.status, toHex(x.data)]),
+          e.statuses,
+        );
+        assert.equal(toHex(encodeStatusResults(results)), e.response.data, 'statuses re-encoded');
       }
     });
   }

@@ -14,7 +14,7 @@ import {
   ConnectionError,
   decodeRequest,
   encodeResponse,
-  encodeResults,
+  encodeStatusResults,
   FrameReader,
   MAX_FRAME,
   NotFoundError,
@@ -229,12 +229,19 @@ describe('scripted server', { timeout: 60_000 }, () => {
   test('typed errors by status, per-op statuses of a failed batch', async () => {
     const srv = await fakeServer((req, sock) => {
       if (req.command === 1) return reply(sock, req.requestId, 0, Buffer.alloc(8, 0));
-      // Execute: op 0 ok (create), op 1 conflict, op 2 read ok, op 3 read not found.
+      // Execute with per-op statuses (3 | 0x80): op 0 ok (create), op 1 conflict,
+      // op 2 read ok, op 3 read not found; the reply itself is OK.
+      assert.equal(req.command, 131);
       reply(
         sock,
         req.requestId,
-        3,
-        encodeResults([Buffer.alloc(0), Buffer.from('document already exists'), Buffer.from('{"a":1}'), Buffer.from('document not found')]),
+        0,
+        encodeStatusResults([
+          { status: 0, data: Buffer.alloc(0) },
+          { status: 3, data: Buffer.from('document already exists') },
+          { status: 0, data: Buffer.from('{"a":1}') },
+          { status: 2, data: Buffer.from('document not found') },
+        ]),
       );
     });
     const client = await connectT(srv.path);
@@ -250,6 +257,41 @@ describe('scripted server', { timeout: 60_000 }, () => {
     assert.equal(rs[1].error.opIndex, 1);
     assert.deepEqual(rs[2].doc, { a: 1 });
     assert.ok(rs[3].error instanceof NotFoundError);
+    await client.close();
+    await srv.close();
+  });
+
+  test('a failed transaction (per-op statuses) rejects with the failing op, a plain-text error as itself', async () => {
+    const na = Buffer.from('transaction not applied: op 1 failed');
+    const srv = await fakeServer((req, sock) => {
+      if (req.command === 1) return reply(sock, req.requestId, 0, Buffer.alloc(8, 0));
+      assert.equal(req.command, 141);
+      if (req.ops.length === 1) return reply(sock, req.requestId, 1, Buffer.from('database not open'));
+      reply(
+        sock,
+        req.requestId,
+        0,
+        encodeStatusResults([
+          { status: 1, data: na },
+          { status: 2, data: Buffer.from('document not found') },
+          { status: 1, data: na },
+        ]),
+      );
+    });
+    const client = await connectT(srv.path);
+    const db = await client.openDb('x');
+    await assert.rejects(
+      db.transaction([
+        { op: 'create', id: 1n, doc: 1 },
+        { op: 'read', id: 2n },
+        { op: 'create', id: 3n, doc: 3 },
+      ]),
+      (e) => e instanceof NotFoundError && e.opIndex === 1 && e.message === 'document not found',
+    );
+    await assert.rejects(
+      db.transaction([{ op: 'read', id: 2n }]),
+      (e) => e.status === 1 && e.message === 'database not open',
+    );
     await client.close();
     await srv.close();
   });

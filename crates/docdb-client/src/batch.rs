@@ -2,14 +2,12 @@
 //! own, per-op results) or a Transaction (all or nothing), and the decoding of their
 //! replies.
 //!
-//! The reply carries one status (the first failed op's) and per op its bytes: a read's
-//! document, a failed op's error text, else nothing. A failed op is recognised by its
-//! bytes: a write's result is empty unless it failed; a read's result is a stored
-//! document — always valid JSON — unless it failed (error texts are not JSON).
+//! Both are sent with the per-op status flag ([`docdb_protocol::PER_OP_STATUS`]): an OK
+//! reply carries per op its own status and bytes (a read's document, a failed op's
+//! error text, else nothing); a non-OK reply is a request-level error, plain text.
 
-use docdb_protocol::frame::decode_results;
-use docdb_protocol::{Op, OpType, Response};
-use serde::de::IgnoredAny;
+use docdb_protocol::frame::decode_status_results;
+use docdb_protocol::{text, Op, OpType, Response};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -133,74 +131,62 @@ impl Batch {
     }
 }
 
-/// Whether the result bytes of an op of type `kind` are an error text.
-fn failed(kind: u8, result: &[u8]) -> bool {
-    if kind == OpType::Read as u8 {
-        serde_json::from_slice::<IgnoredAny>(result).is_err()
-    } else {
-        !result.is_empty()
-    }
-}
-
 fn success(kind: u8, result: Vec<u8>) -> Option<Vec<u8>> {
     (kind == OpType::Read as u8).then_some(result)
 }
 
-/// The per-op results, when the reply carries them (`None` for a request-level error
-/// such as `database not open`, whose data is plain text).
-fn results_of(kinds: &[u8], resp: &Response) -> Result<Option<Vec<Vec<u8>>>> {
-    match decode_results(&resp.data) {
-        Ok(results) if results.len() == kinds.len() => Ok(Some(results)),
-        Ok(results) => Err(Error::protocol(format!(
+/// The per-op results of a reply to a request sent with the per-op status flag: an OK
+/// reply carries each op's status and bytes; any other reply is a request-level error
+/// (`database not open`, `request queue is full`, ...) whose data is plain text.
+fn results_of(kinds: &[u8], resp: Response) -> Result<Vec<(u8, Vec<u8>)>> {
+    if resp.status != 0 {
+        return Err(Error::from_status(resp.status, &resp.data));
+    }
+    let results =
+        decode_status_results(&resp.data).map_err(|e| Error::protocol(format!("results: {e}")))?;
+    if results.len() != kinds.len() {
+        return Err(Error::protocol(format!(
             "{} results for {} ops",
             results.len(),
             kinds.len()
-        ))),
-        Err(e) if resp.status == 0 => Err(Error::protocol(format!("results: {e}"))),
-        Err(_) => Ok(None),
+        )));
     }
+    Ok(results)
 }
 
-/// Decodes an Execute reply: one result per op.
+/// Decodes an Execute reply: one result per op, each with its own status.
 pub(crate) fn execute_results(kinds: &[u8], resp: Response) -> Result<Vec<OpResult>> {
-    let Some(results) = results_of(kinds, &resp)? else {
-        return Err(Error::from_status(resp.status, &resp.data));
-    };
-    let mut first_failure = true;
-    Ok(results
+    Ok(results_of(kinds, resp)?
         .into_iter()
         .zip(kinds)
-        .map(|(result, &kind)| {
-            if resp.status == 0 || !failed(kind, &result) {
+        .map(|((status, result), &kind)| {
+            if status == 0 {
                 Ok(success(kind, result))
-            } else if std::mem::take(&mut first_failure) {
-                // The reply's status is the first failed op's.
-                Err(Error::from_status(resp.status, &result))
             } else {
-                Err(Error::from_op_text(&result))
+                Err(Error::from_status(status, &result))
             }
         })
         .collect())
 }
 
-/// Decodes a Transaction reply: every op's result, or the error that aborted it.
+/// Decodes a Transaction reply: every op's result, or the error of the op that
+/// aborted it (the other ops say `transaction not applied: op N failed`).
 pub(crate) fn transaction_results(kinds: &[u8], resp: Response) -> Result<Vec<Option<Vec<u8>>>> {
-    let Some(results) = results_of(kinds, &resp)? else {
-        return Err(Error::from_status(resp.status, &resp.data));
-    };
-    if resp.status == 0 {
-        return Ok(results
-            .into_iter()
-            .zip(kinds)
-            .map(|(r, &kind)| success(kind, r))
-            .collect());
-    }
-    let text = results
+    let results = results_of(kinds, resp)?;
+    let failed = |(status, _): &&(u8, Vec<u8>)| *status != 0;
+    let cause = results
         .iter()
+        .filter(failed)
+        .find(|(_, text)| !text.starts_with(text::TX_NOT_APPLIED.as_bytes()))
+        .or_else(|| results.iter().find(failed));
+    if let Some((status, text)) = cause {
+        return Err(Error::from_status(*status, text));
+    }
+    Ok(results
+        .into_iter()
         .zip(kinds)
-        .find(|(r, &kind)| failed(kind, r))
-        .map_or(&b"transaction failed"[..], |(r, _)| r.as_slice());
-    Err(Error::from_status(resp.status, text))
+        .map(|((_, r), &kind)| success(kind, r))
+        .collect())
 }
 
 /// Decodes the reply of a single-op Execute.
@@ -214,33 +200,31 @@ pub(crate) fn single_result(kind: OpType, resp: Response) -> Result<Option<Vec<u
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use docdb_protocol::frame::encode_results;
+    use docdb_protocol::frame::encode_status_results;
 
     const R: u8 = OpType::Read as u8;
     const C: u8 = OpType::Create as u8;
 
-    fn resp(status: u8, results: &[&[u8]]) -> Response {
-        let results: Vec<Vec<u8>> = results.iter().map(|r| r.to_vec()).collect();
+    fn resp(results: &[(u8, &[u8])]) -> Response {
+        let results: Vec<(u8, Vec<u8>)> = results.iter().map(|(s, r)| (*s, r.to_vec())).collect();
         Response {
             request_id: 1,
-            status,
-            data: encode_results(&results),
+            status: 0,
+            data: encode_status_results(&results),
         }
     }
 
     #[test]
-    fn execute_failures_are_told_from_documents() {
-        let r = resp(
-            2,
-            &[
-                b"",
-                b"document not found",
-                br#"{"a":1}"#,
-                b"document already exists",
-                b"null",
-            ],
-        );
-        let out = execute_results(&[C, R, R, C, R], r).unwrap();
+    fn execute_results_keep_each_ops_status() {
+        let r = resp(&[
+            (0, b""),
+            (2, b"document not found"),
+            (0, br#"{"a":1}"#),
+            (3, b"document already exists"),
+            (0, b"null"),
+            (1, b"invalid patch operations"),
+        ]);
+        let out = execute_results(&[C, R, R, C, R, C], r).unwrap();
         assert!(matches!(out[0], Ok(None)));
         assert!(out[1].as_ref().unwrap_err().is_not_found());
         assert_eq!(
@@ -249,6 +233,10 @@ mod tests {
         );
         assert!(out[3].as_ref().unwrap_err().is_conflict());
         assert_eq!(out[4].as_ref().unwrap().as_deref(), Some(&b"null"[..]));
+        assert_eq!(
+            out[5].as_ref().unwrap_err().server_text(),
+            Some("invalid patch operations")
+        );
     }
 
     #[test]
@@ -266,21 +254,26 @@ mod tests {
             data: vec![1, 0],
         };
         assert!(execute_results(&[C], short).unwrap_err().is_protocol());
-        let wrong_count = resp(0, &[b"", b""]);
+        let wrong_count = resp(&[(0, b""), (0, b"")]);
         assert!(execute_results(&[C], wrong_count)
             .unwrap_err()
             .is_protocol());
-        assert!(single_result(OpType::Read, resp(0, &[])).is_err());
+        assert!(single_result(OpType::Read, resp(&[])).is_err());
     }
 
     #[test]
     fn a_failed_transaction_reports_the_failing_op() {
-        let r = resp(2, &[br#"{"x":1}"#, b"", b"document not found", b""]);
+        let r = resp(&[
+            (1, b"transaction not applied: op 2 failed"),
+            (1, b"transaction not applied: op 2 failed"),
+            (2, b"document not found"),
+            (1, b"transaction not applied: op 2 failed"),
+        ]);
         let e = transaction_results(&[R, C, R, C], r).unwrap_err();
         assert!(e.is_not_found(), "{e}");
-        let all = resp(3, &[b"transaction conflict", b"transaction conflict"]);
+        let all = resp(&[(3, b"transaction conflict"), (3, b"transaction conflict")]);
         assert!(transaction_results(&[C, C], all).unwrap_err().is_conflict());
-        let ok = resp(0, &[b"", b"[1]"]);
+        let ok = resp(&[(0, b""), (0, b"[1]")]);
         assert_eq!(
             transaction_results(&[C, R], ok).unwrap(),
             vec![None, Some(b"[1]".to_vec())]

@@ -229,10 +229,22 @@ impl Client {
         ops: Vec<Op>,
         decode: impl FnOnce(Response) -> Result<T> + Send + 'static,
     ) -> Result<Pending<T>> {
+        self.submit_code(db_id, command as u8, ops, decode)
+    }
+
+    /// [`Client::submit_with`] with a raw command byte (a command with a flag such as
+    /// [`docdb_protocol::PER_OP_STATUS`]).
+    pub(crate) fn submit_code<T>(
+        &self,
+        db_id: u64,
+        command: u8,
+        ops: Vec<Op>,
+        decode: impl FnOnce(Response) -> Result<T> + Send + 'static,
+    ) -> Result<Pending<T>> {
         let mut req = Request {
             request_id: 0,
             db_id,
-            command: command as u8,
+            command,
             ops,
         };
         let n = self.inner.slots.len();

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use docdb_protocol::{Command, Op, OpType};
+use docdb_protocol::{Command, Op, OpType, PER_OP_STATUS};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -16,6 +16,11 @@ use crate::client::{json_reply, ok_data, Client, Pending};
 use crate::error::{Error, Result};
 use crate::scan::Scan;
 use crate::stats::HealStats;
+
+/// Document ops go out with the per-op status flag, so each op's result carries its
+/// own status (docs/PROTOCOL.md, "Per-op statuses").
+const EXECUTE: u8 = Command::Execute as u8 | PER_OP_STATUS;
+const TRANSACTION: u8 = Command::Transaction as u8 | PER_OP_STATUS;
 
 /// An open database. Document methods on the handle itself act on the `_default`
 /// collection; [`Database::collection`] addresses another.
@@ -134,10 +139,9 @@ impl Database {
     /// Sends the batch as an Execute without waiting for it (pipelining).
     pub fn submit(&self, batch: &Batch) -> Result<Pending<Vec<OpResult>>> {
         let (ops, kinds) = batch.to_request()?;
-        self.client
-            .submit_with(self.id, Command::Execute, ops, move |resp| {
-                execute_results(&kinds, resp)
-            })
+        self.client.submit_code(self.id, EXECUTE, ops, move |resp| {
+            execute_results(&kinds, resp)
+        })
     }
 
     /// Applies all of the batch's ops or none (Transaction), at one snapshot. Returns
@@ -147,9 +151,10 @@ impl Database {
     pub fn transaction(&self, batch: &Batch) -> Result<Vec<Option<Vec<u8>>>> {
         let (ops, kinds) = batch.to_request()?;
         self.client
-            .request(self.id, Command::Transaction, ops, move |resp| {
+            .submit_code(self.id, TRANSACTION, ops, move |resp| {
                 transaction_results(&kinds, resp)
-            })
+            })?
+            .wait()
     }
 
     /// Creates collection `name`; `collection already exists` if it does.
@@ -207,9 +212,10 @@ impl Database {
     fn single(&self, op: Op) -> Result<Option<Vec<u8>>> {
         let kind = op.kind().unwrap_or(OpType::Create);
         self.client
-            .request(self.id, Command::Execute, vec![op], move |resp| {
+            .submit_code(self.id, EXECUTE, vec![op], move |resp| {
                 single_result(kind, resp)
-            })
+            })?
+            .wait()
     }
 }
 

@@ -8,12 +8,9 @@ use std::io;
 
 use docdb_protocol::Status;
 
-/// Stable server texts the client needs to recognise (SPEC §2). Per-op results of a
-/// batch carry only the text, so the status of each failed op is recovered from it.
+/// Stable server texts the client needs to recognise (SPEC §2).
 pub(crate) mod text {
-    pub use docdb_protocol::text::{
-        ALREADY_EXISTS, FRAME_TOO_LARGE, MEMORY_LIMIT, NOT_FOUND, TX_CONFLICT,
-    };
+    pub use docdb_protocol::text::FRAME_TOO_LARGE;
 }
 
 /// Everything a DocDB call can fail with.
@@ -107,18 +104,6 @@ impl Error {
         }
     }
 
-    /// The error of a failed op inside a batch, whose own status is not on the wire:
-    /// recovered from its stable text.
-    pub(crate) fn from_op_text(data: &[u8]) -> Error {
-        let status = match std::str::from_utf8(data) {
-            Ok(text::NOT_FOUND) => Status::NotFound,
-            Ok(text::ALREADY_EXISTS | text::TX_CONFLICT) => Status::Conflict,
-            Ok(text::MEMORY_LIMIT) => Status::MemoryLimit,
-            _ => Status::Error,
-        };
-        Error::from_status(status as u8, data)
-    }
-
     pub(crate) fn protocol(what: impl Into<String>) -> Error {
         Error::Protocol(what.into())
     }
@@ -140,14 +125,5 @@ mod tests {
         assert_eq!(e.server_text(), Some("collection is not empty"));
         assert!(Error::from_status(9, b"from the future").is_server());
         assert!(Error::from_status(1, &[0xff, b'x']).is_server());
-    }
-
-    #[test]
-    fn op_texts_recover_their_status() {
-        assert!(Error::from_op_text(b"document not found").is_not_found());
-        assert!(Error::from_op_text(b"document already exists").is_conflict());
-        assert!(Error::from_op_text(b"transaction conflict").is_conflict());
-        assert!(Error::from_op_text(b"memory limit exceeded").is_memory_limit());
-        assert!(Error::from_op_text(b"invalid JSON path").is_server());
     }
 }

@@ -33,7 +33,7 @@ pub enum Error {
     CollectionExists,
     #[error("collection is not empty")]
     CollectionNotEmpty,
-    #[error("the default collection cannot be deleted")]
+    #[error("cannot delete default collection")]
     DefaultCollection,
     /// A database or collection name outside the allowed alphabet or length.
     #[error("invalid {kind} name {name:?}: {reason}")]

@@ -57,8 +57,16 @@ pub struct Request {
 }
 
 impl Request {
+    /// The request's command, the [`PER_OP_STATUS`](crate::types::PER_OP_STATUS) flag
+    /// aside.
     pub fn command(&self) -> Option<Command> {
-        Command::from_u8(self.command)
+        Command::decode(self.command).map(|(c, _)| c)
+    }
+
+    /// Whether the request asks for the per-op status form of an Execute or
+    /// Transaction reply.
+    pub fn per_op_status(&self) -> bool {
+        matches!(Command::decode(self.command), Some((_, true)))
     }
 }
 
@@ -285,6 +293,47 @@ pub fn decode_results(data: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     Ok(out)
 }
 
+/// Reply data of the per-op status form (an OK reply to a flagged Execute or
+/// Transaction): `u32 n`, then per op `u8 status, u32 len, bytes`.
+pub fn encode_status_results(results: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + results.iter().map(|r| 5 + r.1.len()).sum::<usize>());
+    out.extend_from_slice(&(results.len() as u32).to_le_bytes());
+    for (status, r) in results {
+        out.push(*status);
+        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        out.extend_from_slice(r);
+    }
+    out
+}
+
+/// Parses reply data of the per-op status form: per op its raw status and bytes (a
+/// read's document, a failed op's error text, else empty).
+pub fn decode_status_results(data: &[u8]) -> Result<Vec<(u8, Vec<u8>)>, DecodeError> {
+    let mut c = Reader::new(data);
+    let err = |reason| DecodeError {
+        request_id: None,
+        reason,
+    };
+    let n = c.u32().ok_or(err("truncated result count"))? as usize;
+    if n > c.remaining() / 5 {
+        return Err(err("result count exceeds the data"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let status = c.u8().ok_or(err("truncated result"))?;
+        let len = c.u32().ok_or(err("truncated result"))? as usize;
+        let bytes = c
+            .bytes(len)
+            .ok_or(err("result length exceeds the data"))?
+            .to_vec();
+        out.push((status, bytes));
+    }
+    if c.remaining() != 0 {
+        return Err(err("trailing bytes after the results"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +440,22 @@ mod tests {
         let results = vec![b"x".to_vec(), vec![], b"yz".to_vec()];
         assert_eq!(decode_results(&encode_results(&results)).unwrap(), results);
         assert!(decode_results(&[255, 255, 255, 255]).is_err());
+        let statused = vec![(0, b"{}".to_vec()), (2, b"document not found".to_vec())];
+        let data = encode_status_results(&statused);
+        assert_eq!(&data[..9], &[2, 0, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(decode_status_results(&data).unwrap(), statused);
+        assert!(decode_status_results(&data[..data.len() - 1]).is_err());
+        assert!(decode_status_results(&[1, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn the_per_op_status_flag_keeps_the_command() {
+        let mut req = sample();
+        req.command = Command::Transaction as u8 | crate::types::PER_OP_STATUS;
+        let got = decode_request(&frame_of(&req)).unwrap();
+        assert_eq!(got.command(), Some(Command::Transaction));
+        assert!(got.per_op_status());
+        assert!(!sample().per_op_status());
     }
 
     #[test]
@@ -434,6 +499,7 @@ mod tests {
             let _ = decode_request(&bytes);
             let _ = decode_response(&bytes);
             let _ = decode_results(&bytes);
+            let _ = decode_status_results(&bytes);
         }
 
         #[test]

@@ -13,6 +13,10 @@
 //! response := request_id u64  status u8  data_len u32  data[data_len]
 //! ```
 //!
+//! The data of a non-OK response is always UTF-8 error text (what every v0.3 client
+//! reads). An Execute or Transaction sent with [`PER_OP_STATUS`] on its command byte
+//! gets each op's own status instead ([`frame::decode_status_results`]).
+//!
 //! # Layout
 //! - [`codec`]: the bounds-checked little-endian reader every decoder uses.
 //! - [`frame`]: request and response encoding and decoding.
@@ -30,7 +34,7 @@ pub use frame::{
     decode_request, decode_response, encode_request, encode_response, request_header, DecodeError,
     Op, Request, Response,
 };
-pub use types::{Command, OpType, Status};
+pub use types::{Command, OpType, Status, PER_OP_STATUS};
 
 /// Largest frame accepted. A document may be up to 16 MiB; the frame limit leaves room
 /// for one such document plus its request header.

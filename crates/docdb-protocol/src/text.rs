@@ -22,10 +22,12 @@ pub const COLLECTION_NOT_EMPTY: &str = "collection is not empty";
 pub const INVALID_PATH: &str = "invalid JSON path";
 pub const NOT_AN_OBJECT: &str = "document is not a JSON object";
 pub const INVALID_PATCH: &str = "invalid patch operations";
+/// v0.3's text (SPEC §8); the rewrite said "the default collection cannot be deleted"
+/// before the v0.3 error contract was restored.
+pub const DEFAULT_COLLECTION: &str = "cannot delete default collection";
 // Added by the Rust rewrite.
 pub const PATCH_TEST_FAILED: &str = "patch test failed";
 pub const TX_CONFLICT: &str = "transaction conflict";
-pub const DEFAULT_COLLECTION: &str = "the default collection cannot be deleted";
 pub const TX_TOO_LARGE: &str = "transaction exceeds maximum size";
 pub const READ_ONLY: &str = "database is read-only after a failed write or fsync; it accepts writes again only after a restart (check it first with `docdb check`)";
 /// Prefix of the error of a write whose own group commit's WAL write or fsync failed:
@@ -60,6 +62,16 @@ pub const SHUTTING_DOWN: &str = "server is shutting down";
 /// (never a truncated or oversize frame). Execute and Transaction add what was applied
 /// (docs/PROTOCOL.md, "Replies and the frame limit").
 pub const REPLY_TOO_LARGE: &str = "reply exceeds the frame limit (16 MiB)";
+
+/// Prefix of the per-op text, in the per-op status form of a failed Transaction, of
+/// every op other than the one that failed: "transaction not applied: op N failed"
+/// (N counted from 0).
+pub const TX_NOT_APPLIED: &str = "transaction not applied";
+
+/// "transaction not applied: op N failed".
+pub fn tx_not_applied(failed_op: usize) -> String {
+    format!("{TX_NOT_APPLIED}: op {failed_op} failed")
+}
 
 /// "document nests deeper than N levels (limits.max_depth)".
 pub fn too_deep(max: usize) -> String {

@@ -50,6 +50,29 @@ commands! {
     15 => Scan, "scan";
 }
 
+/// Flag bit of the command byte: set on Execute (3) or Transaction (13), it asks for the
+/// reply in the per-op status form (docs/PROTOCOL.md, "Per-op statuses"): status OK
+/// whenever the ops ran, data `u32 n`, then per op `u8 status, u32 len, bytes`. A v0.3
+/// client never sets it (its commands are 1–12), and no command code reaches it (codes
+/// stay below 128), so the flagged bytes 131 and 141 cannot collide with a command.
+/// On any other command the byte is an unknown command.
+pub const PER_OP_STATUS: u8 = 0x80;
+
+impl Command {
+    /// The command of a request's command byte and whether it carries
+    /// [`PER_OP_STATUS`]; `None` for an unknown byte, including the flag on a command
+    /// other than Execute and Transaction.
+    pub fn decode(b: u8) -> Option<(Command, bool)> {
+        if b & PER_OP_STATUS == 0 {
+            return Command::from_u8(b).map(|c| (c, false));
+        }
+        match Command::from_u8(b & !PER_OP_STATUS)? {
+            c @ (Command::Execute | Command::Transaction) => Some((c, true)),
+            _ => None,
+        }
+    }
+}
+
 /// Operation types inside Execute and Transaction. Codes 5 (commit), 6 (checkpoint),
 /// 8 and 9 (collection create/delete) are reserved for WAL records and rejected in
 /// requests with `unknown operation type`.
@@ -144,5 +167,21 @@ mod tests {
         assert_eq!(Command::ALL.len(), 15);
         assert_eq!(Command::Scan.name(), "scan");
         assert_eq!(Command::from_u8(0), None);
+    }
+
+    #[test]
+    fn the_per_op_status_flag_is_valid_on_execute_and_transaction_only() {
+        assert_eq!(Command::decode(3), Some((Command::Execute, false)));
+        assert_eq!(Command::decode(131), Some((Command::Execute, true)));
+        assert_eq!(Command::decode(141), Some((Command::Transaction, true)));
+        for b in 0..=255u8 {
+            if b & PER_OP_STATUS != 0 && b != 131 && b != 141 {
+                assert_eq!(Command::decode(b), None, "{b}");
+            }
+            // Every command code leaves the flag bit free.
+            if let Some(c) = Command::from_u8(b) {
+                assert_eq!(c as u8 & PER_OP_STATUS, 0);
+            }
+        }
     }
 }

@@ -11,10 +11,12 @@
 
 use std::path::PathBuf;
 
-use docdb_protocol::frame::{decode_results, encode_results};
+use docdb_protocol::frame::{
+    decode_results, decode_status_results, encode_results, encode_status_results,
+};
 use docdb_protocol::{
     decode_request, decode_response, encode_request, encode_response, Command, Op, OpType, Request,
-    Response, Status, MAX_FRAME,
+    Response, Status, MAX_FRAME, PER_OP_STATUS,
 };
 use serde_json::{json, Map, Value};
 
@@ -153,7 +155,8 @@ type ResponseCase<'a> = (&'a str, Response, Option<&'a Vec<Vec<u8>>>);
 fn generate() -> Value {
     const ABOVE_2_53: u64 = (1 << 53) + 1;
     let execute = Command::Execute as u8;
-    let requests: Vec<(&str, Request)> = vec![
+    let requests: Vec<(&str, Request)> =
+        vec![
         (
             "OpenDB: ops[0].payload is the name",
             Request {
@@ -231,6 +234,15 @@ fn generate() -> Value {
             },
         ),
         (
+            "Execute with the per-op status flag (3 | 0x80 = 131)",
+            Request {
+                request_id: 12,
+                db_id: 4,
+                command: execute | PER_OP_STATUS,
+                ops: vec![op(OpType::Create, "t", 1, "{}"), op(OpType::Read, "t", 2, "")],
+            },
+        ),
+        (
             "Transaction (13): create, update, delete",
             Request {
                 request_id: 11,
@@ -288,13 +300,16 @@ fn generate() -> Value {
         .flat_map(|v| v.to_le_bytes())
         .collect();
     let results_ok: Vec<Vec<u8>> = vec![br#"{"a":1}"#.to_vec(), vec![], vec![]];
-    let results_failed: Vec<Vec<u8>> = vec![
-        b"document already exists".to_vec(),
-        vec![],
-        b"document not found".to_vec(),
-        br#"{"x":1}"#.to_vec(),
-        b"unknown operation type".to_vec(),
-    ];
+    let statuses: Vec<(u8, Vec<u8>)> = vec![
+        (Status::Conflict, b"document already exists".to_vec()),
+        (Status::Ok, vec![]),
+        (Status::NotFound, b"document not found".to_vec()),
+        (Status::Ok, br#"{"x":1}"#.to_vec()),
+        (Status::Error, b"unknown operation type".to_vec()),
+    ]
+    .into_iter()
+    .map(|(s, d)| (s as u8, d))
+    .collect();
     let responses: Vec<ResponseCase> = vec![
         (
             "OpenDB OK: u64 id",
@@ -312,9 +327,9 @@ fn generate() -> Value {
             Some(&results_ok),
         ),
         (
-            "Execute failed: status of the first failed op, per-op texts",
-            Response::new(10, Status::Conflict, encode_results(&results_failed)),
-            Some(&results_failed),
+            "Execute failed (v0.3 error contract): the first failed op's status, its text alone",
+            Response::new(10, Status::Conflict, b"document already exists".to_vec()),
+            None,
         ),
         ("Stats: 5 x u64", Response::new(13, Status::Ok, stats), None),
         (
@@ -404,7 +419,15 @@ fn generate() -> Value {
                 v["results"] = json!(rs.iter().map(|x| to_hex(x)).collect::<Vec<_>>());
             }
             v
-        }).collect::<Vec<_>>(),
+        }).chain(std::iter::once({
+            let r = Response::new(14, Status::Ok, encode_status_results(&statuses));
+            json!({
+                "name": "Execute with per-op statuses (flag 0x80): OK, per op u8 status, u32 len, bytes",
+                "response": response_json(&r),
+                "wire": to_hex(&wire_response(&r)),
+                "statuses": statuses.iter().map(|(s, d)| json!([s, to_hex(d)])).collect::<Vec<_>>(),
+            })
+        })).collect::<Vec<_>>(),
         "invalid_requests": invalid_requests.iter().map(|(name, f)| json!({
             "name": name,
             "frame": to_hex(f),
@@ -501,6 +524,25 @@ fn responses_decode_to_their_objects_and_encode_back() {
                 "{name}: results re-encoded"
             );
         }
+        if let Some(statuses) = e.get("statuses") {
+            let want: Vec<(u8, Vec<u8>)> = statuses
+                .as_array()
+                .expect("statuses")
+                .iter()
+                .map(|p| {
+                    let s = p[0].as_u64().expect("status") as u8;
+                    (s, from_hex(p[1].as_str().expect("hex")))
+                })
+                .collect();
+            let got =
+                decode_status_results(&decoded.data).unwrap_or_else(|err| panic!("{name}: {err}"));
+            assert_eq!(got, want, "{name}: statuses");
+            assert_eq!(
+                encode_status_results(&got),
+                decoded.data,
+                "{name}: statuses re-encoded"
+            );
+        }
     }
 }
 
@@ -556,5 +598,16 @@ fn fixture_covers_the_cases_both_codecs_must_agree_on() {
             .iter()
             .any(|e| e.get("results").is_some()),
         "an Execute results payload"
+    );
+    assert!(
+        entries(&f, "responses")
+            .iter()
+            .any(|e| e.get("statuses").is_some()),
+        "a per-op status payload"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.command == Command::Execute as u8 | PER_OP_STATUS),
+        "an Execute with the per-op status flag"
     );
 }

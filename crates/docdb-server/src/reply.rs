@@ -304,7 +304,7 @@ mod tests {
             (
                 Error::DefaultCollection,
                 Status::Error,
-                "the default collection cannot be deleted",
+                "cannot delete default collection",
             ),
             (Error::InvalidPath, Status::Error, "invalid JSON path"),
             (

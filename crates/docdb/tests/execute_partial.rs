@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! A multi-op Execute with a bad patch in the middle (issue 15): each op of an Execute is
 //! atomic on its own and they run in order, so `[update 1, bad patch 1, read 1]`
-//! answers Error (the first failure's status) with per-op results `["", <patch error>,
-//! <the updated document>]`; the update is durable (there after a SIGKILL), the patch
+//! answers Error (the first failure's status) with the patch's error text (the v0.3
+//! contract), and with the per-op status flag OK with per-op results `[ok "", error
+//! <patch error>, ok <the updated document>]`; the update is durable (there after a SIGKILL), the patch
 //! changed nothing. Then the same failing patch pipelined between other requests on one
 //! connection (so they share the worker's batches): each reply is its own, the others'
 //! writes all land.
@@ -36,11 +37,27 @@ fn an_execute_with_a_bad_patch_runs_the_ops_around_it() {
             read_op("", 1),
         ],
     );
-    assert_eq!(st, 1, "{res:?}");
+    assert_eq!((st, res), (1, vec![BAD_PATCH.as_bytes().to_vec()]));
+    let (st, res) = c.execute_statuses(
+        db,
+        vec![
+            update_op("", 1, r#"{"v":1}"#),
+            patch_op(1, "not json"),
+            read_op("", 1),
+        ],
+    );
+    assert_eq!(st, 0, "{res:?}");
     assert_eq!(res.len(), 3);
-    assert_eq!(res[0], b"");
-    assert_eq!(String::from_utf8_lossy(&res[1]), BAD_PATCH);
-    assert_eq!(res[2], br#"{"v":1}"#, "the read after the bad patch");
+    assert_eq!(res[0], (0, b"".to_vec()));
+    assert_eq!(
+        (res[1].0, String::from_utf8_lossy(&res[1].1)),
+        (1, BAD_PATCH.into())
+    );
+    assert_eq!(
+        res[2],
+        (0, br#"{"v":1}"#.to_vec()),
+        "the read after the bad patch"
+    );
 
     // Pipelined: create 2, bad patch 1, update 1, create 3; one connection, no waits.
     let reqs: Vec<(Vec<Op>, u8)> = vec![

@@ -43,19 +43,24 @@ fn corrupt_read_fails_cleanly_until_healed_on_demand() {
             assert!(!text.contains(&marker(id)), "no document bytes: {text}");
         }
     }
-    // In a multi-op Execute the intact document is served and the corrupt one fails.
-    let (st, res) = c.execute(
-        db,
+    // In a multi-op Execute the intact document is served and the corrupt one fails
+    // (per-op statuses); without the flag the reply is the failure's text alone.
+    let reads = || {
         vec![
             Op::new(OpType::Read, "", 2, vec![]),
             Op::new(OpType::Read, "", 3, vec![]),
             Op::new(OpType::Read, "", 4, vec![]),
-        ],
-    );
+        ]
+    };
+    let (st, res) = c.execute(db, reads());
     assert_eq!(st, 1);
-    assert_eq!(res[0], doc(2));
-    assert!(res[1].starts_with(b"document is corrupt"));
-    assert_eq!(res[2], doc(4));
+    assert!(res[0].starts_with(b"document is corrupt"));
+    let (st, res) = c.execute_statuses(db, reads());
+    assert_eq!(st, 0);
+    assert_eq!(res[0], (0, doc(2)));
+    assert_eq!(res[1].0, 1);
+    assert!(res[1].1.starts_with(b"document is corrupt"));
+    assert_eq!(res[2], (0, doc(4)));
     // A scan over the damaged document fails rather than serving it.
     let r = c.call(
         db,

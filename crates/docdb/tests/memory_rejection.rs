@@ -43,8 +43,8 @@ fn a_write_refused_for_memory_mid_execute_or_in_a_transaction_leaves_no_trace() 
     let (mem0, wal0, tx0) = counters(&mut c);
     assert!(mem0 >= 800 * KIB as u64, "memory_used {mem0}");
 
-    // Execute: the op over the limit fails alone.
-    let (st, res) = c.execute(
+    // Execute: the op over the limit fails alone (per-op statuses).
+    let (st, res) = c.execute_statuses(
         db,
         vec![
             create_op("", 10, &doc(10, KIB)),
@@ -52,10 +52,10 @@ fn a_write_refused_for_memory_mid_execute_or_in_a_transaction_leaves_no_trace() 
             create_op("", 12, &doc(12, KIB)),
         ],
     );
-    assert_eq!(st, STATUS_MEMORY_LIMIT, "{res:?}");
+    assert_eq!(st, 0, "{res:?}");
     assert_eq!(res.len(), 3);
-    assert!(res[0].is_empty() && res[2].is_empty(), "{res:?}");
-    assert_eq!(res[1], REFUSED);
+    assert!(res[0] == (0, vec![]) && res[2] == (0, vec![]), "{res:?}");
+    assert_eq!(res[1], (STATUS_MEMORY_LIMIT, REFUSED.to_vec()));
     let (mem1, wal1, tx1) = counters(&mut c);
     let two_small = 2 * (KIB as u64 + docdb_core::memory::INDEX_ENTRY_BYTES);
     assert_eq!(
@@ -81,6 +81,7 @@ fn a_write_refused_for_memory_mid_execute_or_in_a_transaction_leaves_no_trace() 
         ],
     );
     assert_eq!(r.status, STATUS_MEMORY_LIMIT, "{}", text(&r));
+    assert_eq!(r.data, REFUSED, "the failing op's text alone");
     assert_eq!(
         counters(&mut c),
         (mem1, wal1, tx1),

@@ -140,8 +140,9 @@ pub static COMMANDS: &[Spec] = &[
 
 /// The table entry of a request's command, if the server serves it.
 pub fn lookup(req: &Request) -> Option<&'static Spec> {
-    let code = req.command;
-    COMMANDS.iter().find(|s| s.command as u8 == code)
+    // The per-op status flag selects a reply form, not a command.
+    let command = req.command()?;
+    COMMANDS.iter().find(|s| s.command == command)
 }
 
 /// The table entry of `command`, if the server serves it.
@@ -257,14 +258,16 @@ impl Flush {
 pub enum Deferred {
     /// An Execute: its own results, with each staged write's outcome.
     Execute(execute::Deferred),
-    /// A request answered as a whole: `ok` once durable, else `fail(error, ops)`.
+    /// A request answered as a whole: `ok` once durable, else
+    /// `fail(error, ops, per_op_status)`.
     Whole {
         command: Command,
         to: ReplyTo,
         started: Instant,
         ok: Reply,
-        fail: fn(&docdb_core::Error, usize) -> Reply,
+        fail: fn(&docdb_core::Error, usize, bool) -> Reply,
         ops: usize,
+        per_op_status: bool,
     },
 }
 
@@ -280,10 +283,11 @@ impl Deferred {
                 ok,
                 fail,
                 ops,
+                per_op_status,
             } => {
                 let reply = match flush_error {
                     None => ok,
-                    Some(e) => fail(e, ops),
+                    Some(e) => fail(e, ops, per_op_status),
                 };
                 answer(ctx, spec_of(command), started, to, reply);
             }
@@ -305,8 +309,9 @@ pub(crate) fn defer(
             to: task.reply,
             started: task.enqueued,
             ok: Reply::empty(),
-            fail: |e, _| Reply::from(e),
+            fail: |e, _, _| Reply::from(e),
             ops: 0,
+            per_op_status: false,
         }),
         Err(reply) => {
             answer(ctx, spec_of(command), task.enqueued, task.reply, reply);
@@ -515,5 +520,10 @@ mod tests {
         assert!(lookup(&req(0)).is_none());
         assert!(lookup(&req(16)).is_none());
         assert_eq!(lookup(&req(15)).map(Spec::name), Some("scan"));
+        // The per-op status flag is a reply form of Execute and Transaction only.
+        assert_eq!(lookup(&req(131)).map(Spec::name), Some("execute"));
+        assert_eq!(lookup(&req(141)).map(Spec::name), Some("transaction"));
+        assert!(lookup(&req(128 | 15)).is_none());
+        assert!(lookup(&req(128)).is_none());
     }
 }

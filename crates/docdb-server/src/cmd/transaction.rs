@@ -1,7 +1,9 @@
 //! Transaction (13, new): the ops of the request are applied all or none, at one
 //! snapshot. A write-write conflict with a concurrent commit is retried (the client
 //! sent no reads it could have acted on), up to 16 times, then reported as Conflict.
-//! Reply as Execute.
+//! Reply as Execute: OK with every op's result, or the failing op's status and text
+//! alone; in the per-op status form, OK with every op's status (the failing op's own,
+//! the others' [`text::tx_not_applied`]).
 //!
 //! It runs once the writes staged before it are durable (its snapshot sees them), and
 //! its commit is staged into the worker's batch: answered once durable, like Execute's
@@ -13,9 +15,9 @@
 //! clients read a non-OK reply) saying nothing was applied.
 
 use docdb_core::{Batch, Error};
-use docdb_protocol::{text, Command, OpType, Request};
+use docdb_protocol::{text, Command, OpType, Request, Status};
 
-use super::execute::{repeated, Results};
+use super::execute::{every_op, Results};
 use super::{answer, collection, maybe_inject_panic, spec_of, Deferred};
 use crate::context::Context;
 use crate::reply::{Reply, Task};
@@ -27,7 +29,7 @@ pub fn over_limit_text() -> String {
 }
 
 pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred> {
-    let n = task.req.ops.len();
+    let (n, per_op_status) = (task.req.ops.len(), task.req.per_op_status());
     let mut outcome = Attempt::Conflict;
     for _ in 0..16 {
         outcome = attempt(ctx, batch, &task.req);
@@ -35,36 +37,29 @@ pub fn run(ctx: &Context, batch: &mut Batch<'_>, task: Task) -> Option<Deferred>
             break;
         }
     }
+    let reply = match outcome {
+        Attempt::Staged(ok) => {
+            return Some(Deferred::Whole {
+                command: Command::Transaction,
+                to: task.reply,
+                started: task.enqueued,
+                ok,
+                fail: failed,
+                ops: n,
+                per_op_status,
+            })
+        }
+        Attempt::Done(reply) => reply,
+        Attempt::Conflict => failed(&Error::Conflict, n, per_op_status),
+    };
     let spec = spec_of(Command::Transaction);
-    match outcome {
-        Attempt::Staged(ok) => Some(Deferred::Whole {
-            command: Command::Transaction,
-            to: task.reply,
-            started: task.enqueued,
-            ok,
-            fail: failed,
-            ops: n,
-        }),
-        Attempt::Done(reply) => {
-            answer(ctx, spec, task.enqueued, task.reply, reply);
-            None
-        }
-        Attempt::Conflict => {
-            answer(
-                ctx,
-                spec,
-                task.enqueued,
-                task.reply,
-                failed(&Error::Conflict, n),
-            );
-            None
-        }
-    }
+    answer(ctx, spec, task.enqueued, task.reply, reply);
+    None
 }
 
 /// The reply to a transaction of `n` ops whose commit failed with `e`.
-fn failed(e: &Error, n: usize) -> Reply {
-    every_op(Reply::from(e), n)
+fn failed(e: &Error, n: usize, per_op_status: bool) -> Reply {
+    every_op(Reply::from(e), n, per_op_status)
 }
 
 enum Attempt {
@@ -75,30 +70,34 @@ enum Attempt {
     Done(Reply),
 }
 
-/// `failed` as the result of each of `n` ops (see [`repeated`]).
-fn every_op(mut failed: Reply, n: usize) -> Reply {
-    failed.data = repeated(&failed.data, n);
-    failed
-}
-
-/// `failed` as the reply to a transaction stopped at an op (see [`failed_at`]).
-fn stopped(mut failed: Reply, results: Results, remaining: usize) -> Attempt {
-    failed.data = failed_at(results, std::mem::take(&mut failed.data), remaining);
-    Attempt::Done(failed)
-}
-
-/// Reply data for a transaction that stopped at op `failed` with `text`: the results
-/// so far, `text`, then an empty result per op not run; or `text` alone if that
-/// would not fit the frame limit.
-fn failed_at(mut results: Results, text: Vec<u8>, remaining: usize) -> Vec<u8> {
-    if !results.fits(text.len().saturating_add(4usize.saturating_mul(remaining))) {
-        return text;
+/// The reply to a transaction that failed at op `at` with `failed`: in the v0.3 form
+/// `failed` itself (plain text); in the per-op status form each op's status (the others
+/// as "transaction not applied: op `at` failed"), or `failed` alone if that would not
+/// fit the frame limit.
+fn stopped(failed: Reply, at: usize, req: &Request) -> Attempt {
+    if !req.per_op_status() {
+        return Attempt::Done(failed);
     }
-    results.push(&text);
-    for _ in 0..remaining {
-        results.push(&[]);
+    let others = text::tx_not_applied(at);
+    let size = (5 + others.len())
+        .saturating_mul(req.ops.len())
+        .saturating_add(4 + failed.data.len());
+    if size > docdb_protocol::MAX_REPLY_DATA {
+        return Attempt::Done(failed);
     }
-    results.finish()
+    let mut results = Results::new(true);
+    for i in 0..req.ops.len() {
+        let (status, text) = if i == at {
+            (failed.status, failed.data.as_slice())
+        } else {
+            (Status::Error, others.as_bytes())
+        };
+        if !results.fits(text.len()) {
+            return Attempt::Done(failed);
+        }
+        results.push(status, text.to_vec());
+    }
+    Attempt::Done(results.finish().with_tally(failed.tally))
 }
 
 fn over_limit() -> Attempt {
@@ -108,12 +107,11 @@ fn over_limit() -> Attempt {
 
 fn attempt(ctx: &Context, batch: &mut Batch<'_>, req: &Request) -> Attempt {
     let mut tx = batch.database().begin();
-    let mut results = Results::new();
+    let mut results = Results::new(req.per_op_status());
     let total = req.ops.len();
     for (i, op) in req.ops.iter().enumerate() {
-        let remaining = total - i - 1;
         let Some(kind) = op.kind() else {
-            return stopped(Reply::error(text::UNKNOWN_OP), results, remaining);
+            return stopped(Reply::error(text::UNKNOWN_OP), i, req);
         };
         if kind == OpType::Read
             && !results.read_fits(|| {
@@ -140,15 +138,15 @@ fn attempt(ctx: &Context, batch: &mut Batch<'_>, req: &Request) -> Attempt {
                 if !results.fits(data.len()) {
                     return over_limit();
                 }
-                results.push(&data);
+                results.push(Status::Ok, data);
             }
             Err(e) => {
                 // All or nothing: the transaction is dropped (rolled back) here.
-                return stopped(Reply::from(&e), results, remaining);
+                return stopped(Reply::from(&e), i, req);
             }
         }
     }
-    let reply = Reply::ok(results.finish());
+    let reply = results.finish();
     if tx.is_empty() {
         // Reads only: at a snapshot of what is durable, so answerable now.
         return Attempt::Done(reply);
@@ -156,6 +154,6 @@ fn attempt(ctx: &Context, batch: &mut Batch<'_>, req: &Request) -> Attempt {
     match tx.commit_in(batch) {
         Ok(()) => Attempt::Staged(reply),
         Err(Error::Conflict) => Attempt::Conflict,
-        Err(e) => Attempt::Done(failed(&e, total)),
+        Err(e) => Attempt::Done(failed(&e, total, req.per_op_status())),
     }
 }

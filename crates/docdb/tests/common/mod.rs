@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docdb_protocol::frame::decode_results;
+use docdb_protocol::frame::{decode_results, decode_status_results};
 use docdb_protocol::{
     decode_response, encode_request, Command as Cmd, Op, OpType, Request, Response,
 };
@@ -174,10 +174,33 @@ impl Client {
         u64::from_le_bytes(r.data[..8].try_into().unwrap())
     }
 
-    /// Execute; returns (status, per-op results).
+    /// Execute; returns (status, per-op results) when OK, else (status, [error text])
+    /// (a non-OK reply's data is the first failed op's text alone, the v0.3 contract).
     pub fn execute(&mut self, db: u64, ops: Vec<Op>) -> (u8, Vec<Vec<u8>>) {
         let r = self.call(db, Cmd::Execute, ops);
+        if r.status != 0 {
+            return (r.status, vec![r.data]);
+        }
         (r.status, decode_results(&r.data).unwrap())
+    }
+
+    /// Execute with the per-op status flag: (reply status, per op (status, bytes)), or
+    /// (status, []) for a request-level error (its data is plain text).
+    pub fn execute_statuses(&mut self, db: u64, ops: Vec<Op>) -> (u8, Vec<(u8, Vec<u8>)>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&Request {
+            request_id: id,
+            db_id: db,
+            command: Cmd::Execute as u8 | docdb_protocol::PER_OP_STATUS,
+            ops,
+        });
+        let r = self.recv().expect("response");
+        assert_eq!(r.request_id, id);
+        if r.status != 0 {
+            return (r.status, Vec::new());
+        }
+        (r.status, decode_status_results(&r.data).unwrap())
     }
 
     pub fn create(&mut self, db: u64, coll: &str, id: u64, json: &str) -> (u8, Vec<u8>) {

@@ -141,8 +141,12 @@ pub fn text(r: &Response) -> String {
     String::from_utf8_lossy(&r.data).into_owned()
 }
 
-/// Execute/Transaction results as text.
+/// Execute/Transaction results as text: per op for an OK reply, else the reply's one
+/// error text (a non-OK reply's data is plain text, the v0.3 contract).
 pub fn results_text(r: &Response) -> Vec<String> {
+    if r.status != 0 {
+        return vec![text(r)];
+    }
     decode_results(&r.data)
         .unwrap_or_else(|e| panic!("bad results in {r:?}: {e}"))
         .into_iter()
