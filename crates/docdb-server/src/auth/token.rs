@@ -211,12 +211,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let n: u64 = s[..s.len() - 1].parse().map_err(|_| err())?;
     if n == 0 {
-        return Err(format!("{s:?}: a token must live longer than 0"));
+        return Err(format!("{s:?}: the duration must be longer than 0"));
     }
     n.checked_mul(secs)
         .filter(|t| *t <= 100 * 365 * 86_400)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is longer than 100 years"))
+        .ok_or_else(|| format!("{s:?}: the duration must be at most 100 years"))
 }
 
 /// Makes `dir` (and its parents) with mode 0700 whatever the umask.
