@@ -386,3 +386,51 @@ fn auth_none_is_v0_3_unchanged() {
     d.send_raw(&frame(4, id, 3, vec![read_op("_default", 1)]));
     assert_eq!(d.recv().unwrap().status, 0);
 }
+
+#[test]
+fn the_rust_client_authenticates_every_connection_and_types_denied() {
+    let mut s = Server::start(&["--auth", "token"]);
+    let write = issue(&s.data_dir(), "t-*", "write", None);
+    let read = issue(&s.data_dir(), "t-*", "read", None);
+
+    let c = docdb_client::Client::connect(&s.socket).unwrap();
+    let e = c.open_db("t-a").unwrap_err();
+    assert!(e.is_denied(), "{e:?}");
+    assert_eq!(e.server_text(), Some("authentication required"));
+    let info = c.auth(&write).unwrap();
+    assert_eq!(
+        (info.db.as_str(), info.rights.as_str(), info.expires),
+        ("t-*", "write", None)
+    );
+
+    // Three connections, all authenticated, each having opened the database.
+    let opts = docdb_client::ClientOptions::new()
+        .connections(3)
+        .token(write.clone());
+    let pool = docdb_client::Client::with_options(&s.socket, opts).unwrap();
+    let db = pool.open_db("t-a").unwrap();
+    for id in 1..=6 {
+        db.create(id, b"{}").unwrap();
+    }
+    // After a restart each new connection authenticates and reopens by itself.
+    s.stop();
+    s.spawn();
+    for id in 1..=6 {
+        assert_eq!(db.read(id).unwrap(), b"{}");
+    }
+
+    let r = docdb_client::Client::with_options(
+        &s.socket,
+        docdb_client::ClientOptions::new().token(read),
+    )
+    .unwrap();
+    let e = r.open_db("t-a").unwrap().create(99, b"{}").unwrap_err();
+    assert!(e.is_denied(), "{e:?}");
+    assert!(r.open_db("u-1").unwrap_err().is_denied());
+    let bad = docdb_client::Client::with_options(
+        &s.socket,
+        docdb_client::ClientOptions::new().token("garbage"),
+    )
+    .unwrap_err();
+    assert!(bad.is_denied(), "{bad:?}");
+}
