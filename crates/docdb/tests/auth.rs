@@ -434,3 +434,56 @@ fn the_rust_client_authenticates_every_connection_and_types_denied() {
     .unwrap_err();
     assert!(bad.is_denied(), "{bad:?}");
 }
+
+/// `docdb shell --socket S <extra>` with `env`, `script` on stdin: (exit code, stdout,
+/// stderr).
+fn shell(s: &Server, extra: &[&str], env: &[(&str, &str)], script: &str) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_docdb"));
+    cmd.arg("shell")
+        .arg("--socket")
+        .arg(&s.socket)
+        .args(extra)
+        .env_remove("DOCDB_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_shell_authenticates_with_a_flag_or_docdb_token() {
+    let s = Server::start(&["--auth", "token"]);
+    let write = issue(&s.data_dir(), "t-*", "write", None);
+    let script = ".open t-a\n.create 1 {\"a\":1}\n.read 1\n";
+    let (code, out, _) = shell(&s, &[], &[], script);
+    assert_ne!(code, 0);
+    assert!(out.contains("authentication required"), "{out}");
+    let (code, out, err) = shell(&s, &["--token", &write], &[], script);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(r#""a": 1"#), "{out}");
+    let (code, out, err) = shell(&s, &[], &[("DOCDB_TOKEN", &write)], ".open t-a\n.read 1\n");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = shell(&s, &["--token", "nope"], &[], ".list-dbs\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("authentication failed: permission denied: malformed token"),
+        "{err}"
+    );
+}
