@@ -309,7 +309,7 @@ mod tests {
                 .iter()
                 .map(|&(t, payload)| Op {
                     op_type: t,
-                    payload: payload.as_bytes().to_vec().into(),
+                    payload: payload.as_bytes().to_vec(),
                     ..Op::default()
                 })
                 .collect(),
