@@ -31,6 +31,15 @@ export type DocId = bigint;
 /** Largest Scan page the server returns (it caps larger limits). */
 export const MAX_SCAN_LIMIT = 1000;
 
+/** What an Auth granted (the server's reply). */
+export interface AuthInfo {
+  /** Database-name pattern the connection may reach. */
+  db: string;
+  rights: 'read' | 'write' | 'admin';
+  /** Unix seconds, or null: never. */
+  expires: number | null;
+}
+
 export interface ClientOptions {
   /**
    * How long to keep trying to (re)connect, with exponential backoff, before a call
@@ -252,6 +261,10 @@ export class Client {
   private readonly maxInFlight: number;
   private readonly queueFullRetryMs: number;
   private conn: Connection | null = null;
+  /** The token of the last successful {@link Client.auth}, sent on every new connection. */
+  private token: string | null = null;
+  /** Databases opened under a token, reopened on every new connection. */
+  private readonly opened = new Set<string>();
   private connecting: Promise<Connection> | null = null;
   private closed = false;
   private nextId = 1n;
@@ -303,9 +316,11 @@ export class Client {
           c.destroy(new ConnectionError('client is closed'));
           throw new ConnectionError('client is closed');
         }
+        await this.handshake(c);
         this.conn = c;
         return c;
       } catch (e) {
+        if (e instanceof DocDBError && !(e instanceof ConnectionError)) throw e;
         if (e instanceof ConnectionError) throw e;
         last = e as Error;
       }
@@ -373,6 +388,36 @@ export class Client {
     return r.data;
   }
 
+  /**
+   * Authenticates with `token` (Auth, command 16; see `docdb token issue`): the
+   * connection then holds the token's scope, and every reconnect authenticates again
+   * and reopens the databases opened so far (under access control a connection may
+   * use only ids it opened). A refused token throws {@link DeniedError}.
+   */
+  async auth(token: string): Promise<AuthInfo> {
+    const data = await this.call(Command.Auth, 0n, [
+      { opType: OpType.Create, collection: '', docId: 0n, payload: bytesOf(token) },
+    ]);
+    this.token = token;
+    return JSON.parse(textOf(data)) as AuthInfo;
+  }
+
+  /** Auth and the databases opened so far, on a new connection before it is used. */
+  private async handshake(c: Connection): Promise<void> {
+    if (this.token === null) return;
+    const run = async (command: number, payload: string) => {
+      const requestId = this.nextId++;
+      const ops = [{ opType: OpType.Create, collection: '', docId: 0n, payload: bytesOf(payload) }];
+      const r = await c.send(requestId, encodeRequest({ requestId, dbId: 0n, command, ops }));
+      if (r.status !== 0) {
+        c.destroy(new ConnectionError('handshake failed'));
+        throw errorForStatus(r.status, textOf(r.data));
+      }
+    };
+    await run(Command.Auth, this.token);
+    for (const name of this.opened) await run(Command.OpenDb, name);
+  }
+
   /** Opens (creating on first use) the database `name`. */
   async openDb(name: string): Promise<Database> {
     const data = await this.call(Command.OpenDb, 0n, [
@@ -380,6 +425,7 @@ export class Client {
     ]);
     if (data.length !== 8) throw new ProtocolError(`OpenDB reply of ${data.length} bytes, expected 8`);
     const id = new DataView(data.buffer, data.byteOffset, 8).getBigUint64(0, true);
+    if (this.token !== null) this.opened.add(name);
     return new Database(this, id, name);
   }
 

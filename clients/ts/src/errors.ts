@@ -62,6 +62,17 @@ export class MemoryLimitError extends DocDBError {
 }
 
 /**
+ * Status 5: refused by the server's access control: `authentication required`, or
+ * `permission denied: <why>` (a bad, expired or other-key token, a database outside
+ * the token's scope, rights the token lacks).
+ */
+export class DeniedError extends DocDBError {
+  constructor(message: string, options?: DocDBErrorOptions) {
+    super(5, message, options);
+  }
+}
+
+/**
  * The connection failed (could not connect, closed, reset) or the client was closed.
  * Every request in flight on a broken connection rejects with it; whether the server
  * applied such a request is unknown. The next call reconnects.
@@ -113,6 +124,8 @@ export function errorForStatus(status: number, message: string, options?: DocDBE
       return new ConflictError(message, options);
     case 4:
       return new MemoryLimitError(message, options);
+    case 5:
+      return new DeniedError(message, options);
     default:
       return new DocDBError(status, message, options);
   }

@@ -40,6 +40,7 @@ export const Command = {
   Transaction: 13,
   SchedulerStats: 14,
   Scan: 15,
+  Auth: 16,
 } as const;
 export type Command = (typeof Command)[keyof typeof Command];
 
@@ -73,6 +74,7 @@ export const Status = {
   NotFound: 2,
   Conflict: 3,
   MemoryLimit: 4,
+  Denied: 5,
 } as const;
 export type Status = (typeof Status)[keyof typeof Status];
 

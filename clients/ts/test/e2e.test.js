@@ -7,13 +7,16 @@ import {
   connect,
   ConflictError,
   ConnectionError,
+  DeniedError,
   DocDBError,
   FrameTooLargeError,
   MAX_FRAME,
   NotFoundError,
   ServerError,
 } from '../dist/index.js';
-import { SKIP_E2E, TestServer } from './helpers.js';
+import { execFileSync } from 'node:child_process';
+
+import { DOCDB_BIN, SKIP_E2E, TestServer } from './helpers.js';
 
 /** Runs `fn(server, client)` with a fresh server, and cleans up. */
 function withServer(fn, { args = [], options = {} } = {}) {
@@ -517,4 +520,30 @@ describe('DocDB end-to-end', { skip: SKIP_E2E, timeout: 120_000 }, () => {
       assert.equal((await db.read('', 2n)).length, 1 << 20);
     }),
   );
+});
+
+describe('DocDB auth end-to-end', { skip: SKIP_E2E, timeout: 60_000 }, () => {
+  test('auth(token) scopes the client, reconnects re-authenticate, refusals are DeniedError', async () => {
+    const server = await TestServer.start(['--auth', 'token']);
+    const issue = (db, rights) =>
+      execFileSync(DOCDB_BIN, ['token', 'issue', '--data-dir', server.dataDir, '--db', db, '--rights', rights])
+        .toString()
+        .trim();
+    const client = await connect(server.socket);
+    try {
+      await assert.rejects(client.openDb('t-a'), (e) => e instanceof DeniedError && e.status === 5 && e.message === 'authentication required');
+      const info = await client.auth(issue('t-*', 'write'));
+      assert.deepEqual(info, { db: 't-*', rights: 'write', expires: null });
+      const db = await client.openDb('t-a');
+      await db.create('_default', 1, { a: 1 });
+      await assert.rejects(client.openDb('other'), (e) => e instanceof DeniedError && /outside/.test(e.message));
+      await assert.rejects(client.stats(), (e) => e instanceof DeniedError && /needs admin/.test(e.message));
+      await server.restart();
+      assert.deepEqual(await db.read('_default', 1), { a: 1 });
+      await assert.rejects(client.auth('garbage'), (e) => e instanceof DeniedError && /malformed token/.test(e.message));
+    } finally {
+      client.destroy();
+      await server.stop();
+    }
+  });
 });

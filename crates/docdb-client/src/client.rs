@@ -31,6 +31,7 @@ pub struct ClientOptions {
     initial_backoff: Duration,
     max_backoff: Duration,
     request_timeout: Option<Duration>,
+    token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -41,6 +42,7 @@ impl Default for ClientOptions {
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(500),
             request_timeout: None,
+            token: None,
         }
     }
 }
@@ -48,6 +50,13 @@ impl Default for ClientOptions {
 impl ClientOptions {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Authenticate every connection with this token (Auth) as soon as it is made,
+    /// reconnects included (servers run with `--auth token`).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
     }
 
     /// Number of connections, used round-robin (default 1). One connection already
@@ -97,6 +106,24 @@ struct Inner {
     opts: ClientOptions,
     slots: Box<[Slot]>,
     next_slot: AtomicUsize,
+    /// The token of the last successful [`Client::auth`], sent again on every new
+    /// connection.
+    token: Mutex<Option<String>>,
+    /// Databases opened under a token: a server with access control lets a
+    /// connection use only ids it opened itself, so every connection (and every
+    /// reconnect) opens them too.
+    names: Mutex<Vec<String>>,
+}
+
+/// What an Auth granted: the server's reply.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct AuthInfo {
+    /// Database-name pattern the connection may reach.
+    pub db: String,
+    /// `read`, `write` or `admin`.
+    pub rights: String,
+    /// Unix seconds, or never.
+    pub expires: Option<u64>,
 }
 
 /// One connection of the client, replaced when it breaks.
@@ -141,14 +168,72 @@ impl Client {
                 last_failure: Mutex::new(None),
             });
         }
-        Ok(Client {
+        let token = opts.token.clone();
+        let client = Client {
             inner: Arc::new(Inner {
                 path,
                 opts,
                 slots: slots.into_boxed_slice(),
                 next_slot: AtomicUsize::new(0),
+                token: Mutex::new(None),
+                names: Mutex::new(Vec::new()),
             }),
-        })
+        };
+        if let Some(t) = token {
+            client.auth(&t)?;
+        }
+        Ok(client)
+    }
+
+    /// Authenticates every connection of this client with `token` (Auth, command
+    /// 16); new connections made later are authenticated too. A refused token is
+    /// [`Error::Denied`] with the server's reason.
+    pub fn auth(&self, token: &str) -> Result<AuthInfo> {
+        let mut info = None;
+        for slot in self.inner.slots.iter() {
+            let conn = self.connection(slot)?;
+            let op = Op::new(OpType::Create, "", 0, token.as_bytes().to_vec());
+            let data = ok_data(self.call_on(&conn, 0, Command::Auth, vec![op])?)?;
+            info = Some(json_reply::<AuthInfo>(&data, "Auth")?);
+        }
+        *lock(&self.inner.token) = Some(token.to_string());
+        info.ok_or_else(|| Error::protocol("a client has at least one connection"))
+    }
+
+    /// Sends one request on `conn` and waits for its response.
+    fn call_on(
+        &self,
+        conn: &Arc<Connection>,
+        db_id: u64,
+        command: Command,
+        ops: Vec<Op>,
+    ) -> Result<Response> {
+        let mut req = Request {
+            request_id: 0,
+            db_id,
+            command: command as u8,
+            ops,
+        };
+        let ticket = conn.send(&mut req).map_err(|e| match e {
+            SendError::Refused(e) | SendError::NotSent(e) => e,
+        })?;
+        conn.wait(ticket, self.inner.opts.request_timeout)
+    }
+
+    /// Brings a new connection to the client's state: Auth, then the databases
+    /// opened so far.
+    fn handshake(&self, conn: &Arc<Connection>) -> Result<()> {
+        let Some(token) = lock(&self.inner.token).clone() else {
+            return Ok(());
+        };
+        let op = Op::new(OpType::Create, "", 0, token.into_bytes());
+        ok_data(self.call_on(conn, 0, Command::Auth, vec![op])?)?;
+        let names = lock(&self.inner.names).clone();
+        for name in names {
+            let op = Op::new(OpType::Create, "", 0, name.into_bytes());
+            ok_data(self.call_on(conn, 0, Command::OpenDb, vec![op])?)?;
+        }
+        Ok(())
     }
 
     /// The socket this client connects to.
@@ -170,6 +255,22 @@ impl Client {
             })?;
             Ok(u64::from_le_bytes(bytes))
         })?;
+        if lock(&self.inner.token).is_some() {
+            // Under access control each connection may use only the ids it opened.
+            {
+                let mut names = lock(&self.inner.names);
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_string());
+                }
+            }
+            if self.inner.slots.len() > 1 {
+                for slot in self.inner.slots.iter() {
+                    let conn = self.connection(slot)?;
+                    let op = Op::new(OpType::Create, "", 0, name.as_bytes().to_vec());
+                    ok_data(self.call_on(&conn, 0, Command::OpenDb, vec![op])?)?;
+                }
+            }
+        }
         Ok(Database::new(self.clone(), id, name))
     }
 
@@ -305,6 +406,7 @@ impl Client {
         match self.reconnect() {
             Ok(c) => {
                 let c = Arc::new(c);
+                self.handshake(&c)?;
                 *conn = Some(c.clone());
                 Ok(c)
             }

@@ -28,6 +28,11 @@ pub enum Error {
     /// nothing was changed.
     #[error("{0}")]
     MemoryLimit(String),
+    /// Status 5: refused by the server's access control: `authentication required`
+    /// or `permission denied: <why>` (a bad, expired or other-key token, a database
+    /// outside the token's scope, or rights the token lacks).
+    #[error("{0}")]
+    Denied(String),
     /// Status 1 (or a status this client does not know) with the server's text, e.g.
     /// `collection is not empty`, `invalid JSON path`, `database not open`,
     /// `request queue is full`.
@@ -76,6 +81,11 @@ impl Error {
         matches!(self, Error::Io(_))
     }
 
+    /// Status 5: refused by access control.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, Error::Denied(_))
+    }
+
     /// The server's reply was malformed.
     pub fn is_protocol(&self) -> bool {
         matches!(self, Error::Protocol(_))
@@ -84,9 +94,11 @@ impl Error {
     /// The server's error text, for errors the server reported.
     pub fn server_text(&self) -> Option<&str> {
         match self {
-            Error::NotFound(t) | Error::Conflict(t) | Error::MemoryLimit(t) | Error::Server(t) => {
-                Some(t)
-            }
+            Error::NotFound(t)
+            | Error::Conflict(t)
+            | Error::MemoryLimit(t)
+            | Error::Denied(t)
+            | Error::Server(t) => Some(t),
             _ => None,
         }
     }
@@ -98,6 +110,7 @@ impl Error {
             Some(Status::NotFound) => Error::NotFound(text),
             Some(Status::Conflict) => Error::Conflict(text),
             Some(Status::MemoryLimit) => Error::MemoryLimit(text),
+            Some(Status::Denied) => Error::Denied(text),
             // Status 0 never reaches here; unknown codes (≥ 5) are reported as server
             // errors with their text.
             _ => Error::Server(text),

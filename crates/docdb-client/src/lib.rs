@@ -73,7 +73,7 @@ pub mod scan;
 pub mod stats;
 
 pub use batch::{Batch, OpResult};
-pub use client::{Client, ClientOptions, Pending};
+pub use client::{AuthInfo, Client, ClientOptions, Pending};
 pub use database::{Collection, Database};
 pub use error::{Error, Result};
 pub use patch::PatchOp;

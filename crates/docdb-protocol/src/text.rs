@@ -58,6 +58,10 @@ pub const TOO_MANY_CONNECTIONS: &str = "too many connections";
 pub const LOW_ON_FDS: &str =
     "server is low on file descriptors; connection refused, try again later";
 pub const SHUTTING_DOWN: &str = "server is shutting down";
+// Access control (status Denied, SPEC §8.1).
+pub const AUTH_REQUIRED: &str = "authentication required";
+/// Followed by `: <detail>`.
+pub const PERMISSION_DENIED: &str = "permission denied";
 /// A reply that would pass the frame limit; what a server sends instead of such a reply
 /// (never a truncated or oversize frame). Execute and Transaction add what was applied
 /// (docs/PROTOCOL.md, "Replies and the frame limit").

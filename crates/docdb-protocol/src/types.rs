@@ -48,6 +48,7 @@ commands! {
     13 => Transaction, "transaction";
     14 => SchedulerStats, "scheduler_stats";
     15 => Scan, "scan";
+    16 => Auth, "auth";
 }
 
 /// Flag bit of the command byte: set on Execute (3) or Transaction (13), it asks for the
@@ -118,6 +119,9 @@ pub enum Status {
     NotFound = 2,
     Conflict = 3,
     MemoryLimit = 4,
+    /// Refused by access control (SPEC §8.1): `authentication required` or
+    /// `permission denied: <detail>`.
+    Denied = 5,
 }
 
 impl Status {
@@ -128,6 +132,7 @@ impl Status {
             2 => Status::NotFound,
             3 => Status::Conflict,
             4 => Status::MemoryLimit,
+            5 => Status::Denied,
             _ => return None,
         })
     }
@@ -139,6 +144,7 @@ impl Status {
             Status::NotFound => "not_found",
             Status::Conflict => "conflict",
             Status::MemoryLimit => "memory_limit",
+            Status::Denied => "denied",
         }
     }
 }
@@ -163,8 +169,8 @@ mod tests {
         for reserved in [5u8, 6, 8, 9, 0, 10] {
             assert_eq!(OpType::from_u8(reserved), None);
         }
-        assert_eq!(Command::from_u8(16), None);
-        assert_eq!(Command::ALL.len(), 15);
+        assert_eq!(Command::from_u8(17), None);
+        assert_eq!(Command::ALL.len(), 16);
         assert_eq!(Command::Scan.name(), "scan");
         assert_eq!(Command::from_u8(0), None);
     }

@@ -60,6 +60,7 @@ pub struct ServerConfig {
     pub checkpoint: CheckpointConfig,
     pub compaction: CompactionConfig,
     pub healing: HealingConfig,
+    pub auth: AuthSection,
 }
 
 /// `[memory]`: the engine's per-database keys plus the budget all databases share.
@@ -144,6 +145,65 @@ pub struct LimitsSection {
     /// ops are decoded (they cost ~90 bytes of memory each, however small on the
     /// wire). Default 100000.
     pub max_ops_per_request: usize,
+}
+
+/// `[auth]`: who may do what (SPEC §9.1, docs/SECURITY.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// `none` (default: anyone who can open the 0600 socket may do anything, as v0.3),
+    /// `peer` (the connecting process's uid is looked up in `[auth.peer]`) or `token`
+    /// (every command before a successful Auth is refused).
+    pub mode: AuthMode,
+    /// Databases one connection may have open under a scope; OpenDB past it is
+    /// Denied until it closes one. Default 1024.
+    pub max_opened: usize,
+    /// `peer` mode: uid → scope, e.g. `"1000" = { db = "tenant-*", rights = "write" }`.
+    /// Default: empty (every uid refused).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub peer: std::collections::BTreeMap<String, PeerScope>,
+}
+
+/// `auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    None,
+    Peer,
+    Token,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(AuthMode::None),
+            "peer" => Ok(AuthMode::Peer),
+            "token" => Ok(AuthMode::Token),
+            _ => Err(format!(
+                "unknown auth mode {s:?} (expected none, peer or token)"
+            )),
+        }
+    }
+}
+
+/// One `[auth.peer]` entry: the scope of a uid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerScope {
+    /// Database-name pattern (`*`, `?`, `[..]`).
+    pub db: String,
+    pub rights: crate::auth::Rights,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mode: AuthMode::None,
+            max_opened: 1024,
+            peer: Default::default(),
+        }
+    }
 }
 
 /// Queue-choice policy of the scheduler.
@@ -306,6 +366,7 @@ impl Default for ServerConfig {
             checkpoint: CheckpointConfig::default(),
             compaction: CompactionConfig::default(),
             healing: HealingConfig::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -537,6 +598,15 @@ impl ServerConfig {
                     format!("{addr:?} is not an address like 127.0.0.1:9187"),
                 )
             })?;
+        }
+        if !(1..=1_000_000).contains(&self.auth.max_opened) {
+            return Err(bad("auth.max_opened", "must be between 1 and 1000000"));
+        }
+        for (uid, p) in &self.auth.peer {
+            let key = format!("auth.peer.{uid}");
+            uid.parse::<u32>()
+                .map_err(|_| bad(&key, "the key must be a numeric uid"))?;
+            crate::auth::glob::Glob::new(&p.db).map_err(|e| bad(&format!("{key}.db"), e))?;
         }
         // The engine's sections are checked by the engine, with the same key names.
         self.engine().validate().map_err(|e| match e {

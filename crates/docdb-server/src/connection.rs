@@ -27,10 +27,11 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use docdb_protocol::{
-    decode_request, encode_response, request_header, text, Request, Response, Status, MAX_FRAME,
+    decode_request, encode_response, request_header, text, Command, Request, Response, Status,
+    MAX_FRAME,
 };
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
@@ -38,12 +39,14 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{watch, Notify};
 
+use crate::auth::token::unix_now;
+use crate::auth::Session;
 use crate::cmd;
 use crate::config::NetSection;
 use crate::context::Context;
 use crate::errors::Category;
 use crate::global_pool::GlobalPool;
-use crate::reply::{ReplyTo, Sink, Task};
+use crate::reply::{Reply, ReplyTo, Sink, Task};
 use crate::scheduler::Rejected;
 
 /// How long a draining connection may stay quiet before it is closed.
@@ -391,6 +394,9 @@ pub async fn serve(
         max_inflight: net.max_inflight.max(1),
         max_unsent: net.max_unsent_bytes().max(1),
     };
+    // Access control (`[auth]`): the peer's uid matters only in peer mode.
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
+    let mut session = Session::for_unix(&ctx.cfg.auth, uid);
     let (rd, tx) = split(stream, bounds);
     ctx.metrics.connections.inc();
     let writer = tokio::spawn(tx.clone().drain());
@@ -470,7 +476,7 @@ pub async fn serve(
             ));
             continue;
         }
-        dispatch(&ctx, req, &tx, &global).await;
+        dispatch(&ctx, req, &tx, &global, &mut session).await;
     }
     tx.finish_reading();
     let _ = writer.await;
@@ -489,7 +495,23 @@ fn stalled(ctx: &Context, stop: Stop, part: &str) {
     }
 }
 
-async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global: &GlobalPool) {
+async fn dispatch(
+    ctx: &Arc<Context>,
+    req: Request,
+    tx: &Arc<ConnWriter>,
+    global: &GlobalPool,
+    session: &mut Session,
+) {
+    // Access control (SPEC §9.1): skipped whole while the session is unrestricted
+    // (auth.mode none, no Auth), so v0.3 clients see exactly what they always did.
+    if !session.unrestricted() {
+        if let Err(text) = session.check(&req, cmd::need(req.command), unix_now()) {
+            let reply = Reply::new(Status::Denied, text.into_bytes());
+            let to = tx.reply_to(req.request_id);
+            cmd::answer(ctx, cmd::lookup(&req), Instant::now(), to, reply);
+            return;
+        }
+    }
     let Some(spec) = cmd::lookup(&req) else {
         tx.send(Response::new(
             req.request_id,
@@ -498,6 +520,32 @@ async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global
         ));
         return;
     };
+    match spec.command {
+        Command::Auth => {
+            let started = Instant::now();
+            let reply = cmd::auth::run(ctx, session, &req);
+            cmd::answer(ctx, Some(spec), started, tx.reply_to(req.request_id), reply);
+            return;
+        }
+        Command::OpenDb if !session.unrestricted() => {
+            return open_scoped(ctx, req, tx, global, session).await;
+        }
+        Command::ListDbs if session.scope().is_some() => {
+            let glob = session.scope().map(|s| s.db.clone());
+            let (ctx2, reply) = (ctx.clone(), tx.reply_to(req.request_id));
+            let job = global.run(move || {
+                let started = Instant::now();
+                let r = cmd::list_dbs::run_in(&ctx2, glob.as_ref());
+                cmd::answer(&ctx2, Some(spec), started, reply, r);
+            });
+            if job.await.is_err() {
+                tracing::debug!("server-wide command refused: the pool is stopped");
+            }
+            return;
+        }
+        Command::CloseDb => session.closed(req.db_id),
+        _ => {}
+    }
     if !spec.per_db() {
         // OpenDB may open (recover) a database and ListDBs reads every database's
         // stats: keep them off the I/O threads.
@@ -528,5 +576,51 @@ async fn dispatch(ctx: &Arc<Context>, req: Request, tx: &Arc<ConnWriter>, global
             Rejected::Stopped => text::POOL_STOPPED,
         };
         cmd::refuse(ctx, Some(spec), task.enqueued, task.reply, why);
+    }
+}
+
+/// OpenDB under a scope (the name was checked against it): opens on the server-wide
+/// pool as usual, then records the id as this connection's. The reader waits for the
+/// id before it reads another frame, so a request naming the id, even one already
+/// pipelined, is checked after the id is recorded.
+async fn open_scoped(
+    ctx: &Arc<Context>,
+    req: Request,
+    tx: &Arc<ConnWriter>,
+    global: &GlobalPool,
+    session: &mut Session,
+) {
+    let to = tx.reply_to(req.request_id);
+    if let Err(text) = session.may_open() {
+        let spec = cmd::lookup(&req);
+        let reply = Reply::new(Status::Denied, text.into_bytes());
+        cmd::answer(ctx, spec, Instant::now(), to, reply);
+        return;
+    }
+    let name = req
+        .ops
+        .first()
+        .map(|op| String::from_utf8_lossy(&op.payload).into_owned())
+        .unwrap_or_default();
+    // The job only starts on the pool: wait for its id (none if it failed or died).
+    let (done, opened) = tokio::sync::oneshot::channel();
+    let ctx2 = ctx.clone();
+    let job = global.run(move || {
+        let started = Instant::now();
+        let reply = cmd::open_db::run(&ctx2, &req);
+        let id = (reply.status == Status::Ok)
+            .then(|| <[u8; 8]>::try_from(reply.data.as_slice()).ok())
+            .flatten()
+            .map(u64::from_le_bytes);
+        // Sent before the reply, so a died job is told apart from a failed open.
+        let _ = done.send(id);
+        cmd::answer(&ctx2, cmd::lookup(&req), started, to, reply);
+    });
+    if job.await.is_err() {
+        tracing::debug!("server-wide command refused: the pool is stopped");
+        return;
+    }
+    if let Ok(Some(id)) = opened.await {
+        session.opened(id, &name);
     }
 }

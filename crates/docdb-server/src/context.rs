@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
@@ -11,6 +12,8 @@ pub struct Context {
     pub cfg: ServerConfig,
     pub pool: Pool,
     pub metrics: Metrics,
+    /// Access control: `[auth]` and the token key.
+    pub auth: Auth,
     scheduler: OnceLock<Arc<Scheduler>>,
     /// Test hook: ops on this collection panic (env `DOCDB_TEST_PANIC_COLLECTION`).
     /// Only in builds with the `test-hooks` feature (the docdb crate's tests).
@@ -22,7 +25,9 @@ impl Context {
     pub fn new(cfg: ServerConfig, pool: Pool) -> Context {
         let metrics = Metrics::new();
         metrics.register_pool(&pool);
+        let auth = Auth::new(cfg.auth.clone(), &cfg.data_dir);
         Context {
+            auth,
             cfg,
             pool,
             metrics,

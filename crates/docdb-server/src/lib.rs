@@ -14,8 +14,10 @@
 //! - [`global_pool`]: the fixed threads of server-wide commands. [`healing`]: the
 //!   background healer (open and closed databases).
 //! - [`reply`]: a queued request and the guarantee it is answered once.
+//! - [`auth`]: sessions, scopes, the rights check, and tokens ([`auth::token`]).
 //! - [`tools`]: the offline `check`, `dump` and `restore`.
 
+pub mod auth;
 pub mod catalog;
 pub mod cmd;
 pub mod config;

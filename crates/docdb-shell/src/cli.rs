@@ -24,6 +24,10 @@ pub struct Args {
     /// History file for interactive use [default: ~/.docdb_history].
     #[arg(long)]
     pub history: Option<PathBuf>,
+    /// Authenticate with this token after connecting (`docdb token issue`); also read
+    /// from the DOCDB_TOKEN environment variable, which keeps it out of `ps`.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 /// Entry point of `docdbsh` (and `docdb shell`).
@@ -39,6 +43,16 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let token = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("DOCDB_TOKEN").ok().filter(|t| !t.is_empty()));
+    if let Some(token) = token {
+        if let Err(e) = client.auth(token.trim()) {
+            eprintln!("ERROR\nauthentication failed: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let mut shell = Shell::new(client);
     if !args.commands.is_empty() {
         return script(&mut shell, args.commands.iter().map(|s| Ok(s.clone())));

@@ -1,12 +1,14 @@
 //! `docdb`: the DocDB server (`docdb serve`, the default) and its operator tools.
 //! Thin: parse flags, build the configuration, call the library.
 
+mod token;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use docdb_core::FsyncMode;
-use docdb_server::config::{parse_mode, Policy, ServerConfig};
+use docdb_server::config::{parse_mode, AuthMode, Policy, ServerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +37,8 @@ enum Command {
     Restore(RestoreArgs),
     /// The interactive shell (same as `docdbsh`).
     Shell(docdb_shell::cli::Args),
+    /// Issue access tokens for `--auth token`, or rotate their key.
+    Token(token::TokenArgs),
 }
 
 /// Printed by `--help`: every configuration key with its default.
@@ -98,6 +102,15 @@ fn run_tool(cmd: Command) -> ExitCode {
     let result = match cmd {
         Command::Serve(_) => return ExitCode::from(2),
         Command::Shell(a) => return docdb_shell::cli::run(a),
+        Command::Token(a) => token::run(a, |data_dir, config| {
+            let c = build_config(&ServeArgs {
+                config,
+                data_dir,
+                ..ServeArgs::default()
+            })?;
+            Ok(c.data_dir)
+        })
+        .map(|()| true),
         Command::Check(a) => a.config().and_then(|c| {
             let s = docdb_server::tools::check::run(&c, &mut std::io::stdout().lock())?;
             Ok(s.corrupt_databases == 0)
@@ -205,6 +218,9 @@ struct ServeArgs {
     /// error | warn | info | debug | trace.
     #[arg(long)]
     log_level: Option<String>,
+    /// Access control: none | peer | token (see `docdb token --help`).
+    #[arg(long)]
+    auth: Option<AuthMode>,
 }
 
 /// The configuration key each flag overrides (`build_config` applies them).
@@ -226,6 +242,7 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("http", "http"),
     ("policy", "sched.policy"),
     ("log_level", "log_level"),
+    ("auth", "auth.mode"),
 ];
 
 /// The CLI with every flag's help ending in the key it overrides and its default.
@@ -300,6 +317,7 @@ fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     set!(a.policy, c.sched.policy);
     set!(a.log_level, c.log_level);
+    set!(a.auth, c.auth.mode);
     c.validate()?;
     Ok(c)
 }

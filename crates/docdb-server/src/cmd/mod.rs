@@ -15,6 +15,7 @@
 //! counted. Adding a command: its code in `docdb_protocol::types`, one entry here, and
 //! its file.
 
+pub mod auth;
 pub mod close_db;
 pub mod create_collection;
 pub mod delete_collection;
@@ -37,6 +38,7 @@ use docdb_core::{Batch, Database, Unflushed};
 
 use docdb_protocol::{text, Command, Op, Request};
 
+use crate::auth::{Need, Rights};
 use crate::context::Context;
 use crate::reply::{Reply, ReplyTo, Task};
 use crate::scheduler::AfterRelease;
@@ -57,6 +59,8 @@ pub enum Handler {
         run: fn(&Context, &mut Batch<'_>, Task) -> Option<Deferred>,
         settle: bool,
     },
+    /// Answered by the connection itself, from and into its session (Auth).
+    Connection,
 }
 
 /// How a command's answers are counted in `docdb_operations_total` and
@@ -80,7 +84,7 @@ impl Spec {
     /// Whether the command is served from its database's queue (and so needs an open
     /// database id); else it is server-wide.
     pub fn per_db(&self) -> bool {
-        !matches!(self.handler, Handler::Server(_))
+        matches!(self.handler, Handler::Database(_) | Handler::Stage { .. })
     }
 
     pub fn name(&self) -> &'static str {
@@ -136,7 +140,44 @@ pub static COMMANDS: &[Spec] = &[
     stage(Command::Transaction, transaction::run, true),
     server(Command::SchedulerStats, scheduler_stats::run),
     database(Command::Scan, scan::run),
+    Spec {
+        command: Command::Auth,
+        handler: Handler::Connection,
+        label: Label::Command,
+    },
 ];
+
+/// Code of DropDB (SPEC §8.1), classified here before its command exists.
+const DROP_DB: u8 = 17;
+
+/// What each command needs of the connection's session (SPEC §9.1): the one table of
+/// rights, read by [`crate::auth::Session::check`]. Server-wide commands need admin,
+/// except ListDBs (its rows are filtered to the scope); a write is any op other than
+/// Read, a collection change, or Heal. A code not listed (a future command) needs
+/// admin until it is classified here.
+pub fn need(code: u8) -> Need {
+    use Rights::*;
+    // The per-op status flag selects a reply form: an Execute is an Execute.
+    let Some((c, _)) = Command::decode(code) else {
+        return if code == DROP_DB {
+            Need::Name(Admin)
+        } else {
+            Need::Server(Admin)
+        };
+    };
+    match c {
+        Command::Auth => Need::Nothing,
+        Command::OpenDb => Need::Name(Read),
+        Command::CloseDb | Command::ListCollections | Command::HealStats | Command::Scan => {
+            Need::Db(Read)
+        }
+        Command::Execute | Command::Transaction => Need::DbOps,
+        Command::CreateCollection | Command::DeleteCollection | Command::Heal => Need::Db(Write),
+        Command::HealAll => Need::Db(Admin),
+        Command::ListDbs => Need::Server(Read),
+        Command::Stats | Command::Metrics | Command::SchedulerStats => Need::Server(Admin),
+    }
+}
 
 /// The table entry of a request's command, if the server serves it.
 pub fn lookup(req: &Request) -> Option<&'static Spec> {
@@ -396,7 +437,7 @@ fn serve_one(
         }
         Some(Handler::Database(run)) => run,
         // A server-wide command is never queued; a code not in the table is unknown.
-        Some(Handler::Server(_)) | None => {
+        Some(Handler::Server(_) | Handler::Connection) | None => {
             let reply = Reply::error(text::UNKNOWN_COMMAND);
             answer(ctx, None, task.enqueued, task.reply, reply);
             return false;
@@ -509,7 +550,14 @@ mod tests {
             .collect();
         assert_eq!(
             server_wide,
-            ["open_db", "stats", "list_dbs", "metrics", "scheduler_stats"]
+            [
+                "open_db",
+                "stats",
+                "list_dbs",
+                "metrics",
+                "scheduler_stats",
+                "auth"
+            ]
         );
         let req = |command| Request {
             request_id: 1,
@@ -518,12 +566,34 @@ mod tests {
             ops: Vec::new(),
         };
         assert!(lookup(&req(0)).is_none());
-        assert!(lookup(&req(16)).is_none());
+        assert!(lookup(&req(17)).is_none());
+        assert_eq!(lookup(&req(16)).map(Spec::name), Some("auth"));
         assert_eq!(lookup(&req(15)).map(Spec::name), Some("scan"));
         // The per-op status flag is a reply form of Execute and Transaction only.
         assert_eq!(lookup(&req(131)).map(Spec::name), Some("execute"));
         assert_eq!(lookup(&req(141)).map(Spec::name), Some("transaction"));
         assert!(lookup(&req(128 | 15)).is_none());
         assert!(lookup(&req(128)).is_none());
+    }
+
+    #[test]
+    fn every_command_has_its_rights() {
+        use Rights::*;
+        assert_eq!(need(Command::Auth as u8), Need::Nothing);
+        assert_eq!(need(Command::OpenDb as u8), Need::Name(Read));
+        assert_eq!(need(DROP_DB), Need::Name(Admin));
+        assert_eq!(need(99), Need::Server(Admin));
+        assert_eq!(need(Command::ListDbs as u8), Need::Server(Read));
+        for c in [Command::Stats, Command::Metrics, Command::SchedulerStats] {
+            assert_eq!(need(c as u8), Need::Server(Admin), "{c:?}");
+        }
+        // Every per-database command checks the db id it names.
+        for s in COMMANDS.iter().filter(|s| s.per_db()) {
+            assert!(
+                matches!(need(s.command as u8), Need::Db(_) | Need::DbOps),
+                "{}",
+                s.name()
+            );
+        }
     }
 }
