@@ -443,6 +443,15 @@ impl Catalog {
             .cloned()
     }
 
+    /// Whether `id` was a database that is now deleted.
+    pub fn was_deleted(&self, id: u64) -> bool {
+        self.state
+            .lock()
+            .by_id
+            .get(&id)
+            .is_some_and(|e| e.status == DbStatus::Deleted)
+    }
+
     /// Every database ever created, deleted ones included, by id.
     pub fn all(&self) -> Vec<Entry> {
         self.state.lock().by_id.values().cloned().collect()

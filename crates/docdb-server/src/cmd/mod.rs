@@ -4,7 +4,7 @@
 //! [`COMMANDS`] is the one table of commands: a command's code, its handler, and
 //! whether it is served from its database's queue (Execute, Transaction, Scan,
 //! collections, heal, CloseDB) or answered server-wide (OpenDB, Stats, ListDBs,
-//! Metrics, SchedulerStats). Dispatch, the metrics labels and the "unknown command"
+//! Metrics, SchedulerStats, DropDB). Dispatch, the metrics labels and the "unknown command"
 //! path read it, and every answer goes through [`answer`], the one place commands are
 //! counted. Adding a command: its code in `docdb_protocol::types`, one entry here, and
 //! its file.
@@ -12,6 +12,7 @@
 pub mod close_db;
 pub mod create_collection;
 pub mod delete_collection;
+pub mod drop_db;
 pub mod execute;
 pub mod heal;
 pub mod list_collections;
@@ -114,6 +115,7 @@ pub static COMMANDS: &[Spec] = &[
     database(Command::Transaction, transaction::run),
     server(Command::SchedulerStats, scheduler_stats::run),
     database(Command::Scan, scan::run),
+    server(Command::DropDb, drop_db::run),
 ];
 
 /// The table entry of a request's command, if the server serves it.
@@ -385,7 +387,14 @@ mod tests {
             .collect();
         assert_eq!(
             server_wide,
-            ["open_db", "stats", "list_dbs", "metrics", "scheduler_stats"]
+            [
+                "open_db",
+                "stats",
+                "list_dbs",
+                "metrics",
+                "scheduler_stats",
+                "drop_db"
+            ]
         );
         let req = |command| Request {
             request_id: 1,
