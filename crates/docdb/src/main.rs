@@ -35,6 +35,8 @@ enum Command {
     Restore(RestoreArgs),
     /// The interactive shell (same as `docdbsh`).
     Shell(docdb_shell::cli::Args),
+    /// Admin commands for a running server: `db list`, `db drop NAME`.
+    Db(docdb_shell::admin::DbArgs),
 }
 
 /// Printed by `--help`: every configuration key with its default.
@@ -98,6 +100,7 @@ fn run_tool(cmd: Command) -> ExitCode {
     let result = match cmd {
         Command::Serve(_) => return ExitCode::from(2),
         Command::Shell(a) => return docdb_shell::cli::run(a),
+        Command::Db(a) => return docdb_shell::admin::run(a),
         Command::Check(a) => a.config().and_then(|c| {
             let s = docdb_server::tools::check::run(&c, &mut std::io::stdout().lock())?;
             Ok(s.corrupt_databases == 0)
