@@ -440,6 +440,18 @@ export class Client {
     await this.call(Command.CloseDb, id, []);
   }
 
+  /**
+   * Drops the database `name` (DropDB): the server closes it, answers its pending and
+   * later requests `database was dropped`, removes its files and frees the name (a later
+   * `openDb(name)` makes a new, empty database with a new id). An unknown name rejects
+   * with NotFoundError (`database not found`). Needs an admin token under token auth.
+   */
+  async dropDb(name: string): Promise<void> {
+    await this.call(Command.DropDb, 0n, [
+      { opType: OpType.Create, collection: '', docId: 0n, payload: bytesOf(name) },
+    ]);
+  }
+
   /** Pool statistics: 5 × u64. */
   async stats(): Promise<Stats> {
     const data = await this.call(Command.Stats, 0n, []);

@@ -41,6 +41,7 @@ export const Command = {
   SchedulerStats: 14,
   Scan: 15,
   Auth: 16,
+  DropDb: 17,
 } as const;
 export type Command = (typeof Command)[keyof typeof Command];
 

@@ -182,6 +182,24 @@ describe('DocDB end-to-end', { skip: SKIP_E2E, timeout: 120_000 }, () => {
   );
 
   test(
+    'dropDb: the old id is refused, the name makes a new empty database',
+    withServer(async (_s, client) => {
+      const db = await client.openDb('tenant');
+      const other = await client.openDb('tenant2');
+      await db.create('', 1n, { v: 1 });
+      await other.create('', 1n, { v: 2 });
+      await client.dropDb('tenant');
+      await assert.rejects(db.read('', 1n), isErr(ServerError, 1, 'database was dropped'));
+      await assert.rejects(client.dropDb('tenant'), isErr(NotFoundError, 2, 'database not found'));
+      assert.deepEqual((await client.listDbs()).map((d) => d.name), ['tenant2']);
+      const again = await client.openDb('tenant');
+      assert.ok(again.id > other.id, 'ids are never reused');
+      await assert.rejects(again.read('', 1n), isErr(NotFoundError, 2, 'document not found'));
+      assert.deepEqual(await other.read('', 1n), { v: 2 });
+    }),
+  );
+
+  test(
     'batch: per-op results, each op on its own',
     withServer(async (_s, client) => {
       const db = await client.openDb('batch');

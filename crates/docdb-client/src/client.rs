@@ -281,6 +281,15 @@ impl Client {
         Database::new(self.clone(), id, "")
     }
 
+    /// Drops database `name` (DropDB): the server closes it, answers its pending and
+    /// later requests `database was dropped`, removes its files and frees the name (a
+    /// later [`Client::open_db`] makes a new, empty database with a new id). An unknown
+    /// name is [`Error::NotFound`]. Under token auth it needs an admin token.
+    pub fn drop_db(&self, name: &str) -> Result<()> {
+        let op = Op::new(OpType::Create, "", 0, name.as_bytes().to_vec());
+        self.request(0, Command::DropDb, vec![op], |resp| ok_data(resp).map(drop))
+    }
+
     /// Server-wide counters (Stats).
     pub fn stats(&self) -> Result<Stats> {
         self.request(0, Command::Stats, Vec::new(), |resp| {

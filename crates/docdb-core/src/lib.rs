@@ -25,7 +25,8 @@
 //!   files), `maintenance::Maintenance` (checkpoint, WAL trim, compaction, interval
 //!   fsync), `lifecycle::Lifecycle` (closed, stopping, read-only after an I/O
 //!   failure); `lock_order`: their lock order, checked in debug builds.
-//!   `recovery`: open and replay; [`verify`];
+//!   `recovery`: open and replay; [`verify`]; [`remove`]: removing a closed
+//!   database's files (DropDB);
 //!   [`heal`]: rebuilding corrupt documents from the WAL.
 //! - [`wal`]: WAL records, segments, writer, replay. [`data`]: data-file records and
 //!   files. `checkpoint`: the `CHECKPOINT` file; `codec`: the bounds-checked reader
@@ -64,6 +65,7 @@ pub mod order;
 pub mod patch;
 mod rebuild;
 mod recovery;
+pub mod remove;
 mod snapshot;
 pub mod stats;
 pub mod storage;
@@ -80,6 +82,7 @@ pub use db::{
 pub use error::{Error, Result};
 pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
+pub use remove::{remove_database, RemoveReport};
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;
 pub use verify::{verify_offline, verify_offline_with, VerifyReport};

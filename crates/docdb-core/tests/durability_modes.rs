@@ -138,6 +138,10 @@ impl Storage for Tapped {
         change(&self.disk, &self.taps)?;
         self.disk.remove_file(path)
     }
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        change(&self.disk, &self.taps)?;
+        self.disk.remove_dir(dir)
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         change(&self.disk, &self.taps)?;
         self.disk.rename(from, to)

@@ -61,6 +61,10 @@ impl Storage for Counting {
         self.seen.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.remove_file(path)
     }
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        self.seen.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.remove_dir(dir)
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.seen.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.rename(from, to)

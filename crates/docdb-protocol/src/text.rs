@@ -38,6 +38,13 @@ pub const OUTCOME_UNKNOWN: &str = "write outcome unknown: the disk failed while 
 pub const FAILED_EARLIER: &str =
     "database cannot be reopened in this process: a write or fsync failed";
 pub const CLOSED: &str = "database is closed";
+/// A request for a database id that DropDB removed (also answered to its queued requests).
+pub const DB_DROPPED: &str = "database was dropped";
+/// DropDB of a name with no active database (status NotFound).
+pub const DB_NOT_FOUND: &str = "database not found";
+/// DropDB while requests keep holding the database past the wait (status Error; retry).
+pub const DB_BUSY: &str =
+    "database is busy; DropDB gave up waiting for its requests to finish, try again";
 /// Prefix of "document is corrupt: <what>".
 pub const CORRUPT: &str = "document is corrupt";
 pub const INTERNAL: &str = "internal error";

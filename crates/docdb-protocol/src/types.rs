@@ -49,6 +49,7 @@ commands! {
     14 => SchedulerStats, "scheduler_stats";
     15 => Scan, "scan";
     16 => Auth, "auth";
+    17 => DropDb, "drop_db";
 }
 
 /// Flag bit of the command byte: set on Execute (3) or Transaction (13), it asks for the
@@ -169,8 +170,10 @@ mod tests {
         for reserved in [5u8, 6, 8, 9, 0, 10] {
             assert_eq!(OpType::from_u8(reserved), None);
         }
-        assert_eq!(Command::from_u8(17), None);
-        assert_eq!(Command::ALL.len(), 16);
+        assert_eq!(Command::from_u8(18), None);
+        assert_eq!(Command::ALL.len(), 17);
+        assert_eq!(Command::from_u8(16), Some(Command::Auth));
+        assert_eq!(Command::from_u8(17), Some(Command::DropDb));
         assert_eq!(Command::Scan.name(), "scan");
         assert_eq!(Command::from_u8(0), None);
     }

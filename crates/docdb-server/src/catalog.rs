@@ -289,13 +289,22 @@ impl Catalog {
             if let Some(e) = s.by_name.get(name).and_then(|id| s.by_id.get(id)) {
                 return Ok((e.clone(), false));
             }
-            if let Some((seq, e)) = log.pending.iter().find(|(_, e)| e.name == name) {
+            let pending_create = log
+                .pending
+                .iter()
+                .find(|(_, e)| e.name == name && e.status == DbStatus::Active);
+            if let Some((seq, e)) = pending_create {
                 (e.clone(), *seq, false)
             } else {
                 if log.failed {
                     return Err(CatalogError::ReadOnly);
                 }
-                if s.by_name.len() + log.pending.len() >= self.max_databases {
+                let pending_creates = log
+                    .pending
+                    .iter()
+                    .filter(|(_, e)| e.status == DbStatus::Active)
+                    .count();
+                if s.by_name.len() + pending_creates >= self.max_databases {
                     return Err(CatalogError::Full);
                 }
                 // The id is burnt even if the append fails: ids are never reused.
@@ -315,9 +324,48 @@ impl Catalog {
                 (entry, seq, true)
             }
         };
+        self.wait_durable(log, seq)?;
+        Ok((entry, created))
+    }
+
+    /// Marks database `id` deleted, durably (DropDB): its name is free for a new
+    /// database (with a new id) once this returns; the id is never reused. Returns the
+    /// entry as it was; `None` if `id` is unknown or already deleted.
+    pub fn mark_deleted(&self, id: u64) -> Result<Option<Entry>, CatalogError> {
+        let mut log = self.log.lock();
+        if log.failed {
+            return Err(CatalogError::ReadOnly);
+        }
+        let (old, seq) = {
+            let s = self.state.lock();
+            let Some(old) = s.by_id.get(&id).filter(|e| e.status == DbStatus::Active) else {
+                return Ok(None);
+            };
+            let deleted = Entry {
+                status: DbStatus::Deleted,
+                ..old.clone()
+            };
+            let record = encode_record(&deleted)?;
+            log.staged.extend_from_slice(&record);
+            log.staged_seq += 1;
+            let seq = log.staged_seq;
+            log.pending.push((seq, deleted));
+            (old.clone(), seq)
+        };
+        self.wait_durable(log, seq)?;
+        Ok(Some(old))
+    }
+
+    /// Waits until record `seq` is durable, becoming the syncer (one write and one
+    /// fsync for everything staged) when none is running.
+    fn wait_durable(
+        &self,
+        mut log: parking_lot::MutexGuard<'_, Log>,
+        seq: u64,
+    ) -> Result<(), CatalogError> {
         loop {
             if log.durable_seq >= seq {
-                return Ok((entry, created));
+                return Ok(());
             }
             if log.failed {
                 return Err(CatalogError::ReadOnly);
@@ -352,7 +400,7 @@ impl Catalog {
                         s.by_id.len()
                     };
                     log.durable_seq = upto;
-                    if log.records >= COMPACT_MIN.max(live - log.records) {
+                    if log.records >= COMPACT_MIN.max(live.saturating_sub(log.records)) {
                         // `syncing` keeps this the only writer of the file; records
                         // staged meanwhile are not in the snapshot and are appended
                         // to the emptied log by the next syncer.
@@ -393,6 +441,20 @@ impl Catalog {
             .get(&id)
             .filter(|e| e.status == DbStatus::Active)
             .cloned()
+    }
+
+    /// Whether `id` was a database that is now deleted.
+    pub fn was_deleted(&self, id: u64) -> bool {
+        self.state
+            .lock()
+            .by_id
+            .get(&id)
+            .is_some_and(|e| e.status == DbStatus::Deleted)
+    }
+
+    /// Every database ever created, deleted ones included, by id.
+    pub fn all(&self) -> Vec<Entry> {
+        self.state.lock().by_id.values().cloned().collect()
     }
 
     /// Active databases, by id.
@@ -523,6 +585,38 @@ mod tests {
             c.get_or_create("new").unwrap().0.id,
             COMPACT_MIN as u64 + 11
         );
+    }
+
+    #[test]
+    fn a_deleted_database_stays_deleted_and_its_name_gets_a_new_id() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Catalog::open_with_limit(d.path(), 2).unwrap();
+        let a = c.get_or_create("a").unwrap().0;
+        c.get_or_create("ab").unwrap();
+        assert_eq!(c.mark_deleted(a.id).unwrap(), Some(a.clone()));
+        assert_eq!(c.mark_deleted(a.id).unwrap(), None);
+        assert_eq!(c.mark_deleted(99).unwrap(), None);
+        assert!(c.find("a").is_none() && c.get(a.id).is_none());
+        // A deleted database does not count against the limit.
+        let a2 = c.get_or_create("a").unwrap().0;
+        assert_eq!(a2.id, 3);
+        drop(c);
+        let c = Catalog::open(d.path()).unwrap();
+        assert_eq!(c.find("a").unwrap().id, 3);
+        assert_eq!(c.list().len(), 2);
+        let all = c.all();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].status, DbStatus::Deleted);
+        // Many creates and deletes fold into a snapshot that keeps every status.
+        for i in 0..COMPACT_MIN {
+            let e = c.get_or_create(&format!("t{i}")).unwrap().0;
+            c.mark_deleted(e.id).unwrap();
+        }
+        drop(c);
+        let c = Catalog::open(d.path()).unwrap();
+        assert_eq!(c.list().len(), 2);
+        assert_eq!(c.all().len(), 3 + COMPACT_MIN);
+        assert!(fs::metadata(d.path().join(LOG)).unwrap().len() < 200 * 1024);
     }
 
     #[test]

@@ -561,10 +561,15 @@ async fn dispatch(
         return;
     }
     if ctx.pool.catalog().get(req.db_id).is_none() {
+        let why = if ctx.pool.catalog().was_deleted(req.db_id) {
+            text::DB_DROPPED
+        } else {
+            text::DB_NOT_OPEN
+        };
         tx.send(Response::new(
             req.request_id,
             Status::Error,
-            text::DB_NOT_OPEN.as_bytes().to_vec(),
+            why.as_bytes().to_vec(),
         ));
         return;
     }

@@ -9,7 +9,7 @@
 //! the last minute means the working set is larger than the limit, which is logged
 //! (once a minute at most).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use docdb_core::{Database, HealStats, MemoryBudget, OpenOptions};
 use docdb_protocol::text as msg;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::catalog::{Catalog, CatalogError, Entry};
@@ -37,6 +37,18 @@ pub enum PoolError {
     Engine(#[from] docdb_core::Error),
     #[error("{0}")]
     Catalog(#[from] CatalogError),
+    /// The id belongs to a database DropDB removed.
+    #[error("{}", msg::DB_DROPPED)]
+    Dropped,
+    /// DropDB of a name with no active database.
+    #[error("{}", msg::DB_NOT_FOUND)]
+    UnknownName,
+    /// DropDB waited too long for the requests holding the database.
+    #[error("{}", msg::DB_BUSY)]
+    Busy,
+    /// DropDB could not move or remove the database's files.
+    #[error("dropping the database failed: {0}")]
+    DropFailed(String),
 }
 
 /// What is remembered about a database while it is closed; also written to
@@ -61,6 +73,9 @@ struct Slot {
     /// and of the background healer's offline scans while it was closed (not written:
     /// a restart starts them afresh, as v0.3 did).
     heal: Mutex<HealStats>,
+    /// Set by DropDB before it closes the database: `get` refuses the id from then on,
+    /// so nothing reopens it while its files go.
+    dropped: AtomicBool,
 }
 
 /// Adds `b`'s counts to `a`, keeps the later times (not the unrecoverable list: that
@@ -96,10 +111,64 @@ pub struct Pool {
     thrash: Mutex<(u64, Option<Instant>)>,
     /// Whether a database has requests queued or being served (the scheduler knows).
     busy: OnceLock<BusyCheck>,
+    /// Names being dropped: OpenDB and DropDB of such a name wait until the drop has
+    /// moved the old files away and marked the old id deleted, so a new database of
+    /// the name never sees them.
+    dropping: Mutex<HashSet<String>>,
+    dropped_done: Condvar,
 }
 
 /// Tells whether database `id` has requests queued or in service.
 pub type BusyCheck = Box<dyn Fn(u64) -> bool + Send + Sync>;
+
+/// How long DropDB waits for the requests holding the database to let go.
+const DROP_WAIT: Duration = Duration::from_secs(10);
+
+/// Directory-name prefix of a dropped database's files awaiting removal.
+pub const DROPPED_PREFIX: &str = ".dropped-";
+
+/// A name held by [`Pool::hold_name`].
+struct NameGuard<'a> {
+    pool: &'a Pool,
+    name: String,
+}
+
+impl Drop for NameGuard<'_> {
+    fn drop(&mut self) {
+        self.pool.dropping.lock().remove(&self.name);
+        self.pool.dropped_done.notify_all();
+    }
+}
+
+/// Renames `from` to `to` and syncs the parent, if `from` exists.
+fn move_away(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match to.parent() {
+        Some(p) => docdb_core::fsutil::sync_dir(p),
+        None => Ok(()),
+    }
+}
+
+/// Test hook (the `test-hooks` feature, then opt-in by environment): with
+/// `DOCDB_TEST_DROP_CRASH=after-move` or `after-mark`, the process dies (as kill -9
+/// would) at that step of DropDB, so a test can restart it and see the drop finished
+/// or not started, never half done.
+mod hooks {
+    #[cfg(feature = "test-hooks")]
+    pub fn crash_point(step: &str) {
+        if std::env::var("DOCDB_TEST_DROP_CRASH").as_deref() == Ok(step) {
+            // SAFETY: ends the process at once, running nothing (as kill -9 would).
+            unsafe { libc::_exit(137) };
+        }
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    #[inline(always)]
+    pub fn crash_point(_: &str) {}
+}
 
 /// A database used this recently and evicted means the working set exceeds the limit.
 const THRASH_WINDOW: Duration = Duration::from_secs(60);
@@ -121,7 +190,7 @@ impl Pool {
         let catalog = Catalog::open_with_limit(&cfg.data_dir, cfg.limits.max_databases)?;
         let global = MemoryBudget::new(cfg.memory.global_capacity_bytes());
         let cfg_max_open = cfg.db.max_open_dbs;
-        Ok(Pool {
+        let pool = Pool {
             cfg,
             _lock: lock,
             catalog,
@@ -140,7 +209,11 @@ impl Pool {
             evictions: Counter::default(),
             thrash: Mutex::new((0, None)),
             busy: OnceLock::new(),
-        })
+            dropping: Mutex::new(HashSet::new()),
+            dropped_done: Condvar::new(),
+        };
+        pool.finish_drops()?;
+        Ok(pool)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -189,11 +262,177 @@ impl Pool {
             return Err(PoolError::Stopped);
         }
         docdb_core::name::validate_db_name(name)?;
+        let _name = self.hold_name(name);
         let (entry, created) = self.catalog.get_or_create(name)?;
         if !created {
             self.get(entry.id)?;
         }
         Ok(entry.id)
+    }
+
+    /// Why id `id` has no database: dropped, or never was one.
+    fn gone(&self, id: u64) -> PoolError {
+        if self.catalog.was_deleted(id) {
+            PoolError::Dropped
+        } else {
+            PoolError::NotOpen
+        }
+    }
+
+    /// Waits until no DropDB of `name` is running, then holds the name (other OpenDBs
+    /// and DropDBs of it wait) until the guard is dropped. Holding costs a lock and a
+    /// set insert; OpenDB of other names never waits.
+    fn hold_name(&self, name: &str) -> NameGuard<'_> {
+        let mut set = self.dropping.lock();
+        while set.contains(name) {
+            self.dropped_done.wait(&mut set);
+        }
+        set.insert(name.to_owned());
+        NameGuard {
+            pool: self,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Where a dropped database's files wait for removal: `dbs/.dropped-<id>` (and
+    /// `<wal-dir>/.dropped-<id>`). A name never starts with `.`, so this is no name.
+    fn dropped_dirs(&self, id: u64) -> (PathBuf, Option<PathBuf>) {
+        let leaf = format!("{DROPPED_PREFIX}{id}");
+        (
+            self.cfg.data_dir.join("dbs").join(&leaf),
+            self.cfg.wal_dir.as_ref().map(|w| w.join(&leaf)),
+        )
+    }
+
+    /// DropDB: closes database `name` (its queued and later requests are answered
+    /// `database was dropped`), moves its files out of the name's place, marks it
+    /// deleted in the catalog (durably), then removes the files. Returns its id.
+    ///
+    /// Crash safety (docs/ARCHITECTURE.md "DropDB"): the directories are renamed to
+    /// `.dropped-<id>` (parents fsynced) before the catalog record; at start,
+    /// [`Pool::finish_drops`] completes a drop that left a `.dropped-<id>` behind,
+    /// whichever step it stopped at. So after a crash the database is there whole
+    /// (nothing renamed yet) or gone.
+    pub fn drop_db(&self, name: &str) -> Result<u64, PoolError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(PoolError::Stopped);
+        }
+        docdb_core::name::validate_db_name(name)?;
+        let _name = self.hold_name(name);
+        let entry = self.catalog.find(name).ok_or(PoolError::UnknownName)?;
+        let id = entry.id;
+        let slot = self.slots.lock().entry(id).or_default().clone();
+        slot.dropped.store(true, Ordering::Release);
+        let undo = |e: PoolError| {
+            slot.dropped.store(false, Ordering::Release);
+            e
+        };
+        let mut guard = slot.db.lock();
+        if let Some(db) = guard.take() {
+            // Workers serving a batch, a group commit's answers and the healer hold
+            // the handle for a moment; new holders are refused (`dropped`).
+            let deadline = Instant::now() + DROP_WAIT;
+            let mut db = db;
+            loop {
+                match Arc::try_unwrap(db) {
+                    Ok(owned) => {
+                        self.closed_txns
+                            .fetch_add(owned.stats().tx_count, Ordering::Relaxed);
+                        self.open.fetch_sub(1, Ordering::Relaxed);
+                        if let Err(e) = owned.close() {
+                            // Its files are about to go: what the close failed to
+                            // write does not matter any more.
+                            tracing::warn!(id, error = %e, "closing a database being dropped failed");
+                        }
+                        break;
+                    }
+                    Err(shared) if Instant::now() < deadline => {
+                        db = shared;
+                        parking_lot::MutexGuard::unlocked(&mut guard, || {
+                            std::thread::sleep(Duration::from_millis(2))
+                        });
+                    }
+                    Err(shared) => {
+                        *guard = Some(shared);
+                        return Err(undo(PoolError::Busy));
+                    }
+                }
+            }
+        }
+        let (dir, wal_dir) = (
+            self.db_dir(name),
+            self.cfg.wal_dir.as_ref().map(|w| w.join(name)),
+        );
+        // A failure recorded for the old files must not refuse the new database
+        // that will live under the same path.
+        docdb_core::failure::reset(&dir);
+        let (gone, gone_wal) = self.dropped_dirs(id);
+        let moved = move_away(&dir, &gone).and_then(|()| match (&wal_dir, &gone_wal) {
+            (Some(w), Some(g)) => move_away(w, g),
+            _ => Ok(()),
+        });
+        if let Err(e) = moved {
+            // Nothing is marked: whatever was renamed is finished at the next start
+            // (a `.dropped-<id>` of an active id completes the drop then).
+            tracing::error!(db = %name, id, error = %e, "moving a dropped database's files failed");
+            return Err(undo(PoolError::DropFailed(e.to_string())));
+        }
+        hooks::crash_point("after-move");
+        if let Err(e) = self.catalog.mark_deleted(id) {
+            tracing::error!(db = %name, id, error = %e, "marking a database deleted failed; the next start finishes the drop");
+            return Err(PoolError::Catalog(e));
+        }
+        hooks::crash_point("after-mark");
+        drop(guard);
+        self.slots.lock().remove(&id);
+        drop(_name);
+        self.remove_dropped(id);
+        tracing::info!(db = %name, id, "dropped database");
+        Ok(id)
+    }
+
+    /// Removes the files of dropped database `id` (in `.dropped-<id>`); a failure is
+    /// logged and retried at the next start.
+    fn remove_dropped(&self, id: u64) {
+        let (gone, gone_wal) = self.dropped_dirs(id);
+        let s = docdb_core::storage::StdStorage;
+        if let Err(e) = docdb_core::remove_database(&s, &gone, gone_wal.as_deref()) {
+            tracing::warn!(id, error = %e, "removing a dropped database's files failed; retried at the next start");
+        }
+    }
+
+    /// At start: finishes drops a crash interrupted. A `.dropped-<id>` directory
+    /// whose id is still active was moved away but never marked: the drop is completed
+    /// (marked deleted); then every `.dropped-<id>` is removed.
+    pub fn finish_drops(&self) -> anyhow::Result<()> {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut roots = vec![self.cfg.data_dir.join("dbs")];
+        roots.extend(self.cfg.wal_dir.clone());
+        for root in &roots {
+            let Ok(rd) = std::fs::read_dir(root) else {
+                continue;
+            };
+            for e in rd {
+                let e = e?;
+                let name = e.file_name();
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(DROPPED_PREFIX))
+                    .and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                ids.insert(id);
+            }
+        }
+        for id in ids {
+            if self.catalog.get(id).is_some() {
+                tracing::warn!(id, "finishing a drop interrupted by a crash");
+                self.catalog.mark_deleted(id)?;
+            }
+            self.remove_dropped(id);
+        }
+        Ok(())
     }
 
     /// The open database `id`, opening it if needed.
@@ -207,18 +446,27 @@ impl Pool {
                 Some(s) => s.clone(),
                 None => {
                     if self.catalog.get(id).is_none() {
-                        return Err(PoolError::NotOpen);
+                        return Err(self.gone(id));
                     }
                     slots.entry(id).or_default().clone()
                 }
             }
         };
+        if slot.dropped.load(Ordering::Acquire) {
+            return Err(PoolError::Dropped);
+        }
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
         let mut guard = slot.db.lock();
         if let Some(db) = guard.as_ref() {
             return Ok(db.clone());
         }
-        let entry = self.catalog.get(id).ok_or(PoolError::NotOpen)?;
+        // INVARIANT: DropDB sets `dropped` before it takes this lock, and keeps the
+        // lock until the files are moved away: checked again under the lock, nothing
+        // reopens a database being dropped.
+        if slot.dropped.load(Ordering::Acquire) {
+            return Err(PoolError::Dropped);
+        }
+        let entry = self.catalog.get(id).ok_or_else(|| self.gone(id))?;
         let opts = OpenOptions {
             global_memory: Some(self.global.clone()),
             wal_dir: self.cfg.wal_dir.as_ref().map(|w| w.join(&entry.name)),
@@ -434,7 +682,7 @@ impl Pool {
         let entry = self.catalog.get(id)?;
         let slot = self.slots.lock().entry(id).or_default().clone();
         let guard = slot.db.lock();
-        if guard.is_some() || self.is_stopped() {
+        if guard.is_some() || self.is_stopped() || slot.dropped.load(Ordering::Acquire) {
             return None;
         }
         let dir = self.db_dir(&entry.name);

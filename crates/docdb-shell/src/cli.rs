@@ -59,6 +59,7 @@ pub fn run(args: Args) -> ExitCode {
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
+        shell.set_interactive(true);
         interactive(&mut shell, args.history)
     } else {
         script(&mut shell, stdin.lock().lines())

@@ -82,6 +82,11 @@ pub const COMMANDS: &[Spec] = &[
         help: "use this collection for document commands (default _default)",
     },
     Spec {
+        name: ".drop",
+        args: "<db> [--yes]",
+        help: "drop a database and every document in it (interactive: needs --yes)",
+    },
+    Spec {
         name: ".list-dbs",
         args: "",
         help: "list every database",

@@ -5,9 +5,11 @@
 //! # Layout
 //! - [`cli`]: flags, the interactive loop (rustyline) and the script runner.
 //! - [`commands`]: every command's syntax and help.
+//! - [`admin`]: `docdb db list|drop`, one-shot admin commands for a running server.
 //! - [`Shell`]: the state (connection, current database and collection) and
 //!   [`Shell::execute`], which runs one line and returns its output lines.
 
+pub mod admin;
 pub mod cli;
 pub mod commands;
 
@@ -57,6 +59,8 @@ pub struct Shell {
     client: Client,
     db: Option<Database>,
     collection: String,
+    /// A person types the commands: `.drop` asks for `--yes` (a script has none to ask).
+    interactive: bool,
 }
 
 /// Parses a payload: bare JSON or `json:`-prefixed; `raw:`/`hex:` are refused.
@@ -89,7 +93,14 @@ impl Shell {
             client,
             db: None,
             collection: "_default".into(),
+            interactive: false,
         }
+    }
+
+    /// Marks the shell as typed into by a person: destructive commands (`.drop`) then
+    /// need `--yes`.
+    pub fn set_interactive(&mut self, on: bool) {
+        self.interactive = on;
     }
 
     /// The prompt: `docdb>`, or `docdb:db/collection>` once a database is open.
@@ -227,6 +238,25 @@ impl Shell {
             ".list-collections" => {
                 need(0)?;
                 Ok(Outcome::ok(self.db()?.list_collections().map_err(e)?))
+            }
+            ".drop" => {
+                let (name, yes) = match args.as_slice() {
+                    [name] => (*name, false),
+                    [name, "--yes"] | ["--yes", name] => (*name, true),
+                    _ => return Err(commands::usage(cmd)),
+                };
+                if self.interactive && !yes {
+                    return Err(format!(
+                        "this removes database {name} and every document in it, for good; \
+                         to confirm: .drop {name} --yes"
+                    ));
+                }
+                self.client.drop_db(name).map_err(e)?;
+                if self.db.as_ref().is_some_and(|d| d.name() == name) {
+                    self.db = None;
+                    self.collection = "_default".into();
+                }
+                Ok(Outcome::ok(vec![format!("dropped {name}")]))
             }
             ".list-dbs" => {
                 need(0)?;

@@ -39,6 +39,8 @@ enum Command {
     Shell(docdb_shell::cli::Args),
     /// Issue access tokens for `--auth token`, or rotate their key.
     Token(token::TokenArgs),
+    /// Admin commands for a running server: `db list`, `db drop NAME`.
+    Db(docdb_shell::admin::DbArgs),
 }
 
 /// Printed by `--help`: every configuration key with its default.
@@ -111,6 +113,7 @@ fn run_tool(cmd: Command) -> ExitCode {
             Ok(c.data_dir)
         })
         .map(|()| true),
+        Command::Db(a) => return docdb_shell::admin::run(a),
         Command::Check(a) => a.config().and_then(|c| {
             let s = docdb_server::tools::check::run(&c, &mut std::io::stdout().lock())?;
             Ok(s.corrupt_databases == 0)

@@ -341,6 +341,11 @@ impl Storage for FaultStorage {
         self.inner.remove_file(path)
     }
 
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(OpClass::Remove, FileKind::of(dir))?;
+        self.inner.remove_dir(dir)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.check(OpClass::Rename, FileKind::of(to))?;
         self.inner.rename(from, to)

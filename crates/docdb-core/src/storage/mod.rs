@@ -7,8 +7,8 @@
 //! deterministically, call by call.
 //!
 //! The trait is small on purpose: positioned reads and writes, length, truncation,
-//! data and full syncs on files; open, list, remove, rename, directory creation and
-//! directory sync, and an advisory lock on paths. Everything the engine needs is built
+//! data and full syncs on files; open, list, remove (files and empty directories),
+//! rename, directory creation and directory sync, and an advisory lock on paths. Everything the engine needs is built
 //! from these.
 
 use std::any::Any;
@@ -61,6 +61,10 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn file_len(&self, path: &Path) -> io::Result<u64>;
 
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Removes the empty directory `dir` (its removal is durable once its parent is
+    /// synced).
+    fn remove_dir(&self, dir: &Path) -> io::Result<()>;
 
     /// Atomically renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;

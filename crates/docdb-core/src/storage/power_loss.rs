@@ -445,6 +445,22 @@ impl Storage for PowerLossStorage {
         Ok(())
     }
 
+    /// The model keeps no directory entries of directories: only an empty directory
+    /// whose own entry changes are synced may go (a cut could not put back files into
+    /// a directory that no longer exists).
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        let dir = norm(dir);
+        let st = self.disk.state.lock();
+        self.alive()?;
+        if st.dirs.get(&dir).is_some_and(|c| !c.is_empty()) {
+            return Err(io::Error::other(format!(
+                "{}: removing a directory with unsynced entry changes",
+                dir.display()
+            )));
+        }
+        fs::remove_dir(&dir)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (from, to) = (norm(from), norm(to));
         let mut st = self.disk.state.lock();

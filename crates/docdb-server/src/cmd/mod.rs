@@ -4,13 +4,14 @@
 //! [`COMMANDS`] is the one table of commands: a command's code, its handler, and
 //! whether it is served from its database's queue (Execute, Transaction, Scan,
 //! collections, heal, CloseDB) or answered server-wide (OpenDB, Stats, ListDBs,
-//! Metrics, SchedulerStats).
+//! Metrics, SchedulerStats, DropDB).
 //!
 //! Every write a queued request makes is staged into the worker's batch and answered
 //! once the batch is durable ([`Deferred`]): the engine's one completion primitive
 //! (a commit's sequence number, and a callback queued on it) answers Execute,
 //! Transaction and the collection commands alike, from whichever thread's fsync made
-//! them durable; no worker blocks on an fsync to answer a write. Dispatch, the metrics labels and the "unknown command"
+//! them durable; no worker blocks on an fsync to answer a write.
+//! Dispatch, the metrics labels and the "unknown command"
 //! path read it, and every answer goes through [`answer`], the one place commands are
 //! counted. Adding a command: its code in `docdb_protocol::types`, one entry here, and
 //! its file.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod close_db;
 pub mod create_collection;
 pub mod delete_collection;
+pub mod drop_db;
 pub mod execute;
 pub mod heal;
 pub mod list_collections;
@@ -145,10 +147,8 @@ pub static COMMANDS: &[Spec] = &[
         handler: Handler::Connection,
         label: Label::Command,
     },
+    server(Command::DropDb, drop_db::run),
 ];
-
-/// Code of DropDB (SPEC §8.1), classified here before its command exists.
-const DROP_DB: u8 = 17;
 
 /// What each command needs of the connection's session (SPEC §9.1): the one table of
 /// rights, read by [`crate::auth::Session::check`]. Server-wide commands need admin,
@@ -159,11 +159,7 @@ pub fn need(code: u8) -> Need {
     use Rights::*;
     // The per-op status flag selects a reply form: an Execute is an Execute.
     let Some((c, _)) = Command::decode(code) else {
-        return if code == DROP_DB {
-            Need::Name(Admin)
-        } else {
-            Need::Server(Admin)
-        };
+        return Need::Server(Admin);
     };
     match c {
         Command::Auth => Need::Nothing,
@@ -176,6 +172,7 @@ pub fn need(code: u8) -> Need {
         Command::HealAll => Need::Db(Admin),
         Command::ListDbs => Need::Server(Read),
         Command::Stats | Command::Metrics | Command::SchedulerStats => Need::Server(Admin),
+        Command::DropDb => Need::Name(Admin),
     }
 }
 
@@ -556,6 +553,7 @@ mod tests {
                 "list_dbs",
                 "metrics",
                 "scheduler_stats",
+                "drop_db",
                 "auth"
             ]
         );
@@ -566,7 +564,8 @@ mod tests {
             ops: Vec::new(),
         };
         assert!(lookup(&req(0)).is_none());
-        assert!(lookup(&req(17)).is_none());
+        assert!(lookup(&req(18)).is_none());
+        assert_eq!(lookup(&req(17)).map(Spec::name), Some("drop_db"));
         assert_eq!(lookup(&req(16)).map(Spec::name), Some("auth"));
         assert_eq!(lookup(&req(15)).map(Spec::name), Some("scan"));
         // The per-op status flag is a reply form of Execute and Transaction only.
@@ -581,7 +580,7 @@ mod tests {
         use Rights::*;
         assert_eq!(need(Command::Auth as u8), Need::Nothing);
         assert_eq!(need(Command::OpenDb as u8), Need::Name(Read));
-        assert_eq!(need(DROP_DB), Need::Name(Admin));
+        assert_eq!(need(Command::DropDb as u8), Need::Name(Admin));
         assert_eq!(need(99), Need::Server(Admin));
         assert_eq!(need(Command::ListDbs as u8), Need::Server(Read));
         for c in [Command::Stats, Command::Metrics, Command::SchedulerStats] {

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use crate::catalog::DbStatus;
 use crate::config::ServerConfig;
 
 use super::{db_dirs, existing_catalog_read_only};
@@ -19,7 +20,29 @@ pub struct CheckSummary {
 pub fn run(cfg: &ServerConfig, out: &mut impl Write) -> anyhow::Result<CheckSummary> {
     let (catalog, _lock) = existing_catalog_read_only(cfg)?;
     let mut sum = CheckSummary::default();
-    for e in catalog.list() {
+    let dbs = cfg.data_dir.join("dbs");
+    let dropped = |id: u64| dbs.join(format!("{}{id}", crate::pool::DROPPED_PREFIX));
+    for e in catalog.all() {
+        if e.status == DbStatus::Deleted {
+            if dropped(e.id).exists() {
+                writeln!(
+                    out,
+                    "{} (id {}): dropped; its files are removed at the next start",
+                    e.name, e.id
+                )?;
+            }
+            continue;
+        }
+        if dropped(e.id).exists() {
+            // Moved away by a DropDB that a crash stopped before its catalog record:
+            // the next start finishes the drop.
+            writeln!(
+                out,
+                "{} (id {}): dropped (interrupted drop; the next start finishes it)",
+                e.name, e.id
+            )?;
+            continue;
+        }
         sum.databases += 1;
         let (dir, wal) = db_dirs(cfg, &e);
         if !dir.exists() {

@@ -1,0 +1,71 @@
+//! `docdb db list` and `docdb db drop NAME`: one-shot admin commands for a running
+//! server, over its socket. Output: `OK` or `ERROR` first, then details, as the shell.
+//! Exit 0 on success, 1 when the server refused, 2 when it could not be reached.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use docdb_client::Client;
+
+/// `docdb db ...`.
+#[derive(Args, Debug)]
+pub struct DbArgs {
+    #[command(subcommand)]
+    pub command: DbCommand,
+    /// Server socket.
+    #[arg(long, global = true, default_value = "/tmp/docdb.sock")]
+    pub socket: PathBuf,
+    // A `--token` for `auth.mode = token` servers belongs here (sent with Auth before
+    // the command), next to `--socket`.
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// List every database (id, name, creation time, live documents, WAL bytes).
+    List,
+    /// Drop a database: close it, remove its files, free its name (its id is never
+    /// reused). No confirmation: this is for scripts.
+    Drop {
+        /// The database's name.
+        name: String,
+    },
+}
+
+pub fn run(args: DbArgs) -> ExitCode {
+    let client = match Client::connect(&args.socket) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("ERROR\ncannot connect to {}: {e}", args.socket.display());
+            return ExitCode::from(2);
+        }
+    };
+    let result = match args.command {
+        DbCommand::List => client.list_dbs().map(|dbs| {
+            dbs.iter()
+                .map(|d| {
+                    format!(
+                        "{}\t{}\tcreated {}\tdocs {}\twal {} B",
+                        d.id, d.name, d.created_at, d.docs_live, d.wal_size
+                    )
+                })
+                .collect::<Vec<_>>()
+        }),
+        DbCommand::Drop { name } => client
+            .drop_db(&name)
+            .map(|()| vec![format!("dropped {name}")]),
+    };
+    match result {
+        Ok(lines) => {
+            println!("OK");
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("ERROR\n{e}");
+            ExitCode::from(1)
+        }
+    }
+}
