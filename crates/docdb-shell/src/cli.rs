@@ -88,6 +88,17 @@ fn script(shell: &mut Shell, lines: impl Iterator<Item = std::io::Result<String>
             // says what is missing).
             None => (String::new(), true),
         };
+        // A command where more JSON was expected: run the unfinished one first (its
+        // error says what is missing).
+        if !pending.is_empty() && input::starts_command(&line) {
+            if let Some(o) = shell.execute(&std::mem::take(&mut pending)) {
+                failed |= !o.ok;
+                if o.exit {
+                    break;
+                }
+                print(&o);
+            }
+        }
         if !at_end {
             if !pending.is_empty() {
                 pending.push('\n');
@@ -164,7 +175,10 @@ fn interactive(shell: &mut Shell, history: Option<PathBuf>) -> ExitCode {
         let _ = rl.load_history(h);
     }
     println!("DocDB shell — .help lists the commands, Tab completes, .exit leaves");
-    let mut history_warned = false;
+    let mut saver = HistorySaver {
+        path: history,
+        warned: false,
+    };
     'lines: loop {
         let mut text = match rl.readline(&shell.prompt()) {
             Ok(line) => line,
@@ -182,6 +196,14 @@ fn interactive(shell: &mut Shell, history: Option<PathBuf>) -> ExitCode {
                 continue 'lines;
             }
             match rl.readline(CONTINUE_PROMPT) {
+                // A new command instead of more JSON: run the unfinished one (its error
+                // says what is missing), then go on with this one.
+                Ok(more) if input::starts_command(&more) => {
+                    if submit(shell, &mut rl, &mut saver, &text) {
+                        break 'lines;
+                    }
+                    text = more;
+                }
                 Ok(more) => {
                     text.push('\n');
                     text.push_str(&more);
@@ -194,26 +216,46 @@ fn interactive(shell: &mut Shell, history: Option<PathBuf>) -> ExitCode {
                 }
             }
         }
-        if !text.trim().is_empty() {
-            let _ = rl.add_history_entry(text.as_str());
-            // Saved at once, so a killed shell or terminal keeps what was typed.
-            if let Some(h) = &history {
-                if let Err(e) = rl.append_history(h) {
-                    if !history_warned {
-                        eprintln!("warning: cannot save history to {}: {e}", h.display());
-                        history_warned = true;
-                    }
-                }
-            }
-        }
-        if let Some(o) = shell.execute(&text) {
-            if o.exit {
-                break;
-            }
-            print(&o);
+        if submit(shell, &mut rl, &mut saver, &text) {
+            break;
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Where the history goes, and whether a failure to save it was reported already.
+struct HistorySaver {
+    path: Option<PathBuf>,
+    warned: bool,
+}
+
+/// Records one command in the history (saved at once, so a killed shell or terminal
+/// keeps what was typed), runs it and prints its outcome. True if it asked to leave.
+fn submit(
+    shell: &mut Shell,
+    rl: &mut Editor<ShellHelper, DefaultHistory>,
+    saver: &mut HistorySaver,
+    text: &str,
+) -> bool {
+    if !text.trim().is_empty() {
+        let _ = rl.add_history_entry(text);
+        if let Some(h) = &saver.path {
+            if let Err(e) = rl.append_history(h) {
+                if !saver.warned {
+                    eprintln!("warning: cannot save history to {}: {e}", h.display());
+                    saver.warned = true;
+                }
+            }
+        }
+    }
+    match shell.execute(text) {
+        Some(o) if o.exit => true,
+        Some(o) => {
+            print(&o);
+            false
+        }
+        None => false,
+    }
 }
 
 /// The prompt of a line that continues an unfinished command.

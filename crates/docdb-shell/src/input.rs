@@ -122,6 +122,12 @@ pub fn needs_more(text: &str) -> bool {
     scan.depth > 0 && !scan.in_string
 }
 
+/// Whether a continuation line is a new command instead: it starts with `.`, which no
+/// JSON text can (so an unclosed document does not swallow the commands after it).
+pub fn starts_command(line: &str) -> bool {
+    line.trim_start().starts_with('.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +188,8 @@ mod tests {
         assert!(!needs_more("# {"));
         // An unterminated string: JSON strings cannot span lines, so run it (and fail).
         assert!(!needs_more(r#".create 1 {"a"#));
+        assert!(starts_command("  .read 1"));
+        assert!(!starts_command("  1]}"));
         // More closers than openers: nothing to wait for.
         assert!(!needs_more(".create 1 ]]"));
     }
