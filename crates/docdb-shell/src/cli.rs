@@ -106,7 +106,7 @@ fn script(shell: &mut Shell, lines: impl Iterator<Item = std::io::Result<String>
             pending.push_str(&line);
         }
         if pending.len() > input::MAX_INPUT {
-            print(&crate::Outcome::error(input::too_long()));
+            print(&crate::Outcome::err(input::too_long()));
             failed = true;
             pending.clear();
             continue;
@@ -192,7 +192,7 @@ fn interactive(shell: &mut Shell, history: Option<PathBuf>) -> ExitCode {
         // Brackets still open: read more lines into the same command.
         while input::needs_more(&text) {
             if text.len() > input::MAX_INPUT {
-                print(&crate::Outcome::error(input::too_long()));
+                print(&crate::Outcome::err(input::too_long()));
                 continue 'lines;
             }
             match rl.readline(CONTINUE_PROMPT) {

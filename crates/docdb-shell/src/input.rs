@@ -40,9 +40,11 @@ pub fn json_error(text: &str, e: &serde_json::Error) -> String {
     if e.line() > 0 {
         if let Some(src) = text.lines().nth(e.line() - 1) {
             if src.chars().count() <= ECHO_MAX {
-                let col = e.column().max(1);
+                // serde_json counts columns in bytes; the caret goes under characters.
+                let byte = e.column().max(1) - 1;
+                let pad = src.get(..byte).map_or(byte, |p| p.chars().count());
                 lines.push(format!("  {src}"));
-                lines.push(format!("  {}^", " ".repeat(col - 1)));
+                lines.push(format!("  {}^", " ".repeat(pad)));
             }
         }
     }
@@ -166,6 +168,9 @@ mod tests {
 
         let e = payload("{'q':1}").unwrap_err();
         assert!(e.contains("use double quotes"), "{e}");
+
+        let e = payload("{\"é\":1 2}").unwrap_err();
+        assert!(e.contains("  {\"é\":1 2}\n         ^"), "{e}");
 
         let e = payload("{\"a\":\n  1,,\n}").unwrap_err();
         assert!(e.contains("at line 2 column 5"), "{e}");

@@ -42,8 +42,7 @@ impl Outcome {
             exit: false,
         }
     }
-    /// A failure with this message.
-    pub fn error(msg: impl Into<String>) -> Outcome {
+    fn err(msg: impl Into<String>) -> Outcome {
         Outcome {
             ok: false,
             lines: vec![msg.into()],
@@ -141,7 +140,7 @@ impl Shell {
         };
         Some(match self.run(commands::resolve(cmd), rest) {
             Ok(o) => o,
-            Err(e) => Outcome::error(e),
+            Err(e) => Outcome::err(e),
         })
     }
 
