@@ -1,6 +1,7 @@
-//! Flags and the two ways to run: interactive (line editing, persistent history) when
-//! stdin is a terminal, otherwise commands from stdin (or `-c`) with the exit code
-//! non-zero if any command failed.
+//! Flags and the two ways to run: interactive (line editing, tab completion, persistent
+//! history) when stdin is a terminal, otherwise commands from stdin (or `-c`) with the
+//! exit code non-zero if any command failed. Either way results go to stdout and errors
+//! to stderr, and a line ending with brackets still open continues on the next.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,8 +10,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use docdb_client::Client;
 use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
+use rustyline::{CompletionType, Editor};
 
-use crate::Shell;
+use crate::complete::ShellHelper;
+use crate::{input, Shell};
 
 #[derive(Parser, Debug)]
 #[command(name = "docdbsh", version, about = "The DocDB shell")]
@@ -21,7 +25,8 @@ pub struct Args {
     /// Run this command and exit (repeatable; runs in order).
     #[arg(short = 'c', long = "command", value_name = "CMD")]
     pub commands: Vec<String>,
-    /// History file for interactive use [default: ~/.docdb_history].
+    /// History file for interactive use, at most 1000 lines, saved after each command
+    /// [default: $XDG_STATE_HOME/docdb/history if that is set, else ~/.docdb_history].
     #[arg(long)]
     pub history: Option<PathBuf>,
     /// Authenticate with this token after connecting (`docdb token issue`); also read
@@ -66,25 +71,71 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// Where an [`Outcome`](crate::Outcome) goes: results on stdout, errors on stderr, each
+/// with its `OK`/`ERROR` line, so a script's output can be piped on while its errors
+/// still reach the terminal.
+fn print(o: &crate::Outcome) {
+    if o.ok {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", o.render());
+        let _ = out.flush();
+    } else {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}", o.render());
+    }
+}
+
+/// Runs lines until `.exit` or the end; a line ending with brackets still open takes the
+/// next lines too, until they close (or the input ends, which the JSON error reports).
 fn script(shell: &mut Shell, lines: impl Iterator<Item = std::io::Result<String>>) -> ExitCode {
     let mut failed = false;
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = writeln!(out, "ERROR\nreading input: {e}");
+    let mut pending = String::new();
+    let mut lines = lines.fuse();
+    loop {
+        let (line, at_end) = match lines.next() {
+            Some(Ok(l)) => (l, false),
+            Some(Err(e)) => {
+                eprintln!("ERROR\nreading input: {e}");
                 return ExitCode::from(1);
             }
+            None if pending.is_empty() => break,
+            // The input ended inside open brackets: run what there is (the JSON error
+            // says what is missing).
+            None => (String::new(), true),
         };
-        if let Some(o) = shell.execute(&line) {
-            failed |= !o.ok;
-            if !o.exit {
-                let _ = writeln!(out, "{}", o.render());
+        // A command where more JSON was expected: run the unfinished one first (its
+        // error says what is missing).
+        if !pending.is_empty() && input::starts_command(&line) {
+            if let Some(o) = shell.execute(&std::mem::take(&mut pending)) {
+                failed |= !o.ok;
+                if o.exit {
+                    break;
+                }
+                print(&o);
             }
+        }
+        if !at_end {
+            if !pending.is_empty() {
+                pending.push('\n');
+            }
+            pending.push_str(&line);
+        }
+        if pending.len() > input::MAX_INPUT {
+            print(&crate::Outcome::err(input::too_long()));
+            failed = true;
+            pending.clear();
+            continue;
+        }
+        if input::needs_more(&pending) && !at_end {
+            continue;
+        }
+        let text = std::mem::take(&mut pending);
+        if let Some(o) = shell.execute(&text) {
+            failed |= !o.ok;
             if o.exit {
                 break;
             }
+            print(&o);
         }
     }
     if failed {
@@ -94,43 +145,133 @@ fn script(shell: &mut Shell, lines: impl Iterator<Item = std::io::Result<String>
     }
 }
 
+/// The history file: `--history`, else `$XDG_STATE_HOME/docdb/history` when that
+/// variable is set, else `~/.docdb_history`.
+fn history_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    if flag.is_some() {
+        return flag;
+    }
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+        let dir = PathBuf::from(state).join("docdb");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            return Some(dir.join("history"));
+        }
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docdb_history"))
+}
+
+/// Most lines the history keeps (the file is rewritten to this many).
+pub const HISTORY_MAX: usize = 1000;
+
 fn interactive(shell: &mut Shell, history: Option<PathBuf>) -> ExitCode {
-    let history = history
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docdb_history")));
-    let mut rl = match rustyline::DefaultEditor::new() {
+    let history = history_path(history);
+    let config = match rustyline::Config::builder()
+        .max_history_size(HISTORY_MAX)
+        .map(|b| b.history_ignore_dups(true))
+        .and_then(|b| b.map(|b| b.completion_type(CompletionType::List).build()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ERROR\nterminal: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut rl: Editor<ShellHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(rl) => rl,
         Err(e) => {
             eprintln!("ERROR\nterminal: {e}");
             return ExitCode::from(2);
         }
     };
+    rl.set_helper(Some(ShellHelper {
+        names: shell.names(),
+    }));
     if let Some(h) = &history {
         let _ = rl.load_history(h);
     }
-    println!("DocDB shell — .help lists the commands, .exit leaves");
-    loop {
-        match rl.readline(&shell.prompt()) {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = rl.add_history_entry(line.as_str());
-                }
-                if let Some(o) = shell.execute(&line) {
-                    if o.exit {
-                        break;
-                    }
-                    println!("{}", o.render());
-                }
-            }
+    println!("DocDB shell — .help lists the commands, Tab completes, .exit leaves");
+    let mut saver = HistorySaver {
+        path: history,
+        warned: false,
+    };
+    'lines: loop {
+        let mut text = match rl.readline(&shell.prompt()) {
+            Ok(line) => line,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => {
                 eprintln!("ERROR\n{e}");
                 break;
             }
+        };
+        // Brackets still open: read more lines into the same command.
+        while input::needs_more(&text) {
+            if text.len() > input::MAX_INPUT {
+                print(&crate::Outcome::err(input::too_long()));
+                continue 'lines;
+            }
+            match rl.readline(CONTINUE_PROMPT) {
+                // A new command instead of more JSON: run the unfinished one (its error
+                // says what is missing), then go on with this one.
+                Ok(more) if input::starts_command(&more) => {
+                    if submit(shell, &mut rl, &mut saver, &text) {
+                        break 'lines;
+                    }
+                    text = more;
+                }
+                Ok(more) => {
+                    text.push('\n');
+                    text.push_str(&more);
+                }
+                // Ctrl-C or Ctrl-D abandons the unfinished command.
+                Err(ReadlineError::Interrupted | ReadlineError::Eof) => continue 'lines,
+                Err(e) => {
+                    eprintln!("ERROR\n{e}");
+                    break 'lines;
+                }
+            }
         }
-    }
-    if let Some(h) = &history {
-        let _ = rl.save_history(h);
+        if submit(shell, &mut rl, &mut saver, &text) {
+            break;
+        }
     }
     ExitCode::SUCCESS
 }
+
+/// Where the history goes, and whether a failure to save it was reported already.
+struct HistorySaver {
+    path: Option<PathBuf>,
+    warned: bool,
+}
+
+/// Records one command in the history (saved at once, so a killed shell or terminal
+/// keeps what was typed), runs it and prints its outcome. True if it asked to leave.
+fn submit(
+    shell: &mut Shell,
+    rl: &mut Editor<ShellHelper, DefaultHistory>,
+    saver: &mut HistorySaver,
+    text: &str,
+) -> bool {
+    if !text.trim().is_empty() {
+        let _ = rl.add_history_entry(text);
+        if let Some(h) = &saver.path {
+            if let Err(e) = rl.append_history(h) {
+                if !saver.warned {
+                    eprintln!("warning: cannot save history to {}: {e}", h.display());
+                    saver.warned = true;
+                }
+            }
+        }
+    }
+    match shell.execute(text) {
+        Some(o) if o.exit => true,
+        Some(o) => {
+            print(&o);
+            false
+        }
+        None => false,
+    }
+}
+
+/// The prompt of a line that continues an unfinished command.
+pub const CONTINUE_PROMPT: &str = "...> ";

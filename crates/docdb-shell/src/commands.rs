@@ -1,6 +1,10 @@
-//! The shell's commands: their syntax (for `.help` and usage errors) and how each one
-//! runs against the client. Every command prints `OK` or `ERROR` first, then details,
-//! one per line.
+//! The shell's commands: their syntax (for `.help`, usage errors and tab completion) and
+//! how each one runs against the client. Every command prints `OK` or `ERROR` first, then
+//! details, one per line.
+//!
+//! Adding a command: one [`Spec`] in [`COMMANDS`] (`.help`, usage errors and completion of
+//! the command name follow; a first argument written `<db>` completes database names,
+//! `<name>`/`<collection>` collection names) and one match arm in `Shell::run`.
 
 /// One command's name, argument syntax and summary.
 pub struct Spec {
@@ -59,7 +63,7 @@ pub const COMMANDS: &[Spec] = &[
     Spec {
         name: ".patch",
         args: "<id> <ops-json>",
-        help: "apply patch operations, e.g. [{\"op\":\"set\",\"path\":\"/a\",\"value\":1}]",
+        help: "apply patch operations (listed below), e.g. [{\"op\":\"set\",\"path\":\"/a\",\"value\":1}]",
     },
     Spec {
         name: ".create-collection",
@@ -133,6 +137,22 @@ pub const COMMANDS: &[Spec] = &[
     },
 ];
 
+/// Words accepted without the dot, and the command each one runs.
+pub const ALIASES: &[(&str, &str)] = &[("help", ".help"), ("exit", ".exit"), ("quit", ".exit")];
+
+/// The command a typed word names: itself, or what its alias stands for
+/// (`.quit` is kept as an undocumented synonym of `.exit`).
+pub fn resolve(word: &str) -> &str {
+    if word == ".quit" {
+        return ".exit";
+    }
+    ALIASES
+        .iter()
+        .find(|(a, _)| *a == word)
+        .map(|(_, c)| *c)
+        .unwrap_or(word)
+}
+
 /// The usage line of a command.
 pub fn usage(name: &str) -> String {
     COMMANDS
@@ -161,6 +181,25 @@ pub fn help() -> Vec<String> {
         })
         .collect();
     out.push(String::new());
+    out.push("help, exit and quit work without the dot; Tab completes commands, database and collection names.".into());
     out.push("JSON may be bare or prefixed json: ; raw: and hex: payloads are refused.".into());
+    out.push(
+        "A line with brackets or braces still open continues on the next (prompt ...>).".into(),
+    );
+    out.push(String::new());
+    out.push(
+        "Patch operations ({\"op\": ..., \"path\": \"/json/pointer\", \"value\" or \"from\"}):"
+            .into(),
+    );
+    let w = crate::patch::OPS
+        .iter()
+        .map(|(n, _)| n.len())
+        .max()
+        .unwrap_or(0);
+    out.extend(
+        crate::patch::OPS
+            .iter()
+            .map(|(n, h)| format!("  {n:<w$}  {h}")),
+    );
     out
 }

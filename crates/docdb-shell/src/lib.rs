@@ -1,23 +1,31 @@
-//! `docdbsh`, the DocDB shell: line editing and history when interactive, a script
-//! runner when stdin is not a terminal (or with `-c`), exiting non-zero if any command
-//! failed.
+//! `docdbsh`, the DocDB shell: line editing, history and tab completion when
+//! interactive, a script runner when stdin is not a terminal (or with `-c`), exiting
+//! non-zero if any command failed.
 //!
 //! # Layout
 //! - [`cli`]: flags, the interactive loop (rustyline) and the script runner.
-//! - [`commands`]: every command's syntax and help.
+//! - [`commands`]: every command's syntax and help (how to add one is written there).
+//! - [`input`]: JSON payloads and their errors, and multi-line continuation.
+//! - [`patch`]: the patch operations, checked before sending so errors name the op.
 //! - [`admin`]: `docdb db list|drop`, one-shot admin commands for a running server.
+//! - [`complete`]: tab completion of commands and database/collection names.
 //! - [`Shell`]: the state (connection, current database and collection) and
 //!   [`Shell::execute`], which runs one line and returns its output lines.
 
 pub mod admin;
 pub mod cli;
 pub mod commands;
+pub mod complete;
+pub mod input;
+pub mod patch;
+mod table;
 
 use docdb_client::{Client, Database};
 use serde_json::Value;
 
-/// The JSON-only refusal, the server's stable text for non-JSON payloads.
-pub const JSON_ONLY: &str = "payload must be valid JSON (forbidden prefixes: raw: hex:)";
+use crate::complete::SharedNames;
+use crate::input::payload;
+pub use crate::input::JSON_ONLY;
 
 /// What one line did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,18 +69,8 @@ pub struct Shell {
     collection: String,
     /// A person types the commands: `.drop` asks for `--yes` (a script has none to ask).
     interactive: bool,
-}
-
-/// Parses a payload: bare JSON or `json:`-prefixed; `raw:`/`hex:` are refused.
-fn payload(text: &str) -> Result<Vec<u8>, String> {
-    let t = text.trim();
-    if t.starts_with("raw:") || t.starts_with("hex:") {
-        return Err(JSON_ONLY.into());
-    }
-    let t = t.strip_prefix("json:").unwrap_or(t).trim();
-    serde_json::from_str::<Value>(t)
-        .map(|_| t.as_bytes().to_vec())
-        .map_err(|_| JSON_ONLY.into())
+    /// Database and collection names for tab completion.
+    names: SharedNames,
 }
 
 fn pretty(bytes: &[u8]) -> Vec<String> {
@@ -89,12 +87,36 @@ fn parse_id(s: &str) -> Result<u64, String> {
 
 impl Shell {
     pub fn new(client: Client) -> Shell {
-        Shell {
+        let shell = Shell {
             client,
             db: None,
             collection: "_default".into(),
             interactive: false,
+            names: SharedNames::default(),
+        };
+        shell.refresh_dbs();
+        shell
+    }
+
+    /// The names tab completion offers; the shell keeps them current.
+    pub fn names(&self) -> SharedNames {
+        self.names.clone()
+    }
+
+    /// Reloads the database names (best effort: completion only).
+    fn refresh_dbs(&self) {
+        if let Ok(dbs) = self.client.list_dbs() {
+            self.names.borrow_mut().dbs = dbs.into_iter().map(|d| d.name).collect();
         }
+    }
+
+    /// Reloads the current database's collection names (best effort: completion only).
+    fn refresh_collections(&self) {
+        let names = match &self.db {
+            Some(db) => db.list_collections().unwrap_or_default(),
+            None => vec![],
+        };
+        self.names.borrow_mut().collections = names;
     }
 
     /// Marks the shell as typed into by a person: destructive commands (`.drop`) then
@@ -127,7 +149,7 @@ impl Shell {
             Some((c, r)) => (c, r.trim()),
             None => (line, ""),
         };
-        Some(match self.run(cmd, rest) {
+        Some(match self.run(commands::resolve(cmd), rest) {
             Ok(o) => o,
             Err(e) => Outcome::err(e),
         })
@@ -143,12 +165,23 @@ impl Shell {
                 Err(commands::usage(cmd))
             }
         };
-        // `<id> <json...>`: the JSON is everything after the id.
-        let id_and_json = || -> Result<(u64, Vec<u8>), String> {
+        // `<name>`: everything after the command, so a name with a space reaches the
+        // server and gets its "invalid name" text rather than a usage line.
+        let name = || -> Result<&str, String> {
+            if rest.is_empty() {
+                Err(commands::usage(cmd))
+            } else {
+                Ok(rest)
+            }
+        };
+        // `<id> <json...>`: the JSON is everything after the id (it may span lines).
+        let id_and_json = || -> Result<(u64, Vec<u8>, Value), String> {
             let (id, json) = rest
                 .split_once(char::is_whitespace)
                 .ok_or_else(|| commands::usage(cmd))?;
-            Ok((parse_id(id)?, payload(json)?))
+            let id = parse_id(id)?;
+            let (bytes, value) = payload(json)?;
+            Ok((id, bytes, value))
         };
         match cmd {
             ".help" => Ok(Outcome::ok(commands::help())),
@@ -159,31 +192,35 @@ impl Shell {
             }),
             ".clear" => Ok(Outcome::ok(vec!["\x1b[2J\x1b[H".into()])),
             ".open" => {
-                need(1)?;
-                let db = self.client.open_db(args[0]).map_err(e)?;
+                let db = self.client.open_db(name()?).map_err(e)?;
                 let line = format!("database {} (id {})", db.name(), db.id());
                 self.db = Some(db);
                 self.collection = "_default".into();
+                self.refresh_dbs();
+                self.refresh_collections();
                 Ok(Outcome::ok(vec![line]))
             }
             ".close" => {
                 need(0)?;
                 let db = self.db.take().ok_or("no database open")?;
+                self.refresh_collections();
                 db.close().map_err(e)?;
                 Ok(Outcome::ok(vec![format!("closed {}", db.name())]))
             }
             ".use-collection" => {
-                need(1)?;
+                let wanted = name()?;
                 let db = self.db()?;
                 let names = db.list_collections().map_err(e)?;
-                if !names.iter().any(|n| n == args[0]) {
-                    return Err(format!("collection not found: {}", args[0]));
+                let found = names.iter().any(|n| n == wanted);
+                self.names.borrow_mut().collections = names;
+                if !found {
+                    return Err(format!("collection not found: {wanted}"));
                 }
-                self.collection = args[0].to_string();
-                Ok(Outcome::ok(vec![format!("using collection {}", args[0])]))
+                self.collection = wanted.to_string();
+                Ok(Outcome::ok(vec![format!("using collection {wanted}")]))
             }
             ".create" | ".update" => {
-                let (id, json) = id_and_json()?;
+                let (id, json, _) = id_and_json()?;
                 let db = self.db()?;
                 let c = db.collection(&self.collection);
                 if cmd == ".create" {
@@ -214,30 +251,41 @@ impl Shell {
                 Ok(Outcome::ok(vec![]))
             }
             ".patch" => {
-                let (id, ops) = id_and_json()?;
+                let (id, ops, parsed) = id_and_json()?;
+                patch::check(&parsed)?;
                 let db = self.db()?;
                 let c = db.collection(&self.collection);
-                c.patch_raw(id, ops).map_err(e)?;
+                c.patch_raw(id, ops).map_err(|err| {
+                    let text = err.to_string();
+                    if text == docdb_client::protocol::text::INVALID_PATH {
+                        format!("{text}\nhint: remove, replace, move, copy and test need their path (and from) to exist; set creates missing objects; array indexes must be in range")
+                    } else {
+                        text
+                    }
+                })?;
                 let doc = c.read(id).map_err(e)?;
                 Ok(Outcome::ok(pretty(&doc)))
             }
             ".create-collection" | ".drop-collection" => {
-                need(1)?;
+                let wanted = name()?;
                 let db = self.db()?;
-                if cmd == ".create-collection" {
-                    db.create_collection(args[0])
+                let done = if cmd == ".create-collection" {
+                    db.create_collection(wanted)
                 } else {
-                    db.delete_collection(args[0])
-                }
-                .map_err(e)?;
-                if cmd == ".drop-collection" && self.collection == args[0] {
+                    db.delete_collection(wanted)
+                };
+                self.refresh_collections();
+                done.map_err(e)?;
+                if cmd == ".drop-collection" && self.collection == wanted {
                     self.collection = "_default".into();
                 }
                 Ok(Outcome::ok(vec![]))
             }
             ".list-collections" => {
                 need(0)?;
-                Ok(Outcome::ok(self.db()?.list_collections().map_err(e)?))
+                let names = self.db()?.list_collections().map_err(e)?;
+                self.names.borrow_mut().collections = names.clone();
+                Ok(Outcome::ok(names))
             }
             ".drop" => {
                 let (name, yes) = match args.as_slice() {
@@ -261,16 +309,8 @@ impl Shell {
             ".list-dbs" => {
                 need(0)?;
                 let dbs = self.client.list_dbs().map_err(e)?;
-                Ok(Outcome::ok(
-                    dbs.iter()
-                        .map(|d| {
-                            format!(
-                                "{}\t{}\tcreated {}\tdocs {}\twal {} B\tmemory {} B",
-                                d.id, d.name, d.created_at, d.docs_live, d.wal_size, d.memory_used
-                            )
-                        })
-                        .collect(),
-                ))
+                self.names.borrow_mut().dbs = dbs.iter().map(|d| d.name.clone()).collect();
+                Ok(Outcome::ok(table::list_dbs(&dbs)))
             }
             ".stats" => {
                 need(0)?;
@@ -379,15 +419,6 @@ impl Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn payloads_are_json_only() {
-        assert_eq!(payload(r#"{"a":1}"#).unwrap(), br#"{"a":1}"#);
-        assert_eq!(payload(r#"json:{"a":1}"#).unwrap(), br#"{"a":1}"#);
-        assert_eq!(payload("raw:abc").unwrap_err(), JSON_ONLY);
-        assert_eq!(payload("hex:0011").unwrap_err(), JSON_ONLY);
-        assert_eq!(payload("{oops").unwrap_err(), JSON_ONLY);
-    }
 
     #[test]
     fn every_command_has_help_and_usage() {
