@@ -33,14 +33,23 @@ enum Command {
     Dump(DumpArgs),
     /// Load what `dump` wrote; refuses to replace existing documents unless --force.
     Restore(RestoreArgs),
-    /// The interactive shell (same as `docdbsh`).
+    /// The interactive shell: `docdb shell --socket /tmp/docdb.sock`.
     Shell(docdb_shell::cli::Args),
+    /// Configuration helpers: `docdb config example > docdb.toml`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a configuration file listing every key with its default and meaning.
+    Example,
 }
 
 /// Printed by `--help`: every configuration key with its default.
 const CONFIG_HELP: &str = concat!(
     "Configuration file (--config FILE): every key, with its default and meaning.\n",
-    "Flags override the file.\n\n",
+    "`docdb config example > docdb.toml` writes this text out. Flags override the file.\n\n",
     include_str!("../../docdb-server/docdb.example.toml")
 );
 
@@ -98,6 +107,14 @@ fn run_tool(cmd: Command) -> ExitCode {
     let result = match cmd {
         Command::Serve(_) => return ExitCode::from(2),
         Command::Shell(a) => return docdb_shell::cli::run(a),
+        Command::Config(ConfigCommand::Example) => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .lock()
+                .write_all(docdb_server::config::EXAMPLE.as_bytes())
+                .map(|()| true)
+                .map_err(anyhow::Error::from)
+        }
         Command::Check(a) => a.config().and_then(|c| {
             let s = docdb_server::tools::check::run(&c, &mut std::io::stdout().lock())?;
             Ok(s.corrupt_databases == 0)
@@ -151,7 +168,8 @@ fn run_tool(cmd: Command) -> ExitCode {
 /// `ServerConfig::default()` ([`command`]), so no default is written here.
 #[derive(Args, Clone, Default)]
 struct ServeArgs {
-    /// TOML configuration file (every key is listed at the end of `docdb serve --help`).
+    /// TOML configuration file; `docdb config example > docdb.toml` writes one with every
+    /// key, its default and meaning.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Directory holding the catalog and every database.
