@@ -16,6 +16,7 @@ export {
   Database,
   OpResult,
   MAX_SCAN_LIMIT,
+  DEFAULT_COLLECTION,
   type BatchOp,
   type ClientOptions,
   type DbInfo,
