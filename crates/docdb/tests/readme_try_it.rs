@@ -63,7 +63,7 @@ fn wait_for_socket(server: &mut Child, socket: &Path) {
         if UnixStream::connect(socket).is_ok() {
             return;
         }
-        if let Some(st) = server.0.try_wait().unwrap() {
+        if let Some(st) = server.try_wait().unwrap() {
             panic!("docdb serve exited during start-up: {st}");
         }
         std::thread::sleep(Duration::from_millis(20));
