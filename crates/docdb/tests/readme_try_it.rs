@@ -101,7 +101,7 @@ fn readme_try_it_runs_verbatim() {
     // file the server accepts.
     let (cmd, file) = example.split_once(" > ").unwrap();
     let out = Command::new(bin)
-        .args(&localize(cmd, dir.path()))
+        .args(localize(cmd, dir.path()))
         .output()
         .unwrap();
     assert!(out.status.success(), "{example}: {out:?}");
@@ -111,7 +111,7 @@ fn readme_try_it_runs_verbatim() {
     let socket = dir.path().join("docdb.sock");
     let mut server = Running(
         Command::new(bin)
-            .args(&localize(serve, dir.path()))
+            .args(localize(serve, dir.path()))
             .arg("--config")
             .arg(&config)
             .env("DOCDB_LOG", "warn")
@@ -146,7 +146,7 @@ fn readme_try_it_runs_verbatim() {
     }
     assert!(typed.contains(".open"), "no commands found in:\n{session}");
     let mut sh_child = Command::new(bin)
-        .args(&localize(shell, dir.path()))
+        .args(localize(shell, dir.path()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
