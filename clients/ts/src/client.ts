@@ -28,6 +28,9 @@ import {
 /** Document ids, database ids and every other u64 of the protocol. */
 export type DocId = bigint;
 
+/** The collection every database has; calls that take no collection use it. */
+export const DEFAULT_COLLECTION = '_default';
+
 /** Largest Scan page the server returns (it caps larger limits). */
 export const MAX_SCAN_LIMIT = 1000;
 
@@ -578,52 +581,84 @@ export class Database {
   private async single(name: OpName, op: Op): Promise<Uint8Array> {
     const resp = await this.client.request(Command.Execute | PER_OP_STATUS, this.id, [op]);
     const r = perOp(resp, [name])[0]!;
-    if (r.status !== 0) throw errorForStatus(r.status, textOf(r.data));
+    if (r.status !== 0) {
+      const text = textOf(r.data);
+      // Name the collection the user asked for: the server's text does not.
+      const detail = text === 'collection not found' ? JSON.stringify(op.collection || DEFAULT_COLLECTION) : undefined;
+      throw errorForStatus(r.status, text, detail === undefined ? {} : { detail });
+    }
     return r.data;
   }
 
   /** Inserts a document (JSON-serialized); {@link ConflictError} if the id exists. */
-  async create(collection: string, id: DocId, doc: unknown): Promise<void> {
+  create(id: DocId, doc: unknown): Promise<void>;
+  create(collection: string, id: DocId, doc: unknown): Promise<void>;
+  async create(...args: [DocId, unknown] | [string, DocId, unknown]): Promise<void> {
+    const [collection, id, doc] = (args.length === 2 ? [DEFAULT_COLLECTION, ...args] : args) as [string, DocId, unknown];
     await this.createRaw(collection, id, jsonBytes(doc));
   }
 
   /** Inserts a document given as JSON bytes or text. */
-  async createRaw(collection: string, id: DocId, json: Uint8Array | string): Promise<void> {
+  createRaw(id: DocId, json: Uint8Array | string): Promise<void>;
+  createRaw(collection: string, id: DocId, json: Uint8Array | string): Promise<void>;
+  async createRaw(...args: [DocId, Uint8Array | string] | [string, DocId, Uint8Array | string]): Promise<void> {
+    const [collection, id, json] = (args.length === 2 ? [DEFAULT_COLLECTION, ...args] : args) as [string, DocId, Uint8Array | string];
     await this.single('create', { opType: OpType.Create, collection, docId: u64(id), payload: bytesOf(json) });
   }
 
   /** The latest committed version, parsed; {@link NotFoundError} if absent. */
-  async read<T = unknown>(collection: string, id: DocId): Promise<T> {
+  read<T = unknown>(id: DocId): Promise<T>;
+  read<T = unknown>(collection: string, id: DocId): Promise<T>;
+  async read<T = unknown>(...args: [DocId] | [string, DocId]): Promise<T> {
+    const [collection, id] = (args.length === 1 ? [DEFAULT_COLLECTION, args[0]] : args) as [string, DocId];
     return JSON.parse(textOf(await this.readRaw(collection, id))) as T;
   }
 
   /** The latest committed version as JSON bytes. */
-  async readRaw(collection: string, id: DocId): Promise<Uint8Array> {
+  readRaw(id: DocId): Promise<Uint8Array>;
+  readRaw(collection: string, id: DocId): Promise<Uint8Array>;
+  async readRaw(...args: [DocId] | [string, DocId]): Promise<Uint8Array> {
+    const [collection, id] = (args.length === 1 ? [DEFAULT_COLLECTION, args[0]] : args) as [string, DocId];
     const data = await this.single('read', { opType: OpType.Read, collection, docId: u64(id) });
     return data.slice();
   }
 
   /** Replaces a document; {@link NotFoundError} if absent. */
-  async update(collection: string, id: DocId, doc: unknown): Promise<void> {
+  update(id: DocId, doc: unknown): Promise<void>;
+  update(collection: string, id: DocId, doc: unknown): Promise<void>;
+  async update(...args: [DocId, unknown] | [string, DocId, unknown]): Promise<void> {
+    const [collection, id, doc] = (args.length === 2 ? [DEFAULT_COLLECTION, ...args] : args) as [string, DocId, unknown];
     await this.updateRaw(collection, id, jsonBytes(doc));
   }
 
-  async updateRaw(collection: string, id: DocId, json: Uint8Array | string): Promise<void> {
+  updateRaw(id: DocId, json: Uint8Array | string): Promise<void>;
+  updateRaw(collection: string, id: DocId, json: Uint8Array | string): Promise<void>;
+  async updateRaw(...args: [DocId, Uint8Array | string] | [string, DocId, Uint8Array | string]): Promise<void> {
+    const [collection, id, json] = (args.length === 2 ? [DEFAULT_COLLECTION, ...args] : args) as [string, DocId, Uint8Array | string];
     await this.single('update', { opType: OpType.Update, collection, docId: u64(id), payload: bytesOf(json) });
   }
 
   /** Deletes a document; {@link NotFoundError} if absent. */
-  async delete(collection: string, id: DocId): Promise<void> {
+  delete(id: DocId): Promise<void>;
+  delete(collection: string, id: DocId): Promise<void>;
+  async delete(...args: [DocId] | [string, DocId]): Promise<void> {
+    const [collection, id] = (args.length === 1 ? [DEFAULT_COLLECTION, args[0]] : args) as [string, DocId];
     await this.single('delete', { opType: OpType.Delete, collection, docId: u64(id) });
   }
 
   /** Applies patch operations atomically to an existing JSON object. */
-  async patch(collection: string, id: DocId, ops: readonly PatchOp[]): Promise<void> {
+  patch(id: DocId, ops: readonly PatchOp[]): Promise<void>;
+  patch(collection: string, id: DocId, ops: readonly PatchOp[]): Promise<void>;
+  async patch(...args: [DocId, readonly PatchOp[]] | [string, DocId, readonly PatchOp[]]): Promise<void> {
+    const [collection, id, ops] = (args.length === 2 ? [DEFAULT_COLLECTION, ...args] : args) as [string, DocId, readonly PatchOp[]];
     await this.patchRaw(collection, id, jsonBytes(ops));
   }
 
   /** Applies patch operations given as JSON bytes or text. */
-  async patchRaw(collection: string, id: DocId, opsJson: Uint8Array | string): Promise<void> {
+  patchRaw(id: DocId, opsJson: Uint8Array | string): Promise<void>;
+  patchRaw(collection: string, id: DocId, opsJson: Uint8Array | string): Promise<void>;
+  async patchRaw(...args: [DocId, Uint8Array | string] | [string, DocId, Uint8Array | string]): Promise<void> {
+    const [collection, id, opsJson] = (args.length === 2 ? [DEFAULT_COLLECTION, ...args] : args) as [string, DocId, Uint8Array | string];
     await this.single('patch', { opType: OpType.Patch, collection, docId: u64(id), patch: bytesOf(opsJson) });
   }
 
@@ -670,7 +705,7 @@ export class Database {
     throw errorForStatus(cause.status, textOf(cause.data), allSame && rs.length > 1 ? {} : { opIndex: cause.index });
   }
 
-  /** Creates a collection; {@link ServerError} `collection already exists` if it does. */
+  /** Creates a collection; {@link ConflictError} `collection already exists` if it does. */
   async createCollection(name: string): Promise<void> {
     await this.client.call(Command.CreateCollection, this.id, [
       { opType: OpType.Create, collection: name, docId: 0n },
@@ -769,7 +804,10 @@ export class Database {
   }
 
   /** Rebuilds one document from the WAL if it is corrupt. */
-  async heal(collection: string, id: DocId): Promise<void> {
+  heal(id: DocId): Promise<void>;
+  heal(collection: string, id: DocId): Promise<void>;
+  async heal(...args: [DocId] | [string, DocId]): Promise<void> {
+    const [collection, id] = (args.length === 1 ? [DEFAULT_COLLECTION, args[0]] : args) as [string, DocId];
     await this.client.call(Command.Heal, this.id, [{ opType: OpType.Read, collection, docId: u64(id) }]);
   }
 

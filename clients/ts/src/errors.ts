@@ -13,6 +13,10 @@ export interface DocDBErrorOptions {
   /** Index of the failed op inside a batch or transaction, when known. */
   opIndex?: number;
   cause?: unknown;
+  /** The wire status, when it is not the class's usual one (see {@link errorForStatus}). */
+  status?: number;
+  /** What the request was about (e.g. the collection), appended to `message`. */
+  detail?: string;
 }
 
 /** Base class: `status` is the server's status code, `serverMessage` its error text. */
@@ -25,9 +29,12 @@ export class DocDBError extends Error {
   readonly opIndex: number | undefined;
 
   constructor(status: number, serverMessage: string, options: DocDBErrorOptions = {}) {
-    super(serverMessage, options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      options.detail === undefined ? serverMessage : `${serverMessage}: ${options.detail}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = new.target.name;
-    this.status = status;
+    this.status = options.status ?? status;
     this.serverMessage = serverMessage;
     this.opIndex = options.opIndex;
   }
@@ -40,14 +47,17 @@ export class ServerError extends DocDBError {
   }
 }
 
-/** Status 2: `document not found`. */
+/** Status 2: `document not found` (and `collection not found`, whose status is 1). */
 export class NotFoundError extends DocDBError {
   constructor(message: string, options?: DocDBErrorOptions) {
     super(2, message, options);
   }
 }
 
-/** Status 3: `document already exists`, or a transaction conflict. */
+/**
+ * Status 3: `document already exists`, or a transaction conflict (and
+ * `collection already exists`, whose status is 1).
+ */
 export class ConflictError extends DocDBError {
   constructor(message: string, options?: DocDBErrorOptions) {
     super(3, message, options);
@@ -113,8 +123,19 @@ export class FrameTooLargeError extends DocDBError {
   }
 }
 
-/** The typed error for a server status and its text. */
+/**
+ * The typed error for a server status and its text. Two collection failures the server
+ * reports with status 1 get the class of what they mean, keeping `status` 1:
+ * `collection already exists` is a {@link ConflictError} and `collection not found` a
+ * {@link NotFoundError}.
+ */
 export function errorForStatus(status: number, message: string, options?: DocDBErrorOptions): DocDBError {
+  if (status === 1 && message === 'collection already exists') {
+    return new ConflictError(message, { ...options, status });
+  }
+  if (status === 1 && message === 'collection not found') {
+    return new NotFoundError(message, { ...options, status });
+  }
   switch (status) {
     case 1:
       return new ServerError(message, options);

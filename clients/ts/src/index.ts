@@ -17,6 +17,7 @@ export {
   OpResult,
   MAX_SCAN_LIMIT,
   type AuthInfo,
+  DEFAULT_COLLECTION,
   type BatchOp,
   type ClientOptions,
   type DbInfo,

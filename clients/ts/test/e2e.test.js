@@ -152,16 +152,17 @@ describe('DocDB end-to-end', { skip: SKIP_E2E, timeout: 120_000 }, () => {
       await db.createCollection('b');
       await db.createCollection('a');
       assert.deepEqual(await db.listCollections(), ['_default', 'a', 'b']);
-      await assert.rejects(db.createCollection('a'), isErr(ServerError, 1, 'collection already exists'));
+      await assert.rejects(db.createCollection('a'), isErr(ConflictError, 1, 'collection already exists'));
       await db.create('a', 1n, {});
       await assert.rejects(db.deleteCollection('a'), isErr(ServerError, 1, 'collection is not empty'));
       await db.delete('a', 1n);
       await db.deleteCollection('a');
       assert.deepEqual(await db.listCollections(), ['_default', 'b']);
-      await assert.rejects(db.deleteCollection('a'), isErr(ServerError, 1, 'collection not found'));
+      await assert.rejects(db.deleteCollection('a'), isErr(NotFoundError, 1, 'collection not found'));
       await assert.rejects(db.createCollection('bad/name'), isErr(ServerError, 1));
       await assert.rejects(db.createCollection('x'.repeat(65)), RangeError);
-      await assert.rejects(db.create('nope', 1n, {}), isErr(ServerError, 1, 'collection not found'));
+      await assert.rejects(db.create('nope', 1n, {}), isErr(NotFoundError, 1, 'collection not found'));
+      await assert.rejects(db.read('nope', 1n), (e) => /collection not found: "nope"/.test(e.message));
     }),
   );
 
@@ -523,6 +524,40 @@ describe('DocDB end-to-end', { skip: SKIP_E2E, timeout: 120_000 }, () => {
       await a.close();
       assert.deepEqual(await a.read('', 1n), { x: 1 }, 'a closed database reopens on use');
       await client.closeDb(b);
+    }),
+  );
+
+  test(
+    'calls without a collection use _default; the README example runs twice',
+    withServer(async (_s, client) => {
+      const db = await client.openDb('defaults');
+      await db.create(2n, { a: 1 });
+      assert.deepEqual(await db.read(2n), { a: 1 });
+      assert.deepEqual(await db.read('_default', 2n), { a: 1 });
+      await db.update(2n, { a: 2 });
+      await db.patch(2n, [{ op: 'add', path: '/b', value: 3 }]);
+      assert.deepEqual(await db.read(2n), { a: 2, b: 3 });
+      await db.createRaw(3n, '{"raw":true}');
+      assert.equal(new TextDecoder().decode(await db.readRaw(3n)), '{"raw":true}');
+      await db.heal(3n);
+      await db.delete(3n);
+      await assert.rejects(db.read(3n), isErr(NotFoundError, 2, 'document not found'));
+      await assert.rejects(db.create(2n, {}), isErr(ConflictError, 3, 'document already exists'));
+      // The README's idempotent example, twice.
+      for (let run = 0; run < 2; run++) {
+        const app = await client.openDb('app');
+        try {
+          await app.createCollection('users');
+        } catch (e) {
+          if (!(e instanceof ConflictError)) throw e;
+        }
+        await app.delete('users', 1n).catch((e) => {
+          if (!(e instanceof NotFoundError)) throw e;
+        });
+        await app.create('users', 1n, { name: 'Ada', langs: ['en'] });
+        await app.patch('users', 1n, [{ op: 'add', path: '/langs/-', value: 'fr' }]);
+        assert.deepEqual(await app.read('users', 1n), { name: 'Ada', langs: ['en', 'fr'] });
+      }
     }),
   );
 

@@ -161,7 +161,11 @@ impl Client {
         let path = path.as_ref().to_path_buf();
         let mut slots = Vec::with_capacity(opts.connections);
         for _ in 0..opts.connections {
-            let conn = Connection::open(&path, opts.request_timeout)?;
+            let conn =
+                Connection::open(&path, opts.request_timeout).map_err(|source| Error::Connect {
+                    path: path.clone(),
+                    source,
+                })?;
             slots.push(Slot {
                 conn: Mutex::new(Some(Arc::new(conn))),
                 failures: AtomicU64::new(0),

@@ -5,6 +5,8 @@
 //! or show the exact text.
 
 use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 
 use docdb_protocol::Status;
 
@@ -43,6 +45,13 @@ pub enum Error {
     /// reconnects.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The first connection to `path` could not be made ([`Client::connect`]): the
+    /// text says why and what to do (`is the server running? start it with ...`,
+    /// `... is not a socket`). [`Error::is_io`] is true for it too.
+    ///
+    /// [`Client::connect`]: crate::Client::connect
+    #[error("{}", connect_text(path, source))]
+    Connect { path: PathBuf, source: io::Error },
     /// The server's reply does not follow the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -76,9 +85,9 @@ impl Error {
         matches!(self, Error::Server(_))
     }
 
-    /// The connection failed.
+    /// The connection failed (including the first connect, [`Error::Connect`]).
     pub fn is_io(&self) -> bool {
-        matches!(self, Error::Io(_))
+        matches!(self, Error::Io(_) | Error::Connect { .. })
     }
 
     /// Status 5: refused by access control.
@@ -122,6 +131,33 @@ impl Error {
     }
 }
 
+/// What a user reads when `path` cannot be connected to: the reason in plain words and
+/// the next step.
+fn connect_text(path: &Path, e: &io::Error) -> String {
+    let p = path.display();
+    let start = format!("is the server running? start it with `docdb serve --socket {p}`");
+    let kind = std::fs::symlink_metadata(path).ok().map(|m| m.file_type());
+    match kind {
+        None if e.kind() == io::ErrorKind::NotFound => {
+            format!("cannot connect to {p}: no such socket; {start}")
+        }
+        Some(ft) if !ft.is_socket() && !ft.is_symlink() => {
+            let what = if ft.is_dir() {
+                "a directory"
+            } else if ft.is_file() {
+                "a regular file"
+            } else {
+                "another kind of file"
+            };
+            format!("cannot connect to {p}: {p} is not a socket (it is {what}); is --socket the server's?")
+        }
+        _ if e.kind() == io::ErrorKind::ConnectionRefused => format!(
+            "cannot connect to {p}: connection refused (a socket file with no server behind it); {start}"
+        ),
+        _ => format!("cannot connect to {p}: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -138,5 +174,42 @@ mod tests {
         assert_eq!(e.server_text(), Some("collection is not empty"));
         assert!(Error::from_status(9, b"from the future").is_server());
         assert!(Error::from_status(1, &[0xff, b'x']).is_server());
+    }
+
+    #[test]
+    fn connect_errors_say_why_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.sock");
+        let e = crate::Client::connect(&missing).unwrap_err();
+        assert!(e.is_io());
+        let t = e.to_string();
+        assert!(
+            t.starts_with(&format!("cannot connect to {}: ", missing.display())),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!(
+                "is the server running? start it with `docdb serve --socket {}`",
+                missing.display()
+            )),
+            "{t}"
+        );
+        let file = dir.path().join("file.sock");
+        std::fs::write(&file, b"x").unwrap();
+        let t = crate::Client::connect(&file).unwrap_err().to_string();
+        assert!(
+            t.contains(&format!(
+                "{} is not a socket (it is a regular file)",
+                file.display()
+            )),
+            "{t}"
+        );
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let t = crate::Client::connect(&stale).unwrap_err().to_string();
+        assert!(
+            t.contains("connection refused") && t.contains("is the server running?"),
+            "{t}"
+        );
     }
 }

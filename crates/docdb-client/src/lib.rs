@@ -49,6 +49,13 @@
 //! # }
 //! ```
 //!
+//! # Adding it
+//! Not on crates.io yet: `cargo add docdb-client --path <docdb>/crates/docdb-client`
+//! (or `--git` with the repository's URL), plus `serde` with its `derive` feature for
+//! typed documents and `serde_json` for `serde_json::Value` ones. If no server is
+//! listening, [`Client::connect`] fails with [`Error::Connect`], whose text says how
+//! to start one.
+//!
 //! # Layout
 //! - [`client`]: [`Client`], its options, reconnecting, [`Pending`] requests, the
 //!   server-wide commands (stats, list_dbs, metrics, scheduler_stats).

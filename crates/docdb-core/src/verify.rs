@@ -66,7 +66,7 @@ pub fn verify_offline_with(
     let _lock = match s.exists(&lock_path).then(|| s.lock(&lock_path)) {
         Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
             return Err(Error::Format(format!(
-                "{} is open in a running server; stop it first (or use HealAll online)",
+                "{} is open in a running server; stop it first (or run the shell's .heal-all online)",
                 dir.display()
             )));
         }

@@ -652,6 +652,22 @@ mod tests {
     }
 
     #[test]
+    fn every_key_of_the_example_says_what_it_means() {
+        // A key line (commented-out optional keys included) carries a `# meaning`
+        // after its value; a section header may carry one too.
+        for line in EXAMPLE.lines() {
+            let key_line = line.trim_start_matches("# ");
+            let is_key = key_line.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            });
+            if is_key {
+                let (_, rest) = key_line.split_once(" = ").unwrap_or_default();
+                assert!(rest.contains(" # "), "no meaning for: {line}");
+            }
+        }
+    }
+
+    #[test]
     fn toml_overrides_and_names_bad_keys() {
         let c = ServerConfig::from_toml(
             "socket = \"/tmp/x.sock\"\n[sched]\npolicy = \"deepest\"\nworker_expiry = \"250ms\"\nspin = \"0s\"\n[wal.fsync]\nmode = \"always\"\n",

@@ -84,6 +84,16 @@ impl DataDirLock {
     }
 }
 
+/// The refusal when another process holds the data directory's lock: a typed error,
+/// so `docdb check` can tell "a server is running" from "cannot read".
+#[derive(Debug, thiserror::Error)]
+#[error("data directory {dir} is in use by {who} (a running server or tool holds {path}); stop it first")]
+pub struct DataDirBusy {
+    pub dir: String,
+    pub who: String,
+    pub path: String,
+}
+
 /// Takes the exclusive flock of `file`, or fails naming the pid written in it.
 fn lock(mut file: File, dir: &Path, path: &Path) -> anyhow::Result<File> {
     match file.try_lock() {
@@ -97,11 +107,12 @@ fn lock(mut file: File, dir: &Path, path: &Path) -> anyhow::Result<File> {
             } else {
                 format!("process {pid}")
             };
-            anyhow::bail!(
-                "data directory {} is in use by {who} (a running server or tool holds {}); stop it first",
-                dir.display(),
-                path.display()
-            )
+            Err(DataDirBusy {
+                dir: dir.display().to_string(),
+                who,
+                path: path.display().to_string(),
+            }
+            .into())
         }
         Err(TryLockError::Error(e)) => anyhow::bail!("locking {}: {e}", path.display()),
     }

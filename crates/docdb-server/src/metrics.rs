@@ -1,9 +1,16 @@
 //! Prometheus metrics (SPEC §9), served by command 12 and `GET /metrics`. Counters and
 //! the latency histogram are updated as requests complete; gauges (documents, memory,
 //! WAL size, scheduler, worker pool, group commit) are read from the pool and the
-//! scheduler when scraped, so they are never stale.
+//! scheduler when scraped, so they are never stale. Running totals the engine and
+//! the scheduler keep (panics, group-commit batches and records) are exposed as
+//! counters, set to the total when scraped.
+//!
+//! Two text formats: [`Metrics::render`] writes OpenMetrics 1.0 (what command 12
+//! returns, and `GET /metrics` when the scraper's `Accept` asks for
+//! `application/openmetrics-text`); [`to_classic`] turns it into the classic
+//! Prometheus text format 0.0.4 for every other scraper.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
@@ -54,7 +61,7 @@ pub struct Metrics {
     wal_size: Gauge,
     dbs_open: Gauge,
     dbs_total: Gauge,
-    panics: Gauge,
+    panics: Counter,
     queue_depth: Family<DbLabel, Gauge>,
     avg_queue_depth: Family<DbLabel, FGauge>,
     workers: Gauge,
@@ -62,8 +69,8 @@ pub struct Metrics {
     pool_waiting: Gauge,
     pool_free: Gauge,
     pool_capacity: Gauge,
-    gc_batches: Family<DbLabel, Gauge>,
-    gc_records: Family<DbLabel, Gauge>,
+    gc_batches: Family<DbLabel, Counter>,
+    gc_records: Family<DbLabel, Counter>,
     gc_avg_batch: Family<DbLabel, FGauge>,
     gc_max_batch: Family<DbLabel, Gauge>,
     gc_avg_latency: Family<DbLabel, FGauge>,
@@ -95,7 +102,7 @@ impl Metrics {
             wal_size: Gauge::default(),
             dbs_open: Gauge::default(),
             dbs_total: Gauge::default(),
-            panics: Gauge::default(),
+            panics: Counter::default(),
             queue_depth: Family::default(),
             avg_queue_depth: Family::default(),
             workers: Gauge::default(),
@@ -141,7 +148,7 @@ impl Metrics {
             m.connections.clone(),
         );
         r.register(
-            "docdb_documents_total",
+            "docdb_documents",
             "Live documents in open databases",
             m.documents.clone(),
         );
@@ -273,9 +280,9 @@ impl Metrics {
     pub fn render(&self, pool: &Pool, sched: &Scheduler) -> String {
         let mut docs = 0u64;
         let mut wal = 0u64;
-        for f in [&self.gc_batches, &self.gc_records, &self.gc_max_batch] {
-            f.clear();
-        }
+        self.gc_batches.clear();
+        self.gc_records.clear();
+        self.gc_max_batch.clear();
         for f in [
             &self.gc_avg_batch,
             &self.gc_avg_latency,
@@ -292,10 +299,12 @@ impl Metrics {
             let g = &s.group_commit;
             self.gc_batches
                 .get_or_create(&l)
-                .set(g.total_batches as i64);
+                .inner()
+                .store(g.total_batches, Ordering::Relaxed);
             self.gc_records
                 .get_or_create(&l)
-                .set(g.total_records as i64);
+                .inner()
+                .store(g.total_records, Ordering::Relaxed);
             self.gc_max_batch
                 .get_or_create(&l)
                 .set(g.max_batch_size as i64);
@@ -313,7 +322,7 @@ impl Metrics {
         self.dbs_open.set(open.len() as i64);
         self.dbs_total.set(pool.catalog().list().len() as i64);
         let st = sched.stats();
-        self.panics.set(st.panics as i64);
+        self.panics.inner().store(st.panics, Ordering::Relaxed);
         self.queue_depth.clear();
         self.avg_queue_depth.clear();
         for (id, d) in &st.queue_depths {
@@ -336,5 +345,103 @@ impl Metrics {
             out.push_str("# metrics encoding failed\n");
         }
         out
+    }
+}
+
+/// The content type of [`Metrics::render`]'s output.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of [`to_classic`]'s output.
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites OpenMetrics text (as [`Metrics::render`] writes it) in the classic
+/// Prometheus text format 0.0.4: a counter family is named after its samples
+/// (`# TYPE docdb_operations_total counter`, where OpenMetrics writes the family as
+/// `docdb_operations`), and the OpenMetrics-only lines (`# UNIT`, `# EOF`) go.
+/// Samples are unchanged.
+pub fn to_classic(openmetrics: &str) -> String {
+    // Families whose TYPE is counter: their HELP/TYPE lines get the `_total` name.
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) && !name.ends_with("_total") {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether an HTTP `Accept` header prefers OpenMetrics over the classic text format
+/// (Prometheus sends `application/openmetrics-text;version=1.0.0,...;q=...,
+/// text/plain;version=0.0.4;q=0.5,*/*;q=0.1`). Media ranges are weighed by their
+/// `q`; a tie goes to OpenMetrics; no header means classic.
+pub fn wants_openmetrics(accept: &str) -> bool {
+    let mut om = 0.0f32;
+    let mut plain = 0.0f32;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|v| v.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media.as_str() {
+            "application/openmetrics-text" => om = om.max(q),
+            "text/plain" | "text/*" | "*/*" => plain = plain.max(q),
+            _ => {}
+        }
+    }
+    om > 0.0 && om >= plain
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const OM: &str = "# HELP docdb_operations Operations.\n# TYPE docdb_operations counter\ndocdb_operations_total{operation=\"read\"} 3\n# HELP docdb_documents Live documents.\n# TYPE docdb_documents gauge\ndocdb_documents 7\n# EOF\n";
+
+    #[test]
+    fn classic_names_counter_families_after_their_samples_and_drops_eof() {
+        let c = to_classic(OM);
+        assert_eq!(
+            c,
+            "# HELP docdb_operations_total Operations.\n# TYPE docdb_operations_total counter\ndocdb_operations_total{operation=\"read\"} 3\n# HELP docdb_documents Live documents.\n# TYPE docdb_documents gauge\ndocdb_documents 7\n"
+        );
+    }
+
+    #[test]
+    fn accept_headers_choose_the_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics(prometheus));
+        assert!(!wants_openmetrics(""));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics("text/plain;version=0.0.4"));
+        assert!(!wants_openmetrics(
+            "application/openmetrics-text;q=0.2, text/plain"
+        ));
+        assert!(wants_openmetrics(
+            "application/openmetrics-text; version=1.0.0"
+        ));
     }
 }

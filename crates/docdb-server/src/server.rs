@@ -131,10 +131,11 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     // The HTTP address is bound first: if it fails, no socket file is left behind.
+    let mut http_addr = None;
     if let Some(addr) = &cfg.http {
-        let fut = http::bind(addr, ctx.clone(), stop_rx.clone()).await?;
+        let (bound, fut) = http::bind(addr, ctx.clone(), stop_rx.clone()).await?;
         background.spawn(fut);
-        tracing::info!(addr = %addr, "http endpoint: /metrics /healthz");
+        http_addr = Some(bound);
     }
     let listener = bind_private(&cfg.socket, cfg.socket_mode)?;
     listener.set_nonblocking(true)?;
@@ -160,8 +161,20 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    tracing::info!(socket = %cfg.socket.display(), data_dir = %cfg.data_dir.display(),
-        policy = cfg.sched.policy.name(), fsync = ?cfg.wal.fsync.mode, "docdb listening");
+    // One line a user can act on: the version, where the data is (absolute), where to
+    // connect and scrape (the real port for `--http 127.0.0.1:0`), settings spelled as
+    // their flags are.
+    let data_dir = std::path::absolute(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+    let http_note = http_addr.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        socket = %cfg.socket.display(),
+        data_dir = %data_dir.display(),
+        http = %http_note,
+        policy = %cfg.sched.policy.name(),
+        fsync = %fsync_name(cfg.wal.fsync.mode),
+        "docdb listening"
+    );
 
     let limit = (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections)));
     // Server-wide commands of every connection share these slots (and so a bounded
@@ -248,6 +261,17 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--fsync-mode`'s spelling of a mode.
+fn fsync_name(m: docdb_core::FsyncMode) -> &'static str {
+    use docdb_core::FsyncMode as F;
+    match m {
+        F::Always => "always",
+        F::Group => "group",
+        F::Interval => "interval",
+        F::None => "none",
+    }
 }
 
 /// Tells a client over `max_connections`, or arriving while file descriptors are

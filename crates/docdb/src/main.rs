@@ -30,23 +30,37 @@ enum Command {
     #[command(after_long_help = CONFIG_HELP)]
     Serve(ServeArgs),
     /// Verify every checksum of every database offline; exit 1 on corruption.
+    ///
+    /// Exit codes: 0 every database checked and intact; 1 corruption found (or the
+    /// check could not run); 3 a running server holds the data directory, so the
+    /// databases it has open were skipped (check those online with the shell's
+    /// `.heal-all`, or stop the server and run again).
     Check(ToolArgs),
     /// Write every document as JSON Lines, to stdout or a directory.
     Dump(DumpArgs),
     /// Load what `dump` wrote; refuses to replace existing documents unless --force.
     Restore(RestoreArgs),
-    /// The interactive shell (same as `docdbsh`).
+    /// The interactive shell: `docdb shell --socket /tmp/docdb.sock`.
     Shell(docdb_shell::cli::Args),
     /// Issue access tokens for `--auth token`, or rotate their key.
     Token(token::TokenArgs),
     /// Admin commands for a running server: `db list`, `db drop NAME`.
     Db(docdb_shell::admin::DbArgs),
+    /// Configuration helpers: `docdb config example > docdb.toml`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a configuration file listing every key with its default and meaning.
+    Example,
 }
 
 /// Printed by `--help`: every configuration key with its default.
 const CONFIG_HELP: &str = concat!(
     "Configuration file (--config FILE): every key, with its default and meaning.\n",
-    "Flags override the file.\n\n",
+    "`docdb config example > docdb.toml` writes this text out. Flags override the file.\n\n",
     include_str!("../../docdb-server/docdb.example.toml")
 );
 
@@ -99,7 +113,12 @@ impl ToolArgs {
     }
 }
 
-/// Runs an offline tool; exit 0 = fine, 1 = corruption found / refused, 2 = usage.
+/// `docdb check`'s exit code when a running server kept it from checking some
+/// databases (documented in `docdb check --help`).
+const EXIT_CHECK_SKIPPED: u8 = 3;
+
+/// Runs an offline tool; exit 0 = fine, 1 = corruption found / refused, 2 = usage,
+/// 3 = `check` skipped databases a running server has open.
 fn run_tool(cmd: Command) -> ExitCode {
     let result = match cmd {
         Command::Serve(_) => return ExitCode::from(2),
@@ -114,10 +133,23 @@ fn run_tool(cmd: Command) -> ExitCode {
         })
         .map(|()| true),
         Command::Db(a) => return docdb_shell::admin::run(a),
-        Command::Check(a) => a.config().and_then(|c| {
-            let s = docdb_server::tools::check::run(&c, &mut std::io::stdout().lock())?;
-            Ok(s.corrupt_databases == 0)
-        }),
+        Command::Config(ConfigCommand::Example) => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .lock()
+                .write_all(docdb_server::config::EXAMPLE.as_bytes())
+                .map(|()| true)
+                .map_err(anyhow::Error::from)
+        }
+        Command::Check(a) => match a
+            .config()
+            .and_then(|c| docdb_server::tools::check::run(&c, &mut std::io::stdout().lock()))
+        {
+            Ok(s) if s.corrupt_databases > 0 => Ok(false),
+            Ok(s) if s.server.is_some() => return ExitCode::from(EXIT_CHECK_SKIPPED),
+            Ok(_) => Ok(true),
+            Err(e) => Err(e),
+        },
         Command::Dump(a) => a.tool.config().and_then(|c| {
             let s = docdb_server::tools::dump::run(
                 &c,
@@ -167,7 +199,8 @@ fn run_tool(cmd: Command) -> ExitCode {
 /// `ServerConfig::default()` ([`command`]), so no default is written here.
 #[derive(Args, Clone, Default)]
 struct ServeArgs {
-    /// TOML configuration file (every key is listed at the end of `docdb serve --help`).
+    /// TOML configuration file; `docdb config example > docdb.toml` writes one with every
+    /// key, its default and meaning.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Directory holding the catalog and every database.
@@ -321,8 +354,44 @@ fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     set!(a.policy, c.sched.policy);
     set!(a.log_level, c.log_level);
     set!(a.auth, c.auth.mode);
-    c.validate()?;
+    c.validate().map_err(|e| match flag_of(a, &e.key) {
+        // Say it in the user's words: the flag they typed, not the key it sets.
+        Some(flag) => anyhow::anyhow!("--{}: {}", flag.replace('_', "-"), e.reason),
+        None => match &a.config {
+            Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
+            None => e.into(),
+        },
+    })?;
     Ok(c)
+}
+
+/// The flag of `a` that set configuration key `key`, if one did.
+fn flag_of(a: &ServeArgs, key: &str) -> Option<&'static str> {
+    let set = |id: &str| match id {
+        "data_dir" => a.data_dir.is_some(),
+        "socket" => a.socket.is_some(),
+        "socket_mode" => a.socket_mode.is_some(),
+        "memory_global" => a.memory_global.is_some(),
+        "memory_per_db" => a.memory_per_db.is_some(),
+        "wal_dir" => a.wal_dir.is_some(),
+        "wal_fsync" => a.wal_fsync.is_some(),
+        "fsync_mode" => a.fsync_mode.is_some(),
+        "wal_max_size" => a.wal_max_size.is_some(),
+        "queue_depth" => a.queue_depth.is_some(),
+        "compact_size" => a.compact_size.is_some(),
+        "compact_ratio" => a.compact_ratio.is_some(),
+        "workers" => a.workers.is_some(),
+        "max_connections" => a.max_connections.is_some(),
+        "http" => a.http.is_some(),
+        "policy" => a.policy.is_some(),
+        "log_level" => a.log_level.is_some(),
+        _ => false,
+    };
+    FLAG_KEYS
+        .iter()
+        .rev()
+        .find(|(id, k)| *k == key && set(id))
+        .map(|(id, _)| *id)
 }
 
 fn init_logging(c: &ServerConfig) {
@@ -357,7 +426,7 @@ fn main() -> ExitCode {
     match docdb_server::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once: the log goes to stderr too, so this is not also logged.
             eprintln!("docdb: {e:#}");
             ExitCode::FAILURE
         }
@@ -403,6 +472,28 @@ mod tests {
         );
         // ... and still ends with the shipped example.
         assert!(help.contains("[wal.fsync]"), "{help}");
+    }
+
+    #[test]
+    fn a_bad_flag_value_names_the_flag_and_a_bad_file_value_the_key() {
+        let e = build_config(&ServeArgs {
+            compact_ratio: Some(2.0),
+            ..ServeArgs::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("--compact-ratio: "), "{e}");
+        assert!(!e.contains("tombstone_ratio"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docdb.toml");
+        std::fs::write(&path, "[compaction]\ntombstone_ratio = 2.0\n").unwrap();
+        let e = build_config(&ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("compaction.tombstone_ratio"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! `docdb check` (SPEC §10) on a stopped server's data dir:
 //! - a clean data dir: exit 0, every database OK;
-//! - it refuses (exit non-zero, clear message) while a server has a database open;
+//! - with a server running, it checks every database the server does not have open,
+//!   skips the open ones, says to use the shell's `.heal-all`, and exits 3;
 //! - after flipping one byte inside the payload of 5 documents (4 in `_default` of one
 //!   database, 1 in a named collection of another): exit 1, and the `corrupt
 //!   document:` lines name exactly those 5 documents;
@@ -93,9 +94,17 @@ fn check_reports_exactly_the_damage_and_changes_nothing() {
     let mut c = s.connect();
     c.open_db("alpha");
     let out = run_docdb(&["check", "--data-dir", data.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("running server"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Exit 3: the open database was skipped, the other one checked, and the user is
+    // told to use the shell's `.heal-all` for the open ones.
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("running server"), "{stdout}");
+    assert!(stdout.contains("alpha (id 1): SKIPPED"), "{stdout}");
+    assert!(stdout.contains("beta (id 2): OK"), "{stdout}");
+    assert!(
+        stdout.contains(".heal-all") && !stdout.contains("HealAll"),
+        "{stdout}"
+    );
     drop(c);
     s.stop();
 

@@ -36,7 +36,7 @@ fn metrics_and_healthz_over_http() {
     for name in [
         "docdb_operations_total",
         "docdb_operation_duration_seconds",
-        "docdb_documents_total",
+        "docdb_documents",
         "docdb_wal_size_bytes",
         "docdb_worker_pool_capacity",
     ] {

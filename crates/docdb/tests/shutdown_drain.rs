@@ -150,7 +150,7 @@ fn gauge(m: &str, name: &str) -> u64 {
 /// are sampled before the queue, so no request is counted twice.
 fn read_so_far(c: &mut common::Client) -> u64 {
     let m = metrics(c);
-    gauge(&m, "docdb_documents_total") + gauge(&m, "docdb_worker_pool_waiting_tasks")
+    gauge(&m, "docdb_documents") + gauge(&m, "docdb_worker_pool_waiting_tasks")
 }
 
 #[test]

@@ -698,7 +698,7 @@ fn metrics_exposition_has_every_family() {
     for name in [
         "docdb_operations_total",
         "docdb_operation_duration_seconds",
-        "docdb_documents_total",
+        "docdb_documents",
         "docdb_memory_bytes",
         "docdb_wal_size_bytes",
         "docdb_errors_total",

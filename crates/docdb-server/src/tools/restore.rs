@@ -42,23 +42,25 @@ pub struct RestoreSummary {
 
 fn read_dir_plan(dir: &Path) -> anyhow::Result<Plan> {
     let mut plan = Plan::new();
-    for db in fs::read_dir(dir)? {
-        let db = db?;
-        if !db.file_type()?.is_dir() {
+    let at = |p: &Path, e: std::io::Error| anyhow::anyhow!("--from {}: {e}", p.display());
+    for db in fs::read_dir(dir).map_err(|e| at(dir, e))? {
+        let db = db.map_err(|e| at(dir, e))?;
+        if !db.file_type().map_err(|e| at(&db.path(), e))?.is_dir() {
             continue;
         }
         let name = db.file_name().to_string_lossy().into_owned();
         let colls = plan.entry(name.clone()).or_default();
-        for f in fs::read_dir(db.path())? {
-            let f = f?;
+        for f in fs::read_dir(db.path()).map_err(|e| at(&db.path(), e))? {
+            let f = f.map_err(|e| at(&db.path(), e))?;
             let fname = f.file_name().to_string_lossy().into_owned();
             let Some(coll) = fname.strip_suffix(".jsonl") else {
                 continue;
             };
             let docs = colls.entry(coll.to_owned()).or_default();
-            let reader = std::io::BufReader::new(fs::File::open(f.path())?);
+            let file = fs::File::open(f.path()).map_err(|e| at(&f.path(), e))?;
+            let reader = std::io::BufReader::new(file);
             for (n, line) in reader.lines().enumerate() {
-                let line = line?;
+                let line = line.map_err(|e| at(&f.path(), e))?;
                 if line.trim().is_empty() {
                     continue;
                 }
