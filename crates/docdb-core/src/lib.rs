@@ -37,6 +37,7 @@
 //!   replacement (the server's own files).
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`order`]: the one order of JSON values (queries, sort, index keys).
+//! - [`query`]: queries (filter, sort, projection, cursor) over one snapshot.
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
 pub mod batch;
@@ -62,6 +63,7 @@ pub mod memory;
 pub mod name;
 pub mod order;
 pub mod patch;
+pub mod query;
 mod rebuild;
 mod recovery;
 mod snapshot;
@@ -80,6 +82,7 @@ pub use db::{
 pub use error::{Error, Result};
 pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
+pub use query::{Query, QueryPage};
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;
 pub use verify::{verify_offline, verify_offline_with, VerifyReport};
