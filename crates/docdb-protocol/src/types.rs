@@ -48,6 +48,7 @@ commands! {
     13 => Transaction, "transaction";
     14 => SchedulerStats, "scheduler_stats";
     15 => Scan, "scan";
+    18 => Query, "query";
 }
 
 /// Operation types inside Execute and Transaction. Codes 5 (commit), 6 (checkpoint),
@@ -141,7 +142,7 @@ mod tests {
             assert_eq!(OpType::from_u8(reserved), None);
         }
         assert_eq!(Command::from_u8(16), None);
-        assert_eq!(Command::ALL.len(), 15);
+        assert_eq!(Command::ALL.len(), 16);
         assert_eq!(Command::Scan.name(), "scan");
         assert_eq!(Command::from_u8(0), None);
     }

@@ -2,7 +2,7 @@
 //! apply it to the pool or database, return a [`Reply`].
 //!
 //! [`COMMANDS`] is the one table of commands: a command's code, its handler, and
-//! whether it is served from its database's queue (Execute, Transaction, Scan,
+//! whether it is served from its database's queue (Execute, Transaction, Scan, Query,
 //! collections, heal, CloseDB) or answered server-wide (OpenDB, Stats, ListDBs,
 //! Metrics, SchedulerStats). Dispatch, the metrics labels and the "unknown command"
 //! path read it, and every answer goes through [`answer`], the one place commands are
@@ -18,6 +18,7 @@ pub mod list_collections;
 pub mod list_dbs;
 pub mod metrics;
 pub mod open_db;
+pub mod query;
 pub mod scan;
 pub mod scheduler_stats;
 pub mod stats;
@@ -114,6 +115,7 @@ pub static COMMANDS: &[Spec] = &[
     database(Command::Transaction, transaction::run),
     server(Command::SchedulerStats, scheduler_stats::run),
     database(Command::Scan, scan::run),
+    database(Command::Query, query::run),
 ];
 
 /// The table entry of a request's command, if the server serves it.
