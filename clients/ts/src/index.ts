@@ -23,6 +23,8 @@ export {
   type HealStats,
   type OpName,
   type PatchOp,
+  type QueryOptions,
+  type QueryPage,
   type ScanAllOptions,
   type ScanItem,
   type ScanOptions,

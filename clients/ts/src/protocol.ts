@@ -40,6 +40,7 @@ export const Command = {
   Transaction: 13,
   SchedulerStats: 14,
   Scan: 15,
+  Query: 18,
 } as const;
 export type Command = (typeof Command)[keyof typeof Command];
 
