@@ -420,8 +420,7 @@ fn paging_while_writes_happen() {
     };
     let mut seen: Vec<(u64, Value)> = Vec::new();
     let mut after: Option<String> = None;
-    let mut next_new = 1000u64;
-    for page_no in 0..1000u64 {
+    for (next_new, page_no) in (1000u64..).zip(0..1000u64) {
         let page = db.query("_default", &q(after.as_deref())).expect("query");
         for (id, doc) in &page.rows {
             seen.push((*id, serde_json::from_slice(doc).expect("json")));
@@ -438,7 +437,6 @@ fn paging_while_writes_happen() {
             json!({"g": page_no % 13, "k": 2}).to_string().as_bytes(),
         )
         .expect("create new");
-        next_new += 1;
         match page.next {
             Some(n) => after = Some(n),
             None => break,

@@ -53,7 +53,7 @@ const DAMAGED: &str = "after: the cursor is damaged or was not returned by this 
 /// Decodes and checks a cursor against the query's sort.
 pub fn decode(text: &str, sort: &[SortField], max_depth: usize) -> Result<Cursor, String> {
     let hex = text.as_bytes();
-    if hex.len() % 2 != 0 || hex.len() < 10 {
+    if !hex.len().is_multiple_of(2) || hex.len() < 10 {
         return Err(DAMAGED.into());
     }
     let nibble = |c: u8| match c {

@@ -215,7 +215,7 @@ impl Cond {
             Cond::Gte(v) => range_any(cands, v, |o| o != Ordering::Less),
             Cond::Lt(v) => range_any(cands, v, |o| o == Ordering::Less),
             Cond::Lte(v) => range_any(cands, v, |o| o != Ordering::Greater),
-            Cond::Exists(want) => !cands.is_empty() == *want,
+            Cond::Exists(want) => cands.is_empty() != *want,
             Cond::Not(cs) => !cs.iter().all(|c| c.holds(cands)),
         }
     }
