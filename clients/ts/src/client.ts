@@ -184,6 +184,33 @@ export interface ScanOptions {
   limit?: number;
 }
 
+/** A query (command 18, SPEC §11); every key optional. */
+export interface QueryOptions {
+  /** MongoDB-style filter, e.g. `{ age: { $gte: 18 } }`; default `{}` (all). */
+  filter?: Record<string, unknown>;
+  /** `[path, 1 | -1]` pairs; default: by id. Ties by id ascending. */
+  sort?: Array<[string, 1 | -1]>;
+  /** Rows per page, 1..1000; default 100. */
+  limit?: number;
+  /** The `next` of a previous page (same filter and sort). */
+  after?: string | null;
+  /** Dotted paths to return (the id always comes with the row). */
+  projection?: string[];
+  /** Adds `plan` to the page. */
+  explain?: boolean;
+}
+
+/**
+ * A query page: rows in the query's order; `next` is the cursor for the following
+ * page, `null` at the end. Documents are parsed so integers beyond 2^53 stay exact
+ * (as `bigint`).
+ */
+export interface QueryPage<T = unknown> {
+  items: ScanItem<T>[];
+  next: string | null;
+  plan?: unknown;
+}
+
 export interface ScanAllOptions {
   startAfter?: DocId;
   /** Rows per request, 1..1000; default 1000. */
@@ -800,6 +827,48 @@ export class Database {
         throw new ProtocolError('Scan made no progress (document 0 alone fills a page)');
       }
       skipZero = page.next === 0n;
+    }
+  }
+
+  /** One page of a query on a collection. A bad query rejects with a `ServerError`
+   * whose text starts `invalid query: `. */
+  async query<T = unknown>(collection: string, options: QueryOptions = {}): Promise<QueryPage<T>> {
+    const q: Record<string, unknown> = { filter: options.filter ?? {} };
+    if (options.sort !== undefined) q.sort = options.sort;
+    if (options.limit !== undefined) q.limit = options.limit;
+    if (options.after !== undefined && options.after !== null) q.after = options.after;
+    if (options.projection !== undefined) q.projection = options.projection;
+    if (options.explain) q.explain = true;
+    const data = await this.client.call(Command.Query, this.id, [
+      { opType: OpType.Read, collection, docId: 0n, payload: bytesOf(JSON.stringify(q)) },
+    ]);
+    let v: BigJson;
+    try {
+      v = parseBigJson(textOf(data));
+    } catch (e) {
+      throw new ProtocolError(`malformed Query reply: ${(e as Error).message}`, { cause: e });
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Array.isArray(v.rows)) {
+      throw new ProtocolError('malformed Query reply: no rows');
+    }
+    const items = v.rows.map((r) => {
+      if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new ProtocolError('malformed Query row');
+      return { id: toU64(r.id, 'Query row id'), doc: r.doc as T };
+    });
+    const next = typeof v.next === 'string' ? v.next : null;
+    const page: QueryPage<T> = { items, next };
+    if (v.plan !== undefined) page.plan = v.plan;
+    return page;
+  }
+
+  /** Every row of a query, fetched page by page. */
+  async *queryAll<T = unknown>(collection: string, options: QueryOptions = {}): AsyncGenerator<ScanItem<T>> {
+    let after = options.after ?? null;
+    for (;;) {
+      const page = await this.query<T>(collection, { ...options, after });
+      yield* page.items;
+      if (page.next === null) return;
+      after = page.next;
     }
   }
 

@@ -25,6 +25,8 @@ export {
   type HealStats,
   type OpName,
   type PatchOp,
+  type QueryOptions,
+  type QueryPage,
   type ScanAllOptions,
   type ScanItem,
   type ScanOptions,

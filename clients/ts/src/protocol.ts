@@ -42,6 +42,7 @@ export const Command = {
   Scan: 15,
   Auth: 16,
   DropDb: 17,
+  Query: 18,
 } as const;
 export type Command = (typeof Command)[keyof typeof Command];
 

@@ -324,6 +324,37 @@ describe('DocDB end-to-end', { skip: SKIP_E2E, timeout: 120_000 }, () => {
   );
 
   test(
+    'query: filter, sort, projection, paging with next, explain, and error texts',
+    { skip: SKIP_E2E },
+    withServer(async (_s, client) => {
+      const db = await client.openDb('query');
+      const rs = await db.batch(
+        Array.from({ length: 60 }, (_, i) => ({ op: 'create', id: BigInt(i), doc: { n: i, g: i % 4 } })),
+      );
+      assert.ok(rs.every((r) => r.ok));
+      await db.createRaw('', 100n, '{"n":100,"big":9007199254740993}');
+      const page = await db.query('', { filter: { g: 1, n: { $gte: 20 } }, sort: [['n', -1]], limit: 3, projection: ['n'], explain: true });
+      assert.deepEqual(page.items, [
+        { id: 57n, doc: { n: 57 } },
+        { id: 53n, doc: { n: 53 } },
+        { id: 49n, doc: { n: 49 } },
+      ]);
+      assert.equal(typeof page.next, 'string');
+      assert.deepEqual(page.plan, { kind: 'scan', collection: '_default', examined: 61 });
+      const ids = [];
+      for await (const r of db.queryAll('', { filter: { g: 1, n: { $gte: 20 } }, sort: [['n', -1]], limit: 3 })) ids.push(r.id);
+      assert.deepEqual(ids, [57n, 53n, 49n, 45n, 41n, 37n, 33n, 29n, 25n, 21n]);
+      const one = await db.query('', { filter: { n: 100 } });
+      assert.equal(one.items[0].doc.big, 9007199254740993n, 'large integers stay exact');
+      assert.equal(one.next, null);
+      await assert.rejects(
+        db.query('', { filter: { n: { $in: 3 } } }),
+        isErr(ServerError, 1, 'invalid query: $in at path n needs an array, got a number'),
+      );
+    }),
+  );
+
+  test(
     'reply budget: scanAll across short pages; an Execute over the frame limit rejects clearly',
     withServer(async (_s, client) => {
       const db = await client.openDb('budget');

@@ -123,6 +123,11 @@ impl Database {
         self.default_collection().scan()
     }
 
+    /// A query on `_default`. See [`crate::Query`].
+    pub fn query(&self) -> crate::Query {
+        self.default_collection().query()
+    }
+
     /// Rebuilds a corrupt document of `_default` from the WAL. See [`Collection::heal`].
     pub fn heal(&self, id: u64) -> Result<()> {
         self.default_collection().heal(id)
@@ -305,6 +310,11 @@ impl<'a> Collection<'a> {
     /// Iterates over the collection's documents in id order, a page per request.
     pub fn scan(&self) -> Scan {
         Scan::new(self.db.clone(), self.name)
+    }
+
+    /// A query on this collection (filter, sort, projection; see [`crate::Query`]).
+    pub fn query(&self) -> crate::Query {
+        crate::Query::new(self.db.clone(), self.name)
     }
 
     /// Rebuilds the document from the newest intact copy in the WAL if it is corrupt

@@ -64,6 +64,7 @@
 //! - [`database`]: [`Database`] and [`Collection`] — documents, collections, healing.
 //! - [`batch`]: [`Batch`], Execute and Transaction replies.
 //! - [`scan`]: the paging [`Scan`] iterator.
+//! - [`query`]: the [`Query`] builder (filter, sort, projection) and its pages.
 //! - [`patch`]: typed [`PatchOp`]s.
 //! - [`stats`]: typed replies ([`Stats`], [`DbInfo`], [`HealStats`]).
 //! - [`error`]: the typed [`Error`].
@@ -76,6 +77,7 @@ mod connection;
 pub mod database;
 pub mod error;
 pub mod patch;
+pub mod query;
 pub mod scan;
 pub mod stats;
 
@@ -84,6 +86,7 @@ pub use client::{AuthInfo, Client, ClientOptions, Pending};
 pub use database::{Collection, Database};
 pub use error::{Error, Result};
 pub use patch::PatchOp;
+pub use query::{Query, QueryIter, QueryPage, QueryRow};
 pub use scan::{RawScan, Scan};
 pub use stats::{DbInfo, HealStats, Stats, Unrecoverable};
 

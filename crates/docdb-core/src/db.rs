@@ -528,6 +528,29 @@ impl Database {
             .scan_at(&coll, start_after, limit, max_bytes, None)
     }
 
+    /// One page of a query (SPEC §11) at one snapshot: rows matching its filter, in
+    /// its sort order, after its cursor, at most its limit.
+    pub fn query(
+        &self,
+        collection: &str,
+        query: &crate::query::Query,
+    ) -> Result<crate::query::QueryPage> {
+        self.query_page(collection, query, usize::MAX)
+    }
+
+    /// As [`Database::query`], but the page also stops before the row that would take
+    /// its cost past `max_bytes` (as [`Database::scan_page`]; the first row is always
+    /// included), and then says where to resume in `next`.
+    pub fn query_page(
+        &self,
+        collection: &str,
+        query: &crate::query::Query,
+        max_bytes: usize,
+    ) -> Result<crate::query::QueryPage> {
+        let coll = self.inner.collection(collection)?;
+        crate::query::plan::run(&self.inner, &coll, query, max_bytes)
+    }
+
     pub fn create_collection(&self, name: &str) -> Result<()> {
         let name = crate::name::resolve_collection(name)?.to_owned();
         self.inner.commit(&[StagedOp::CreateCollection(name)])?;

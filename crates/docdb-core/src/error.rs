@@ -44,6 +44,9 @@ pub enum Error {
     },
     #[error("invalid JSON path")]
     InvalidPath,
+    /// A query (SPEC §11) that cannot run: the text names the key, operator or path.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     #[error("invalid patch operations")]
     InvalidPatch,
     #[error("document is not a JSON object")]

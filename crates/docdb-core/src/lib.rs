@@ -38,6 +38,7 @@
 //!   replacement (the server's own files).
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`order`]: the one order of JSON values (queries, sort, index keys).
+//! - [`query`]: queries (filter, sort, projection, cursor) over one snapshot.
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
 pub mod batch;
@@ -63,6 +64,7 @@ pub mod memory;
 pub mod name;
 pub mod order;
 pub mod patch;
+pub mod query;
 mod rebuild;
 mod recovery;
 pub mod remove;
@@ -82,6 +84,7 @@ pub use db::{
 pub use error::{Error, Result};
 pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
+pub use query::{Query, QueryPage};
 pub use remove::{remove_database, RemoveReport};
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;

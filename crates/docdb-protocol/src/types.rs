@@ -50,6 +50,7 @@ commands! {
     15 => Scan, "scan";
     16 => Auth, "auth";
     17 => DropDb, "drop_db";
+    18 => Query, "query";
 }
 
 /// Flag bit of the command byte: set on Execute (3) or Transaction (13), it asks for the
@@ -170,10 +171,11 @@ mod tests {
         for reserved in [5u8, 6, 8, 9, 0, 10] {
             assert_eq!(OpType::from_u8(reserved), None);
         }
-        assert_eq!(Command::from_u8(18), None);
-        assert_eq!(Command::ALL.len(), 17);
+        assert_eq!(Command::from_u8(19), None);
+        assert_eq!(Command::ALL.len(), 18);
         assert_eq!(Command::from_u8(16), Some(Command::Auth));
         assert_eq!(Command::from_u8(17), Some(Command::DropDb));
+        assert_eq!(Command::from_u8(18), Some(Command::Query));
         assert_eq!(Command::Scan.name(), "scan");
         assert_eq!(Command::from_u8(0), None);
     }

@@ -112,6 +112,8 @@ fn text_of(e: &Error) -> Cow<'static, str> {
         Error::TooDeep { max } => return t::too_deep(*max).into(),
         Error::TooManyPatchOps { max } => return t::too_many_patch_ops(*max).into(),
         Error::TooManyCollections { max } => return t::too_many_collections(*max).into(),
+        // Names the query's own keys, operators and paths; no server path in it.
+        Error::InvalidQuery(_) => return e.to_string().into(),
         // The engine's detail names the failed operation and its OS error; a path in it
         // is removed like any other.
         Error::OutcomeUnknown { detail } => {

@@ -135,6 +135,11 @@ pub const COMMANDS: &[Spec] = &[
         args: "[start-after] [limit]",
         help: "list documents in id order (limit default 100, max 1000)",
     },
+    Spec {
+        name: ".find",
+        args: "<collection> <filter-json> [sort <path>[:-1] ...] [limit <n>]",
+        help: "query documents (MongoDB-style filter; limit default 100, max 1000)",
+    },
 ];
 
 /// Words accepted without the dot, and the command each one runs.

@@ -408,6 +408,37 @@ impl Shell {
                 lines.push(format!("({} document(s))", lines.len()));
                 Ok(Outcome::ok(lines))
             }
+            ".find" => {
+                let f = parse_find(rest).map_err(|m| format!("{m}\n{}", commands::usage(cmd)))?;
+                let db = self.db()?;
+                let mut q = db.collection(&f.collection).query().filter(f.filter);
+                for (path, desc) in &f.sort {
+                    q = if *desc {
+                        q.sort_desc(path)
+                    } else {
+                        q.sort_asc(path)
+                    };
+                }
+                if let Some(n) = f.limit {
+                    q = q.limit(n);
+                }
+                let page = q.page().map_err(e)?;
+                let mut lines: Vec<String> = page
+                    .rows
+                    .iter()
+                    .map(|r| format!("{}\t{}", r.id, r.doc))
+                    .collect();
+                lines.push(format!(
+                    "({} document(s){})",
+                    page.rows.len(),
+                    if page.next.is_some() {
+                        "; more follow"
+                    } else {
+                        ""
+                    }
+                ));
+                Ok(Outcome::ok(lines))
+            }
             other if other.starts_with('.') => {
                 Err(format!("unknown command {other}; .help lists the commands"))
             }
@@ -416,9 +447,85 @@ impl Shell {
     }
 }
 
+/// The arguments of `.find`.
+#[derive(Debug, PartialEq)]
+struct Find {
+    collection: String,
+    filter: serde_json::Value,
+    /// `(path, descending)`.
+    sort: Vec<(String, bool)>,
+    limit: Option<usize>,
+}
+
+/// Parses `<collection> <filter-json> [sort <path>[:-1] ...] [limit <n>]`; the filter
+/// is one JSON value and may contain spaces.
+fn parse_find(rest: &str) -> Result<Find, String> {
+    let rest = rest.trim_start();
+    let (collection, after) = rest
+        .split_once(char::is_whitespace)
+        .ok_or("a collection and a filter are needed")?;
+    let mut values = serde_json::Deserializer::from_str(after).into_iter::<serde_json::Value>();
+    let filter = match values.next() {
+        Some(Ok(v)) => v,
+        _ => return Err("the filter must be JSON, e.g. {\"age\":{\"$gt\":30}}".into()),
+    };
+    let tail = &after[values.byte_offset()..];
+    let mut f = Find {
+        collection: collection.to_owned(),
+        filter,
+        sort: Vec::new(),
+        limit: None,
+    };
+    let mut words = tail.split_whitespace().peekable();
+    while let Some(w) = words.next() {
+        match w {
+            "sort" => {
+                while let Some(p) = words.next_if(|p| *p != "limit" && *p != "sort") {
+                    let (path, desc) = match p.rsplit_once(':') {
+                        Some((path, "-1")) => (path, true),
+                        Some((path, "1")) => (path, false),
+                        Some(_) => return Err(format!("sort direction in {p} must be 1 or -1")),
+                        None => (p, false),
+                    };
+                    f.sort.push((path.to_owned(), desc));
+                }
+            }
+            "limit" => {
+                let n = words
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or("limit must be between 1 and 1000")?;
+                f.limit = Some(n);
+            }
+            other => return Err(format!("unexpected {other:?} (expected sort or limit)")),
+        }
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_arguments() {
+        let f = parse_find(r#"users {"age": {"$gt": 30}} sort age:-1 name limit 5"#).unwrap();
+        assert_eq!(
+            f,
+            Find {
+                collection: "users".into(),
+                filter: serde_json::json!({"age": {"$gt": 30}}),
+                sort: vec![("age".into(), true), ("name".into(), false)],
+                limit: Some(5),
+            }
+        );
+        assert!(parse_find("users").is_err());
+        assert!(parse_find("users {oops").is_err());
+        assert!(parse_find("users {} limit 0").is_err());
+        assert!(parse_find("users {} sort a:2").is_err());
+        assert!(parse_find("users {} bogus").is_err());
+    }
 
     #[test]
     fn every_command_has_help_and_usage() {

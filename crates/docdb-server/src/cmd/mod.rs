@@ -2,7 +2,7 @@
 //! apply it to the pool or database, return a [`Reply`].
 //!
 //! [`COMMANDS`] is the one table of commands: a command's code, its handler, and
-//! whether it is served from its database's queue (Execute, Transaction, Scan,
+//! whether it is served from its database's queue (Execute, Transaction, Scan, Query,
 //! collections, heal, CloseDB) or answered server-wide (OpenDB, Stats, ListDBs,
 //! Metrics, SchedulerStats, DropDB).
 //!
@@ -27,6 +27,7 @@ pub mod list_collections;
 pub mod list_dbs;
 pub mod metrics;
 pub mod open_db;
+pub mod query;
 pub mod scan;
 pub mod scheduler_stats;
 pub mod stats;
@@ -148,6 +149,7 @@ pub static COMMANDS: &[Spec] = &[
         label: Label::Command,
     },
     server(Command::DropDb, drop_db::run),
+    database(Command::Query, query::run),
 ];
 
 /// What each command needs of the connection's session (SPEC §9.1): the one table of
@@ -164,9 +166,11 @@ pub fn need(code: u8) -> Need {
     match c {
         Command::Auth => Need::Nothing,
         Command::OpenDb => Need::Name(Read),
-        Command::CloseDb | Command::ListCollections | Command::HealStats | Command::Scan => {
-            Need::Db(Read)
-        }
+        Command::CloseDb
+        | Command::ListCollections
+        | Command::HealStats
+        | Command::Scan
+        | Command::Query => Need::Db(Read),
         Command::Execute | Command::Transaction => Need::DbOps,
         Command::CreateCollection | Command::DeleteCollection | Command::Heal => Need::Db(Write),
         Command::HealAll => Need::Db(Admin),

@@ -1,0 +1,289 @@
+//! Running a query: where its candidate documents come from ([`Source`]) and the
+//! execution over one snapshot.
+//!
+//! Execution, in two phases, both at one registered snapshot (so no version it reads
+//! is pruned meanwhile and every row is of the same moment):
+//! 1. Select: walk the candidates, parse each document, keep those matching the
+//!    filter and sorting strictly after the `after` cursor. In id order (no sort) the
+//!    walk stops at the `limit + 1`-th match; under a sort it keeps the best
+//!    `limit + 1` `(key, id)` pairs in a bounded max-heap, so memory stays
+//!    `O(limit)` whatever the collection's size; no document is kept.
+//! 2. Page: read the chosen rows again (the cache usually has them), project them, and
+//!    stop before the row that would take the page past the byte budget (never before
+//!    the first). `next` is the cursor of the last row when rows follow.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::cursor::{self, Cursor};
+use super::projection::Projection;
+use super::sort::{self, SortField, SortKey};
+use super::Query;
+use crate::db::{Inner, SCAN_ROW_OVERHEAD};
+use crate::error::{Error, Result};
+use crate::index::{Collection, Version};
+
+/// Where a query's candidate documents come from. Only a full scan today; an index
+/// source slots in here (the planner chooses in [`Source::choose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Every live document of the collection, in id order.
+    Scan,
+}
+
+impl Source {
+    /// The source for a query on a collection.
+    pub(crate) fn choose(_coll: &Collection, _q: &Query) -> Source {
+        Source::Scan
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Source::Scan => "scan",
+        }
+    }
+
+    /// Calls `f` with each candidate `(id, version)` live at `snap` with an id greater
+    /// than `after_id` (all when `None`), in id order, until `f` breaks. The index lock
+    /// is held only while a chunk of ids is collected, never while `f` runs.
+    fn for_each(
+        self,
+        coll: &Collection,
+        snap: u64,
+        after_id: Option<u64>,
+        mut f: impl FnMut(u64, Version) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        const CHUNK: usize = 512;
+        let mut from = match after_id {
+            None => Some(0),
+            Some(id) => id.checked_add(1),
+        };
+        let mut chunk: Vec<(u64, Version)> = Vec::with_capacity(CHUNK);
+        while let Some(start) = from {
+            chunk.clear();
+            {
+                let docs = coll.docs.read();
+                for (&id, c) in docs.range(start..) {
+                    if let Some(v) = c.at(snap).filter(|v| v.is_live()) {
+                        chunk.push((id, *v));
+                        if chunk.len() == CHUNK {
+                            break;
+                        }
+                    }
+                }
+            }
+            from = match chunk.last() {
+                Some(&(id, _)) if chunk.len() == CHUNK => id.checked_add(1),
+                _ => None,
+            };
+            for &(id, v) in &chunk {
+                if f(id, v)?.is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `explain` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// `"scan"` today.
+    pub kind: &'static str,
+    pub collection: String,
+    /// Documents read and tested against the filter.
+    pub examined: u64,
+}
+
+impl Plan {
+    pub fn to_json(&self) -> Value {
+        json!({"kind": self.kind, "collection": self.collection, "examined": self.examined})
+    }
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPage {
+    /// `(id, document)` in the query's order; each document is JSON text (projected
+    /// when the query has a projection).
+    pub rows: Vec<(u64, Vec<u8>)>,
+    /// The cursor to pass as `after` for the next page; `None` at the end.
+    pub next: Option<String>,
+    /// The plan, when the query asked for `explain`.
+    pub plan: Option<Plan>,
+}
+
+/// Registers a snapshot for the life of a query page.
+struct SnapshotGuard<'a> {
+    inner: &'a Inner,
+    seq: u64,
+}
+
+impl Drop for SnapshotGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.snapshots.close(self.seq);
+    }
+}
+
+/// A heap entry ordered by the query's sort (the greatest is the worst kept row).
+struct Entry {
+    key: SortKey,
+    id: u64,
+    sort: Arc<[SortField]>,
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        sort::compare(&self.sort, (&self.key, self.id), (&other.key, other.id))
+    }
+}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Entry {}
+
+/// Runs one page of `q` on `coll`, its reply rows costing at most `max_bytes` (each
+/// row its document's length plus [`SCAN_ROW_OVERHEAD`]; the first row always).
+pub(crate) fn run(
+    inner: &Inner,
+    coll: &Arc<Collection>,
+    q: &Query,
+    max_bytes: usize,
+) -> Result<QueryPage> {
+    let max_depth = inner.config.limits.max_depth;
+    if q.depth > max_depth {
+        return Err(Error::InvalidQuery(format!(
+            "query nests deeper than {max_depth} levels (limits.max_depth)"
+        )));
+    }
+    let after = match &q.after {
+        Some(text) => Some(cursor::decode(text, &q.sort, max_depth).map_err(Error::InvalidQuery)?),
+        None => None,
+    };
+    let limit = q.limit.clamp(1, super::MAX_LIMIT);
+    let source = Source::choose(coll, q);
+    let guard = SnapshotGuard {
+        inner,
+        seq: inner.snapshots.open(),
+    };
+    let snap = guard.seq;
+    let sort_fields: Arc<[SortField]> = q.sort.clone().into();
+    let mut examined = 0u64;
+
+    // Phase 1: the best `limit + 1` rows after the cursor, in order.
+    let chosen: Vec<(SortKey, u64)> = if q.sort.is_empty() {
+        let mut out = Vec::with_capacity(limit + 1);
+        let after_id = after.as_ref().map(|c| c.id);
+        source.for_each(coll, snap, after_id, |id, _| {
+            let doc = read_value(inner, coll, id, snap)?;
+            examined += 1;
+            if q.filter.matches(&doc) {
+                out.push((Vec::new(), id));
+            }
+            Ok(if out.len() > limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        out
+    } else {
+        let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(limit + 2);
+        source.for_each(coll, snap, None, |id, _| {
+            let doc = read_value(inner, coll, id, snap)?;
+            examined += 1;
+            if !q.filter.matches(&doc) {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let key = sort::key_of(&q.sort, &doc);
+            if let Some(Cursor { key: ck, id: cid }) = &after {
+                if sort::compare(&q.sort, (&key, id), (ck, *cid)) != Ordering::Greater {
+                    return Ok(ControlFlow::Continue(()));
+                }
+            }
+            let e = Entry {
+                key,
+                id,
+                sort: sort_fields.clone(),
+            };
+            if heap.len() <= limit {
+                heap.push(e);
+            } else if heap.peek().is_some_and(|worst| e < *worst) {
+                heap.pop();
+                heap.push(e);
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        heap.into_sorted_vec()
+            .into_iter()
+            .map(|e| (e.key, e.id))
+            .collect()
+    };
+
+    // Phase 2: the page, within the byte budget.
+    let projection = q.projection.as_deref().map(Projection::new);
+    let mut rows: Vec<(u64, Vec<u8>)> = Vec::with_capacity(chosen.len().min(limit));
+    let mut bytes = 0usize;
+    let mut more = chosen.len() > limit;
+    let mut last: Option<&(SortKey, u64)> = None;
+    for row in chosen.iter().take(limit) {
+        let id = row.1;
+        let doc = match &projection {
+            None => read_bytes(inner, coll, id, snap)?,
+            Some(p) => {
+                let v = read_value(inner, coll, id, snap)?;
+                serde_json::to_vec(&p.apply(&v)).map_err(|e| Error::Corrupt {
+                    detail: format!("{}/{id}: projection not serialisable: {e}", coll.name),
+                })?
+            }
+        };
+        let cost = doc.len().saturating_add(SCAN_ROW_OVERHEAD);
+        if !rows.is_empty() && bytes.saturating_add(cost) > max_bytes {
+            more = true;
+            break;
+        }
+        bytes = bytes.saturating_add(cost);
+        rows.push((id, doc));
+        last = Some(row);
+    }
+    drop(guard);
+    let next = match last {
+        Some((key, id)) if more => Some(cursor::encode(&q.sort, key, *id)),
+        _ => None,
+    };
+    let plan = q.explain.then(|| Plan {
+        kind: source.kind(),
+        collection: coll.name.to_string(),
+        examined,
+    });
+    Ok(QueryPage { rows, next, plan })
+}
+
+/// A document's bytes at the snapshot.
+fn read_bytes(inner: &Inner, coll: &Arc<Collection>, id: u64, snap: u64) -> Result<Vec<u8>> {
+    // INVARIANT: the snapshot is registered, so the version live at `snap` that the
+    // candidate walk saw is still there (NotFound here would be a bug, not a race).
+    Ok(inner.read_doc(coll, id, Some(snap))?.1)
+}
+
+/// A document parsed, refusing one nested deeper than `limits.max_depth` (stored
+/// under an older, larger limit) rather than recursing without bound.
+fn read_value(inner: &Inner, coll: &Arc<Collection>, id: u64, snap: u64) -> Result<Value> {
+    let bytes = read_bytes(inner, coll, id, snap)?;
+    crate::json::check_depth(&bytes, inner.config.limits.max_depth)?;
+    crate::patch::parse_bounded(&bytes).map_err(|_| Error::Corrupt {
+        detail: format!("{}/{id}: stored document is not valid JSON", coll.name),
+    })
+}

@@ -1,0 +1,589 @@
+//! Queries against a naive model.
+//!
+//! `queries_match_a_naive_evaluator`: random documents (nested objects, arrays,
+//! missing fields, mixed types) go through random creates, updates and deletes, with a
+//! reopen in the middle; after each round random queries (filters with every
+//! operator, sorts over one or two paths, limits) run through `Database::query`,
+//! paging with `after` to the end, and the concatenated rows must equal what a naive
+//! evaluator written here — straightforward recursive semantics of SPEC §11, sharing
+//! only the value order (`docdb_core::order`) with the engine — selects and sorts.
+//!
+//! `paging_while_writes_happen`: a sorted query is paged with a small limit while
+//! other documents are created, updated and deleted between pages; every document
+//! untouched during the paging and matching the filter is returned exactly once, in
+//! order.
+//!
+//! `bad_queries_are_clear_errors`: bad filters, limits and tampered cursors give
+//! an `InvalidQuery` error naming what is wrong.
+//!
+//! `DOCDB_PROPTEST_CASES` sets the number of cases (default 48).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use docdb_core::config::FsyncMode;
+use docdb_core::order;
+use docdb_core::{Config, Database, Error, Query};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
+use serde_json::{json, Map, Value};
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.wal.fsync.mode = FsyncMode::None;
+    c
+}
+
+// ----------------------------------------------------------------------------------
+// Generated values
+// ----------------------------------------------------------------------------------
+
+const KEYS: [&str; 3] = ["a", "b", "c"];
+const PATHS: [&str; 8] = ["a", "b", "c", "a.b", "b.a", "a.0", "c.a.b", "a.c"];
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-3i64..4).prop_map(|n| json!(n)),
+        (-3i64..4).prop_map(|n| json!(n as f64 + 0.5)),
+        prop::sample::select(vec!["", "x", "y", "xy"]).prop_map(|s| json!(s)),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), inner, 0..3).prop_map(
+                |m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            ),
+        ]
+    })
+}
+
+fn document() -> impl Strategy<Value = Value> {
+    prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), value(), 0..4)
+        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+}
+
+fn path() -> impl Strategy<Value = String> {
+    prop::sample::select(PATHS.to_vec()).prop_map(str::to_owned)
+}
+
+fn operand() -> impl Strategy<Value = Value> {
+    prop_oneof![4 => scalar(), 1 => value()]
+}
+
+fn condition() -> impl Strategy<Value = Value> {
+    let leaf = || {
+        prop_oneof![
+            operand().prop_map(|v| json!({"$eq": v})),
+            operand().prop_map(|v| json!({"$ne": v})),
+            operand().prop_map(|v| json!({"$gt": v})),
+            operand().prop_map(|v| json!({"$gte": v})),
+            operand().prop_map(|v| json!({"$lt": v})),
+            operand().prop_map(|v| json!({"$lte": v})),
+            prop::collection::vec(operand(), 0..3).prop_map(|v| json!({"$in": v})),
+            prop::collection::vec(operand(), 0..3).prop_map(|v| json!({"$nin": v})),
+            any::<bool>().prop_map(|b| json!({"$exists": b})),
+        ]
+    };
+    prop_oneof![
+        3 => leaf(),
+        1 => leaf().prop_map(|c| json!({"$not": c})),
+        1 => (leaf(), leaf()).prop_map(|(a, b)| {
+            let mut m = a.as_object().cloned().unwrap_or_default();
+            m.extend(b.as_object().cloned().unwrap_or_default());
+            Value::Object(m)
+        }),
+        // Implicit equality (a literal that is not an operator object).
+        1 => scalar(),
+    ]
+}
+
+fn filter() -> impl Strategy<Value = Value> {
+    let field = || (path(), condition()).prop_map(|(p, c)| json!({ p: c }));
+    let base = prop_oneof![
+        1 => Just(json!({})),
+        6 => field(),
+        2 => prop::collection::vec(field(), 2..3).prop_map(|fs| {
+            // Several fields in one object (distinct paths), an implicit $and.
+            let mut m = Map::new();
+            for f in fs {
+                if let Value::Object(o) = f {
+                    m.extend(o);
+                }
+            }
+            Value::Object(m)
+        }),
+    ];
+    base.prop_recursive(2, 8, 3, |inner| {
+        (
+            prop::sample::select(vec!["$and", "$or", "$nor"]),
+            prop::collection::vec(inner, 1..3),
+        )
+            .prop_map(|(op, fs)| json!({ op: fs }))
+    })
+}
+
+fn sort() -> impl Strategy<Value = Vec<(String, i64)>> {
+    prop::collection::vec((path(), prop::sample::select(vec![1i64, -1])), 0..3)
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u64, Value),
+    Delete(u64),
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => (0u64..40, document()).prop_map(|(id, d)| Op::Put(id, d)),
+            1 => (0u64..40).prop_map(Op::Delete),
+        ],
+        1..40,
+    )
+}
+
+#[derive(Debug, Clone)]
+struct QuerySpec {
+    filter: Value,
+    sort: Vec<(String, i64)>,
+    limit: usize,
+}
+
+fn query_spec() -> impl Strategy<Value = QuerySpec> {
+    (filter(), sort(), 1usize..15).prop_map(|(filter, sort, limit)| QuerySpec {
+        filter,
+        sort,
+        limit,
+    })
+}
+
+// ----------------------------------------------------------------------------------
+// The naive evaluator
+// ----------------------------------------------------------------------------------
+
+fn segs(p: &str) -> Vec<&str> {
+    p.split('.').collect()
+}
+
+fn as_index(s: &str) -> Option<usize> {
+    if s == "0" || (!s.starts_with('0') && !s.is_empty() && s.chars().all(|c| c.is_ascii_digit())) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Whether `test` holds for some value the path reaches (through objects; at an
+/// array, into each object element and into the numbered element).
+fn some_reached(v: &Value, path: &[&str], test: &dyn Fn(&Value) -> bool) -> bool {
+    match path.split_first() {
+        None => test(v),
+        Some((first, rest)) => match v {
+            Value::Object(m) => m.get(*first).is_some_and(|c| some_reached(c, rest, test)),
+            Value::Array(items) => {
+                let numbered = as_index(first)
+                    .and_then(|i| items.get(i))
+                    .is_some_and(|c| some_reached(c, rest, test));
+                numbered
+                    || items
+                        .iter()
+                        .any(|e| e.is_object() && some_reached(e, path, test))
+            }
+            _ => false,
+        },
+    }
+}
+
+/// A leaf test on a reached value: itself or, for an array, any element.
+fn itself_or_element(x: &Value, test: &dyn Fn(&Value) -> bool) -> bool {
+    test(x) || matches!(x, Value::Array(items) if items.iter().any(test))
+}
+
+fn model_eq(doc: &Value, path: &[&str], want: &Value) -> bool {
+    let exists = some_reached(doc, path, &|_| true);
+    if !exists {
+        return want.is_null();
+    }
+    some_reached(doc, path, &|x| {
+        itself_or_element(x, &|y| order::cmp(y, want) == Ordering::Equal)
+    })
+}
+
+fn model_op(doc: &Value, path: &[&str], op: &str, arg: &Value) -> bool {
+    let range = |ok: fn(Ordering) -> bool| {
+        some_reached(doc, path, &|x| {
+            itself_or_element(x, &|y| {
+                order::type_rank(y) == order::type_rank(arg) && ok(order::cmp(y, arg))
+            })
+        })
+    };
+    match op {
+        "$eq" => model_eq(doc, path, arg),
+        "$ne" => !model_eq(doc, path, arg),
+        "$gt" => range(|o| o.is_gt()),
+        "$gte" => range(|o| o.is_ge()),
+        "$lt" => range(|o| o.is_lt()),
+        "$lte" => range(|o| o.is_le()),
+        "$in" => arg
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| model_eq(doc, path, v))),
+        "$nin" => !arg
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| model_eq(doc, path, v))),
+        "$exists" => some_reached(doc, path, &|_| true) == (arg == &json!(true)),
+        "$not" => !model_conds(doc, path, arg),
+        _ => panic!("the generator made {op}"),
+    }
+}
+
+fn model_conds(doc: &Value, path: &[&str], cond: &Value) -> bool {
+    match cond {
+        Value::Object(m) if !m.is_empty() && m.keys().all(|k| k.starts_with('$')) => {
+            m.iter().all(|(op, arg)| model_op(doc, path, op, arg))
+        }
+        literal => model_eq(doc, path, literal),
+    }
+}
+
+fn model_matches(doc: &Value, filter: &Value) -> bool {
+    let Value::Object(m) = filter else {
+        panic!("filters are objects")
+    };
+    m.iter().all(|(k, v)| match k.as_str() {
+        "$and" => v
+            .as_array()
+            .is_some_and(|fs| fs.iter().all(|f| model_matches(doc, f))),
+        "$or" => v
+            .as_array()
+            .is_some_and(|fs| fs.iter().any(|f| model_matches(doc, f))),
+        "$nor" => !v
+            .as_array()
+            .is_some_and(|fs| fs.iter().any(|f| model_matches(doc, f))),
+        field => model_conds(doc, &segs(field), v),
+    })
+}
+
+/// The value a sort path names: objects by key, arrays by number only.
+fn sort_value<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = doc;
+    for s in segs(path) {
+        cur = match cur {
+            Value::Object(m) => m.get(s)?,
+            Value::Array(items) => items.get(as_index(s)?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn model_query(docs: &BTreeMap<u64, Value>, q: &QuerySpec) -> Vec<(u64, Value)> {
+    let mut rows: Vec<(u64, Value)> = docs
+        .iter()
+        .filter(|(_, d)| model_matches(d, &q.filter))
+        .map(|(id, d)| (*id, d.clone()))
+        .collect();
+    rows.sort_by(|(ia, a), (ib, b)| {
+        for (p, dir) in &q.sort {
+            let o = match (sort_value(a, p), sort_value(b, p)) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Less,
+                (Some(_), None) => Ordering::Greater,
+                (Some(x), Some(y)) => order::cmp(x, y),
+            };
+            let o = if *dir < 0 { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        ia.cmp(ib)
+    });
+    rows
+}
+
+// ----------------------------------------------------------------------------------
+// Running queries on the engine
+// ----------------------------------------------------------------------------------
+
+fn query_json(q: &QuerySpec, after: Option<&str>) -> Vec<u8> {
+    let sort: Vec<Value> = q.sort.iter().map(|(p, d)| json!([p, d])).collect();
+    let mut v = json!({"filter": q.filter, "sort": sort, "limit": q.limit});
+    if let Some(a) = after {
+        v["after"] = json!(a);
+    }
+    v.to_string().into_bytes()
+}
+
+/// Every page of a query, concatenated; each page at most `limit` rows.
+fn all_pages(db: &Database, q: &QuerySpec) -> Result<Vec<(u64, Value)>, TestCaseError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..1000 {
+        let query = Query::parse(&query_json(q, after.as_deref()))
+            .map_err(|e| TestCaseError::fail(format!("parse: {e}")))?;
+        let page = db
+            .query("_default", &query)
+            .map_err(|e| TestCaseError::fail(format!("query: {e}")))?;
+        prop_assert!(page.rows.len() <= q.limit);
+        for (id, doc) in page.rows {
+            let v: Value = serde_json::from_slice(&doc)
+                .map_err(|e| TestCaseError::fail(format!("row: {e}")))?;
+            out.push((id, v));
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
+    }
+    Err(TestCaseError::fail("more than 1000 pages"))
+}
+
+fn cases() -> u32 {
+    std::env::var("DOCDB_PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(48)
+}
+
+fn apply(db: &Database, model: &mut BTreeMap<u64, Value>, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::Put(id, d) => {
+                let bytes = d.to_string();
+                if model.contains_key(id) {
+                    db.update("_default", *id, bytes.as_bytes())
+                        .expect("update");
+                } else {
+                    db.create("_default", *id, bytes.as_bytes())
+                        .expect("create");
+                }
+                model.insert(*id, d.clone());
+            }
+            Op::Delete(id) => {
+                if model.remove(id).is_some() {
+                    db.delete("_default", *id).expect("delete");
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn queries_match_a_naive_evaluator(
+        rounds in prop::collection::vec((ops(), prop::collection::vec(query_spec(), 1..5)), 1..4),
+        reopen_after in 0usize..4,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut db = Database::open(dir.path(), config()).expect("open");
+        let mut model = BTreeMap::new();
+        for (round, (ops, queries)) in rounds.iter().enumerate() {
+            apply(&db, &mut model, ops);
+            if round == reopen_after {
+                db.close().expect("close");
+                db = Database::open(dir.path(), config()).expect("reopen");
+            }
+            for q in queries {
+                let got = all_pages(&db, q)?;
+                let want = model_query(&model, q);
+                let ids = |rows: &[(u64, Value)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
+                prop_assert_eq!(ids(&got), ids(&want), "query {}", String::from_utf8_lossy(&query_json(q, None)));
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+}
+
+#[test]
+fn paging_while_writes_happen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), config()).expect("open");
+    // Ids 0..300: stable ones (even) are never written during the paging; odd ones are
+    // updated (their sort key moves) or deleted, and new ids are created.
+    for id in 0..300u64 {
+        let doc = json!({"g": (id * 7919) % 13, "k": id % 3});
+        db.create("_default", id, doc.to_string().as_bytes())
+            .expect("create");
+    }
+    let q = |after: Option<&str>| {
+        let mut v = json!({"filter": {"k": {"$ne": 1}}, "sort": [["g", -1]], "limit": 7});
+        if let Some(a) = after {
+            v["after"] = json!(a);
+        }
+        Query::parse(v.to_string().as_bytes()).expect("parse")
+    };
+    let mut seen: Vec<(u64, Value)> = Vec::new();
+    let mut after: Option<String> = None;
+    for (next_new, page_no) in (1000u64..).zip(0..1000u64) {
+        let page = db.query("_default", &q(after.as_deref())).expect("query");
+        for (id, doc) in &page.rows {
+            seen.push((*id, serde_json::from_slice(doc).expect("json")));
+        }
+        // Writes between pages: move odd documents around, delete some, add new ones.
+        let odd = (page_no * 2 + 1) % 300;
+        let moved = json!({"g": page_no % 13, "k": 0});
+        db.update("_default", odd, moved.to_string().as_bytes())
+            .ok();
+        db.delete("_default", (odd + 100) % 300).ok();
+        db.create(
+            "_default",
+            next_new,
+            json!({"g": page_no % 13, "k": 2}).to_string().as_bytes(),
+        )
+        .expect("create new");
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let stable: Vec<u64> = (0..300u64)
+        .filter(|id| id % 2 == 0 && id % 3 != 1)
+        .collect();
+    for id in &stable {
+        let n = seen.iter().filter(|(s, _)| s == id).count();
+        assert_eq!(n, 1, "stable id {id} returned {n} times");
+    }
+    // The stable rows come in the sort's order: g descending, then id ascending.
+    let keys: Vec<(i64, u64)> = seen
+        .iter()
+        .filter(|(id, _)| stable.contains(id))
+        .map(|(id, d)| (-d["g"].as_i64().unwrap_or(0), *id))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+}
+
+#[test]
+fn bad_queries_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), config()).expect("open");
+    for id in 0..5u64 {
+        db.create("_default", id, format!(r#"{{"n":{id}}}"#).as_bytes())
+            .expect("create");
+    }
+    let err = |q: &str| match Query::parse(q.as_bytes()).and_then(|q| db.query("", &q)) {
+        Err(e @ Error::InvalidQuery(_)) => e.to_string(),
+        other => panic!("{q}: {other:?}"),
+    };
+    assert_eq!(
+        err(r#"{"filter":{"n":{"$in":5}}}"#),
+        "invalid query: $in at path n needs an array, got a number"
+    );
+    assert_eq!(
+        err(r#"{"filter":{"x.y":{"$where":1}}}"#),
+        "invalid query: unknown operator $where at path x.y"
+    );
+    assert_eq!(
+        err(r#"{"limit":0}"#),
+        "invalid query: limit must be an integer from 1 to 1000, got 0"
+    );
+    // A real cursor, then the same cursor tampered with, and under another sort.
+    let first = Query::parse(br#"{"sort":[["n",-1]],"limit":2}"#).expect("parse");
+    let page = db.query("", &first).expect("query");
+    assert_eq!(
+        page.rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![4, 3]
+    );
+    let next = page.next.expect("more rows");
+    let resumed = format!(r#"{{"sort":[["n",-1]],"limit":2,"after":"{next}"}}"#);
+    let page2 = db
+        .query("", &Query::parse(resumed.as_bytes()).expect("parse"))
+        .expect("query");
+    assert_eq!(
+        page2.rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    let mut bad = next.clone().into_bytes();
+    bad[10] = if bad[10] == b'a' { b'b' } else { b'a' };
+    let bad = String::from_utf8(bad).expect("ascii");
+    assert_eq!(
+        err(&format!(r#"{{"sort":[["n",-1]],"after":"{bad}"}}"#)),
+        "invalid query: after: the cursor is damaged or was not returned by this server"
+    );
+    assert_eq!(
+        err(&format!(r#"{{"sort":[["n",1]],"after":"{next}"}}"#)),
+        "invalid query: after: the cursor belongs to a different sort"
+    );
+    // The depth limit is the database's limits.max_depth.
+    let mut c = config();
+    c.limits.max_depth = 4;
+    drop(db);
+    let db = Database::open(dir.path(), c).expect("reopen");
+    let q = Query::parse(br#"{"filter":{"a":{"$eq":[[[[1]]]]}}}"#).expect("parse");
+    match db.query("", &q) {
+        Err(e @ Error::InvalidQuery(_)) => assert_eq!(
+            e.to_string(),
+            "invalid query: query nests deeper than 4 levels (limits.max_depth)"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn explain_and_projection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), config()).expect("open");
+    for id in 0..10u64 {
+        let doc = json!({"n": id, "tag": if id % 2 == 0 { "even" } else { "odd" }, "x": {"y": id, "z": 0}});
+        db.create("_default", id, doc.to_string().as_bytes())
+            .expect("create");
+    }
+    let q =
+        Query::parse(br#"{"filter":{"tag":"even"},"projection":["x.y"],"explain":true,"limit":3}"#)
+            .expect("parse");
+    let page = db.query("", &q).expect("query");
+    let rows: Vec<(u64, Value)> = page
+        .rows
+        .iter()
+        .map(|(id, d)| (*id, serde_json::from_slice(d).expect("json")))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (0, json!({"x": {"y": 0}})),
+            (2, json!({"x": {"y": 2}})),
+            (4, json!({"x": {"y": 4}}))
+        ]
+    );
+    let plan = page.plan.expect("explain").to_json();
+    assert_eq!(
+        plan,
+        json!({"kind": "scan", "collection": "_default", "examined": 7})
+    );
+    assert!(page.next.is_some());
+}
+
+#[test]
+fn a_page_stops_at_the_byte_budget_and_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), config()).expect("open");
+    let big = "x".repeat(1000);
+    for id in 0..20u64 {
+        db.create(
+            "_default",
+            id,
+            json!({"s": big, "n": id}).to_string().as_bytes(),
+        )
+        .expect("create");
+    }
+    let q = Query::parse(br#"{"sort":[["n",-1]],"limit":100}"#).expect("parse");
+    let page = db.query_page("", &q, 3500).expect("query");
+    assert_eq!(
+        page.rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![19, 18, 17]
+    );
+    let next = page.next.expect("more");
+    let q2 =
+        Query::parse(format!(r#"{{"sort":[["n",-1]],"limit":100,"after":"{next}"}}"#).as_bytes())
+            .expect("parse");
+    let page2 = db.query_page("", &q2, usize::MAX).expect("query");
+    assert_eq!(page2.rows.len(), 17);
+    assert_eq!(page2.next, None);
+}

@@ -1,0 +1,104 @@
+//! Query (18, new; SPEC §8.1, §11): ops[0].collection, payload = query JSON
+//! `{"filter","sort","limit","after","projection","explain"}` (every key optional; an
+//! empty payload is `{}`).
+//!
+//! Reply: JSON `{"rows":[{"id":n,"doc":v},...],"next":cursor-or-null}`, plus `"plan"`
+//! when the query asks for `explain`. `next` is the opaque text to pass as `after` for
+//! the following page, `null` when no rows follow. Like Scan, a page stops before the
+//! row that would take it past `net.reply_budget_mb` (its first row always included)
+//! and then gives `next`. A bad query is status Error with a text starting
+//! `invalid query: ` that names the key, operator or path.
+
+use docdb_core::{Database, Query, QueryPage};
+use docdb_protocol::{text, Request, MAX_REPLY_DATA};
+
+use super::{collection, first_op};
+use crate::context::Context;
+use crate::reply::Reply;
+
+pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
+    let op = match first_op(req) {
+        Ok(op) => op,
+        Err(reply) => return reply,
+    };
+    let budget = ctx.cfg.net.reply_budget_bytes();
+    let page = Query::parse_with_depth(&op.payload, db.config().limits.max_depth).and_then(|q| {
+        let coll = collection(op)?;
+        db.query_page(coll, &q, budget)
+    });
+    match page {
+        Ok(page) => {
+            let data = encode(&page);
+            if data.len() > MAX_REPLY_DATA {
+                // A page within the budget plus one document (≤ 16 MiB) and its cursor
+                // could only pass the frame limit with a huge sort key; never send it.
+                return Reply::error(text::REPLY_TOO_LARGE);
+            }
+            Reply::ok(data)
+        }
+        Err(e) => Reply::from(&e),
+    }
+}
+
+/// The reply JSON of a page. Rows are stored (or projected) JSON, embedded as is.
+fn encode(page: &QueryPage) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(64 + page.rows.iter().map(|(_, d)| d.len() + 36).sum::<usize>());
+    out.extend_from_slice(b"{\"rows\":[");
+    for (i, (id, doc)) in page.rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(format!("{{\"id\":{id},\"doc\":").as_bytes());
+        out.extend_from_slice(doc);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"next\":");
+    match &page.next {
+        // The cursor is lowercase hex: no escaping needed.
+        Some(c) => {
+            out.push(b'"');
+            out.extend_from_slice(c.as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    if let Some(plan) = &page.plan {
+        out.extend_from_slice(b",\"plan\":");
+        out.extend_from_slice(plan.to_json().to_string().as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use docdb_core::query::Plan;
+
+    #[test]
+    fn reply_json() {
+        let page = QueryPage {
+            rows: vec![(1, b"{}".to_vec()), (7, b"[1]".to_vec())],
+            next: Some("0a1b".into()),
+            plan: None,
+        };
+        assert_eq!(
+            encode(&page),
+            br#"{"rows":[{"id":1,"doc":{}},{"id":7,"doc":[1]}],"next":"0a1b"}"#
+        );
+        let end = QueryPage {
+            rows: vec![],
+            next: None,
+            plan: Some(Plan {
+                kind: "scan",
+                collection: "c".into(),
+                examined: 3,
+            }),
+        };
+        assert_eq!(
+            encode(&end),
+            br#"{"rows":[],"next":null,"plan":{"collection":"c","examined":3,"kind":"scan"}}"#
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Query (command 18) against the real server: the raw reply's JSON shape
+//! (`rows`, `next`, `plan`), error replies with the engine's text (status Error, data
+//! plain UTF-8 as every v0.3 client expects), paging through the Rust client's
+//! builder and iterator, and a page cut at `net.reply_budget_mb` that resumes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Client as RawClient, Server};
+use docdb_client::{Batch, Client};
+use docdb_protocol::{Command as Cmd, Op, OpType};
+use serde_json::{json, Value};
+
+fn query(raw: &mut RawClient, db: u64, coll: &str, q: &str) -> (u8, Vec<u8>) {
+    let r = raw.call(
+        db,
+        Cmd::Query,
+        vec![Op::new(OpType::Read, coll, 0, q.as_bytes().to_vec())],
+    );
+    (r.status, r.data)
+}
+
+#[test]
+fn raw_frames_pin_the_reply_and_the_errors() {
+    let server = Server::start(&[]);
+    let mut raw = RawClient::connect(&server.socket);
+    let db = raw.open_db("q");
+    for id in 1..=5u64 {
+        let doc = json!({"n": id, "tag": if id % 2 == 0 { "even" } else { "odd" }, "x": {"y": id}});
+        assert_eq!(raw.create(db, "", id, &doc.to_string()).0, 0);
+    }
+    let (st, data) = query(
+        &mut raw,
+        db,
+        "",
+        r#"{"filter":{"tag":"odd"},"sort":[["n",-1]],"projection":["x.y"],"explain":true}"#,
+    );
+    assert_eq!(st, 0, "{}", String::from_utf8_lossy(&data));
+    assert_eq!(
+        String::from_utf8(data).unwrap(),
+        r#"{"rows":[{"id":5,"doc":{"x":{"y":5}}},{"id":3,"doc":{"x":{"y":3}}},{"id":1,"doc":{"x":{"y":1}}}],"next":null,"plan":{"collection":"_default","examined":5,"kind":"scan"}}"#
+    );
+    // An empty payload is {}: every document by id.
+    let (st, data) = query(&mut raw, db, "", "");
+    assert_eq!(st, 0);
+    let v: Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 5);
+    assert_eq!(v["next"], Value::Null);
+    // Paging: limit 2 gives a cursor; the cursor resumes.
+    let (_, data) = query(&mut raw, db, "", r#"{"limit":2}"#);
+    let v: Value = serde_json::from_slice(&data).unwrap();
+    let next = v["next"].as_str().unwrap().to_owned();
+    let (_, data) = query(
+        &mut raw,
+        db,
+        "",
+        &format!(r#"{{"limit":2,"after":"{next}"}}"#),
+    );
+    let v: Value = serde_json::from_slice(&data).unwrap();
+    let ids: Vec<u64> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![3, 4]);
+
+    // Errors: status Error (1), the text as data.
+    for (q, want) in [
+        (
+            r#"{"filter":{"a":{"$foo":1}}}"#,
+            "invalid query: unknown operator $foo at path a",
+        ),
+        (
+            r#"{"filter":{"a":{"$nin":"x"}}}"#,
+            "invalid query: $nin at path a needs an array, got a string",
+        ),
+        (
+            r#"{"limit":5000}"#,
+            "invalid query: limit must be an integer from 1 to 1000, got 5000",
+        ),
+        (
+            r#"{"after":"00ff"}"#,
+            "invalid query: after: the cursor is damaged or was not returned by this server",
+        ),
+        (
+            "not json",
+            "invalid query: query is not valid JSON: expected ident at line 1 column 2",
+        ),
+    ] {
+        let (st, data) = query(&mut raw, db, "", q);
+        assert_eq!(
+            (st, String::from_utf8(data).unwrap().as_str()),
+            (1, want),
+            "{q}"
+        );
+    }
+    let (st, data) = query(&mut raw, db, "nope", "{}");
+    assert_eq!(
+        (st, data.as_slice()),
+        (1, b"collection not found".as_slice())
+    );
+    // The connection is still usable after the errors.
+    assert_eq!(raw.read(db, "", 1).0, 0);
+}
+
+#[test]
+fn the_rust_client_builds_pages_and_iterates() {
+    let server = Server::start(&[]);
+    let client = Client::connect(&server.socket).unwrap();
+    let db = client.open_db("qc").unwrap();
+    db.create_collection("people").unwrap();
+    let people = db.collection("people");
+    let batch = (0..250u64).fold(Batch::new().collection("people"), |b, id| {
+        b.create_json(
+            id,
+            &json!({"age": id % 50, "name": format!("p{id}"), "tags": [id % 3, "t"]}),
+        )
+    });
+    assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
+
+    let q = people
+        .query()
+        .filter(json!({"age": {"$gte": 40}, "tags": 0}))
+        .sort_desc("age")
+        .sort_asc("name")
+        .limit(7);
+    let got: Vec<(u64, Value)> = q.iter().collect::<Result<_, _>>().unwrap();
+    let mut want: Vec<(u64, u64, String)> = (0..250u64)
+        .filter(|id| id % 50 >= 40 && id % 3 == 0)
+        .map(|id| (id, id % 50, format!("p{id}")))
+        .collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
+    assert_eq!(
+        got.iter().map(|r| r.0).collect::<Vec<_>>(),
+        want.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    let page = q
+        .clone()
+        .projection(&["name"])
+        .explain(true)
+        .page()
+        .unwrap();
+    assert_eq!(page.rows.len(), 7);
+    assert_eq!(page.rows[0].doc, json!({"name": want[0].2}));
+    assert_eq!(page.plan.unwrap()["examined"], json!(250));
+    let err = people
+        .query()
+        .filter(json!({"$where": "1"}))
+        .page()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid query: unknown top-level operator $where"
+    );
+}
+
+#[test]
+fn a_page_stops_at_the_reply_budget_and_resumes() {
+    let server = Server::start_with_config("[net]\nreply_budget_mb = 1\n", &[]);
+    let client = Client::connect(&server.socket).unwrap();
+    let db = client.open_db("qb").unwrap();
+    let big = "x".repeat(300 * 1024);
+    for id in 0..10u64 {
+        db.create_json(id, &json!({"n": id, "s": big})).unwrap();
+    }
+    let page = db.query().sort_desc("n").limit(100).page().unwrap();
+    assert_eq!(
+        page.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![9, 8, 7],
+        "1 MiB holds three 300 KiB rows"
+    );
+    assert!(page.next.is_some());
+    let all: Vec<u64> = db
+        .query()
+        .sort_desc("n")
+        .filter(json!({"n": {"$lt": 100}}))
+        .iter()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(all, (0..10u64).rev().collect::<Vec<_>>());
+}
