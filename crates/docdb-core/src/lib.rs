@@ -36,7 +36,8 @@
 //!   process. [`fsutil`]: private (0600/0700) files and directories, atomic
 //!   replacement (the server's own files).
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
-//! - [`order`]: the one order of JSON values (queries, sort, index keys).
+//! - [`order`]: the one order of JSON values (queries, sort, index keys);
+//!   [`secondary`]: secondary indexes (definitions, maintenance at commit, scans).
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
 pub mod batch;
@@ -64,6 +65,7 @@ pub mod order;
 pub mod patch;
 mod rebuild;
 mod recovery;
+pub mod secondary;
 mod snapshot;
 pub mod stats;
 pub mod storage;
@@ -80,6 +82,7 @@ pub use db::{
 pub use error::{Error, Result};
 pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
+pub use secondary::{Direction, IndexDef, IndexHit, IndexInfo, IndexRange, IndexScan, KeyPart};
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;
 pub use verify::{verify_offline, verify_offline_with, VerifyReport};
