@@ -48,6 +48,9 @@ commands! {
     13 => Transaction, "transaction";
     14 => SchedulerStats, "scheduler_stats";
     15 => Scan, "scan";
+    19 => CreateIndex, "create_index";
+    20 => DropIndex, "drop_index";
+    21 => ListIndexes, "list_indexes";
 }
 
 /// Operation types inside Execute and Transaction. Codes 5 (commit), 6 (checkpoint),

@@ -80,7 +80,8 @@ impl Reply {
 fn status_of(e: &Error) -> Status {
     match e {
         Error::NotFound => Status::NotFound,
-        Error::AlreadyExists | Error::Conflict => Status::Conflict,
+        Error::AlreadyExists | Error::Conflict | Error::DuplicateKey { .. } => Status::Conflict,
+        Error::IndexNotFound { .. } => Status::NotFound,
         Error::MemoryLimit => Status::MemoryLimit,
         _ => Status::Error,
     }
@@ -112,6 +113,7 @@ fn text_of(e: &Error) -> Cow<'static, str> {
         Error::TooDeep { max } => return t::too_deep(*max).into(),
         Error::TooManyPatchOps { max } => return t::too_many_patch_ops(*max).into(),
         Error::TooManyCollections { max } => return t::too_many_collections(*max).into(),
+        Error::DuplicateKey { index } => return t::duplicate_key(index).into(),
         // The engine's detail names the failed operation and its OS error; a path in it
         // is removed like any other.
         Error::OutcomeUnknown { detail } => {

@@ -11,11 +11,14 @@
 
 pub mod close_db;
 pub mod create_collection;
+pub mod create_index;
 pub mod delete_collection;
+pub mod drop_index;
 pub mod execute;
 pub mod heal;
 pub mod list_collections;
 pub mod list_dbs;
+pub mod list_indexes;
 pub mod metrics;
 pub mod open_db;
 pub mod scan;
@@ -114,6 +117,9 @@ pub static COMMANDS: &[Spec] = &[
     database(Command::Transaction, transaction::run),
     server(Command::SchedulerStats, scheduler_stats::run),
     database(Command::Scan, scan::run),
+    database(Command::CreateIndex, create_index::run),
+    database(Command::DropIndex, drop_index::run),
+    database(Command::ListIndexes, list_indexes::run),
 ];
 
 /// The table entry of a request's command, if the server serves it.
