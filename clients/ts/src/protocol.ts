@@ -40,6 +40,9 @@ export const Command = {
   Transaction: 13,
   SchedulerStats: 14,
   Scan: 15,
+  CreateIndex: 19,
+  DropIndex: 20,
+  ListIndexes: 21,
 } as const;
 export type Command = (typeof Command)[keyof typeof Command];
 

@@ -4,7 +4,7 @@
 //! ```no_run
 //! # fn main() -> docdb_client::Result<()> {
 //! use docdb_client::{Client, IndexSpec};
-//! let db = Client::connect("/tmp/docdb.sock")?.database("shop")?;
+//! let db = Client::connect("/tmp/docdb.sock")?.open_db("shop")?;
 //! db.create_index("users", &IndexSpec::new("by_email").asc("email").unique())?;
 //! db.create_index("orders", &IndexSpec::new("by_status_date").asc("status").desc("date"))?;
 //! for ix in db.list_indexes("users")? {

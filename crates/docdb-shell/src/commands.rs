@@ -126,6 +126,21 @@ pub const COMMANDS: &[Spec] = &[
         args: "[start-after] [limit]",
         help: "list documents in id order (limit default 100, max 1000)",
     },
+    Spec {
+        name: ".index",
+        args: "<collection> <name> <fields> [unique]",
+        help: "create a secondary index; fields: path[:1|-1],... or [[\"path\",1],...]",
+    },
+    Spec {
+        name: ".indexes",
+        args: "<collection>",
+        help: "list a collection's indexes",
+    },
+    Spec {
+        name: ".drop-index",
+        args: "<collection> <name>",
+        help: "drop a secondary index",
+    },
 ];
 
 /// The usage line of a command.
