@@ -154,3 +154,73 @@ fn create_list_drop_indexes_and_unique_conflicts_over_the_wire() {
     assert_eq!(l.as_array().unwrap().len(), 1);
     assert_eq!(l[0]["entries"], 6);
 }
+
+/// `docdb dump` carries index definitions (stream and directory forms) and `docdb
+/// restore` recreates them over the restored documents.
+#[test]
+fn dump_and_restore_carry_index_definitions() {
+    let mut s = Server::start(&[]);
+    let mut c = s.connect();
+    let db = c.open_db("shop");
+    for i in 1..=3u64 {
+        assert_eq!(c.create(db, "", i, &json!({"k": i}).to_string()).0, 0);
+    }
+    let r = c.call(
+        db,
+        Cmd::CreateIndex,
+        vec![op(
+            "",
+            r#"{"name":"by_k","fields":[["k",-1]],"unique":true}"#,
+        )],
+    );
+    assert_eq!(r.status, 0);
+    drop(c);
+    s.stop();
+    let src = s.data_dir();
+    let stream = common::run_docdb(&["dump", "--data-dir", src.to_str().unwrap()]);
+    assert!(stream.status.success());
+    let text = String::from_utf8(stream.stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l
+            == r#"{"db":"shop","collection":"_default","index":{"name":"by_k","fields":[["k",-1]],"unique":true}}"#),
+        "{text}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("d");
+    let o = common::run_docdb(&[
+        "dump",
+        "--data-dir",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(out.join("shop").join("_indexes.json").exists());
+
+    for from_dir in [false, true] {
+        let mut dst = Server::unstarted(&[]);
+        let data = dst.data_dir();
+        let o = if from_dir {
+            common::run_docdb(&[
+                "restore",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--from",
+                out.to_str().unwrap(),
+            ])
+        } else {
+            common::run_docdb_with_stdin(
+                &["restore", "--data-dir", data.to_str().unwrap()],
+                Some(text.as_bytes()),
+            )
+        };
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        dst.spawn();
+        let mut c = dst.connect();
+        let db = c.open_db("shop");
+        let l = list(&mut c, db, "");
+        assert_eq!(l[0]["name"], "by_k", "from_dir {from_dir}");
+        assert_eq!(l[0]["entries"], 3);
+        assert_eq!(c.create(db, "", 9, r#"{"k":2}"#).0, 3, "unique again");
+    }
+}
