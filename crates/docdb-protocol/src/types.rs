@@ -144,7 +144,8 @@ mod tests {
             assert_eq!(OpType::from_u8(reserved), None);
         }
         assert_eq!(Command::from_u8(16), None);
-        assert_eq!(Command::ALL.len(), 15);
+        assert_eq!(Command::ALL.len(), 18);
+        assert_eq!(Command::from_u8(21), Some(Command::ListIndexes));
         assert_eq!(Command::Scan.name(), "scan");
         assert_eq!(Command::from_u8(0), None);
     }
