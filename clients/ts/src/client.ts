@@ -177,6 +177,30 @@ export interface ScanItem<T = unknown> {
   doc: T;
 }
 
+/** An index field: a dotted path and 1 (ascending) or -1 (descending). */
+export type IndexField = [path: string, direction: 1 | -1];
+
+/** A secondary index definition (CreateIndex). */
+export interface IndexSpec {
+  name: string;
+  fields: IndexField[];
+  /** Refuse a second document with the same key. Default false. */
+  unique?: boolean;
+}
+
+/** One index as ListIndexes reports it. */
+export interface IndexInfo {
+  name: string;
+  fields: IndexField[];
+  unique: boolean;
+  /** Documents indexed. */
+  entries: number;
+  /** Entries whose key holds an array (indexed as the whole array). */
+  array_entries?: number;
+  /** Bytes counted towards the database's memory limit. */
+  memory_bytes?: number;
+}
+
 export interface ScanOptions {
   /** Start after this id; 0 (default) means from the start (document 0 included). */
   startAfter?: DocId;
@@ -751,6 +775,34 @@ export class Database {
     const v = JSON.parse(textOf(await this.client.call(Command.ListCollections, this.id, []))) as unknown;
     if (!Array.isArray(v)) throw new ProtocolError('ListCollections reply is not an array');
     return v as string[];
+  }
+
+  /**
+   * Creates a secondary index; resolves once it is built. A unique index over
+   * documents sharing a key rejects with ConflictError
+   * (`duplicate key for unique index NAME`).
+   */
+  async createIndex(collection: string, spec: IndexSpec): Promise<void> {
+    const payload = { name: spec.name, fields: spec.fields, unique: spec.unique ?? false };
+    await this.client.call(Command.CreateIndex, this.id, [
+      { opType: OpType.Create, collection, docId: 0n, payload: bytesOf(JSON.stringify(payload)) },
+    ]);
+  }
+
+  /** Drops an index (NotFoundError `index not found: NAME` if there is none). */
+  async dropIndex(collection: string, name: string): Promise<void> {
+    await this.client.call(Command.DropIndex, this.id, [
+      { opType: OpType.Create, collection, docId: 0n, payload: bytesOf(JSON.stringify({ name })) },
+    ]);
+  }
+
+  /** The collection's indexes, by name. */
+  async listIndexes(collection: string): Promise<IndexInfo[]> {
+    const v = JSON.parse(
+      textOf(await this.client.call(Command.ListIndexes, this.id, [{ opType: OpType.Create, collection, docId: 0n }])),
+    ) as unknown;
+    if (!Array.isArray(v)) throw new ProtocolError('ListIndexes reply is not an array');
+    return v as IndexInfo[];
   }
 
   /** One page of documents in id order, parsed. */

@@ -43,6 +43,9 @@ export const Command = {
   Auth: 16,
   DropDb: 17,
   Query: 18,
+  CreateIndex: 19,
+  DropIndex: 20,
+  ListIndexes: 21,
 } as const;
 export type Command = (typeof Command)[keyof typeof Command];
 

@@ -43,6 +43,29 @@ const isErr = (cls, status, text) => (e) => {
 
 describe('DocDB end-to-end', { skip: SKIP_E2E, timeout: 120_000 }, () => {
   test(
+    'secondary indexes: create, list, unique conflict, drop',
+    withServer(async (_s, client) => {
+      const db = await client.openDb('idx');
+      await db.create('', 1n, { email: 'a' });
+      await db.create('', 2n, { email: 'b' });
+      await db.createIndex('', { name: 'by_email', fields: [['email', 1]], unique: true });
+      const list = await db.listIndexes('');
+      assert.equal(list.length, 1);
+      assert.deepEqual(list[0].fields, [['email', 1]]);
+      assert.equal(list[0].unique, true);
+      assert.equal(list[0].entries, 2);
+      await assert.rejects(
+        db.create('', 3n, { email: 'a' }),
+        isErr(ConflictError, 3, 'duplicate key for unique index by_email'),
+      );
+      await assert.rejects(db.dropIndex('', 'nope'), isErr(NotFoundError, 2, 'index not found: nope'));
+      await db.dropIndex('', 'by_email');
+      assert.deepEqual(await db.listIndexes(''), []);
+      await db.create('', 3n, { email: 'a' });
+    }),
+  );
+
+  test(
     'CRUD with JSON and raw documents, ids above 2^53',
     withServer(async (_s, client) => {
       const db = await client.openDb('crud');

@@ -173,6 +173,39 @@ impl Database {
         self.collection_command(Command::DeleteCollection, name)
     }
 
+    /// Creates a secondary index on `collection` (CreateIndex); returns once it is
+    /// built. A unique index over documents sharing a key fails with
+    /// [`Error::Conflict`]-status text `duplicate key for unique index NAME`.
+    pub fn create_index(&self, collection: &str, spec: &crate::IndexSpec) -> Result<()> {
+        let payload = serde_json::to_vec(spec)
+            .map_err(|e| Error::protocol(format!("index definition: {e}")))?;
+        let op = Op::new(OpType::Create, collection, 0, payload);
+        self.client
+            .request(self.id, Command::CreateIndex, vec![op], |resp| {
+                ok_data(resp).map(drop)
+            })
+    }
+
+    /// Drops an index (DropIndex); `index not found: NAME` if there is none.
+    pub fn drop_index(&self, collection: &str, name: &str) -> Result<()> {
+        let payload = serde_json::to_vec(&serde_json::json!({ "name": name }))
+            .map_err(|e| Error::protocol(format!("index name: {e}")))?;
+        let op = Op::new(OpType::Create, collection, 0, payload);
+        self.client
+            .request(self.id, Command::DropIndex, vec![op], |resp| {
+                ok_data(resp).map(drop)
+            })
+    }
+
+    /// The indexes of `collection`, by name (ListIndexes).
+    pub fn list_indexes(&self, collection: &str) -> Result<Vec<crate::IndexInfo>> {
+        let op = Op::new(OpType::Create, collection, 0, Vec::new());
+        self.client
+            .request(self.id, Command::ListIndexes, vec![op], |resp| {
+                json_reply(&ok_data(resp)?, "ListIndexes")
+            })
+    }
+
     fn collection_command(&self, command: Command, name: &str) -> Result<()> {
         let op = Op::new(OpType::Create, name, 0, Vec::new());
         self.client

@@ -478,18 +478,24 @@ impl Inner {
     /// keeping the live accounting true, and queue the commit for the syncer.
     pub(crate) fn stage(&self, c: &mut CommitState, ops: &[StagedOp]) -> Result<u64> {
         self.check_writable()?;
-        // Step 1 and 2: validate, then reserve the index memory, under the collections
-        // read lock so no collection appears or goes meanwhile.
-        {
+        // Step 1 and 2: validate (secondary index keys and unique indexes included),
+        // then reserve the index memory, under the collections read lock so no
+        // collection appears or goes meanwhile.
+        let plan = {
             let colls = self.collections.read();
             let cost = validate_ops(&colls, self.config.limits.max_collections, ops)?;
             if cost.wal_size > MAX_BODY {
                 return Err(Error::TransactionTooLarge);
             }
-            if !self.memory.try_apply(cost.grow, cost.shrink) {
+            let plan = crate::secondary::stage::Plan::of(ops)?;
+            if !self
+                .memory
+                .try_apply(cost.grow + plan.grow, cost.shrink + plan.shrink)
+            {
                 return Err(Error::MemoryLimit);
             }
-        }
+            plan
+        };
 
         // Validation passed: from here on nothing fails.
         let seq = c.next_seq;
@@ -499,6 +505,7 @@ impl Inner {
         for op in ops {
             self.stage_data(c, seq, oldest, op);
         }
+        plan.apply(seq, oldest);
         c.pending.push_back(Pending {
             seq,
             wal_end: c.wal_buf.len(),
@@ -545,6 +552,11 @@ impl Inner {
         };
         self.wait_durable(seq)?;
         Ok(seq)
+    }
+
+    /// The sequence number of the newest staged commit, holding the commit lock.
+    pub(crate) fn last_staged_locked(&self, c: &CommitState) -> u64 {
+        c.next_seq - 1
     }
 
     /// The sequence number of the newest staged commit.

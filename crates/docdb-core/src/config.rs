@@ -38,6 +38,8 @@ pub struct LimitsConfig {
     pub max_patch_ops: usize,
     /// Most collections one database may hold, `_default` included. Default 1024.
     pub max_collections: usize,
+    /// Most secondary indexes one collection may have. Default 16.
+    pub max_indexes: usize,
 }
 
 /// Largest `limits.max_depth` accepted (see its doc comment).
@@ -49,6 +51,7 @@ impl Default for LimitsConfig {
             max_depth: 128,
             max_patch_ops: 1000,
             max_collections: 1024,
+            max_indexes: 16,
         }
     }
 }
@@ -272,6 +275,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.limits.max_collections) {
             return bad("limits.max_collections", "must be between 1 and 1000000");
+        }
+        if !(1..=256).contains(&self.limits.max_indexes) {
+            return bad("limits.max_indexes", "must be between 1 and 256");
         }
         Ok(())
     }

@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     /// Checkpoint and compaction serialisation and the background threads.
     pub maintenance: Maintenance,
     pub heal: crate::heal::HealState,
+    /// Serialises secondary index DDL.
+    pub secondary: crate::secondary::build::Registry,
     pub cache: crate::cache::DocCache,
     pub opened_at: std::time::SystemTime,
     pub recovery: Mutex<RecoveryReport>,
@@ -179,6 +181,7 @@ impl Inner {
             },
             maintenance: Maintenance::new(),
             heal: Default::default(),
+            secondary: Default::default(),
             cache: crate::cache::DocCache::new(cache_bytes),
             opened_at: std::time::SystemTime::now(),
             recovery: Mutex::new(r.report),

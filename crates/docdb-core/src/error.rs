@@ -21,6 +21,24 @@ pub enum Error {
     Conflict,
     #[error("memory limit exceeded")]
     MemoryLimit,
+    /// A write would give a unique secondary index a second document with one key
+    /// (the server answers Conflict).
+    #[error("duplicate key for unique index {index}")]
+    DuplicateKey { index: String },
+    /// A bad index definition (name, fields, directions), with what is wrong.
+    #[error("invalid index: {reason}")]
+    InvalidIndex { reason: String },
+    #[error("index not found: {name}")]
+    IndexNotFound { name: String },
+    #[error("index already exists: {name}")]
+    IndexExists { name: String },
+    /// An index scan at a snapshot older than the index's build (the caller scans the
+    /// collection instead).
+    #[error("index {name} is not readable at this snapshot (it was built after it)")]
+    IndexNotReady { name: String },
+    /// Creating an index would pass `limits.max_indexes` on the collection.
+    #[error("collection already has {max} indexes, the most allowed (limits.max_indexes)")]
+    TooManyIndexes { max: usize },
     #[error("payload must be valid JSON (forbidden prefixes: raw: hex:)")]
     InvalidJson,
     #[error("payload exceeds maximum size")]

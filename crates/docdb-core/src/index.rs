@@ -107,6 +107,9 @@ pub(crate) struct Collection {
     /// Live documents in the newest state (including commits not yet visible).
     /// Changed only under the commit lock.
     pub live: AtomicU64,
+    /// Its secondary indexes (building ones included). Changed under the commit lock;
+    /// staging reads it under the commit lock.
+    pub indexes: RwLock<Vec<Arc<crate::secondary::tree::SecondaryIndex>>>,
 }
 
 impl Collection {
@@ -116,6 +119,7 @@ impl Collection {
             created_seq,
             docs: RwLock::new(BTreeMap::new()),
             live: AtomicU64::new(0),
+            indexes: RwLock::new(Vec::new()),
         }
     }
 

@@ -39,6 +39,7 @@
 //! - `index` + `snapshot`: versions and MVCC-lite snapshots. [`memory`]: limits.
 //! - [`order`]: the one order of JSON values (queries, sort, index keys).
 //! - [`query`]: queries (filter, sort, projection, cursor) over one snapshot.
+//!   [`secondary`]: secondary indexes (definitions, maintenance at commit, scans).
 //! - [`patch`]: the patch language; [`json`]: document checks (size, depth). [`name`], [`config`], [`error`], [`stats`].
 
 pub mod batch;
@@ -68,6 +69,7 @@ pub mod query;
 mod rebuild;
 mod recovery;
 pub mod remove;
+pub mod secondary;
 mod snapshot;
 pub mod stats;
 pub mod storage;
@@ -86,6 +88,7 @@ pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
 pub use query::{Query, QueryPage};
 pub use remove::{remove_database, RemoveReport};
+pub use secondary::{Direction, IndexDef, IndexHit, IndexInfo, IndexRange, IndexScan, KeyPart};
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;
 pub use verify::{verify_offline, verify_offline_with, VerifyReport};

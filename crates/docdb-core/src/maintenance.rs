@@ -298,6 +298,9 @@ impl Inner {
         let colls: Vec<_> = self.collections.read().values().cloned().collect();
         for c in colls {
             c.docs.write().retain(|_, chain| !chain.prune(oldest));
+            for index in c.indexes.read().iter() {
+                index.write().prune(oldest);
+            }
         }
     }
 

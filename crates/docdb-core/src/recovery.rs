@@ -95,6 +95,7 @@ pub(crate) fn open(dir: &Path, config: Config, opts: OpenOptions) -> Result<Data
     let db = construct(
         paths, config, opts, lock, data, colls, new_ckpt, snapshot, replayed, report,
     )?;
+    crate::secondary::build::load_at_open(&db)?;
     let t_construct = started.elapsed();
     // Where open's time goes (docs/PERFORMANCE.md "Open after a clean stop").
     tracing::debug!(db = %dir.display(), files = ?t_files, index = ?t_index,

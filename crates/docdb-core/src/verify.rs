@@ -44,6 +44,8 @@ pub(crate) fn verify(db: &Inner) -> Result<VerifyReport> {
     let mut r = VerifyReport::default();
     verify_wal(&*db.storage, &db.wal_dir, Some(wal_pos), &mut r)?;
     verify_data(&data, data_len, &mut r)?;
+    // Secondary indexes: every entry against the documents at one snapshot.
+    r.problems.extend(crate::secondary::build::verify(db)?);
     Ok(r)
 }
 
@@ -98,6 +100,16 @@ pub fn verify_offline_with(
             }
             Err(e) => r.problems.push(format!("data generation {g}: {e}")),
         }
+    }
+    // Index entries are not stored (they are rebuilt from the documents at open, so
+    // they cannot disagree with them on disk); their definitions are.
+    match crate::secondary::defs::load(s, dir) {
+        Ok(defs) if !defs.is_empty() => r.notes.push(format!(
+            "{} secondary index definition(s), rebuilt from the documents at open",
+            defs.len()
+        )),
+        Ok(_) => {}
+        Err(e) => r.problems.push(e.to_string()),
     }
     Ok(r)
 }

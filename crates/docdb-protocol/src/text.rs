@@ -61,6 +61,11 @@ pub const TOO_MANY_DATABASES: &str =
 pub const UNKNOWN_COMMAND: &str = "unknown command";
 pub const MISSING_OP: &str = "request has no operation";
 pub const INVALID_SCAN: &str = "scan options must be JSON like {\"limit\":100}";
+/// Prefix of "duplicate key for unique index NAME" (SPEC §11), status Conflict.
+pub const DUPLICATE_KEY: &str = "duplicate key for unique index";
+pub const INVALID_CREATE_INDEX: &str =
+    "create index payload must be JSON like {\"name\":\"by_x\",\"fields\":[[\"x\",1]],\"unique\":false}";
+pub const INVALID_DROP_INDEX: &str = "drop index payload must be JSON like {\"name\":\"by_x\"}";
 pub const TOO_MANY_CONNECTIONS: &str = "too many connections";
 pub const LOW_ON_FDS: &str =
     "server is low on file descriptors; connection refused, try again later";
@@ -102,4 +107,9 @@ pub fn too_many_collections(max: usize) -> String {
 /// "request has N ops; at most M are allowed (limits.max_ops_per_request)".
 pub fn too_many_ops(n: u32, max: usize) -> String {
     format!("request has {n} ops; at most {max} are allowed (limits.max_ops_per_request)")
+}
+
+/// "duplicate key for unique index NAME".
+pub fn duplicate_key(index: &str) -> String {
+    format!("{DUPLICATE_KEY} {index}")
 }

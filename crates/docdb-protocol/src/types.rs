@@ -51,6 +51,9 @@ commands! {
     16 => Auth, "auth";
     17 => DropDb, "drop_db";
     18 => Query, "query";
+    19 => CreateIndex, "create_index";
+    20 => DropIndex, "drop_index";
+    21 => ListIndexes, "list_indexes";
 }
 
 /// Flag bit of the command byte: set on Execute (3) or Transaction (13), it asks for the
@@ -171,8 +174,9 @@ mod tests {
         for reserved in [5u8, 6, 8, 9, 0, 10] {
             assert_eq!(OpType::from_u8(reserved), None);
         }
-        assert_eq!(Command::from_u8(19), None);
-        assert_eq!(Command::ALL.len(), 18);
+        assert_eq!(Command::from_u8(22), None);
+        assert_eq!(Command::ALL.len(), 21);
+        assert_eq!(Command::from_u8(21), Some(Command::ListIndexes));
         assert_eq!(Command::from_u8(16), Some(Command::Auth));
         assert_eq!(Command::from_u8(17), Some(Command::DropDb));
         assert_eq!(Command::from_u8(18), Some(Command::Query));

@@ -136,7 +136,8 @@ fn usize_bytes(mb: u64) -> usize {
 /// keys are errors.)
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitsSection {
-    /// `max_depth`, `max_patch_ops` and `max_collections` (see [`LimitsConfig`]).
+    /// `max_depth`, `max_patch_ops`, `max_collections` and `max_indexes` (see
+    /// [`LimitsConfig`]).
     #[serde(flatten)]
     pub engine: LimitsConfig,
     /// Databases in the catalog; OpenDB of a new name past it fails. Default 100000.

@@ -61,6 +61,7 @@ pub fn classify(e: &Error) -> Category {
         Error::NotFound
         | Error::AlreadyExists
         | Error::Conflict
+        | Error::DuplicateKey { .. }
         | Error::MemoryLimit
         | Error::Closed => Category::Permanent,
         _ => Category::Validation,

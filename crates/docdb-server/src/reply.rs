@@ -80,7 +80,8 @@ impl Reply {
 fn status_of(e: &Error) -> Status {
     match e {
         Error::NotFound => Status::NotFound,
-        Error::AlreadyExists | Error::Conflict => Status::Conflict,
+        Error::AlreadyExists | Error::Conflict | Error::DuplicateKey { .. } => Status::Conflict,
+        Error::IndexNotFound { .. } => Status::NotFound,
         Error::MemoryLimit => Status::MemoryLimit,
         _ => Status::Error,
     }
@@ -114,6 +115,7 @@ fn text_of(e: &Error) -> Cow<'static, str> {
         Error::TooManyCollections { max } => return t::too_many_collections(*max).into(),
         // Names the query's own keys, operators and paths; no server path in it.
         Error::InvalidQuery(_) => return e.to_string().into(),
+        Error::DuplicateKey { index } => return t::duplicate_key(index).into(),
         // The engine's detail names the failed operation and its OS error; a path in it
         // is removed like any other.
         Error::OutcomeUnknown { detail } => {

@@ -140,6 +140,21 @@ pub const COMMANDS: &[Spec] = &[
         args: "<collection> <filter-json> [sort <path>[:-1] ...] [limit <n>]",
         help: "query documents (MongoDB-style filter; limit default 100, max 1000)",
     },
+    Spec {
+        name: ".index",
+        args: "<collection> <name> <fields> [unique]",
+        help: "create a secondary index; fields: path[:1|-1],... or [[\"path\",1],...]",
+    },
+    Spec {
+        name: ".indexes",
+        args: "<collection>",
+        help: "list a collection's indexes",
+    },
+    Spec {
+        name: ".drop-index",
+        args: "<collection> <name>",
+        help: "drop a secondary index",
+    },
 ];
 
 /// Words accepted without the dot, and the command each one runs.

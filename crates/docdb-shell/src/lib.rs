@@ -381,6 +381,41 @@ impl Shell {
                 let m = self.client.metrics().map_err(e)?;
                 Ok(Outcome::ok(m.lines().map(str::to_owned).collect()))
             }
+            ".index" => {
+                if !(3..=4).contains(&args.len()) || args.get(3).is_some_and(|u| *u != "unique") {
+                    return Err(commands::usage(cmd));
+                }
+                let mut spec = docdb_client::IndexSpec::new(args[1]);
+                spec.fields = parse_index_fields(args[2])?;
+                spec.unique = args.len() == 4;
+                self.db()?.create_index(args[0], &spec).map_err(e)?;
+                Ok(Outcome::ok(vec![format!("index {} created", args[1])]))
+            }
+            ".indexes" => {
+                need(1)?;
+                let list = self.db()?.list_indexes(args[0]).map_err(e)?;
+                let mut lines: Vec<String> = list
+                    .iter()
+                    .map(|i| {
+                        let fields: Vec<String> =
+                            i.fields.iter().map(|(p, d)| format!("{p}:{d}")).collect();
+                        format!(
+                            "{}\t{}\t{}\t{} entries",
+                            i.name,
+                            fields.join(","),
+                            if i.unique { "unique" } else { "-" },
+                            i.entries
+                        )
+                    })
+                    .collect();
+                lines.push(format!("({} index(es))", list.len()));
+                Ok(Outcome::ok(lines))
+            }
+            ".drop-index" => {
+                need(2)?;
+                self.db()?.drop_index(args[0], args[1]).map_err(e)?;
+                Ok(Outcome::ok(vec![]))
+            }
             ".scan" => {
                 if args.len() > 2 {
                     return Err(commands::usage(cmd));
@@ -504,6 +539,23 @@ fn parse_find(rest: &str) -> Result<Find, String> {
     Ok(f)
 }
 
+/// `.index` fields: `path[:1|-1],...` (ascending when the direction is left out) or
+/// the wire form `[["path",1],...]`.
+fn parse_index_fields(arg: &str) -> Result<Vec<(String, i8)>, String> {
+    let bad = || format!("fields must be path[:1|-1],... or [[\"path\",1],...], not {arg}");
+    if arg.starts_with('[') {
+        return serde_json::from_str::<Vec<(String, i8)>>(arg).map_err(|_| bad());
+    }
+    arg.split(',')
+        .map(|f| match f.rsplit_once(':') {
+            Some((p, "1")) => Ok((p.to_owned(), 1)),
+            Some((p, "-1")) => Ok((p.to_owned(), -1)),
+            Some(_) => Err(bad()),
+            None => Ok((f.to_owned(), 1)),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,6 +586,15 @@ mod tests {
             assert!(h.contains(c.name), "{}", c.name);
         }
         assert_eq!(commands::usage(".create"), "usage: .create <id> <json>");
+        assert_eq!(
+            parse_index_fields("a,b.c:-1").unwrap(),
+            vec![("a".to_string(), 1), ("b.c".to_string(), -1)]
+        );
+        assert_eq!(
+            parse_index_fields(r#"[["a",-1]]"#).unwrap(),
+            vec![("a".to_string(), -1)]
+        );
+        assert!(parse_index_fields("a:2").is_err());
         assert_eq!(commands::usage(".stats"), "usage: .stats");
     }
 }

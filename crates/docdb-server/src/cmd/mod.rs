@@ -19,12 +19,15 @@
 pub mod auth;
 pub mod close_db;
 pub mod create_collection;
+pub mod create_index;
 pub mod delete_collection;
 pub mod drop_db;
+pub mod drop_index;
 pub mod execute;
 pub mod heal;
 pub mod list_collections;
 pub mod list_dbs;
+pub mod list_indexes;
 pub mod metrics;
 pub mod open_db;
 pub mod query;
@@ -150,6 +153,9 @@ pub static COMMANDS: &[Spec] = &[
     },
     server(Command::DropDb, drop_db::run),
     database(Command::Query, query::run),
+    database(Command::CreateIndex, create_index::run),
+    database(Command::DropIndex, drop_index::run),
+    database(Command::ListIndexes, list_indexes::run),
 ];
 
 /// What each command needs of the connection's session (SPEC §9.1): the one table of
@@ -170,7 +176,10 @@ pub fn need(code: u8) -> Need {
         | Command::ListCollections
         | Command::HealStats
         | Command::Scan
-        | Command::Query => Need::Db(Read),
+        | Command::Query
+        | Command::ListIndexes => Need::Db(Read),
+        // An index changes what writes succeed (unique) and what they cost.
+        Command::CreateIndex | Command::DropIndex => Need::Db(Write),
         Command::Execute | Command::Transaction => Need::DbOps,
         Command::CreateCollection | Command::DeleteCollection | Command::Heal => Need::Db(Write),
         Command::HealAll => Need::Db(Admin),
@@ -568,7 +577,9 @@ mod tests {
             ops: Vec::new(),
         };
         assert!(lookup(&req(0)).is_none());
-        assert!(lookup(&req(18)).is_none());
+        assert!(lookup(&req(22)).is_none());
+        assert_eq!(lookup(&req(18)).map(Spec::name), Some("query"));
+        assert_eq!(lookup(&req(21)).map(Spec::name), Some("list_indexes"));
         assert_eq!(lookup(&req(17)).map(Spec::name), Some("drop_db"));
         assert_eq!(lookup(&req(16)).map(Spec::name), Some("auth"));
         assert_eq!(lookup(&req(15)).map(Spec::name), Some("scan"));

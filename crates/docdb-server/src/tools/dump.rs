@@ -4,12 +4,17 @@
 //! empty collection gets an empty file, so it is restored too). Each collection is read
 //! at one snapshot. A document stored with line breaks (pretty-printed) is written on
 //! one line: the same JSON value, compact formatting.
+//!
+//! Secondary index definitions are dumped too: in the stream form one line
+//! `{"db":..,"collection":..,"index":{"name","fields","unique"}}` after the
+//! collection's documents; in the directory form `<dir>/<db>/_indexes.json`
+//! ([`INDEXES_FILE`]). Restore creates them after loading the documents.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use docdb_core::fsutil::{private_dir, private_file};
-use docdb_core::{Database, OpenOptions};
+use docdb_core::{Database, IndexDef, OpenOptions};
 
 use super::{db_dirs, existing_catalog};
 use crate::config::ServerConfig;
@@ -22,6 +27,8 @@ const PAGE_BYTES: usize = 8 << 20;
 pub struct DumpSummary {
     pub databases: usize,
     pub collections: usize,
+    /// Secondary index definitions written.
+    pub indexes: usize,
     pub documents: u64,
 }
 
@@ -52,6 +59,18 @@ fn one_line(doc: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+/// The directory form's file of a database's index definitions: a JSON array of
+/// `{"collection","name","fields","unique"}` (absent when it has none).
+pub const INDEXES_FILE: &str = "_indexes.json";
+
+/// One index definition in a dump.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DumpedIndex {
+    pub collection: String,
+    #[serde(flatten)]
+    pub def: IndexDef,
+}
+
 /// Dumps to `out_dir`, or to `stdout` when `out_dir` is None.
 pub fn run(
     cfg: &ServerConfig,
@@ -76,6 +95,7 @@ pub fn run(
         )
         .map_err(|err| anyhow::anyhow!("opening {}: {err}", e.name))?;
         sum.databases += 1;
+        let mut indexes: Vec<DumpedIndex> = Vec::new();
         for coll in db.list_collections() {
             sum.collections += 1;
             let mut file_out = match out_dir {
@@ -133,6 +153,38 @@ pub fn run(
             if let Some(f) = &mut file_out {
                 f.flush()?;
             }
+            // Index definitions follow their collection's documents in the stream form;
+            // the directory form collects them in `<db>/_indexes.json`.
+            for ix in db.list_indexes(&coll)? {
+                let def = IndexDef {
+                    name: ix.name,
+                    fields: ix.fields,
+                    unique: ix.unique,
+                };
+                sum.indexes += 1;
+                match out_dir {
+                    Some(_) => indexes.push(DumpedIndex {
+                        collection: coll.clone(),
+                        def,
+                    }),
+                    None => writeln!(
+                        stdout,
+                        "{{\"db\":{},\"collection\":{},\"index\":{}}}",
+                        serde_json::to_string(&e.name)?,
+                        serde_json::to_string(&coll)?,
+                        serde_json::to_string(&def)?
+                    )?,
+                }
+            }
+        }
+        if let (Some(d), false) = (out_dir, indexes.is_empty()) {
+            let mut f = private_file()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(d.join(&e.name).join(INDEXES_FILE))?;
+            f.write_all(&serde_json::to_vec_pretty(&indexes)?)?;
+            f.flush()?;
         }
         drop(db);
     }

@@ -2,26 +2,32 @@
 //! `<db>/<collection>.jsonl`, or the single-stream form on stdin) into a data
 //! directory. Databases and collections are created as needed. A document that already
 //! exists is an error that stops the restore before anything changes,
-//! unless `--force` (then it is replaced).
+//! unless `--force` (then it is replaced). Index definitions in the dump are created
+//! after the documents are loaded.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::BufRead;
 use std::path::Path;
 
-use docdb_core::{Database, Error, OpenOptions};
+use docdb_core::{Database, Error, IndexDef, OpenOptions};
 use serde::Deserialize;
 
 use crate::catalog::Catalog;
 use crate::config::ServerConfig;
 use crate::datadir::DataDirLock;
 
+/// A stream line: a document (`id` + `doc`) or an index definition (`index`).
 #[derive(Deserialize)]
 struct StreamLine {
     db: String,
     collection: String,
-    id: u64,
-    doc: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    doc: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    index: Option<IndexDef>,
 }
 
 #[derive(Deserialize)]
@@ -32,16 +38,20 @@ struct FileLine {
 
 /// Documents to load: db → collection → (id, json).
 type Plan = BTreeMap<String, BTreeMap<String, Vec<(u64, Vec<u8>)>>>;
+/// Index definitions to create once the documents are in: db → (collection, def).
+type IndexPlan = BTreeMap<String, Vec<(String, IndexDef)>>;
 
 /// Totals of a restore.
 #[derive(Debug, Default)]
 pub struct RestoreSummary {
     pub databases: usize,
     pub documents: u64,
+    pub indexes: usize,
 }
 
-fn read_dir_plan(dir: &Path) -> anyhow::Result<Plan> {
+fn read_dir_plan(dir: &Path) -> anyhow::Result<(Plan, IndexPlan)> {
     let mut plan = Plan::new();
+    let mut index_plan = IndexPlan::new();
     let at = |p: &Path, e: std::io::Error| anyhow::anyhow!("--from {}: {e}", p.display());
     for db in fs::read_dir(dir).map_err(|e| at(dir, e))? {
         let db = db.map_err(|e| at(dir, e))?;
@@ -49,6 +59,16 @@ fn read_dir_plan(dir: &Path) -> anyhow::Result<Plan> {
             continue;
         }
         let name = db.file_name().to_string_lossy().into_owned();
+        let defs_path = db.path().join(super::dump::INDEXES_FILE);
+        if defs_path.exists() {
+            let defs: Vec<super::dump::DumpedIndex> =
+                serde_json::from_slice(&fs::read(&defs_path)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", defs_path.display()))?;
+            index_plan
+                .entry(name.clone())
+                .or_default()
+                .extend(defs.into_iter().map(|d| (d.collection, d.def)));
+        }
         let colls = plan.entry(name.clone()).or_default();
         for f in fs::read_dir(db.path()).map_err(|e| at(&db.path(), e))? {
             let f = f.map_err(|e| at(&db.path(), e))?;
@@ -70,11 +90,12 @@ fn read_dir_plan(dir: &Path) -> anyhow::Result<Plan> {
             }
         }
     }
-    Ok(plan)
+    Ok((plan, index_plan))
 }
 
-fn read_stream_plan(input: &mut impl BufRead) -> anyhow::Result<Plan> {
+fn read_stream_plan(input: &mut impl BufRead) -> anyhow::Result<(Plan, IndexPlan)> {
     let mut plan = Plan::new();
+    let mut index_plan = IndexPlan::new();
     for (n, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
@@ -82,13 +103,21 @@ fn read_stream_plan(input: &mut impl BufRead) -> anyhow::Result<Plan> {
         }
         let l: StreamLine =
             serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("stdin:{}: {e}", n + 1))?;
-        plan.entry(l.db)
-            .or_default()
-            .entry(l.collection)
-            .or_default()
-            .push((l.id, l.doc.get().as_bytes().to_vec()));
+        let colls = plan.entry(l.db.clone()).or_default();
+        let docs = colls.entry(l.collection.clone()).or_default();
+        match (l.id, l.doc, l.index) {
+            (Some(id), Some(doc), None) => docs.push((id, doc.get().as_bytes().to_vec())),
+            (None, None, Some(def)) => index_plan
+                .entry(l.db)
+                .or_default()
+                .push((l.collection, def)),
+            _ => anyhow::bail!(
+                "stdin:{}: a line holds either \"id\" and \"doc\", or \"index\"",
+                n + 1
+            ),
+        }
     }
-    Ok(plan)
+    Ok((plan, index_plan))
 }
 
 fn open(cfg: &ServerConfig, entry: &crate::catalog::Entry) -> anyhow::Result<Database> {
@@ -113,7 +142,7 @@ pub fn run(
 ) -> anyhow::Result<RestoreSummary> {
     // First, so a live server is named before anything else can fail.
     let _lock = DataDirLock::acquire(cfg)?;
-    let plan = match from_dir {
+    let (plan, index_plan) = match from_dir {
         Some(d) => read_dir_plan(d)?,
         None => read_stream_plan(stdin)?,
     };
@@ -122,6 +151,10 @@ pub fn run(
     let max_depth = cfg.limits.engine.max_depth;
     for (name, colls) in &plan {
         docdb_core::name::validate_db_name(name)?;
+        for (coll, def) in index_plan.get(name).into_iter().flatten() {
+            def.validate()
+                .map_err(|e| anyhow::anyhow!("{name}/{coll}: {e}; nothing was restored"))?;
+        }
         for (coll, docs) in colls {
             for (id, doc) in docs {
                 if docdb_core::json::nesting_depth(doc, max_depth) > max_depth {
@@ -174,6 +207,18 @@ pub fn run(
                     sum.documents += 1;
                 }
                 b.finish()?;
+            }
+        }
+        // Indexes last: each is built once over the loaded documents. One that exists
+        // with the same definition (a restore run again) is kept.
+        for (coll, def) in index_plan.get(&name).into_iter().flatten() {
+            match db.create_index(coll, def.clone()) {
+                Ok(()) => sum.indexes += 1,
+                Err(Error::IndexExists { .. })
+                    if db.list_indexes(coll)?.iter().any(|i| {
+                        i.name == def.name && i.fields == def.fields && i.unique == def.unique
+                    }) => {}
+                Err(e) => return Err(anyhow::anyhow!("{name}/{coll}: index {}: {e}", def.name)),
             }
         }
         db.close()?;

@@ -1,0 +1,570 @@
+//! Index lifecycle and reads: CreateIndex's online build, the rebuild at open,
+//! DropIndex, ListIndexes, the planner's [`Database::index_scan`], and verification.
+//!
+//! The online build (writes continue throughout):
+//! 1. Under the commit lock, the index joins its collection *building*: from the next
+//!    staged commit on, every write maintains it (a write of a document the build has
+//!    not reached yet records the document's new key, or that it is gone).
+//! 2. Once every commit staged before that is durable, a snapshot is opened and every
+//!    document live in it is read and inserted — unless a writer recorded it in step 1
+//!    (its newer key is already there): nothing is lost, nothing counted twice. A
+//!    unique index that meets a second document with one key fails here.
+//! 3. Under the commit lock, its memory is reserved as a whole (`MemoryLimit` if it does
+//!    not fit) and it becomes readable at snapshots from the newest staged commit on.
+//! 4. The definition is written to `INDEXES`; only then is CreateIndex acknowledged.
+//!
+//! A failure in any step removes the index and its memory: nothing is left behind.
+//! Index DDL on one database is serialised (one build at a time).
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::defs::{self, StoredDef};
+use super::key::{key_of, Fill, Key, KeyPart};
+use super::tree::SecondaryIndex;
+use super::{IndexDef, IndexInfo};
+use crate::db::{Database, Inner};
+use crate::error::{Error, Result};
+use crate::index::{Collection, Version};
+
+/// Serialises index DDL on one database (held across a build).
+#[derive(Default)]
+pub(crate) struct Registry {
+    ddl: Mutex<()>,
+}
+
+/// The order an [`IndexScan`] walks the index in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// The index's own order (each field ascending or descending per its definition).
+    #[default]
+    Forward,
+    /// The reverse of it.
+    Backward,
+}
+
+/// Which entries an [`IndexScan`] returns, in the index's key order.
+///
+/// `lower` and `upper` are key *prefixes*: each holds the values of the first 1..=n
+/// fields (n = the index's field count; `None` = missing). A prefix bound compares on
+/// its parts only, so `Included([5])` on an index `[a, b]` includes every `(5, *)`,
+/// and `Excluded([5])` none of them. Bounds are in the index's order: for a `-1`
+/// field the lower bound is the *larger* value. Missing sorts below every value.
+///
+/// `after` resumes a scan: only entries strictly after `(key, id)` in the scan's
+/// direction are returned (pass the last [`IndexHit`] of the previous page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexRange {
+    pub lower: Bound<Vec<KeyPart>>,
+    pub upper: Bound<Vec<KeyPart>>,
+    pub after: Option<(Vec<KeyPart>, u64)>,
+}
+
+impl IndexRange {
+    /// Every entry.
+    pub fn all() -> Self {
+        IndexRange {
+            lower: Bound::Unbounded,
+            upper: Bound::Unbounded,
+            after: None,
+        }
+    }
+
+    /// The entries whose first fields equal `prefix`.
+    pub fn prefix(prefix: Vec<KeyPart>) -> Self {
+        IndexRange {
+            lower: Bound::Included(prefix.clone()),
+            upper: Bound::Included(prefix),
+            after: None,
+        }
+    }
+}
+
+/// One entry of an index scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexHit {
+    pub id: u64,
+    /// The document's key at the scan's snapshot, one part per field.
+    pub key: Vec<KeyPart>,
+}
+
+/// Keeps a snapshot open until dropped (so no version or entry it sees is pruned).
+struct SnapshotGuard {
+    inner: Arc<Inner>,
+    seq: u64,
+}
+
+impl Drop for SnapshotGuard {
+    fn drop(&mut self) {
+        self.inner.snapshots.close(self.seq);
+    }
+}
+
+/// How many entries an [`IndexScan`] examines per visit to the index (its read lock
+/// is held for one visit only, so writers are never blocked for a whole scan).
+const CHUNK: usize = 256;
+
+/// The document ids of an index range in key order at one snapshot; see
+/// [`Database::index_scan`]. An iterator of `Result` only in spirit: once created it
+/// cannot fail.
+pub struct IndexScan {
+    index: Arc<SecondaryIndex>,
+    lo: Bound<(Key, u64)>,
+    hi: Bound<(Key, u64)>,
+    backward: bool,
+    snapshot: u64,
+    buf: VecDeque<(Key, u64)>,
+    done: bool,
+    _guard: Option<SnapshotGuard>,
+}
+
+impl IndexScan {
+    /// The snapshot the scan reads at: read the documents it returns at the same one.
+    pub fn snapshot(&self) -> u64 {
+        self.snapshot
+    }
+}
+
+impl Iterator for IndexScan {
+    type Item = IndexHit;
+
+    fn next(&mut self) -> Option<IndexHit> {
+        while self.buf.is_empty() && !self.done {
+            let (hits, resume) = self.index.read().chunk(
+                self.lo.as_ref(),
+                self.hi.as_ref(),
+                self.backward,
+                self.snapshot,
+                CHUNK,
+            );
+            self.buf.extend(hits);
+            match resume {
+                None => self.done = true,
+                Some(last) if self.backward => self.hi = Bound::Excluded(last),
+                Some(last) => self.lo = Bound::Excluded(last),
+            }
+        }
+        let (key, id) = self.buf.pop_front()?;
+        Some(IndexHit {
+            id,
+            key: key.parts.into_vec(),
+        })
+    }
+}
+
+/// A prefix bound as a bound on `(key, id)` (see [`Fill`]).
+fn bound(b: Bound<Vec<KeyPart>>, desc: u32, is_lower: bool, n: usize) -> Result<Bound<(Key, u64)>> {
+    let (parts, included) = match b {
+        Bound::Unbounded => return Ok(Bound::Unbounded),
+        Bound::Included(p) => (p, true),
+        Bound::Excluded(p) => (p, false),
+    };
+    if parts.is_empty() || parts.len() > n {
+        return Err(Error::InvalidIndex {
+            reason: format!("a scan bound has 1 to {n} parts (the index's fields)"),
+        });
+    }
+    // Included lower / excluded upper sit before the prefix; the others after it.
+    let fill = if is_lower == included {
+        Fill::Low
+    } else {
+        Fill::High
+    };
+    Ok(Bound::Excluded((
+        Key {
+            parts: parts.into_boxed_slice(),
+            desc,
+            fill,
+        },
+        0,
+    )))
+}
+
+/// The tighter of two lower (or, with `upper`, upper) bounds.
+fn tighter(a: Bound<(Key, u64)>, b: Bound<(Key, u64)>, upper: bool) -> Bound<(Key, u64)> {
+    let key = |x: &Bound<(Key, u64)>| match x {
+        Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
+        Bound::Unbounded => None,
+    };
+    match (key(&a), key(&b)) {
+        (None, _) => b,
+        (_, None) => a,
+        (Some(x), Some(y)) => {
+            let a_wins = if upper { x < y } else { x > y };
+            if a_wins {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+/// True when `(lo, hi)` holds nothing (and `BTreeMap::range` would panic on it).
+fn empty_range(lo: &Bound<(Key, u64)>, hi: &Bound<(Key, u64)>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            a >= b
+        }
+        _ => false,
+    }
+}
+
+impl Inner {
+    fn find_index(&self, coll: &Collection, name: &str) -> Result<Arc<SecondaryIndex>> {
+        coll.indexes
+            .read()
+            .iter()
+            .find(|i| i.def.name == name && i.read().ready().is_some())
+            .cloned()
+            .ok_or_else(|| Error::IndexNotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Every built index's definition, for `INDEXES`, leaving out `except`.
+    fn stored_defs(&self, except: Option<&Arc<SecondaryIndex>>) -> Vec<StoredDef> {
+        let colls: Vec<Arc<Collection>> = self.collections.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for c in colls {
+            for i in c.indexes.read().iter() {
+                if except.is_some_and(|e| Arc::ptr_eq(e, i)) || i.read().ready().is_none() {
+                    continue;
+                }
+                out.push(StoredDef {
+                    collection: c.name.to_string(),
+                    created_seq: c.created_seq,
+                    def: i.def.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.collection, &a.def.name).cmp(&(&b.collection, &b.def.name)));
+        out
+    }
+
+    /// Removes `index` from `coll` and frees its memory (if it was counted).
+    fn remove_index(&self, coll: &Collection, index: &Arc<SecondaryIndex>) {
+        let _c = self.group_commit.lock_commit();
+        coll.indexes.write().retain(|i| !Arc::ptr_eq(i, index));
+        let st = index.read();
+        if st.ready().is_some() {
+            self.memory.try_apply(0, st.bytes());
+        }
+    }
+
+    /// Step 2 of the build: inserts every document live at `snapshot`.
+    fn fill_index(
+        &self,
+        coll: &Arc<Collection>,
+        index: &SecondaryIndex,
+        snapshot: u64,
+    ) -> Result<()> {
+        let ids: Vec<u64> = coll
+            .docs
+            .read()
+            .iter()
+            .filter(|(_, c)| c.at(snapshot).is_some_and(Version::is_live))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            let (v, payload) = match self.read_doc(coll, id, Some(snapshot)) {
+                Ok(r) => r,
+                Err(Error::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let doc: Value = serde_json::from_slice(&payload).map_err(|_| Error::Corrupt {
+                detail: format!("{}/{id}: stored document is not JSON", coll.name),
+            })?;
+            let key = key_of(&doc, &index.def.fields, index.desc);
+            index
+                .write()
+                .build_insert(id, key, v.seq, index.def.unique)
+                .map_err(|_| Error::DuplicateKey {
+                    index: index.def.name.clone(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Steps 1–3 of the build (see the module doc).
+    fn build_online(&self, coll: &Arc<Collection>, index: &Arc<SecondaryIndex>) -> Result<()> {
+        let registered = {
+            let c = self.group_commit.lock_commit();
+            // The collection may have been deleted since it was looked up.
+            let current = self.collections.read().get(&coll.name).cloned();
+            if !current.is_some_and(|x| Arc::ptr_eq(&x, coll)) {
+                return Err(Error::CollectionNotFound);
+            }
+            let mut list = coll.indexes.write();
+            if list.iter().any(|i| i.def.name == index.def.name) {
+                return Err(Error::IndexExists {
+                    name: index.def.name.clone(),
+                });
+            }
+            let max = self.config.limits.max_indexes;
+            if list.len() >= max {
+                return Err(Error::TooManyIndexes { max });
+            }
+            list.push(index.clone());
+            drop(list);
+            self.last_staged_locked(&c)
+        };
+        let filled = self.wait_durable(registered).and_then(|()| {
+            let snapshot = self.snapshots.open();
+            let r = self.fill_index(coll, index, snapshot);
+            self.snapshots.close(snapshot);
+            r
+        });
+        let finished = filled.and_then(|()| {
+            let c = self.group_commit.lock_commit();
+            let mut st = index.write();
+            if !self.memory.try_apply(st.bytes(), 0) {
+                return Err(Error::MemoryLimit);
+            }
+            st.finish_build(self.last_staged_locked(&c));
+            Ok(())
+        });
+        if finished.is_err() {
+            self.remove_index(coll, index);
+        }
+        finished
+    }
+}
+
+impl Database {
+    /// Creates a secondary index on `collection` and builds it from the documents
+    /// while writes continue (see [`crate::secondary::build`]); returns once it is
+    /// built, readable and its definition durable. Fails with `IndexExists`,
+    /// `TooManyIndexes` (`limits.max_indexes`), `InvalidIndex`, `DuplicateKey` (a unique
+    /// index over documents that share a key), `MemoryLimit`; a failure leaves nothing.
+    pub fn create_index(&self, collection: &str, def: IndexDef) -> Result<()> {
+        def.validate()?;
+        let inner = &self.inner;
+        inner.check_writable()?;
+        let _ddl = inner.secondary.ddl.lock();
+        let coll = inner.collection(collection)?;
+        let index = Arc::new(SecondaryIndex::new(def));
+        inner.build_online(&coll, &index)?;
+        let stored = defs::store(&*inner.storage, &inner.dir, &inner.stored_defs(None));
+        if let Err(e) = stored {
+            inner.remove_index(&coll, &index);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Drops an index: its definition leaves `INDEXES` first, then its entries and
+    /// memory go.
+    pub fn drop_index(&self, collection: &str, name: &str) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        let _ddl = inner.secondary.ddl.lock();
+        let coll = inner.collection(collection)?;
+        let index = inner.find_index(&coll, name)?;
+        defs::store(
+            &*inner.storage,
+            &inner.dir,
+            &inner.stored_defs(Some(&index)),
+        )?;
+        inner.remove_index(&coll, &index);
+        Ok(())
+    }
+
+    /// The built indexes of `collection`, by name.
+    pub fn list_indexes(&self, collection: &str) -> Result<Vec<IndexInfo>> {
+        let coll = self.inner.collection(collection)?;
+        let mut out: Vec<IndexInfo> = coll
+            .indexes
+            .read()
+            .iter()
+            .filter_map(|i| {
+                let st = i.read();
+                st.ready()?;
+                Some(IndexInfo {
+                    name: i.def.name.clone(),
+                    fields: i.def.fields.clone(),
+                    unique: i.def.unique,
+                    entries: st.live(),
+                    array_entries: st.arrays(),
+                    memory_bytes: st.bytes(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The query planner's read of an index: the ids of the documents whose keys lie
+    /// in `range` (see [`IndexRange`]: prefix bounds in the index's key order, an
+    /// optional resume point), in key order then id order (`Forward`) or the reverse
+    /// (`Backward`), as of one snapshot.
+    ///
+    /// `snapshot`: `None` opens one at the newest visible commit and keeps it open
+    /// while the scan lives ([`IndexScan::snapshot`] says which, so the documents can
+    /// be read at the same one); `Some(s)` reads at `s`, which the caller must keep
+    /// open (a transaction's snapshot). Documents are not read: the caller reads each
+    /// id at the snapshot (every id returned is live there) and applies any filter
+    /// the index cannot (a path that holds an array is indexed as the whole array,
+    /// [`IndexInfo::array_entries`]).
+    ///
+    /// Errors: `CollectionNotFound`, `IndexNotFound` (also while it is building),
+    /// `IndexNotReady` (the snapshot predates the build: scan the collection instead),
+    /// `InvalidIndex` (a bound with no parts or more parts than fields).
+    pub fn index_scan(
+        &self,
+        collection: &str,
+        name: &str,
+        range: IndexRange,
+        direction: Direction,
+        snapshot: Option<u64>,
+    ) -> Result<IndexScan> {
+        let inner = &self.inner;
+        let coll = inner.collection(collection)?;
+        let index = inner.find_index(&coll, name)?;
+        let guard = match snapshot {
+            Some(_) => None,
+            None => Some(SnapshotGuard {
+                inner: inner.clone(),
+                seq: inner.snapshots.open(),
+            }),
+        };
+        let snap = snapshot.or(guard.as_ref().map(|g| g.seq)).unwrap_or(0);
+        if index.read().ready().is_some_and(|r| r > snap) {
+            return Err(Error::IndexNotReady {
+                name: name.to_owned(),
+            });
+        }
+        let n = index.def.fields.len();
+        let mut lo = bound(range.lower, index.desc, true, n)?;
+        let mut hi = bound(range.upper, index.desc, false, n)?;
+        let backward = direction == Direction::Backward;
+        if let Some((parts, id)) = range.after {
+            if parts.len() != n {
+                return Err(Error::InvalidIndex {
+                    reason: format!("a scan's resume key has {n} parts (the index's fields)"),
+                });
+            }
+            let after = Bound::Excluded((Key::exact(parts, index.desc), id));
+            if backward {
+                hi = tighter(hi, after, true);
+            } else {
+                lo = tighter(lo, after, false);
+            }
+        }
+        let done = empty_range(&lo, &hi);
+        Ok(IndexScan {
+            index,
+            lo,
+            hi,
+            backward,
+            snapshot: snap,
+            buf: VecDeque::new(),
+            done,
+            _guard: guard,
+        })
+    }
+}
+
+/// At open, after recovery: builds every index `INDEXES` defines from the recovered
+/// documents (nobody writes yet). A definition whose collection is gone is skipped;
+/// one that cannot be built (a unique index over duplicates, which a correct history
+/// cannot produce) is reported in the recovery report and left out.
+pub(crate) fn load_at_open(db: &Database) -> Result<()> {
+    let inner = &db.inner;
+    let stored = defs::load(&*inner.storage, &inner.dir)?;
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let snapshot = inner.snapshots.visible();
+    let mut total = 0u64;
+    for d in stored {
+        let coll = inner.collections.read().get(d.collection.as_str()).cloned();
+        let Some(coll) = coll.filter(|c| c.created_seq == d.created_seq) else {
+            continue;
+        };
+        let index = Arc::new(SecondaryIndex::new(d.def));
+        coll.indexes.write().push(index.clone());
+        match inner.fill_index(&coll, &index, snapshot) {
+            Ok(()) => {
+                let mut st = index.write();
+                st.finish_build(snapshot);
+                total += st.bytes();
+            }
+            Err(e) => {
+                coll.indexes.write().retain(|i| !Arc::ptr_eq(i, &index));
+                let line = format!(
+                    "index {}/{}: not rebuilt at open: {e}",
+                    coll.name, index.def.name
+                );
+                tracing::warn!(db = %inner.dir.display(), "{line}");
+                inner.recovery.lock().dropped.push(line);
+            }
+        }
+    }
+    inner.memory.force_add(total);
+    Ok(())
+}
+
+/// Checks every index against the documents at one snapshot: each live document has
+/// exactly its key's entry, and no other entry is visible. One line per problem.
+pub(crate) fn verify(inner: &Inner) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let snapshot = inner.snapshots.open();
+    let result = (|| {
+        let colls: Vec<Arc<Collection>> = inner.collections.read().values().cloned().collect();
+        for coll in colls {
+            let indexes: Vec<_> = coll.indexes.read().clone();
+            let indexes: Vec<_> = indexes
+                .into_iter()
+                .filter(|i| i.read().ready().is_some_and(|r| r <= snapshot))
+                .collect();
+            if indexes.is_empty() {
+                continue;
+            }
+            let mut expected: Vec<Vec<(u64, Key)>> = vec![Vec::new(); indexes.len()];
+            let ids: Vec<u64> = coll
+                .docs
+                .read()
+                .iter()
+                .filter(|(_, c)| c.at(snapshot).is_some_and(Version::is_live))
+                .map(|(&id, _)| id)
+                .collect();
+            for id in ids {
+                let payload = match inner.read_doc(&coll, id, Some(snapshot)) {
+                    Ok((_, p)) => p,
+                    Err(Error::NotFound) => continue,
+                    Err(e) => return Err(e),
+                };
+                let Ok(doc) = serde_json::from_slice::<Value>(&payload) else {
+                    problems.push(format!("{}/{id}: stored document is not JSON", coll.name));
+                    continue;
+                };
+                for (i, index) in indexes.iter().enumerate() {
+                    expected[i].push((id, key_of(&doc, &index.def.fields, index.desc)));
+                }
+            }
+            for (index, mut want) in indexes.iter().zip(expected) {
+                let mut have = index.read().visible_at(snapshot);
+                have.sort_by_key(|e| e.0);
+                want.sort_by_key(|e| e.0);
+                if have != want {
+                    problems.push(format!(
+                        "index {}/{}: {} entries disagree with {} documents",
+                        coll.name,
+                        index.def.name,
+                        have.len(),
+                        want.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })();
+    inner.snapshots.close(snapshot);
+    result.map(|()| problems)
+}
