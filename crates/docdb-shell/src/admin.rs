@@ -36,7 +36,7 @@ pub fn run(args: DbArgs) -> ExitCode {
     let client = match Client::connect(&args.socket) {
         Ok(c) => c,
         Err(e) => {
-            println!("ERROR\ncannot connect to {}: {e}", args.socket.display());
+            eprintln!("ERROR\n{e}");
             return ExitCode::from(2);
         }
     };
@@ -64,7 +64,7 @@ pub fn run(args: DbArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("ERROR\n{e}");
+            eprintln!("ERROR\n{e}");
             ExitCode::from(1)
         }
     }

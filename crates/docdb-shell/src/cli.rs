@@ -44,7 +44,7 @@ pub fn run(args: Args) -> ExitCode {
     let client = match Client::connect(&args.socket) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ERROR\ncannot connect to {}: {e}", args.socket.display());
+            eprintln!("ERROR\n{e}");
             return ExitCode::from(2);
         }
     };

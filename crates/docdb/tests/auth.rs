@@ -472,9 +472,10 @@ fn the_shell_authenticates_with_a_flag_or_docdb_token() {
     let s = Server::start(&["--auth", "token"]);
     let write = issue(&s.data_dir(), "t-*", "write", None);
     let script = ".open t-a\n.create 1 {\"a\":1}\n.read 1\n";
-    let (code, out, _) = shell(&s, &[], &[], script);
+    let (code, out, err) = shell(&s, &[], &[], script);
     assert_ne!(code, 0);
-    assert!(out.contains("authentication required"), "{out}");
+    // Errors go to stderr (DECISIONS 54).
+    assert!(err.contains("authentication required"), "{out}{err}");
     let (code, out, err) = shell(&s, &["--token", &write], &[], script);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(r#""a": 1"#), "{out}");

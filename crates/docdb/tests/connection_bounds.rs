@@ -169,7 +169,8 @@ fn a_connection_costs_one_file_descriptor() {
     eprintln!("fds: {before} with 1 client, {after} with 51");
     let per = after.saturating_sub(before);
     // Two per connection would be 100.
-    assert!((50..=60).contains(&per), "50 clients cost {per} fds");
+    // A background thread may hold a transient fd in `before` (a few either way).
+    assert!((45..=60).contains(&per), "50 clients cost {per} fds");
     drop(clients);
     assert!(
         wait_for(Duration::from_secs(10), || open_fds(pid) <= before + 2),

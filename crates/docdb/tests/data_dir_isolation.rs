@@ -47,8 +47,17 @@ fn a_second_server_and_the_tools_refuse_a_live_data_dir() {
 
     let dump_dir = s.dir.path().join("dump");
     let dump_arg = dump_dir.to_str().unwrap();
+    // `check` checks what the server does not have open and says so (exit 3,
+    // DECISIONS 55); the database the server has open is skipped, not read under it.
+    let out = run_docdb(&["check", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("SKIPPED"), "{report}");
+    assert!(
+        report.contains(&format!("process {pid}")) || report.contains("running server"),
+        "{report}"
+    );
     for args in [
-        vec!["check", "--data-dir", data],
         vec!["dump", "--data-dir", data],
         vec!["restore", "--data-dir", data, "--from", dump_arg],
     ] {

@@ -287,7 +287,7 @@ fn the_admin_cli_and_the_shell_drop_databases() {
     );
     let out = run_docdb(&["db", "drop", "tenant1", "--socket", sock]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("database not found"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database not found"));
 
     let out = common::run_docdb_with_stdin(
         &["shell", "--socket", sock],

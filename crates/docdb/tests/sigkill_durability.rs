@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,7 @@ fn writer(
     seed: u64,
     mut model: Model,
     stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
 ) -> (Model, u64) {
     let mut rng = Rng(seed | 1);
     let mut st = match UnixStream::connect(&sock) {
@@ -146,6 +147,7 @@ fn writer(
             model.pending.remove(&k);
             model.acked.insert(k, v);
             acked_count += 1;
+            acked.fetch_add(1, Ordering::Relaxed);
         }
         model.pending_tx = None;
     }
@@ -248,15 +250,27 @@ fn no_phantoms(c: &mut common::Client, dbs: &[u64], models: &[Model]) {
 
 fn round(s: &mut Server, dbs: &[u64], models: Vec<Model>, rng: &mut Rng, mode: &str) -> Vec<Model> {
     let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = models
         .into_iter()
         .enumerate()
         .map(|(t, m)| {
-            let (sock, dbs, stop, seed) =
-                (s.socket.clone(), dbs.to_vec(), stop.clone(), rng.next());
-            std::thread::spawn(move || writer(sock, dbs, t as u64, seed, m, stop))
+            let (sock, dbs, stop, acked, seed) = (
+                s.socket.clone(),
+                dbs.to_vec(),
+                stop.clone(),
+                acked.clone(),
+                rng.next(),
+            );
+            std::thread::spawn(move || writer(sock, dbs, t as u64, seed, m, stop, acked))
         })
         .collect();
+    // The kill comes a random while after the first acknowledgement, not after the
+    // start: on a loaded machine the first fsync alone may take longer than the delay.
+    let first = Instant::now();
+    while acked.load(Ordering::Relaxed) == 0 && first.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let delay = Duration::from_millis(150 + rng.below(450));
     std::thread::sleep(delay);
     s.kill();

@@ -246,16 +246,21 @@ fn reserved_and_unknown_op_types() {
         let r = c.call(db, Cmd::Execute, vec![raw_op(ty, "", 1, b"{}")]);
         assert_eq!(r.status, 1, "op type {ty}");
         assert_eq!(results_text(&r), ["unknown operation type"], "op type {ty}");
-        // Mixed with good ops: each op answered, overall status the first failure's.
-        let r = c.call(
-            db,
-            Cmd::Execute,
-            vec![read_op("", 1), raw_op(ty, "", 2, b"{}"), read_op("", 404)],
-        );
+        // Mixed with good ops: the v0.3 form answers the first failure's status and
+        // text (DECISIONS 49); the per-op status form answers each op.
+        let ops = || vec![read_op("", 1), raw_op(ty, "", 2, b"{}"), read_op("", 404)];
+        let r = c.call(db, Cmd::Execute, ops());
         assert_eq!(r.status, 1, "op type {ty} failed first");
+        assert_eq!(r.data, b"unknown operation type");
+        let (st, each) = c.execute_statuses(db, ops());
+        assert_eq!(st, 0);
         assert_eq!(
-            results_text(&r),
-            [r#"{"a":1}"#, "unknown operation type", "document not found"]
+            each,
+            [
+                (0, br#"{"a":1}"#.to_vec()),
+                (1, b"unknown operation type".to_vec()),
+                (2, b"document not found".to_vec())
+            ]
         );
     }
     assert_eq!(c.read(db, "", 2).0, 2, "no reserved op did anything");

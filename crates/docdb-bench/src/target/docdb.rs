@@ -341,8 +341,8 @@ impl DocdbServer {
                 .unwrap_or(0.0)
         };
         GroupCommitStats {
-            total_batches: get("docdb_wal_group_commit_batches") as u64,
-            total_records: get("docdb_wal_group_commit_records") as u64,
+            total_batches: get("docdb_wal_group_commit_batches_total") as u64,
+            total_records: get("docdb_wal_group_commit_records_total") as u64,
             avg_batch_size: get("docdb_wal_group_commit_avg_batch_size"),
             max_batch_size: get("docdb_wal_group_commit_max_batch_size") as u64,
             avg_batch_latency_ns: (get("docdb_wal_group_commit_avg_batch_latency_seconds") * 1e9)

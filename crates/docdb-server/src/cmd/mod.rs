@@ -566,8 +566,8 @@ mod tests {
                 "list_dbs",
                 "metrics",
                 "scheduler_stats",
-                "drop_db",
-                "auth"
+                "auth",
+                "drop_db"
             ]
         );
         let req = |command| Request {

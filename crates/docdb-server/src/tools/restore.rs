@@ -24,10 +24,18 @@ struct StreamLine {
     collection: String,
     #[serde(default)]
     id: Option<u64>,
-    #[serde(default)]
+    /// Present whenever the key is, even for the document `null` (which a plain
+    /// `Option` would read as absent).
+    #[serde(default, deserialize_with = "present")]
     doc: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     index: Option<IndexDef>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Box<serde_json::value::RawValue>>, D::Error> {
+    Box::<serde_json::value::RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
