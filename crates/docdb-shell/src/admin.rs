@@ -1,6 +1,7 @@
 //! `docdb db list` and `docdb db drop NAME`: one-shot admin commands for a running
 //! server, over its socket. Output: `OK` or `ERROR` first, then details, as the shell.
-//! Exit 0 on success, 1 when the server refused, 2 when it could not be reached.
+//! Exit 0 on success, 1 when the server refused, 2 when it could not be reached or the
+//! token (`--token`, `DOCDB_TOKEN`) was refused.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +17,10 @@ pub struct DbArgs {
     /// Server socket.
     #[arg(long, global = true, default_value = "/tmp/docdb.sock")]
     pub socket: PathBuf,
-    // A `--token` for `auth.mode = token` servers belongs here (sent with Auth before
-    // the command), next to `--socket`.
+    /// Authenticate with this token first (a server with `--auth token`; DropDB needs an
+    /// admin token); also read from DOCDB_TOKEN, which keeps it out of `ps`.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -40,6 +43,9 @@ pub fn run(args: DbArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(code) = crate::cli::authenticate(&client, args.token) {
+        return code;
+    }
     let result = match args.command {
         DbCommand::List => client.list_dbs().map(|dbs| {
             dbs.iter()

@@ -35,6 +35,19 @@ pub struct Args {
     pub token: Option<String>,
 }
 
+/// Sends Auth with `flag` (`--token`), else `DOCDB_TOKEN`, if either is set; on a
+/// refusal prints why and returns the exit code (2: nothing was done).
+pub(crate) fn authenticate(client: &Client, flag: Option<String>) -> Result<(), ExitCode> {
+    let token = flag.or_else(|| std::env::var("DOCDB_TOKEN").ok().filter(|t| !t.is_empty()));
+    if let Some(token) = token {
+        if let Err(e) = client.auth(token.trim()) {
+            eprintln!("ERROR\nauthentication failed: {e}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    Ok(())
+}
+
 /// Entry point of `docdbsh` (and `docdb shell`).
 pub fn main() -> ExitCode {
     run(Args::parse())
@@ -48,15 +61,8 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let token = args
-        .token
-        .clone()
-        .or_else(|| std::env::var("DOCDB_TOKEN").ok().filter(|t| !t.is_empty()));
-    if let Some(token) = token {
-        if let Err(e) = client.auth(token.trim()) {
-            eprintln!("ERROR\nauthentication failed: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(code) = authenticate(&client, args.token.clone()) {
+        return code;
     }
     let mut shell = Shell::new(client);
     if !args.commands.is_empty() {

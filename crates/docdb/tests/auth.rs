@@ -488,3 +488,47 @@ fn the_shell_authenticates_with_a_flag_or_docdb_token() {
         "{err}"
     );
 }
+
+#[test]
+fn the_admin_cli_authenticates_and_drop_needs_admin() {
+    let s = Server::start(&["--auth", "token"]);
+    let admin = issue(&s.data_dir(), "*", "admin", None);
+    let write = issue(&s.data_dir(), "*", "write", None);
+    let sock = s.socket.display().to_string();
+    let db = |args: &[&str], token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_docdb"));
+        cmd.arg("db").args(args).args(["--socket", &sock]);
+        cmd.env_remove("DOCDB_TOKEN");
+        if let Some(t) = token {
+            cmd.env("DOCDB_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut c = s.connect();
+    assert_eq!(auth(&mut c, &admin).status, 0);
+    c.open_db("victim");
+
+    let (code, out, err) = db(&["list"], None);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("authentication required"), "{err}");
+    let (code, out, err) = db(&["drop", "victim"], Some(&write));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    let (code, _, err) = db(&["list", "--token", "garbage"], None);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("authentication failed"), "{err}");
+    let (code, out, err) = db(&["list"], Some(&admin));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("victim"), "{out}");
+    let (code, out, err) = db(&["drop", "victim", "--token", &admin], None);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "OK\ndropped victim\n"),
+        "{err}"
+    );
+}
