@@ -538,6 +538,33 @@ pub(crate) fn refuse(
     answer(ctx, whole.as_ref(), started, to, Reply::error(text));
 }
 
+/// Appends a page's rows as `[{"id":n,"doc":<doc>},...]` (Scan and Query): stored or
+/// projected documents are valid JSON, so they are embedded as they are.
+pub(crate) fn rows_json(out: &mut Vec<u8>, rows: &[(u64, Vec<u8>)]) {
+    out.reserve(2 + rows.iter().map(|(_, d)| d.len() + 36).sum::<usize>());
+    out.push(b'[');
+    for (i, (id, doc)) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(format!("{{\"id\":{id},\"doc\":").as_bytes());
+        out.extend_from_slice(doc);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// A page's reply: OK with `data`, or the frame-limit error if it would pass the
+/// frame limit. A page stops at `net.reply_budget_mb` (its first row always included),
+/// so only a budget plus one document of the largest size and its cursor could; it is
+/// never sent.
+pub(crate) fn page_reply(data: Vec<u8>) -> Reply {
+    if data.len() > docdb_protocol::MAX_REPLY_DATA {
+        return Reply::error(text::REPLY_TOO_LARGE);
+    }
+    Reply::ok(data)
+}
+
 /// JSON bytes of a value that cannot fail to serialize.
 pub(crate) fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec())

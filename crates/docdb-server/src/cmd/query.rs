@@ -10,9 +10,9 @@
 //! `invalid query: ` that names the key, operator or path.
 
 use docdb_core::{Database, Query, QueryPage};
-use docdb_protocol::{text, Request, MAX_REPLY_DATA};
+use docdb_protocol::Request;
 
-use super::{collection, first_op};
+use super::{collection, first_op, page_reply, rows_json};
 use crate::context::Context;
 use crate::reply::Reply;
 
@@ -27,33 +27,16 @@ pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
         db.query_page(coll, &q, budget)
     });
     match page {
-        Ok(page) => {
-            let data = encode(&page);
-            if data.len() > MAX_REPLY_DATA {
-                // A page within the budget plus one document (≤ 16 MiB) and its cursor
-                // could only pass the frame limit with a huge sort key; never send it.
-                return Reply::error(text::REPLY_TOO_LARGE);
-            }
-            Reply::ok(data)
-        }
+        Ok(page) => page_reply(encode(&page)),
         Err(e) => Reply::from(&e),
     }
 }
 
 /// The reply JSON of a page. Rows are stored (or projected) JSON, embedded as is.
 fn encode(page: &QueryPage) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(64 + page.rows.iter().map(|(_, d)| d.len() + 36).sum::<usize>());
-    out.extend_from_slice(b"{\"rows\":[");
-    for (i, (id, doc)) in page.rows.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(format!("{{\"id\":{id},\"doc\":").as_bytes());
-        out.extend_from_slice(doc);
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"next\":");
+    let mut out = b"{\"rows\":".to_vec();
+    rows_json(&mut out, &page.rows);
+    out.extend_from_slice(b",\"next\":");
     match &page.next {
         // The cursor is lowercase hex: no escaping needed.
         Some(c) => {

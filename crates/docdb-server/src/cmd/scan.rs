@@ -14,9 +14,9 @@
 //! it (docs/PROTOCOL.md).
 
 use docdb_core::{Database, ScanPage};
-use docdb_protocol::{text, Request, MAX_REPLY_DATA};
+use docdb_protocol::{text, Request};
 
-use super::{collection, first_op};
+use super::{collection, first_op, page_reply, rows_json};
 use crate::context::Context;
 use crate::reply::Reply;
 
@@ -65,14 +65,7 @@ pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
     let budget = ctx.cfg.net.reply_budget_bytes();
     let page = collection(op).and_then(|coll| db.scan_page(coll, op.doc_id, limit, budget));
     match page {
-        Ok(page) => {
-            let data = encode(&page, opts.next);
-            if data.len() > MAX_REPLY_DATA {
-                // Cannot happen for a stored document (≤ 16 MiB); never send it.
-                return Reply::error(text::REPLY_TOO_LARGE);
-            }
-            Reply::ok(data)
-        }
+        Ok(page) => page_reply(encode(&page, opts.next)),
         Err(e) => Reply::from(&e),
     }
 }
@@ -80,21 +73,11 @@ pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
 /// The reply JSON of a page. Stored documents are valid JSON, so they are embedded as
 /// they are.
 fn encode(page: &ScanPage, with_next: bool) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(64 + page.rows.iter().map(|(_, d)| d.len() + 36).sum::<usize>());
+    let mut out = Vec::new();
     if with_next {
         out.extend_from_slice(b"{\"rows\":");
     }
-    out.push(b'[');
-    for (i, (id, doc)) in page.rows.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(format!("{{\"id\":{id},\"doc\":").as_bytes());
-        out.extend_from_slice(doc);
-        out.push(b'}');
-    }
-    out.push(b']');
+    rows_json(&mut out, &page.rows);
     if with_next {
         match page.rows.last() {
             Some((id, _)) if page.more => {
