@@ -131,6 +131,17 @@ impl Collection {
     pub(crate) fn latest(&self, id: u64) -> Option<Version> {
         self.docs.read().get(&id).map(|c| *c.latest())
     }
+
+    /// The ids of the documents live at `snapshot`, in id order (the caller must hold
+    /// the snapshot open so none of their versions is pruned meanwhile).
+    pub(crate) fn live_ids_at(&self, snapshot: u64) -> Vec<u64> {
+        self.docs
+            .read()
+            .iter()
+            .filter(|(_, c)| c.at(snapshot).is_some_and(Version::is_live))
+            .map(|(&id, _)| id)
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use super::tree::SecondaryIndex;
 use super::{IndexDef, IndexInfo};
 use crate::db::{Database, Inner};
 use crate::error::{Error, Result};
-use crate::index::{Collection, Version};
+use crate::index::Collection;
 
 /// Serialises index DDL on one database (held across a build).
 #[derive(Default)]
@@ -264,14 +264,7 @@ impl Inner {
         index: &SecondaryIndex,
         snapshot: u64,
     ) -> Result<()> {
-        let ids: Vec<u64> = coll
-            .docs
-            .read()
-            .iter()
-            .filter(|(_, c)| c.at(snapshot).is_some_and(Version::is_live))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ids {
+        for id in coll.live_ids_at(snapshot) {
             let (v, payload) = match self.read_doc(coll, id, Some(snapshot)) {
                 Ok(r) => r,
                 Err(Error::NotFound) => continue,
@@ -527,14 +520,7 @@ pub(crate) fn verify(inner: &Inner) -> Result<Vec<String>> {
                 continue;
             }
             let mut expected: Vec<Vec<(u64, Key)>> = vec![Vec::new(); indexes.len()];
-            let ids: Vec<u64> = coll
-                .docs
-                .read()
-                .iter()
-                .filter(|(_, c)| c.at(snapshot).is_some_and(Version::is_live))
-                .map(|(&id, _)| id)
-                .collect();
-            for id in ids {
+            for id in coll.live_ids_at(snapshot) {
                 let payload = match inner.read_doc(&coll, id, Some(snapshot)) {
                     Ok((_, p)) => p,
                     Err(Error::NotFound) => continue,
