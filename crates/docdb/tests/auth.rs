@@ -532,3 +532,22 @@ fn the_admin_cli_authenticates_and_drop_needs_admin() {
         "{err}"
     );
 }
+
+#[test]
+fn auth_max_opened_bounds_the_ids_one_connection_holds() {
+    let s = Server::start_with_config("[auth]\nmode = \"token\"\nmax_opened = 2\n", &[]);
+    let write = issue(&s.data_dir(), "t-*", "write", None);
+    let mut c = s.connect();
+    assert_eq!(auth(&mut c, &write).status, 0);
+    let a = c.open_db("t-a");
+    c.open_db("t-b");
+    let r = call(&mut c, 0, 1, vec![name_op("t-c")]);
+    assert_eq!(r.status, DENIED, "{}", text(&r));
+    assert_eq!(
+        text(&r),
+        "permission denied: this connection has 2 databases open (auth.max_opened); close one first"
+    );
+    // Closing one makes room.
+    assert_eq!(call(&mut c, a, 2, vec![]).status, 0);
+    c.open_db("t-c");
+}

@@ -220,3 +220,27 @@ fn dump_and_restore_carry_index_definitions() {
         assert_eq!(c.create(db, "", 9, r#"{"k":2}"#).0, 3, "unique again");
     }
 }
+
+#[test]
+fn limits_max_indexes_bounds_the_indexes_of_a_collection() {
+    let s = Server::start_with_config("[limits]\nmax_indexes = 2\n", &[]);
+    let mut c = s.connect();
+    let db = c.open_db("bounded");
+    let create = |c: &mut common::Client, name: &str| {
+        let payload = format!(r#"{{"name":"{name}","fields":[["{name}",1]]}}"#);
+        c.call(db, Cmd::CreateIndex, vec![op("_default", &payload)])
+    };
+    assert_eq!(create(&mut c, "a").status, 0);
+    assert_eq!(create(&mut c, "b").status, 0);
+    let r = create(&mut c, "c");
+    assert_eq!(r.status, 1);
+    assert_eq!(
+        r.data,
+        b"collection already has 2 indexes, the most allowed (limits.max_indexes)"
+    );
+    // Nothing was kept, and dropping one makes room again.
+    assert_eq!(list(&mut c, db, "_default").as_array().unwrap().len(), 2);
+    let r = c.call(db, Cmd::DropIndex, vec![op("_default", r#"{"name":"a"}"#)]);
+    assert_eq!(r.status, 0);
+    assert_eq!(create(&mut c, "c").status, 0);
+}
