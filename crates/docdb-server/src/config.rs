@@ -723,6 +723,40 @@ mod tests {
     }
 
     #[test]
+    fn listen_needs_tls_or_plain_tcp_on_loopback() {
+        let net = |listen: &str, cert: &str, key: &str, insecure: bool| {
+            let mut c = ServerConfig::default();
+            c.net.listen = listen.into();
+            c.net.tls_cert = cert.into();
+            c.net.tls_key = key.into();
+            c.net.insecure_tcp = insecure;
+            c.validate().map_err(|e| e.key)
+        };
+        assert_eq!(net("", "", "", false), Ok(()));
+        assert_eq!(net("127.0.0.1:0", "c.pem", "k.pem", false), Ok(()));
+        assert_eq!(net("0.0.0.0:7070", "c.pem", "k.pem", false), Ok(()));
+        assert_eq!(net("127.0.0.1:0", "", "", true), Ok(()));
+        assert_eq!(net("[::1]:0", "", "", true), Ok(()));
+        let refused = [
+            (net("0.0.0.0:0", "", "", true), "net.insecure_tcp"),
+            (net("10.1.2.3:0", "", "", true), "net.insecure_tcp"),
+            (net("127.0.0.1:0", "", "", false), "net.listen"),
+            (net("localhost:0", "c.pem", "k.pem", false), "net.listen"),
+            (net("127.0.0.1:0", "c.pem", "", false), "net.tls_key"),
+            (net("127.0.0.1:0", "", "k.pem", false), "net.tls_cert"),
+            (
+                net("127.0.0.1:0", "c.pem", "k.pem", true),
+                "net.insecure_tcp",
+            ),
+            (net("", "c.pem", "k.pem", false), "net.tls_cert"),
+            (net("", "", "", true), "net.insecure_tcp"),
+        ];
+        for (got, key) in refused {
+            assert_eq!(got, Err(key.to_string()));
+        }
+    }
+
+    #[test]
     fn the_documented_example_is_the_defaults() {
         // The shipped example is what `docdb serve --help` prints: every key in it
         // must parse and give the defaults.

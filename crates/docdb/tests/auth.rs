@@ -541,6 +541,8 @@ fn auth_max_opened_bounds_the_ids_one_connection_holds() {
     assert_eq!(auth(&mut c, &write).status, 0);
     let a = c.open_db("t-a");
     c.open_db("t-b");
+    // A name the connection holds already is not one more: it opens again.
+    assert_eq!(c.open_db("t-a"), a);
     let r = call(&mut c, 0, 1, vec![name_op("t-c")]);
     assert_eq!(r.status, DENIED, "{}", text(&r));
     assert_eq!(
