@@ -81,6 +81,7 @@ pub mod patch;
 pub mod query;
 pub mod scan;
 pub mod stats;
+mod tls;
 
 pub use batch::{Batch, OpResult};
 pub use client::{AuthInfo, Client, ClientOptions, Pending};
@@ -91,6 +92,7 @@ pub use patch::PatchOp;
 pub use query::{Query, QueryIter, QueryPage, QueryRow};
 pub use scan::{RawScan, Scan};
 pub use stats::{DbInfo, HealStats, Stats, Unrecoverable};
+pub use tls::Tls;
 
 /// The protocol crate, for [`Client::call`] and [`Client::submit`].
 pub use docdb_protocol as protocol;
