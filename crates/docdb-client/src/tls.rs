@@ -190,9 +190,9 @@ fn handshake_error(e: io::Error) -> io::Error {
     let text = e.to_string();
     let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         " (the server's certificate is not signed by the given CA: is --tls-ca the CA that signed the server's certificate?)"
-    } else if text.contains("NotValidForName") {
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
         " (the certificate does not name the host connected to: connect with a name or IP address it lists)"
-    } else if text.contains("Expired") {
+    } else if text.contains("xpired") {
         " (the server's certificate has expired)"
     } else if kind == io::ErrorKind::UnexpectedEof || text.contains("CorruptMessage") {
         " (is the server speaking TLS? a server started with --insecure-tcp needs the client's insecure mode)"
