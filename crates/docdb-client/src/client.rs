@@ -11,17 +11,18 @@
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use docdb_protocol::{Command, Op, OpType, Request, Response};
 
-use crate::connection::{lock, Connection, SendError, Ticket};
+use crate::connection::{lock, Connection, Endpoint, SendError, Ticket};
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::stats::{DbInfo, Stats};
+use crate::tls::{TcpTarget, Tls};
 
 /// How a [`Client`] connects and reconnects.
 #[derive(Debug, Clone)]
@@ -31,6 +32,7 @@ pub struct ClientOptions {
     initial_backoff: Duration,
     max_backoff: Duration,
     request_timeout: Option<Duration>,
+    connect_timeout: Duration,
     token: Option<String>,
 }
 
@@ -42,6 +44,7 @@ impl Default for ClientOptions {
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(500),
             request_timeout: None,
+            connect_timeout: Duration::from_secs(5),
             token: None,
         }
     }
@@ -82,6 +85,13 @@ impl ClientOptions {
         self
     }
 
+    /// Over TCP, how long one attempt to connect may take: the TCP connect to each
+    /// address the host resolves to, then the TLS handshake (default 5 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
     /// Fail a call with an [`io::ErrorKind::TimedOut`] error when its response takes
     /// longer than this (default: wait as long as it takes). The connection stays
     /// usable; a late response is discarded. Also bounds the time to write a request
@@ -102,7 +112,7 @@ pub struct Client {
 }
 
 struct Inner {
-    path: PathBuf,
+    endpoint: Endpoint,
     opts: ClientOptions,
     slots: Box<[Slot]>,
     next_slot: AtomicUsize,
@@ -137,10 +147,12 @@ struct Slot {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("socket", &self.inner.path)
-            .field("connections", &self.inner.slots.len())
-            .finish()
+        let mut d = f.debug_struct("Client");
+        match &self.inner.endpoint {
+            Endpoint::Unix(p) => d.field("socket", p),
+            Endpoint::Tcp(t) => d.field("tcp", t),
+        };
+        d.field("connections", &self.inner.slots.len()).finish()
     }
 }
 
@@ -158,14 +170,38 @@ impl Client {
 
     /// Connects with explicit options; every connection is opened up front.
     pub fn with_options(path: impl AsRef<Path>, opts: ClientOptions) -> Result<Client> {
-        let path = path.as_ref().to_path_buf();
+        Self::open(Endpoint::Unix(path.as_ref().to_path_buf()), opts)
+    }
+
+    /// Connects to a server listening on TCP (`docdb serve --listen`), `addr` being
+    /// `HOST:PORT` (`[::1]:PORT` for IPv6); `tls` says how the connection is secured,
+    /// and the host part is the name the server's certificate must carry. The server
+    /// answers nothing over TCP before Auth: give the token with
+    /// [`ClientOptions::token`] ([`Client::with_options_tcp`]) or call
+    /// [`Client::auth`] first.
+    ///
+    /// A failure is [`Error::ConnectTcp`]: the address unreachable, a bad CA file, a
+    /// certificate the CA did not sign or that does not name the host, plain TCP to a
+    /// host that is not loopback.
+    pub fn connect_tcp(addr: &str, tls: Tls) -> Result<Client> {
+        Self::with_options_tcp(addr, tls, ClientOptions::default())
+    }
+
+    /// [`Client::connect_tcp`] with explicit options (every connection is opened, its
+    /// TLS handshake done and, with a token, authenticated up front).
+    pub fn with_options_tcp(addr: &str, tls: Tls, opts: ClientOptions) -> Result<Client> {
+        let target = TcpTarget::new(addr, &tls).map_err(|source| Error::ConnectTcp {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Self::open(Endpoint::Tcp(target), opts)
+    }
+
+    fn open(endpoint: Endpoint, opts: ClientOptions) -> Result<Client> {
         let mut slots = Vec::with_capacity(opts.connections);
         for _ in 0..opts.connections {
-            let conn =
-                Connection::open(&path, opts.request_timeout).map_err(|source| Error::Connect {
-                    path: path.clone(),
-                    source,
-                })?;
+            let conn = Connection::open(&endpoint, opts.request_timeout, opts.connect_timeout)
+                .map_err(|source| connect_error(&endpoint, source))?;
             slots.push(Slot {
                 conn: Mutex::new(Some(Arc::new(conn))),
                 failures: AtomicU64::new(0),
@@ -175,7 +211,7 @@ impl Client {
         let token = opts.token.clone();
         let client = Client {
             inner: Arc::new(Inner {
-                path,
+                endpoint,
                 opts,
                 slots: slots.into_boxed_slice(),
                 next_slot: AtomicUsize::new(0),
@@ -240,9 +276,20 @@ impl Client {
         Ok(())
     }
 
-    /// The socket this client connects to.
+    /// The socket this client connects to (empty for a TCP client).
     pub fn socket_path(&self) -> &Path {
-        &self.inner.path
+        match &self.inner.endpoint {
+            Endpoint::Unix(p) => p,
+            Endpoint::Tcp(_) => Path::new(""),
+        }
+    }
+
+    /// The `HOST:PORT` this client connects to, for a TCP client.
+    pub fn tcp_addr(&self) -> Option<&str> {
+        match &self.inner.endpoint {
+            Endpoint::Unix(_) => None,
+            Endpoint::Tcp(t) => Some(&t.addr),
+        }
     }
 
     /// Opens the database `name`, creating it on first use (OpenDB). The handle keeps
@@ -437,7 +484,11 @@ impl Client {
         let deadline = Instant::now() + opts.reconnect_timeout;
         let mut delay = opts.initial_backoff;
         loop {
-            match Connection::open(&self.inner.path, opts.request_timeout) {
+            match Connection::open(
+                &self.inner.endpoint,
+                opts.request_timeout,
+                opts.connect_timeout,
+            ) {
                 Ok(c) => return Ok(c),
                 Err(e) if !retryable(&e) => return Err(e),
                 Err(e) => {
@@ -447,8 +498,7 @@ impl Client {
                             e.kind(),
                             format!(
                                 "reconnect to {} failed for {:?}: {e}",
-                                self.inner.path.display(),
-                                opts.reconnect_timeout
+                                self.inner.endpoint, opts.reconnect_timeout
                             ),
                         ));
                     }
@@ -460,12 +510,27 @@ impl Client {
     }
 }
 
-/// Errors a server restart produces (socket missing or refusing for a moment).
+/// Errors a server restart produces (socket missing or refusing for a moment), not
+/// those that stay (no permission, a bad address, a certificate the CA did not sign).
 fn retryable(e: &io::Error) -> bool {
     !matches!(
         e.kind(),
-        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput
+        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
     )
+}
+
+/// The error of a first connection that failed.
+fn connect_error(endpoint: &Endpoint, source: io::Error) -> Error {
+    match endpoint {
+        Endpoint::Unix(path) => Error::Connect {
+            path: path.clone(),
+            source,
+        },
+        Endpoint::Tcp(t) => Error::ConnectTcp {
+            addr: t.addr.clone(),
+            source,
+        },
+    }
 }
 
 /// A request in flight. [`Pending::wait`] blocks until its response arrives.

@@ -15,13 +15,24 @@
 //! can wait forever. A response the server sends with an id nobody waits for (id 0,
 //! `too many connections`, just before it closes) is kept as a note for that error.
 //!
+//! The transport is an enum: the Unix socket (the benchmarked path, unchanged), plain
+//! TCP, or TLS over TCP. With TLS one rustls state serves both directions, behind its
+//! own short-held mutex: a writer encrypts under it and writes the records to the
+//! socket after releasing it (holding the writer mutex, so records leave in order);
+//! the reader first takes plaintext rustls already decrypted, and only when there is
+//! none polls the socket, feeds rustls what arrived (perhaps a partial record) and
+//! tries again. So a reader never sleeps on a socket while a decrypted response
+//! waits in rustls, and a writer blocked on a full socket never keeps the reader from
+//! draining responses.
+//!
 //! Writing to a connection the server closed fails with `EPIPE`, which Rust programs
 //! see as an error because the Rust runtime ignores `SIGPIPE`; a host program that
 //! restores the default `SIGPIPE` action would be killed instead.
 
 use std::collections::HashMap;
-use std::io::{self, Read as _};
-use std::net::Shutdown;
+use std::io::{self, Read as _, Write as _};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +44,7 @@ use docdb_protocol::io::write_all;
 use docdb_protocol::{decode_response, encode_request, Request, Response, MAX_FRAME};
 
 use crate::error::{text, Error, Result};
+use crate::tls::{Opened, TcpTarget};
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves its data
 /// consistent, so a panic elsewhere must not turn into panics in every caller.
@@ -160,10 +172,150 @@ pub(crate) enum SendError {
     Refused(Error),
 }
 
+/// Where a connection goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Endpoint {
+    Unix(std::path::PathBuf),
+    Tcp(TcpTarget),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "{}", p.display()),
+            Endpoint::Tcp(t) => f.write_str(&t.addr),
+        }
+    }
+}
+
+/// rustls' state of one TLS connection, shared by its reader and writers.
+type TlsState = Arc<Mutex<rustls::ClientConnection>>;
+
+/// Plaintext handed to rustls at a time: small enough that its outgoing buffer never
+/// fills between drains.
+const TLS_CHUNK: usize = 16 * 1024;
+
+/// The writing side of a connection.
+enum WriteHalf {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+    Tls(TcpStream, TlsState),
+}
+
+impl WriteHalf {
+    /// Writes a whole frame (the caller holds the writer mutex).
+    fn write_frame(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            WriteHalf::Unix(s) => write_all(s, buf),
+            WriteHalf::Tcp(s) => write_all(s, buf),
+            WriteHalf::Tls(s, tls) => {
+                let mut rest = buf;
+                let mut records = Vec::with_capacity(buf.len().min(TLS_CHUNK) + 64);
+                loop {
+                    {
+                        let mut t = lock(tls);
+                        if !rest.is_empty() {
+                            let n = t.writer().write(&rest[..rest.len().min(TLS_CHUNK)])?;
+                            if n == 0 {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::WriteZero,
+                                    "TLS connection no longer accepts data",
+                                ));
+                            }
+                            rest = &rest[n..];
+                        }
+                        while t.wants_write() {
+                            t.write_tls(&mut records)?;
+                        }
+                    }
+                    // Outside rustls' lock: the reader keeps reading meanwhile.
+                    write_all(s, &records)?;
+                    records.clear();
+                    if rest.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            WriteHalf::Unix(s) => s.shutdown(Shutdown::Both),
+            WriteHalf::Tcp(s) | WriteHalf::Tls(s, _) => s.shutdown(Shutdown::Both),
+        };
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            WriteHalf::Unix(s) => s.as_raw_fd(),
+            WriteHalf::Tcp(s) | WriteHalf::Tls(s, _) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// The reading side of a connection.
+enum ReadHalf {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+    Tls(TcpStream, TlsState),
+}
+
+impl ReadHalf {
+    /// Reads some bytes into `buf`, waiting until `deadline`; `Ok(0)` is the end of
+    /// the stream.
+    fn read_some(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        match self {
+            ReadHalf::Unix(s) => {
+                wait_readable(s.as_raw_fd(), deadline)?;
+                s.read(buf)
+            }
+            ReadHalf::Tcp(s) => {
+                wait_readable(s.as_raw_fd(), deadline)?;
+                s.read(buf)
+            }
+            ReadHalf::Tls(s, tls) => loop {
+                // Plaintext rustls already holds comes first: the socket may have
+                // nothing more to say.
+                match lock(tls).reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The TCP stream ended without close_notify: an end like any
+                    // other (a cut inside a frame is still caught by the framing).
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+                wait_readable(s.as_raw_fd(), deadline)?;
+                let mut t = lock(tls);
+                // Readable: this read does not block. It may bring only part of a
+                // record, in which case no plaintext comes out and we wait again.
+                match t.read_tls(&mut &*s) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+                if let Err(e) = t.process_new_packets() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        format!("TLS: {e}"),
+                    ));
+                }
+            },
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            ReadHalf::Unix(s) => s.shutdown(Shutdown::Both),
+            ReadHalf::Tcp(s) | ReadHalf::Tls(s, _) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
 /// Reads whole frames, keeping a partial one across readers (a reader that gives up
 /// at its deadline leaves the bytes it read for the next).
 struct FrameReader {
-    stream: UnixStream,
+    stream: ReadHalf,
     /// Read space, initialized once and reused: zeroing 64 KiB per read cost the
     /// load generator 8 % of its CPU.
     buf: Vec<u8>,
@@ -176,7 +328,7 @@ struct FrameReader {
 const READ_CHUNK: usize = 64 * 1024;
 
 impl FrameReader {
-    fn new(stream: UnixStream) -> FrameReader {
+    fn new(stream: ReadHalf) -> FrameReader {
         FrameReader {
             stream,
             buf: vec![0; READ_CHUNK],
@@ -223,8 +375,7 @@ impl FrameReader {
                     self.buf.resize(self.end + READ_CHUNK, 0);
                 }
             }
-            wait_readable(&self.stream, deadline)?;
-            match self.stream.read(&mut self.buf[self.end..]) {
+            match self.stream.read_some(&mut self.buf[self.end..], deadline) {
                 Ok(0) if self.start == self.end => return Ok(None),
                 Ok(0) => {
                     return Err(io::Error::new(
@@ -249,8 +400,7 @@ impl FrameReader {
 /// signals "writable" on the same wait queue), so every round trip would cost the
 /// caller an extra wake-up and context switch. `poll` wakes only for what it asked
 /// (DECISIONS 22).
-fn wait_readable(stream: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+fn wait_readable(fd: RawFd, deadline: Option<Instant>) -> io::Result<()> {
     loop {
         let timeout_ms: libc::c_int = match deadline {
             None => -1,
@@ -263,7 +413,7 @@ fn wait_readable(stream: &UnixStream, deadline: Option<Instant>) -> io::Result<(
             },
         };
         let mut fd = libc::pollfd {
-            fd: stream.as_raw_fd(),
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
@@ -294,7 +444,11 @@ fn timed_out() -> io::Error {
 pub(crate) struct Connection {
     /// The write half (a clone of the socket the readers read). The mutex keeps
     /// frames whole.
-    writer: Mutex<UnixStream>,
+    writer: Mutex<WriteHalf>,
+    /// The socket's descriptor, for [`Connection::peer_closed`].
+    fd: RawFd,
+    /// Over TCP, a send first checks whether the server closed the connection.
+    check_closed: bool,
     reader: Mutex<FrameReader>,
     shared: Arc<Shared>,
     next_id: AtomicU64,
@@ -303,13 +457,33 @@ pub(crate) struct Connection {
 impl Connection {
     /// Connects once (no retries). `write_timeout` bounds how long a frame may take
     /// to hand to a server that stopped reading.
-    pub(crate) fn open(path: &Path, write_timeout: Option<Duration>) -> io::Result<Connection> {
-        let stream = UnixStream::connect(path)?;
-        stream.set_write_timeout(write_timeout)?;
-        let read_half = stream.try_clone()?;
+    pub(crate) fn open(
+        endpoint: &Endpoint,
+        write_timeout: Option<Duration>,
+        connect_timeout: Duration,
+    ) -> io::Result<Connection> {
+        let (writer, reader) = match endpoint {
+            Endpoint::Unix(path) => Self::open_unix(path, write_timeout)?,
+            Endpoint::Tcp(target) => match target.open(connect_timeout)? {
+                Opened::Plain(s) => {
+                    s.set_write_timeout(write_timeout)?;
+                    let r = s.try_clone()?;
+                    (WriteHalf::Tcp(s), ReadHalf::Tcp(r))
+                }
+                Opened::Tls(s, tls) => {
+                    s.set_write_timeout(write_timeout)?;
+                    let r = s.try_clone()?;
+                    let tls: TlsState = Arc::new(Mutex::new(*tls));
+                    (WriteHalf::Tls(s, tls.clone()), ReadHalf::Tls(r, tls))
+                }
+            },
+        };
+        let check_closed = !matches!(writer, WriteHalf::Unix(_));
         Ok(Connection {
-            writer: Mutex::new(stream),
-            reader: Mutex::new(FrameReader::new(read_half)),
+            fd: writer.fd(),
+            check_closed,
+            writer: Mutex::new(writer),
+            reader: Mutex::new(FrameReader::new(reader)),
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     waiting: HashMap::new(),
@@ -321,6 +495,63 @@ impl Connection {
             }),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    fn open_unix(
+        path: &Path,
+        write_timeout: Option<Duration>,
+    ) -> io::Result<(WriteHalf, ReadHalf)> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_write_timeout(write_timeout)?;
+        let read_half = stream.try_clone()?;
+        Ok((WriteHalf::Unix(stream), ReadHalf::Unix(read_half)))
+    }
+
+    /// Whether the server has closed its end (over TCP a write to such a connection
+    /// still succeeds, and the request would be lost in flight; over the Unix socket
+    /// it fails with `EPIPE` and is sent again).
+    fn peer_closed(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call; zero timeout.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        n > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+
+    /// The server closed this connection before `send` wrote to it: read what it
+    /// said last (if nobody else is reading) and mark the connection dead.
+    fn close_on_peer_close(&self) -> Error {
+        let why = match self.reader.try_lock() {
+            Ok(mut rd) => {
+                // Its last frames and the end are already there: this does not wait.
+                let soon = Some(Instant::now() + Duration::from_millis(100));
+                loop {
+                    match rd.next(soon) {
+                        Ok(Some(frame)) => {
+                            if let Ok(resp) = decode_response(&frame) {
+                                self.shared.deliver(resp);
+                            }
+                        }
+                        Ok(None) => {
+                            break Closed::Io(
+                                io::ErrorKind::ConnectionAborted,
+                                "connection closed by the server".into(),
+                            )
+                        }
+                        Err(e) => break Closed::Io(e.kind(), format!("connection lost: {e}")),
+                    }
+                }
+            }
+            Err(_) => Closed::Io(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by the server".into(),
+            ),
+        };
+        self.shutdown();
+        self.shared.close(why).to_error()
     }
 
     /// Whether requests can still be sent on this connection.
@@ -342,6 +573,9 @@ impl Connection {
                 text::FRAME_TOO_LARGE.into(),
             )));
         }
+        if self.check_closed && self.peer_closed() {
+            return Err(SendError::NotSent(self.close_on_peer_close()));
+        }
         let (tx, rx) = mpsc::sync_channel(2);
         {
             let mut st = lock(&self.shared.state);
@@ -359,7 +593,7 @@ impl Connection {
         };
         let written = {
             let mut w = lock(&self.writer);
-            write_all(&mut *w, &buf)
+            w.write_frame(&buf)
         };
         if let Err(e) = written {
             // IMPORTANT: part of the frame may have been written; nothing more can go
@@ -466,13 +700,13 @@ impl Connection {
                 Err(e) => Closed::Io(e.kind(), format!("connection lost: {e}")),
             };
             // After a malformed reply the stream cannot be trusted: drop it.
-            let _ = rd.stream.shutdown(Shutdown::Both);
+            rd.stream.shutdown();
             return Err(self.shared.close(why).to_error());
         }
     }
 
     fn shutdown(&self) {
-        let _ = lock(&self.writer).shutdown(Shutdown::Both);
+        lock(&self.writer).shutdown();
     }
 }
 
@@ -531,7 +765,7 @@ mod tests {
     #[test]
     fn frames_split_and_joined_across_reads_come_out_whole() {
         let (mut tx, rx) = UnixStream::pair().unwrap();
-        let mut r = FrameReader::new(rx);
+        let mut r = FrameReader::new(ReadHalf::Unix(rx));
         let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
         let mut bytes = frame(b"one");
         bytes.extend(frame(b"two"));
@@ -557,7 +791,7 @@ mod tests {
     #[test]
     fn a_reader_that_times_out_leaves_the_partial_frame_for_the_next() {
         let (mut tx, rx) = UnixStream::pair().unwrap();
-        let mut r = FrameReader::new(rx);
+        let mut r = FrameReader::new(ReadHalf::Unix(rx));
         let f = frame(b"hello world");
         tx.write_all(&f[..6]).unwrap();
         let soon = Instant::now() + Duration::from_millis(20);
@@ -574,12 +808,112 @@ mod tests {
     #[test]
     fn a_stream_that_ends_inside_a_frame_is_an_error() {
         let (mut tx, rx) = UnixStream::pair().unwrap();
-        let mut r = FrameReader::new(rx);
+        let mut r = FrameReader::new(ReadHalf::Unix(rx));
         tx.write_all(&frame(b"cut short")[..5]).unwrap();
         drop(tx);
         assert_eq!(
             r.next(None).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
+    }
+
+    /// A TLS server on loopback that runs `script` on its side of the connection once
+    /// the handshake is done; returns the client's read half.
+    fn tls_pair(
+        script: impl FnOnce(&std::net::TcpStream, &mut rustls::ServerConnection) + Send + 'static,
+    ) -> (ReadHalf, std::thread::JoinHandle<()>, tempfile::TempDir) {
+        let ca = crate::tls::testca::make();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = ca.server.clone();
+        let t = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let mut conn = rustls::ServerConnection::new(server).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut &sock).unwrap();
+            }
+            script(&sock, &mut conn);
+        });
+        let target =
+            TcpTarget::new(&format!("localhost:{port}"), &crate::tls::Tls::Ca(ca_file)).unwrap();
+        let Ok(Opened::Tls(s, tls)) = target.open(Duration::from_secs(10)) else {
+            panic!("TLS connect failed");
+        };
+        (ReadHalf::Tls(s, Arc::new(Mutex::new(*tls))), t, dir)
+    }
+
+    /// Encrypts `plain` as the server and returns the records.
+    fn seal(conn: &mut rustls::ServerConnection, plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in plain.chunks(16 * 1024) {
+            conn.writer().write_all(chunk).unwrap();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn tls_plaintext_rustls_already_holds_is_read_without_waiting_for_the_socket() {
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let (mut rd, t, _dir) = tls_pair(move |mut sock, conn| {
+            let records = seal(conn, &[7u8; 100]);
+            sock.write_all(&records).unwrap();
+            // Nothing more on the socket until the client has read all 100 bytes.
+            let _ = done_rx.recv();
+        });
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            let mut small = [0u8; 10];
+            // The socket stays silent after the first record: a reader that polled it
+            // before asking rustls would time out here.
+            let soon = Some(Instant::now() + Duration::from_secs(2));
+            let n = rd.read_some(&mut small, soon).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&small[..n]);
+        }
+        assert_eq!(got, vec![7u8; 100]);
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn tls_frames_cut_across_records_and_reads_come_out_whole() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let want = big.clone();
+        let (rd, t, _dir) = tls_pair(move |mut sock, conn| {
+            // Two frames in one record, then a large frame whose records arrive in
+            // odd-sized pieces (partial records), then one more and close_notify.
+            let mut plain = frame(b"one");
+            plain.extend(frame(b"two"));
+            sock.write_all(&seal(conn, &plain)).unwrap();
+            let records = seal(conn, &frame(&big));
+            for piece in records.chunks(7_777) {
+                sock.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            sock.write_all(&seal(conn, &frame(b"three"))).unwrap();
+            conn.send_close_notify();
+            let mut out = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+            sock.write_all(&out).unwrap();
+        });
+        let mut r = FrameReader::new(rd);
+        let soon = || Some(Instant::now() + Duration::from_secs(10));
+        assert_eq!(r.next(soon()).unwrap().unwrap(), b"one");
+        assert_eq!(r.next(soon()).unwrap().unwrap(), b"two");
+        assert_eq!(r.next(soon()).unwrap().unwrap(), want);
+        assert_eq!(r.next(soon()).unwrap().unwrap(), b"three");
+        assert!(
+            r.next(soon()).unwrap().is_none(),
+            "clean end between frames"
+        );
+        t.join().unwrap();
     }
 }

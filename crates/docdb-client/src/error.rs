@@ -52,6 +52,14 @@ pub enum Error {
     /// [`Client::connect`]: crate::Client::connect
     #[error("{}", connect_text(path, source))]
     Connect { path: PathBuf, source: io::Error },
+    /// The first connection to `addr` over TCP could not be made
+    /// ([`Client::connect_tcp`]): unreachable, refused, or the TLS handshake failed
+    /// (the text says why: a certificate the CA did not sign, one that does not name
+    /// the host, ...). [`Error::is_io`] is true for it too.
+    ///
+    /// [`Client::connect_tcp`]: crate::Client::connect_tcp
+    #[error("{}", connect_tcp_text(addr, source))]
+    ConnectTcp { addr: String, source: io::Error },
     /// The server's reply does not follow the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -87,7 +95,10 @@ impl Error {
 
     /// The connection failed (including the first connect, [`Error::Connect`]).
     pub fn is_io(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::Connect { .. })
+        matches!(
+            self,
+            Error::Io(_) | Error::Connect { .. } | Error::ConnectTcp { .. }
+        )
     }
 
     /// Status 5: refused by access control.
@@ -155,6 +166,15 @@ fn connect_text(path: &Path, e: &io::Error) -> String {
             "cannot connect to {p}: connection refused (a socket file with no server behind it); {start}"
         ),
         _ => format!("cannot connect to {p}: {e}"),
+    }
+}
+
+/// What a user reads when `addr` cannot be reached over TCP.
+fn connect_tcp_text(addr: &str, e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        format!("cannot connect to {addr}: connection refused; is the server running with `docdb serve --listen {addr}`?")
+    } else {
+        format!("cannot connect to {addr}: {e}")
     }
 }
 

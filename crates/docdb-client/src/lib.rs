@@ -1,6 +1,7 @@
 //! Blocking Rust client for DocDB, the multi-tenant JSON document database.
 //!
-//! A [`Client`] connects to the server's Unix socket; [`Client::open_db`] gives a
+//! A [`Client`] connects to the server's Unix socket ([`Client::connect`]) or over
+//! TCP with TLS ([`Client::connect_tcp`], [`Tls`]); [`Client::open_db`] gives a
 //! [`Database`] handle on which documents are created, read, updated, deleted,
 //! patched and scanned, alone, in a [`Batch`] (one request, per-op results) or in a
 //! transaction (all or nothing). Failures are typed per response status
@@ -49,6 +50,32 @@
 //! # }
 //! ```
 //!
+//! # Over TCP
+//! A server started with `--listen HOST:PORT --tls-cert ... --tls-key ...` takes the
+//! same requests over TLS, and requires a token on every TCP connection: give it in
+//! the options so that every connection, reconnects included, authenticates first.
+//! The host part of the address is the name the server's certificate must carry.
+//!
+//! ```no_run
+//! use docdb_client::{Client, ClientOptions, Tls};
+//!
+//! # fn main() -> docdb_client::Result<()> {
+//! let token = std::env::var("DOCDB_TOKEN").unwrap_or_default();
+//! let client = Client::with_options_tcp(
+//!     "db.example.com:7070",
+//!     Tls::Ca("ca.pem".into()), // or Tls::System for a certificate from a public CA
+//!     ClientOptions::new().token(token),
+//! )?;
+//! let db = client.open_db("tenant-a")?;
+//! db.create(1, r#"{"a":1}"#)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A failed first connection is [`Error::ConnectTcp`], whose text says why (refused,
+//! a certificate the CA did not sign, one that does not name the host).
+//! [`Tls::Insecure`] (plain TCP) is refused unless the host is a loopback address.
+//!
 //! # Adding it
 //! Not on crates.io yet: `cargo add docdb-client --path <docdb>/crates/docdb-client`
 //! (or `--git` with the repository's URL), plus `serde` with its `derive` feature for
@@ -60,7 +87,9 @@
 //! - [`client`]: [`Client`], its options, reconnecting, [`Pending`] requests, the
 //!   server-wide commands (stats, list_dbs, metrics, scheduler_stats).
 //! - `connection`: one multiplexed connection — writer mutex, callers taking turns
-//!   to read (no reader thread), requests matched by id.
+//!   to read (no reader thread), requests matched by id; the transports (Unix socket,
+//!   TCP, TLS).
+//! - `tls`: [`Tls`], the rustls configuration, opening a TCP connection.
 //! - [`database`]: [`Database`] and [`Collection`] — documents, collections, healing.
 //! - [`batch`]: [`Batch`], Execute and Transaction replies.
 //! - [`scan`]: the paging [`Scan`] iterator.
@@ -81,6 +110,7 @@ pub mod patch;
 pub mod query;
 pub mod scan;
 pub mod stats;
+mod tls;
 
 pub use batch::{Batch, OpResult};
 pub use client::{AuthInfo, Client, ClientOptions, Pending};
@@ -91,6 +121,7 @@ pub use patch::PatchOp;
 pub use query::{Query, QueryIter, QueryPage, QueryRow};
 pub use scan::{RawScan, Scan};
 pub use stats::{DbInfo, HealStats, Stats, Unrecoverable};
+pub use tls::Tls;
 
 /// The protocol crate, for [`Client::call`] and [`Client::submit`].
 pub use docdb_protocol as protocol;

@@ -1,26 +1,22 @@
 //! `docdb db list` and `docdb db drop NAME`: one-shot admin commands for a running
-//! server, over its socket. Output: `OK` or `ERROR` first, then details, as the shell.
+//! server, over its socket or TCP (`--host`, the shell's flags). Output: `OK` or `ERROR` first, then details, as the shell.
 //! Exit 0 on success, 1 when the server refused, 2 when it could not be reached or the
 //! token (`--token`, `DOCDB_TOKEN`) was refused.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use docdb_client::Client;
+
+use crate::cli::ServerArgs;
 
 /// `docdb db ...`.
 #[derive(Args, Debug)]
 pub struct DbArgs {
     #[command(subcommand)]
     pub command: DbCommand,
-    /// Server socket.
-    #[arg(long, global = true, default_value = "/tmp/docdb.sock")]
-    pub socket: PathBuf,
-    /// Authenticate with this token first (a server with `--auth token`; DropDB needs an
-    /// admin token); also read from DOCDB_TOKEN, which keeps it out of `ps`.
-    #[arg(long, global = true, value_name = "TOKEN")]
-    pub token: Option<String>,
+    /// Where the server is, and the token (DropDB needs an admin token).
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -36,16 +32,10 @@ pub enum DbCommand {
 }
 
 pub fn run(args: DbArgs) -> ExitCode {
-    let client = match Client::connect(&args.socket) {
+    let client = match args.server.connect() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ERROR\n{e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if let Err(code) = crate::cli::authenticate(&client, args.token) {
-        return code;
-    }
     let result = match args.command {
         DbCommand::List => client.list_dbs().map(|dbs| {
             dbs.iter()

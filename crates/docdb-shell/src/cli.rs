@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use docdb_client::Client;
+use docdb_client::{Client, Tls};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Editor};
@@ -19,9 +19,8 @@ use crate::{input, Shell};
 #[derive(Parser, Debug)]
 #[command(name = "docdbsh", version, about = "The DocDB shell")]
 pub struct Args {
-    /// Server socket.
-    #[arg(long, default_value = "/tmp/docdb.sock")]
-    pub socket: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Run this command and exit (repeatable; runs in order).
     #[arg(short = 'c', long = "command", value_name = "CMD")]
     pub commands: Vec<String>,
@@ -29,23 +28,83 @@ pub struct Args {
     /// [default: $XDG_STATE_HOME/docdb/history if that is set, else ~/.docdb_history].
     #[arg(long)]
     pub history: Option<PathBuf>,
+}
+
+/// Where the server is and how to authenticate: the flags the shell and `docdb db`
+/// share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Server socket (ignored with --host).
+    #[arg(long, global = true, default_value = "/tmp/docdb.sock")]
+    pub socket: PathBuf,
+    /// Connect over TCP to a server started with `--listen HOST:PORT`, with TLS (the
+    /// certificate must name HOST) unless --insecure-tcp; needs a token.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub host: Option<String>,
+    /// The CA certificate (PEM) that signed the server's certificate, with --host
+    /// [default: the public root certificates].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --host: plain TCP, no TLS, to a loopback address only (a server started
+    /// with `--insecure-tcp`).
+    #[arg(long, global = true)]
+    pub insecure_tcp: bool,
     /// Authenticate with this token after connecting (`docdb token issue`); also read
     /// from the DOCDB_TOKEN environment variable, which keeps it out of `ps`.
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
 }
 
-/// Sends Auth with `flag` (`--token`), else `DOCDB_TOKEN`, if either is set; on a
-/// refusal prints why and returns the exit code (2: nothing was done).
-pub(crate) fn authenticate(client: &Client, flag: Option<String>) -> Result<(), ExitCode> {
-    let token = flag.or_else(|| std::env::var("DOCDB_TOKEN").ok().filter(|t| !t.is_empty()));
-    if let Some(token) = token {
-        if let Err(e) = client.auth(token.trim()) {
-            eprintln!("ERROR\nauthentication failed: {e}");
-            return Err(ExitCode::from(2));
+impl ServerArgs {
+    /// Connects (socket or TCP) and sends Auth with `--token`, else `DOCDB_TOKEN`, if
+    /// either is set. On failure prints `ERROR` and why, and returns exit code 2
+    /// (nothing was done).
+    pub fn connect(&self) -> Result<Client, ExitCode> {
+        let fail = |msg: String| {
+            eprintln!("ERROR\n{msg}");
+            ExitCode::from(2)
+        };
+        let token = self
+            .token
+            .clone()
+            .or_else(|| std::env::var("DOCDB_TOKEN").ok())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        let client = match &self.host {
+            None => {
+                if self.tls_ca.is_some() || self.insecure_tcp {
+                    let flag = if self.insecure_tcp { "--insecure-tcp" } else { "--tls-ca" };
+                    return Err(fail(format!("{flag} goes with --host HOST:PORT")));
+                }
+                Client::connect(&self.socket)
+            }
+            Some(host) => {
+                let tls = match (&self.tls_ca, self.insecure_tcp) {
+                    (Some(_), true) => {
+                        return Err(fail(
+                            "--tls-ca and --insecure-tcp exclude each other".to_string(),
+                        ))
+                    }
+                    (Some(ca), false) => Tls::Ca(ca.clone()),
+                    (None, true) => Tls::Insecure,
+                    (None, false) => Tls::System,
+                };
+                if token.is_none() {
+                    return Err(fail(format!(
+                        "--host {host} needs a token (--token or DOCDB_TOKEN): over TCP the server answers nothing before Auth; issue one with `docdb token issue`"
+                    )));
+                }
+                Client::connect_tcp(host, tls)
+            }
         }
+        .map_err(|e| fail(e.to_string()))?;
+        if let Some(token) = token {
+            if let Err(e) = client.auth(&token) {
+                return Err(fail(format!("authentication failed: {e}")));
+            }
+        }
+        Ok(client)
     }
-    Ok(())
 }
 
 /// Entry point of `docdbsh` (and `docdb shell`).
@@ -54,16 +113,10 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let client = match Client::connect(&args.socket) {
+    let client = match args.server.connect() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("ERROR\n{e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if let Err(code) = authenticate(&client, args.token.clone()) {
-        return code;
-    }
     let mut shell = Shell::new(client);
     if !args.commands.is_empty() {
         return script(&mut shell, args.commands.iter().map(|s| Ok(s.clone())));
