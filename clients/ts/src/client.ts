@@ -88,18 +88,22 @@ export interface TlsOptions {
   servername?: string;
 }
 
-/** {@link connect} over TCP: a server started with `--listen HOST:PORT`. */
-export interface TcpConnectOptions extends ClientOptions {
+/** The address part of {@link TcpConnectOptions}. */
+export interface TcpAddress extends ClientOptions {
+  /** Host name or IP address (`::1` or `[::1]`); also the name the certificate must carry. */
   host: string;
   port: number;
-  /** TLS: `true` trusts the system's roots; `{ ca }` a given CA. Required unless `insecureTcp`. */
-  tls?: true | TlsOptions;
-  /**
-   * Plain TCP, no TLS: only for a server run with `--insecure-tcp` (loopback only) or a
-   * tunnel that encrypts. The token then crosses the connection in clear text.
-   */
-  insecureTcp?: boolean;
 }
+
+/**
+ * {@link connect} over TCP, to a server started with `--listen HOST:PORT`: either TLS
+ * (`tls: true` trusts the system's roots, `tls: { ca }` the given CA) or, spelled out,
+ * plain TCP (`insecureTcp: true`: only for a server run with `--insecure-tcp`, which
+ * listens on loopback only, or through a tunnel that encrypts; the token then crosses
+ * the connection in clear text).
+ */
+export type TcpConnectOptions = TcpAddress &
+  ({ tls: true | TlsOptions; insecureTcp?: false } | { insecureTcp: true; tls?: undefined });
 
 function pemList(ca: NonNullable<TlsOptions['ca']>): Buffer[] {
   const one = (x: string | Uint8Array) => (typeof x === 'string' ? Buffer.from(x, 'utf8') : Buffer.from(x));
@@ -108,33 +112,40 @@ function pemList(ca: NonNullable<TlsOptions['ca']>): Buffer[] {
   throw new TypeError('tls.ca must be a PEM string, bytes, or an array of them');
 }
 
-/** Checks the TCP options and makes the endpoint; a mistake is a TypeError/RangeError at once. */
-function tcpEndpoint(o: TcpConnectOptions): Endpoint {
+/**
+ * Checks the TCP options (also as plain JavaScript may pass them) and makes the
+ * endpoint; a mistake is a TypeError/RangeError at once.
+ */
+function tcpEndpoint(options: TcpConnectOptions): Endpoint {
+  const o = options as { host?: unknown; port?: unknown; tls?: unknown; insecureTcp?: unknown };
   if (o === null || typeof o !== 'object') throw new TypeError('connect() needs a socket path or { host, port, tls }');
   if (typeof o.host !== 'string' || o.host === '') throw new TypeError('connect(): `host` must be a non-empty string');
-  if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) {
-    throw new RangeError(`connect(): \`port\` must be an integer 1..65535, got ${String(o.port)}`);
+  const port = o.port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new RangeError(`connect(): \`port\` must be an integer 1..65535, got ${String(port)}`);
   }
   // `[::1]` as written in an address means `::1`.
   const bare = o.host.startsWith('[') && o.host.endsWith(']') ? o.host.slice(1, -1) : o.host;
   const host = net.isIPv6(bare) ? bare : o.host;
+  const tls = o.tls;
   if (o.insecureTcp === true) {
-    if (o.tls !== undefined && o.tls !== null && (o.tls as unknown) !== false) {
+    if (tls !== undefined && tls !== null && tls !== false) {
       throw new TypeError('connect(): `tls` and `insecureTcp` exclude each other');
     }
-    return { kind: 'tcp', host, port: o.port, tls: null };
+    return { kind: 'tcp', host, port, tls: null };
   }
-  if (o.tls === true) return { kind: 'tcp', host, port: o.port, tls: {} };
-  if (o.tls !== null && typeof o.tls === 'object') {
+  if (tls === true) return { kind: 'tcp', host, port, tls: {} };
+  if (tls !== null && typeof tls === 'object') {
+    const { ca, servername } = tls as TlsOptions;
     const t: { ca?: Buffer[]; servername?: string } = {};
-    if (o.tls.ca !== undefined) t.ca = pemList(o.tls.ca);
-    if (o.tls.servername !== undefined) {
-      if (typeof o.tls.servername !== 'string' || o.tls.servername === '') {
+    if (ca !== undefined) t.ca = pemList(ca);
+    if (servername !== undefined) {
+      if (typeof servername !== 'string' || servername === '') {
         throw new TypeError('connect(): `tls.servername` must be a non-empty string');
       }
-      t.servername = o.tls.servername;
+      t.servername = servername;
     }
-    return { kind: 'tcp', host, port: o.port, tls: t };
+    return { kind: 'tcp', host, port, tls: t };
   }
   throw new TypeError(
     'connect(): TCP needs `tls: true` (system roots) or `tls: { ca }`; plain TCP only with `insecureTcp: true`',

@@ -38,6 +38,7 @@ export {
   type ScanPage,
   type SchedulerStats,
   type Stats,
+  type TcpAddress,
   type TcpConnectOptions,
   type TlsOptions,
 } from './client.js';
