@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
 import { Client, connect, ConnectionError, DeniedError } from '../dist/index.js';
@@ -66,6 +67,26 @@ describe('TLS: certificates the client does not trust', { skip: SKIP_TLS, timeou
       assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
     });
   }
+});
+
+describe('TLS: a peer that accepts and never answers', { timeout: 30_000 }, () => {
+  test('connect gives up after reconnectTimeoutMs (at least 1 s per attempt) with ConnectionError', async () => {
+    const held = new Set();
+    const silent = net.createServer((s) => held.add(s));
+    await new Promise((r) => silent.listen({ host: LOCAL, port: 0 }, () => r()));
+    try {
+      const t0 = Date.now();
+      await assert.rejects(
+        connect({ host: LOCAL, port: silent.address().port, tls: true, reconnectTimeoutMs: 300 }),
+        (e) => e instanceof ConnectionError && /^cannot connect to 127\.0\.0\.1:\d+: no connection within \d+ ms/.test(e.message),
+      );
+      const took = Date.now() - t0;
+      assert.ok(took >= 900 && took < 5000, `took ${took} ms`);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise((r) => silent.close(() => r()));
+    }
+  });
 });
 
 describe('TCP + TLS end-to-end (TLS terminator in front of docdb --auth token)', { skip: SKIP_E2E || SKIP_TLS, timeout: 120_000 }, () => {
