@@ -199,6 +199,25 @@ describe('TCP + TLS end-to-end (TLS terminator in front of docdb --auth token)',
   );
 
   test(
+    'a drop with calls waiting for the window: the one on the wire fails, the waiting ones go out on the next connection',
+    withTerm(async (term) => {
+      const client = await connect({ host: LOCAL, port: term.port, tls: { ca: certs.ca }, token: issue('t-*', 'write'), maxInFlight: 1 });
+      try {
+        const db = await client.openDb('t-window');
+        await db.create('_default', 1n, { v: 1 });
+        const calls = Array.from({ length: 5 }, () => db.read('_default', 1n).then((d) => d, (e) => e));
+        term.dropAll();
+        const out = await Promise.all(calls);
+        assert.ok(out[0] instanceof ConnectionError, `first: ${out[0]}`);
+        assert.deepEqual(out.slice(1), [{ v: 1 }, { v: 1 }, { v: 1 }, { v: 1 }]);
+        assert.equal(term.accepted, 2);
+      } finally {
+        client.destroy();
+      }
+    }),
+  );
+
+  test(
     'insecureTcp: plain TCP to a plain listener, token and all',
     withTerm(async (term) => {
       const client = await connect({ host: LOCAL, port: term.port, insecureTcp: true, token: issue('t-*', 'write') });
