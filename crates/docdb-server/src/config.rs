@@ -115,6 +115,17 @@ pub struct NetSection {
     /// A connection silent this long between frames is closed; 0 = never (default).
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// Also serve the protocol over TCP on this `IP:PORT` (port 0: any free port,
+    /// logged); "" (default) = off. A TCP connection always needs a token (Auth),
+    /// whatever `auth.mode` is; a TLS handshake, and a connection that has not
+    /// authenticated yet, is closed after `frame_timeout` of silence.
+    pub listen: String,
+    /// PEM certificate chain for TLS on `listen`; "" (default) = no TLS.
+    pub tls_cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`; "" (default) = no TLS.
+    pub tls_key: PathBuf,
+    /// Plain TCP on `listen`, no TLS: allowed only on a loopback address. Default false.
+    pub insecure_tcp: bool,
 }
 
 impl NetSection {
@@ -124,6 +135,71 @@ impl NetSection {
 
     pub fn max_unsent_bytes(&self) -> usize {
         usize_bytes(self.max_unsent_mb)
+    }
+}
+
+impl NetSection {
+    /// The TCP address to serve on, if any (`listen` parsed).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
+    }
+
+    /// Whether TCP connections use TLS (a certificate and key are configured).
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty()
+    }
+
+    /// `listen` with its TLS keys: TLS, or plain TCP on loopback by explicit choice.
+    fn validate_listen(&self) -> Result<(), ConfigError> {
+        let cert = !self.tls_cert.as_os_str().is_empty();
+        let key = !self.tls_key.as_os_str().is_empty();
+        if self.listen.is_empty() {
+            if cert || key {
+                let k = if cert { "net.tls_cert" } else { "net.tls_key" };
+                return Err(bad(k, "set without net.listen (--listen)"));
+            }
+            if self.insecure_tcp {
+                return Err(bad("net.insecure_tcp", "set without net.listen (--listen)"));
+            }
+            return Ok(());
+        }
+        let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            bad(
+                "net.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:7070 or [::1]:7070",
+                    self.listen
+                ),
+            )
+        })?;
+        match (cert, key, self.insecure_tcp) {
+            (true, false, _) => Err(bad(
+                "net.tls_key",
+                "net.tls_cert (--tls-cert) is set but no key (--tls-key)",
+            )),
+            (false, true, _) => Err(bad(
+                "net.tls_cert",
+                "net.tls_key (--tls-key) is set but no certificate (--tls-cert)",
+            )),
+            (true, true, true) => Err(bad(
+                "net.insecure_tcp",
+                "plain TCP was asked for together with a TLS certificate; choose one",
+            )),
+            (true, true, false) => Ok(()),
+            (false, false, false) => Err(bad(
+                "net.listen",
+                "TCP needs TLS (--tls-cert and --tls-key), or --insecure-tcp on a loopback address",
+            )),
+            (false, false, true) if !addr.ip().is_loopback() => Err(bad(
+                "net.insecure_tcp",
+                format!(
+                    "plain TCP (--insecure-tcp) is allowed only on a loopback address, not {}; \
+                     use TLS (--tls-cert, --tls-key)",
+                    addr.ip()
+                ),
+            )),
+            (false, false, true) => Ok(()),
+        }
     }
 }
 
@@ -403,6 +479,10 @@ impl Default for NetSection {
             max_unsent_mb: 32,
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::ZERO,
+            listen: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            insecure_tcp: false,
         }
     }
 }
@@ -555,6 +635,7 @@ impl ServerConfig {
         if self.net.frame_timeout.is_zero() {
             return Err(bad("net.frame_timeout", "must be longer than 0"));
         }
+        self.net.validate_listen()?;
         if self.limits.max_databases == 0 {
             return Err(bad("limits.max_databases", "must be at least 1"));
         }

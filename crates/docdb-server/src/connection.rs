@@ -9,6 +9,15 @@
 //! I/O thread and two system calls per response, which is most of what a small
 //! request costs. Both write through the one socket (one file descriptor).
 //!
+//! The same code serves the Unix socket and TCP (`--listen`): a plain TCP socket is
+//! written directly like a Unix one; a TLS connection cannot be (its bytes must go
+//! through rustls, which one task owns), so every reply of a TLS connection is queued
+//! for its writer task, which encrypts and writes it. Everything else (pipelining,
+//! the bounds, the timeouts, answering what was dispatched before a close) is the
+//! same code for all three. A TCP connection always needs a token (its session is
+//! `Session::new(true, ..)`); until it has authenticated, `frame_timeout` of silence
+//! closes it, as silence in a TLS handshake does.
+//!
 //! Bounds (SPEC §8.2, `[net]`): at most `max_inflight` requests read and not answered
 //! and `max_unsent_mb` of replies the socket has not taken; past either the reader
 //! stops reading this socket until it drains (backpressure: nothing is refused, other
@@ -34,10 +43,10 @@ use docdb_protocol::{
     MAX_FRAME,
 };
 use parking_lot::Mutex;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::token::unix_now;
 use crate::auth::Session;
@@ -64,14 +73,47 @@ struct Bounds {
     max_unsent: usize,
 }
 
+/// The write half of a socket that replies can be written to directly, without
+/// waiting, from whichever thread produced them: a Unix or a plain TCP socket.
+enum Direct {
+    Unix(tokio::net::unix::OwnedWriteHalf),
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+}
+
+impl Direct {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Direct::Unix(w) => w.try_write(buf),
+            Direct::Tcp(w) => w.try_write(buf),
+        }
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Direct::Unix(w) => w.writable().await,
+            Direct::Tcp(w) => w.writable().await,
+        }
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Direct::Unix(w) => w.as_ref().as_raw_fd(),
+            Direct::Tcp(w) => w.as_ref().as_raw_fd(),
+        }
+    }
+}
+
 /// The write side of a connection, shared by everything that answers its requests.
 ///
-/// It owns the socket's write half: direct writes (`try_write`, non-blocking) and the
-/// writer task's writes go through the same file descriptor, so a connection costs
-/// one descriptor, and the descriptor cannot be closed (and its number reused by
-/// another client) while anything can still write to it.
+/// It owns the socket's write half when replies can be written directly ([`Direct`]):
+/// direct writes (`try_write`, non-blocking) and the writer task's writes go through
+/// the same file descriptor, so a connection costs one descriptor, and the descriptor
+/// cannot be closed (and its number reused by another client) while anything can
+/// still write to it. A TLS connection has no `direct`: its writer task owns the TLS
+/// stream's write half and writes every reply.
 struct ConnWriter {
-    wr: OwnedWriteHalf,
+    direct: Option<Direct>,
     bounds: Bounds,
     state: Mutex<WriterState>,
     /// Wakes the writer task: bytes were queued, or the last answer owed was sent.
@@ -119,9 +161,9 @@ impl ConnWriter {
         if st.broken {
             return;
         }
-        if !st.busy && st.queued.is_empty() {
+        if let (false, true, Some(direct)) = (st.busy, st.queued.is_empty(), &self.direct) {
             loop {
-                match self.wr.try_write(&buf) {
+                match direct.try_write(&buf) {
                     Ok(n) if n == buf.len() => return,
                     Ok(n) => {
                         buf.drain(..n);
@@ -189,12 +231,24 @@ impl ConnWriter {
         }
     }
 
-    /// Writes one buffer whole, waiting for the socket to take it.
-    async fn write_out(&self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes one buffer whole, waiting for the socket to take it: directly, or
+    /// through `out` (TLS).
+    async fn write_out<W: AsyncWrite + Unpin>(
+        &self,
+        out: &mut Option<W>,
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        let Some(direct) = &self.direct else {
+            let Some(w) = out else {
+                return Err(io::ErrorKind::NotConnected.into());
+            };
+            w.write_all(bytes).await?;
+            return w.flush().await;
+        };
         let mut at = 0;
         while at < bytes.len() {
-            self.wr.writable().await?;
-            match self.wr.try_write(&bytes[at..]) {
+            direct.writable().await?;
+            match direct.try_write(&bytes[at..]) {
                 Ok(n) => at += n,
                 Err(e)
                     if matches!(
@@ -207,9 +261,14 @@ impl ConnWriter {
         Ok(())
     }
 
-    /// The writer task: writes what could not be written directly, in order, until
-    /// the reader is done and every answer owed has been sent.
-    async fn drain(self: Arc<Self>) {
+    /// The writer task: writes what could not be written directly (on TLS: every
+    /// reply, through `out`), in order, until the reader is done and every answer
+    /// owed has been sent.
+    async fn drain<W: AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        mut out: Option<W>,
+        close_wait: Duration,
+    ) {
         loop {
             let chunk = {
                 let mut st = self.state.lock();
@@ -233,7 +292,7 @@ impl ConnWriter {
             match chunk {
                 None => self.wake.notified().await,
                 Some(bytes) => {
-                    let res = self.write_out(&bytes).await;
+                    let res = self.write_out(&mut out, &bytes).await;
                     let mut st = self.state.lock();
                     if res.is_err() {
                         self.break_off(&mut st);
@@ -246,10 +305,16 @@ impl ConnWriter {
         }
         // Tell the client we are done; the descriptor itself closes when the last
         // holder of this writer lets go.
-        let fd = std::os::fd::AsRawFd::as_raw_fd(self.wr.as_ref());
-        // SAFETY: `fd` is owned by `self.wr`, which is alive here.
-        unsafe {
-            libc::shutdown(fd, libc::SHUT_WR);
+        if let Some(direct) = &self.direct {
+            let fd = direct.raw_fd();
+            // SAFETY: `fd` is owned by `self.direct`, which is alive here.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_WR);
+            }
+        } else if let Some(mut w) = out {
+            // TLS: close_notify, then the socket's write side; a client that reads
+            // nothing is not waited for beyond `close_wait`.
+            let _ = tokio::time::timeout(close_wait, w.shutdown()).await;
         }
     }
 }
@@ -366,40 +431,115 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
-/// Splits a connection into its read half and the shared writer (which owns the
-/// write half); both use the one file descriptor.
-fn split(stream: UnixStream, bounds: Bounds) -> (OwnedReadHalf, Arc<ConnWriter>) {
-    let (rd, wr) = stream.into_split();
-    let w = Arc::new(ConnWriter {
-        wr,
-        bounds,
-        state: Mutex::new(WriterState::default()),
-        wake: Notify::new(),
-        resume: Notify::new(),
-    });
-    (rd, w)
-}
-
-/// Serves one connection until the client leaves, its frames go bad or stall, or the
-/// server shuts down. `global` bounds the server-wide commands running at once (shared
-/// by every connection).
+/// Serves one Unix-socket connection until the client leaves, its frames go bad or
+/// stall, or the server shuts down. `global` bounds the server-wide commands running
+/// at once (shared by every connection).
 pub async fn serve(
     stream: UnixStream,
     ctx: Arc<Context>,
     shutdown: watch::Receiver<bool>,
     global: Arc<GlobalPool>,
 ) {
+    // Access control (`[auth]`): the peer's uid matters only in peer mode.
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
+    let session = Session::for_unix(&ctx.cfg.auth, uid);
+    let (rd, wr) = stream.into_split();
+    let conn = Conn {
+        direct: Some(Direct::Unix(wr)),
+        session,
+        until_auth: false,
+    };
+    run(rd, None::<tokio::io::Sink>, conn, ctx, shutdown, global).await;
+}
+
+/// Serves one TCP connection (`--listen`), through TLS when `tls` is given. The
+/// session always needs a token, whatever `auth.mode` is (peer credentials are a
+/// Unix-socket thing). A handshake silent for `net.frame_timeout` is given up.
+pub async fn serve_tcp(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+    global: Arc<GlobalPool>,
+) {
+    let session = Session::new(true, ctx.cfg.auth.max_opened);
+    let Some(acceptor) = tls else {
+        let (rd, wr) = stream.into_split();
+        let conn = Conn {
+            direct: Some(Direct::Tcp(wr)),
+            session,
+            until_auth: true,
+        };
+        return run(rd, None::<tokio::io::Sink>, conn, ctx, shutdown, global).await;
+    };
+    let limit = ctx.cfg.net.frame_timeout;
+    let tls = tokio::select! {
+        r = tokio::time::timeout(limit, acceptor.accept(stream)) => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                ctx.metrics.error(Category::Network);
+                return;
+            }
+            Err(_) => {
+                tracing::info!(timeout = ?limit, "closing a connection whose TLS handshake did not finish");
+                ctx.metrics.error(Category::Network);
+                return;
+            }
+        },
+        _ = shutdown.changed() => return,
+    };
+    let (rd, wr) = tokio::io::split(tls);
+    let conn = Conn {
+        direct: None,
+        session,
+        until_auth: true,
+    };
+    run(rd, Some(wr), conn, ctx, shutdown, global).await;
+}
+
+/// What differs between transports, for [`run`].
+struct Conn {
+    /// The socket replies are written to directly; `None` (TLS): by the writer task.
+    direct: Option<Direct>,
+    session: Session,
+    /// Until the session has a scope, `frame_timeout` of silence closes the
+    /// connection (TCP: a client that never authenticates holds no slot for long).
+    until_auth: bool,
+}
+
+/// The connection loop, the same for every transport: `rd` is what the client sends,
+/// `out` the writer of a TLS connection (see [`Conn::direct`]).
+async fn run<R, W>(
+    rd: R,
+    out: Option<W>,
+    conn: Conn,
+    ctx: Arc<Context>,
+    shutdown: watch::Receiver<bool>,
+    global: Arc<GlobalPool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let net: &NetSection = &ctx.cfg.net;
     let bounds = Bounds {
         max_inflight: net.max_inflight.max(1),
         max_unsent: net.max_unsent_bytes().max(1),
     };
-    // Access control (`[auth]`): the peer's uid matters only in peer mode.
-    let uid = stream.peer_cred().ok().map(|c| c.uid());
-    let mut session = Session::for_unix(&ctx.cfg.auth, uid);
-    let (rd, tx) = split(stream, bounds);
+    let Conn {
+        direct,
+        mut session,
+        until_auth,
+    } = conn;
+    let tx = Arc::new(ConnWriter {
+        direct,
+        bounds,
+        state: Mutex::new(WriterState::default()),
+        wake: Notify::new(),
+        resume: Notify::new(),
+    });
     ctx.metrics.connections.inc();
-    let writer = tokio::spawn(tx.clone().drain());
+    let writer = tokio::spawn(tx.clone().drain(out, net.frame_timeout));
     // After the shutdown signal the connection drains: frames the client had already
     // sent are read and answered `server is shutting down` (with their request ids)
     // instead of being cut off, until the client has been quiet for a moment.
@@ -416,6 +556,13 @@ pub async fn serve(
         // this socket until it drains. The kernel then stops the client's writes.
         if !tx.wait_room().await {
             break;
+        }
+        if until_auth {
+            r.idle_timeout = if session.scope().is_none() {
+                net.frame_timeout
+            } else {
+                net.idle_timeout
+            };
         }
         if !r.next_frame_begins(&tx).await {
             break; // EOF, reset, idle, or quiet while draining
@@ -596,17 +743,17 @@ async fn open_scoped(
     session: &mut Session,
 ) {
     let to = tx.reply_to(req.request_id);
-    if let Err(text) = session.may_open() {
-        let spec = cmd::lookup(&req);
-        let reply = Reply::new(Status::Denied, text.into_bytes());
-        cmd::answer(ctx, spec, Instant::now(), to, reply);
-        return;
-    }
     let name = req
         .ops
         .first()
         .map(|op| String::from_utf8_lossy(&op.payload).into_owned())
         .unwrap_or_default();
+    if let Err(text) = session.may_open(&name) {
+        let spec = cmd::lookup(&req);
+        let reply = Reply::new(Status::Denied, text.into_bytes());
+        cmd::answer(ctx, spec, Instant::now(), to, reply);
+        return;
+    }
     // The job only starts on the pool: wait for its id (none if it failed or died).
     let (done, opened) = tokio::sync::oneshot::channel();
     let ctx2 = ctx.clone();

@@ -1,4 +1,5 @@
-//! `docdb-server`: one process hosting many logical databases behind a Unix socket.
+//! `docdb-server`: one process hosting many logical databases behind a Unix socket
+//! (and, with `--listen`, TCP + TLS).
 //!
 //! # Layout
 //! Data flows socket → [`connection`] (framing, pipelining, routing) → [`scheduler`]
@@ -7,6 +8,7 @@
 //! close) → `docdb_core::Database`. Server-wide commands skip the scheduler and run
 //! on [`global_pool`].
 //! - [`server`]: bind, accept, signals, shutdown. [`http`]: `/metrics`, `/healthz`.
+//!   [`tls`]: the TLS set-up of `--listen`.
 //! - [`config`]: every setting with its default. [`catalog`]: names ⇄ ids on disk.
 //!   [`datadir`]: the data directory's `LOCK` (one owner at a time) and its modes.
 //! - [`resources`]: the open-file limit, shared between connections and databases.
@@ -34,6 +36,7 @@ pub mod reply;
 pub mod resources;
 pub mod scheduler;
 pub mod server;
+pub mod tls;
 pub mod tools;
 
 pub use config::ServerConfig;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use docdb_protocol::{encode_response, text as msg, Response, Status};
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::global_pool::GlobalPool;
 use crate::pool::Pool;
 use crate::scheduler::{Handler, Scheduler};
-use crate::{cmd, connection, healing, http, resources};
+use crate::{cmd, connection, healing, http, resources, tls};
 
 /// Runs the server until a signal stops it.
 pub fn run(cfg: ServerConfig) -> anyhow::Result<()> {
@@ -137,6 +137,14 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         background.spawn(fut);
         http_addr = Some(bound);
     }
+    // So is the TCP address, with its TLS files read: a bad one fails start-up.
+    let tcp = bind_tcp(&cfg).await?;
+    let tcp_note = match &tcp {
+        Some((l, _)) => l
+            .local_addr()
+            .map_or_else(|_| cfg.net.listen.clone(), |a| a.to_string()),
+        None => "off".to_owned(),
+    };
     let listener = bind_private(&cfg.socket, cfg.socket_mode)?;
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
@@ -171,6 +179,8 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         socket = %cfg.socket.display(),
         data_dir = %data_dir.display(),
         http = %http_note,
+        tcp = %tcp_note,
+        tls = tcp.as_ref().is_some_and(|(_, t)| t.is_some()),
         policy = %cfg.sched.policy.name(),
         fsync = %fsync_name(cfg.wal.fsync.mode),
         "docdb listening"
@@ -220,6 +230,46 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
                     drop(permit);
                 });
             }
+            accepted = accept_tcp(&tcp) => {
+                let (stream, tls) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TCP accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                // Replies are small frames written as soon as they are ready.
+                let _ = stream.set_nodelay(true);
+                // The same limits as the Unix socket: descriptors, then connections.
+                // A TLS client cannot read a plain error frame: it is only closed.
+                if fds.short_of_fds(&stream, fds.reserve(ctx.pool.open_count())) {
+                    refuse_tcp(stream, tls.is_some(), msg::LOW_ON_FDS);
+                    continue;
+                }
+                let permit = match &limit {
+                    None => None,
+                    Some(sem) => match sem.clone().try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => {
+                            let why = if fds.capped_by_fds {
+                                msg::LOW_ON_FDS
+                            } else {
+                                msg::TOO_MANY_CONNECTIONS
+                            };
+                            refuse_tcp(stream, tls.is_some(), why);
+                            continue;
+                        }
+                    },
+                };
+                let ctx = ctx.clone();
+                let stop = stop_rx.clone();
+                let global = global.clone();
+                conns.spawn(async move {
+                    connection::serve_tcp(stream, tls, ctx, stop, global).await;
+                    drop(permit);
+                });
+            }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -236,6 +286,7 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
         std::process::exit(130);
     });
     drop(listener);
+    drop(tcp);
     let _ = stop_tx.send(true);
     // Connections answer what they had read and drain what the clients had sent; one
     // that stalls in the middle of a frame is not waited for forever.
@@ -274,9 +325,59 @@ fn fsync_name(m: docdb_core::FsyncMode) -> &'static str {
     }
 }
 
+/// Binds `net.listen` when set, with the TLS acceptor of `net.tls_cert` and
+/// `net.tls_key` (none: plain TCP, which `validate` allowed only on loopback).
+async fn bind_tcp(
+    cfg: &ServerConfig,
+) -> anyhow::Result<Option<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>> {
+    let Some(addr) = cfg.net.listen_addr() else {
+        return Ok(None);
+    };
+    let tls = if cfg.net.tls() {
+        Some(tls::acceptor(&cfg.net.tls_cert, &cfg.net.tls_key)?)
+    } else {
+        None
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("net.listen (--listen) {addr}: cannot listen"))?;
+    Ok(Some((listener, tls)))
+}
+
+/// The next TCP connection with the TLS acceptor it goes through; never, when TCP
+/// is off.
+async fn accept_tcp(
+    tcp: &Option<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+) -> std::io::Result<(TcpStream, Option<tokio_rustls::TlsAcceptor>)> {
+    match tcp {
+        Some((l, tls)) => l.accept().await.map(|(s, _)| (s, tls.clone())),
+        None => std::future::pending().await,
+    }
+}
+
+/// [`refuse`] for TCP: a plain TCP client is told why; a TLS client, which cannot
+/// read a frame before a handshake, is only closed (no task, no handshake: a burst
+/// of them must not hold descriptors).
+fn refuse_tcp(stream: TcpStream, tls: bool, why: &'static str) {
+    tracing::debug!(why, tls, "TCP connection turned away");
+    if let (false, Ok(std)) = (tls, stream.into_std()) {
+        refuse_on(&std, why);
+    }
+}
+
 /// Tells a client over `max_connections`, or arriving while file descriptors are
 /// short, why it is turned away, and closes the connection at once.
 fn refuse(stream: tokio::net::UnixStream, why: &'static str) {
+    if let Ok(std) = stream.into_std() {
+        refuse_on(&std, why);
+    }
+}
+
+/// Writes one error frame to a freshly accepted socket (the caller then drops it).
+fn refuse_on<S>(std: &S, why: &'static str)
+where
+    for<'a> &'a S: std::io::Write,
+{
     let mut buf = Vec::new();
     encode_response(
         &Response::new(0, Status::Error, why.as_bytes().to_vec()),
@@ -287,7 +388,5 @@ fn refuse(stream: tokio::net::UnixStream, why: &'static str) {
     // frame, so a non-blocking write sends it whole. The write is a plain system call
     // on the std socket: tokio's `try_write` answers WouldBlock without writing until
     // the reactor has seen the new socket writable, which it has not yet.
-    if let Ok(std) = stream.into_std() {
-        let _ = std::io::Write::write(&mut &std, &buf);
-    }
+    let _ = std::io::Write::write(&mut &*std, &buf);
 }

@@ -28,7 +28,7 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     #[command(after_long_help = CONFIG_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Verify every checksum of every database offline; exit 1 on corruption.
     ///
     /// Exit codes: 0 every database checked and intact; 1 corruption found (or the
@@ -257,6 +257,18 @@ struct ServeArgs {
     /// Access control: none | peer | token (see `docdb token --help`).
     #[arg(long)]
     auth: Option<AuthMode>,
+    /// Also serve on TCP at IP:PORT (port 0: any free one); a token is always required.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// PEM certificate chain for TLS on --listen.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for TLS on --listen.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Plain TCP on --listen without TLS; loopback addresses only.
+    #[arg(long)]
+    insecure_tcp: bool,
 }
 
 /// The configuration key each flag overrides (`build_config` applies them).
@@ -279,6 +291,10 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("policy", "sched.policy"),
     ("log_level", "log_level"),
     ("auth", "auth.mode"),
+    ("listen", "net.listen"),
+    ("tls_cert", "net.tls_cert"),
+    ("tls_key", "net.tls_key"),
+    ("insecure_tcp", "net.insecure_tcp"),
 ];
 
 /// The CLI with every flag's help ending in the key it overrides and its default.
@@ -354,6 +370,12 @@ fn build_config(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
     set!(a.policy, c.sched.policy);
     set!(a.log_level, c.log_level);
     set!(a.auth, c.auth.mode);
+    set!(a.listen, c.net.listen);
+    set!(a.tls_cert, c.net.tls_cert);
+    set!(a.tls_key, c.net.tls_key);
+    if a.insecure_tcp {
+        c.net.insecure_tcp = true;
+    }
     c.validate().map_err(|e| match flag_of(a, &e.key) {
         // Say it in the user's words: the flag they typed, not the key it sets.
         Some(flag) => anyhow::anyhow!("--{}: {}", flag.replace('_', "-"), e.reason),
@@ -385,6 +407,11 @@ fn flag_of(a: &ServeArgs, key: &str) -> Option<&'static str> {
         "http" => a.http.is_some(),
         "policy" => a.policy.is_some(),
         "log_level" => a.log_level.is_some(),
+        "auth" => a.auth.is_some(),
+        "listen" => a.listen.is_some(),
+        "tls_cert" => a.tls_cert.is_some(),
+        "tls_key" => a.tls_key.is_some(),
+        "insecure_tcp" => a.insecure_tcp,
         _ => false,
     };
     FLAG_KEYS
@@ -411,7 +438,7 @@ fn init_logging(c: &ServerConfig) {
 fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     let args = match cli.command {
-        Some(Command::Serve(a)) => a,
+        Some(Command::Serve(a)) => *a,
         None => cli.serve,
         Some(tool) => return run_tool(tool),
     };

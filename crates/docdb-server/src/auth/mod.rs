@@ -247,10 +247,14 @@ impl Session {
         }
     }
 
-    /// Whether one more database may be opened (the set is bounded by
-    /// `auth.max_opened`); the error is the Denied text.
-    pub fn may_open(&self) -> Result<(), String> {
-        if self.unrestricted() || self.opened.len() < self.max_opened {
+    /// Whether database `name` may be opened (the set is bounded by
+    /// `auth.max_opened`; a name this connection holds already is not one more);
+    /// the error is the Denied text.
+    pub fn may_open(&self, name: &str) -> Result<(), String> {
+        if self.unrestricted()
+            || self.opened.len() < self.max_opened
+            || self.opened.values().any(|n| n == name)
+        {
             Ok(())
         } else {
             Err(denied(format!(
@@ -260,9 +264,12 @@ impl Session {
         }
     }
 
-    /// Records a database this connection opened (nothing when unrestricted).
+    /// Records a database this connection opened (nothing when unrestricted). An
+    /// older id of the same name (dropped and made anew since) is forgotten: it
+    /// names no database any more, and must not count against `max_opened`.
     pub fn opened(&mut self, id: u64, name: &str) {
         if !self.unrestricted() {
+            self.opened.retain(|&old, n| old == id || n != name);
             self.opened.insert(id, name.to_string());
         }
     }
@@ -375,7 +382,13 @@ mod tests {
         let mut s = scoped("*", Rights::Admin);
         s.opened(1, "a");
         s.opened(2, "b");
-        assert!(s.may_open().is_err(), "bounded by max_opened");
+        assert!(s.may_open("c").is_err(), "bounded by max_opened");
+        // A name held already is not one more; its new id replaces the old.
+        assert!(s.may_open("a").is_ok());
+        s.opened(3, "a");
+        assert!(s.may_open("c").is_err());
+        assert!(s.check(&req(7, 1, &[]), Need::Db(Rights::Read), 0).is_err());
+        s.opened(1, "a");
         s.bind(Scope {
             db: Glob::new("a").unwrap(),
             rights: Rights::Write,
