@@ -571,7 +571,18 @@ export class Client {
         throw errorForStatus(r.status, textOf(r.data));
       }
     };
-    await run(Command.Auth, this.token);
+    try {
+      await run(Command.Auth, this.token);
+    } catch (e) {
+      // A TLS listener cannot read a plain frame and closes the connection.
+      if (e instanceof ConnectionError && this.endpoint.kind === 'tcp' && this.endpoint.tls === null) {
+        throw new ConnectionError(
+          `${e.message} before answering Auth (a server listening with TLS does that to plain TCP: connect with tls)`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
     for (const name of this.opened) await run(Command.OpenDb, name);
   }
 

@@ -57,6 +57,16 @@ function isPermanentTlsError(e: Error): boolean {
   return /CERT|SIGNATURE|ISSUER|ERR_SSL_|ERR_TLS_|SSL_ERROR|TLS_ERROR/.test(code);
 }
 
+/** A TLS failure in words: OpenSSL's multi-line detail cut to its first line, and a hint. */
+function tlsReason(e: Error): string {
+  const code = String((e as { code?: unknown }).code);
+  if (/WRONG_VERSION_NUMBER/.test(code)) {
+    return `the server does not speak TLS (${code}); for a --insecure-tcp listener use insecureTcp: true`;
+  }
+  const first = e.message.split('\n')[0]!.trim();
+  return `${first} (${code})`;
+}
+
 export class Connection {
   /** False once the socket failed or was closed: never used again after that. */
   alive = true;
@@ -118,8 +128,7 @@ export class Connection {
         clearTimeout(timer);
         socket.destroy();
         if (endpoint.kind === 'tcp' && endpoint.tls !== null && isPermanentTlsError(e)) {
-          const code = (e as { code?: unknown }).code;
-          reject(new ConnectionError(`TLS handshake with ${label} failed: ${e.message} (${String(code)})`, { cause: e }));
+          reject(new ConnectionError(`TLS handshake with ${label} failed: ${tlsReason(e)}`, { cause: e }));
         } else {
           reject(e);
         }
