@@ -3,7 +3,9 @@
  * {@link Database} handles that carry a database id.
  */
 
-import { Connection, NotSent } from './connection.js';
+import * as net from 'node:net';
+
+import { Connection, type Endpoint, endpointLabel, NotSent } from './connection.js';
 import {
   ConnectionError,
   DocDBError,
@@ -66,6 +68,88 @@ export interface ClientOptions {
    * `ServerError`. 0 disables. Default 5000.
    */
   queueFullRetryMs?: number;
+  /**
+   * Authenticate with this token (see `docdb token issue`) on every connection, the
+   * first included, before anything else is sent; as if {@link Client.auth} had been
+   * called. A server on TCP requires it. A refused token rejects {@link connect} with
+   * `DeniedError`.
+   */
+  token?: string;
+}
+
+/** TLS settings of a TCP connection. The server's certificate is always verified. */
+export interface TlsOptions {
+  /**
+   * PEM CA certificate(s) to trust instead of the system's roots (e.g. the CA that
+   * signed the server's `--tls-cert`). Default: the system's roots.
+   */
+  ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array>;
+  /** The name the certificate must carry; default `host` (when it is not an IP address). */
+  servername?: string;
+}
+
+/** The address part of {@link TcpConnectOptions}. */
+export interface TcpAddress extends ClientOptions {
+  /** Host name or IP address (`::1` or `[::1]`); also the name the certificate must carry. */
+  host: string;
+  port: number;
+}
+
+/**
+ * {@link connect} over TCP, to a server started with `--listen HOST:PORT`: either TLS
+ * (`tls: true` trusts the system's roots, `tls: { ca }` the given CA) or, spelled out,
+ * plain TCP (`insecureTcp: true`: only for a server run with `--insecure-tcp`, which
+ * listens on loopback only, or through a tunnel that encrypts; the token then crosses
+ * the connection in clear text).
+ */
+export type TcpConnectOptions = TcpAddress &
+  ({ tls: true | TlsOptions; insecureTcp?: false } | { insecureTcp: true; tls?: undefined });
+
+function pemList(ca: NonNullable<TlsOptions['ca']>): Buffer[] {
+  const one = (x: string | Uint8Array) => (typeof x === 'string' ? Buffer.from(x, 'utf8') : Buffer.from(x));
+  if (typeof ca === 'string' || ca instanceof Uint8Array) return [one(ca)];
+  if (Array.isArray(ca)) return (ca as ReadonlyArray<string | Uint8Array>).map(one);
+  throw new TypeError('tls.ca must be a PEM string, bytes, or an array of them');
+}
+
+/**
+ * Checks the TCP options (also as plain JavaScript may pass them) and makes the
+ * endpoint; a mistake is a TypeError/RangeError at once.
+ */
+function tcpEndpoint(options: TcpConnectOptions): Endpoint {
+  const o = options as { host?: unknown; port?: unknown; tls?: unknown; insecureTcp?: unknown };
+  if (o === null || typeof o !== 'object') throw new TypeError('connect() needs a socket path or { host, port, tls }');
+  if (typeof o.host !== 'string' || o.host === '') throw new TypeError('connect(): `host` must be a non-empty string');
+  const port = o.port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new RangeError(`connect(): \`port\` must be an integer 1..65535, got ${String(port)}`);
+  }
+  // `[::1]` as written in an address means `::1`.
+  const bare = o.host.startsWith('[') && o.host.endsWith(']') ? o.host.slice(1, -1) : o.host;
+  const host = net.isIPv6(bare) ? bare : o.host;
+  const tls = o.tls;
+  if (o.insecureTcp === true) {
+    if (tls !== undefined && tls !== null && tls !== false) {
+      throw new TypeError('connect(): `tls` and `insecureTcp` exclude each other');
+    }
+    return { kind: 'tcp', host, port, tls: null };
+  }
+  if (tls === true) return { kind: 'tcp', host, port, tls: {} };
+  if (tls !== null && typeof tls === 'object') {
+    const { ca, servername } = tls as TlsOptions;
+    const t: { ca?: Buffer[]; servername?: string } = {};
+    if (ca !== undefined) t.ca = pemList(ca);
+    if (servername !== undefined) {
+      if (typeof servername !== 'string' || servername === '') {
+        throw new TypeError('connect(): `tls.servername` must be a non-empty string');
+      }
+      t.servername = servername;
+    }
+    return { kind: 'tcp', host, port, tls: t };
+  }
+  throw new TypeError(
+    'connect(): TCP needs `tls: true` (system roots) or `tls: { ca }`; plain TCP only with `insecureTcp: true`',
+  );
 }
 
 /** Pool statistics (Stats, command 4). */
@@ -309,7 +393,11 @@ export class OpResult<T = unknown> {
  * up to `reconnectTimeoutMs`); {@link Database} handles stay valid.
  */
 export class Client {
+  /** The Unix socket path; `''` for a TCP client. */
   readonly socketPath: string;
+  /** Where the client connects, as messages name it: the socket path, or `host:port`. */
+  readonly address: string;
+  private readonly endpoint: Endpoint;
   private readonly reconnectTimeoutMs: number;
   private readonly timeoutMs: number;
   private readonly maxInFlight: number;
@@ -323,9 +411,24 @@ export class Client {
   private closed = false;
   private nextId = 1n;
 
-  /** Use {@link connect}. */
-  constructor(socketPath: string, options: ClientOptions = {}) {
-    this.socketPath = socketPath;
+  /**
+   * Use {@link connect}. `target` is a Unix socket path, or the TCP options (which then
+   * carry the client options too; `options` is ignored).
+   */
+  constructor(target: string | TcpConnectOptions, options: ClientOptions = {}) {
+    if (typeof target === 'string') {
+      this.endpoint = { kind: 'unix', path: target };
+      this.socketPath = target;
+    } else {
+      this.endpoint = tcpEndpoint(target);
+      this.socketPath = '';
+      options = target;
+    }
+    this.address = endpointLabel(this.endpoint);
+    if (options.token !== undefined) {
+      if (typeof options.token !== 'string' || options.token === '') throw new TypeError('`token` must be a non-empty string');
+      this.token = options.token;
+    }
     this.reconnectTimeoutMs = options.reconnectTimeoutMs ?? 2000;
     this.timeoutMs = options.timeoutMs ?? 0;
     this.maxInFlight = options.maxInFlight ?? 64;
@@ -365,7 +468,7 @@ export class Client {
     for (;;) {
       let last: Error;
       try {
-        const c = await Connection.open(this.socketPath, this.timeoutMs, this.maxInFlight);
+        const c = await Connection.open(this.endpoint, this.timeoutMs, this.maxInFlight, Math.max(deadline - Date.now(), 1000));
         if (this.closed) {
           c.destroy(new ConnectionError('client is closed'));
           throw new ConnectionError('client is closed');
@@ -380,7 +483,7 @@ export class Client {
       }
       const left = deadline - Date.now();
       if (left <= 0 || this.closed) {
-        throw new ConnectionError(`cannot connect to ${this.socketPath}: ${last.message}`, { cause: last });
+        throw new ConnectionError(`cannot connect to ${this.address}: ${last.message}`, { cause: last });
       }
       await new Promise((r) => setTimeout(r, Math.min(delay, left)));
       delay = Math.min(delay * 2, 250);
@@ -468,7 +571,18 @@ export class Client {
         throw errorForStatus(r.status, textOf(r.data));
       }
     };
-    await run(Command.Auth, this.token);
+    try {
+      await run(Command.Auth, this.token);
+    } catch (e) {
+      // A TLS listener cannot read a plain frame and closes the connection.
+      if (e instanceof ConnectionError && this.endpoint.kind === 'tcp' && this.endpoint.tls === null) {
+        throw new ConnectionError(
+          `${e.message} before answering Auth (a server listening with TLS does that to plain TCP: connect with tls)`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
     for (const name of this.opened) await run(Command.OpenDb, name);
   }
 
@@ -959,11 +1073,22 @@ export class Database {
 }
 
 /**
- * Connects to a DocDB server's Unix socket. Retries with backoff for up to
- * `reconnectTimeoutMs` (default 2 s), then rejects with {@link ConnectionError}.
+ * Connects to a DocDB server: `connect(socketPath, options?)` over its Unix socket, or
+ * `connect({ host, port, tls: true | { ca }, token, ...options })` over TCP + TLS
+ * (`insecureTcp: true` instead of `tls` for plain TCP). Retries with backoff for up to
+ * `reconnectTimeoutMs` (default 2 s), then rejects with {@link ConnectionError}; a
+ * certificate the client does not trust fails at once (ConnectionError), a refused
+ * token with `DeniedError`. Bad options throw TypeError/RangeError.
  */
-export async function connect(socketPath: string, options: ClientOptions = {}): Promise<Client> {
-  const c = new Client(socketPath, options);
-  await c.ensureConnected();
+export async function connect(socketPath: string, options?: ClientOptions): Promise<Client>;
+export async function connect(options: TcpConnectOptions): Promise<Client>;
+export async function connect(target: string | TcpConnectOptions, options: ClientOptions = {}): Promise<Client> {
+  const c = new Client(target, options);
+  try {
+    await c.ensureConnected();
+  } catch (e) {
+    c.destroy();
+    throw e;
+  }
   return c;
 }

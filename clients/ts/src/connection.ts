@@ -1,10 +1,12 @@
 /**
- * One socket to the server: requests are written as they come (pipelined, coalesced
- * per tick, at most `maxInFlight` on the wire, the rest queued in order) and responses
- * are matched to their promises by request id, in whatever order they arrive.
+ * One socket to the server (Unix socket, TCP or TLS over TCP): requests are written as
+ * they come (pipelined, coalesced per tick, at most `maxInFlight` on the wire, the rest
+ * queued in order) and responses are matched to their promises by request id, in
+ * whatever order they arrive.
  */
 
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 
 import { ConnectionError, ProtocolError, TimeoutError, type DocDBError } from './errors.js';
 import { decodeResponse, FrameReader, MAX_FRAME, textOf, type Response } from './protocol.js';
@@ -27,6 +29,44 @@ export class NotSent extends Error {
   }
 }
 
+/** Where a connection goes: a Unix socket path, or a TCP address with or without TLS. */
+export type Endpoint =
+  | { kind: 'unix'; path: string }
+  | {
+      kind: 'tcp';
+      host: string;
+      port: number;
+      /** TLS settings (certificates always verified), or `null` for plain TCP. */
+      tls: { ca?: Buffer[]; servername?: string } | null;
+    };
+
+/** The endpoint as error messages name it: the path, `host:port` or `[v6]:port`. */
+export function endpointLabel(e: Endpoint): string {
+  if (e.kind === 'unix') return e.path;
+  return `${net.isIPv6(e.host) ? `[${e.host}]` : e.host}:${e.port}`;
+}
+
+/**
+ * Whether a TLS failure cannot be cured by trying again: a certificate the client does
+ * not trust (OpenSSL's verify codes, Node's host-name check) or a peer that does not
+ * speak TLS. Such errors fail the connect at once instead of being retried.
+ */
+function isPermanentTlsError(e: Error): boolean {
+  const code = (e as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  return /CERT|SIGNATURE|ISSUER|ERR_SSL_|ERR_TLS_|SSL_ERROR|TLS_ERROR/.test(code);
+}
+
+/** A TLS failure in words: OpenSSL's multi-line detail cut to its first line, and a hint. */
+function tlsReason(e: Error): string {
+  const code = String((e as { code?: unknown }).code);
+  if (/WRONG_VERSION_NUMBER/.test(code)) {
+    return `the server does not speak TLS (${code}); for a --insecure-tcp listener use insecureTcp: true`;
+  }
+  const first = e.message.split('\n')[0]!.trim();
+  return `${first} (${code})`;
+}
+
 export class Connection {
   /** False once the socket failed or was closed: never used again after that. */
   alive = true;
@@ -43,29 +83,66 @@ export class Connection {
 
   private constructor(
     private readonly socket: net.Socket,
-    private readonly path: string,
+    /** The endpoint as messages name it. */
+    private readonly label: string,
     private readonly timeoutMs: number,
     private readonly maxInFlight: number,
   ) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (e: Error) => this.fail(new ConnectionError(`connection to ${path} failed: ${e.message}`, { cause: e })));
-    socket.on('close', () => this.fail(new ConnectionError(`connection to ${path} closed`)));
+    socket.on('error', (e: Error) => this.fail(new ConnectionError(`connection to ${label} failed: ${e.message}`, { cause: e })));
+    socket.on('close', () => this.fail(new ConnectionError(`connection to ${label} closed`)));
     // Idle connections do not keep the process alive; requests in flight do.
     socket.unref();
   }
 
-  /** Connects once; rejects with the socket's error. */
-  static open(path: string, timeoutMs: number, maxInFlight: number): Promise<Connection> {
+  /**
+   * Connects once (for TLS: through the handshake, the server's certificate verified).
+   * Rejects with the socket's error, which the caller may retry, or with a
+   * {@link ConnectionError} for a TLS failure that trying again cannot cure (an
+   * untrusted certificate, a name mismatch, a peer that does not speak TLS). Gives up
+   * after `connectTimeoutMs` (a host that drops packets would otherwise take minutes).
+   */
+  static open(endpoint: Endpoint, timeoutMs: number, maxInFlight: number, connectTimeoutMs: number): Promise<Connection> {
+    const label = endpointLabel(endpoint);
     return new Promise((resolve, reject) => {
-      const socket = net.createConnection({ path });
-      const onError = (e: Error) => {
+      let socket: net.Socket;
+      let ready: string;
+      if (endpoint.kind === 'unix') {
+        socket = net.createConnection({ path: endpoint.path });
+        ready = 'connect';
+      } else if (endpoint.tls === null) {
+        socket = net.createConnection({ host: endpoint.host, port: endpoint.port });
+        ready = 'connect';
+      } else {
+        const opts: tls.ConnectionOptions = { host: endpoint.host, port: endpoint.port, rejectUnauthorized: true };
+        if (endpoint.tls.ca !== undefined) opts.ca = endpoint.tls.ca;
+        if (endpoint.tls.servername !== undefined) opts.servername = endpoint.tls.servername;
+        socket = tls.connect(opts);
+        ready = 'secureConnect';
+      }
+      const timer = setTimeout(() => {
         socket.destroy();
-        reject(e);
+        reject(new Error(`no connection within ${connectTimeoutMs} ms`));
+      }, Math.max(connectTimeoutMs, 1));
+      const onError = (e: Error) => {
+        clearTimeout(timer);
+        socket.destroy();
+        if (endpoint.kind === 'tcp' && endpoint.tls !== null && isPermanentTlsError(e)) {
+          reject(new ConnectionError(`TLS handshake with ${label} failed: ${tlsReason(e)}`, { cause: e }));
+        } else {
+          reject(e);
+        }
       };
       socket.once('error', onError);
-      socket.once('connect', () => {
+      socket.once(ready, () => {
+        clearTimeout(timer);
         socket.off('error', onError);
-        resolve(new Connection(socket, path, timeoutMs, maxInFlight));
+        if (endpoint.kind === 'tcp') {
+          // Frames are coalesced per tick already; Nagle would only add latency.
+          socket.setNoDelay(true);
+          socket.setKeepAlive(true, 30_000);
+        }
+        resolve(new Connection(socket, label, timeoutMs, maxInFlight));
       });
     });
   }
@@ -81,7 +158,7 @@ export class Connection {
    */
   send(requestId: bigint, bytes: Uint8Array): Promise<Response> {
     if (!this.alive) {
-      return Promise.reject(new NotSent(new ConnectionError(`connection to ${this.path} closed`)));
+      return Promise.reject(new NotSent(new ConnectionError(`connection to ${this.label} closed`)));
     }
     return new Promise<Response>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -149,7 +226,7 @@ export class Connection {
     try {
       frames = this.reader.push(chunk);
     } catch (e) {
-      this.fail(new ProtocolError(`protocol error from ${this.path}: ${(e as Error).message}`, { cause: e }));
+      this.fail(new ProtocolError(`protocol error from ${this.label}: ${(e as Error).message}`, { cause: e }));
       return;
     }
     for (const frame of frames) {
@@ -157,7 +234,7 @@ export class Connection {
       try {
         resp = decodeResponse(frame);
       } catch (e) {
-        this.fail(new ProtocolError(`protocol error from ${this.path}: ${(e as Error).message}`, { cause: e }));
+        this.fail(new ProtocolError(`protocol error from ${this.label}: ${(e as Error).message}`, { cause: e }));
         return;
       }
       this.onWire.delete(resp.requestId);

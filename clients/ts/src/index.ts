@@ -1,10 +1,12 @@
 /**
- * DocDB client for Node.js ≥ 20 and Bun: the binary protocol over a Unix socket, with
- * pipelining, typed errors and transparent reconnects. No runtime dependencies.
+ * DocDB client for Node.js ≥ 20 and Bun: the binary protocol over a Unix socket or
+ * TCP + TLS, with pipelining, typed errors and transparent reconnects. No runtime
+ * dependencies.
  *
  * ```ts
  * import { connect } from 'docdb-client';
  * const client = await connect('/tmp/docdb.sock');
+ * // or: await connect({ host: 'db.example', port: 7070, tls: true, token });
  * const db = await client.openDb('app');
  * await db.create('users', 1n, { name: 'Ada' });
  * ```
@@ -36,6 +38,9 @@ export {
   type ScanPage,
   type SchedulerStats,
   type Stats,
+  type TcpAddress,
+  type TcpConnectOptions,
+  type TlsOptions,
 } from './client.js';
 export {
   CLIENT_STATUS,

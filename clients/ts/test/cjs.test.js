@@ -18,6 +18,12 @@ test('require() loads the CommonJS build with the whole API', () => {
   assert.equal(require('docdb-client/package.json').name, 'docdb-client');
 });
 
+test('the CommonJS build takes TCP + TLS options too', () => {
+  const cjs = require('docdb-client');
+  assert.equal(new cjs.Client({ host: '127.0.0.1', port: 7070, tls: true }).address, '127.0.0.1:7070');
+  assert.throws(() => new cjs.Client({ host: '127.0.0.1', port: 7070 }), TypeError);
+});
+
 test('import loads the ES module build', async () => {
   const esm = await import('docdb-client');
   assert.equal(typeof esm.connect, 'function');

@@ -653,4 +653,22 @@ describe('DocDB auth end-to-end', { skip: SKIP_E2E, timeout: 60_000 }, () => {
       await server.stop();
     }
   });
+
+  test('the token option authenticates every connection of a Unix-socket client, the first included', async () => {
+    const server = await TestServer.start(['--auth', 'token']);
+    const token = execFileSync(DOCDB_BIN, ['token', 'issue', '--data-dir', server.dataDir, '--db', 'o-*', '--rights', 'write'])
+      .toString()
+      .trim();
+    const client = await connect(server.socket, { token });
+    try {
+      const db = await client.openDb('o-a');
+      await db.create('_default', 1n, { a: 1 });
+      await server.restart();
+      assert.deepEqual(await db.read('_default', 1n), { a: 1 });
+      await assert.rejects(connect(server.socket, { token: 'garbage' }), (e) => e instanceof DeniedError && e.status === 5);
+    } finally {
+      client.destroy();
+      await server.stop();
+    }
+  });
 });

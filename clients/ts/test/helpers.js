@@ -37,17 +37,18 @@ function canConnect(path) {
 
 /** A running server on its own temp dir; `restart()` keeps dir and socket. */
 export class TestServer {
-  constructor(extraArgs = []) {
+  constructor(extraArgs = [], { logLevel = 'warn' } = {}) {
     this.dir = tempDir();
     this.dataDir = join(this.dir, 'data');
     this.socket = join(this.dir, 'docdb.sock');
     this.extraArgs = extraArgs;
+    this.logLevel = logLevel;
     this.child = null;
     this.stderr = '';
   }
 
-  static async start(extraArgs = []) {
-    const s = new TestServer(extraArgs);
+  static async start(extraArgs = [], options = {}) {
+    const s = new TestServer(extraArgs, options);
     await s.spawn();
     return s;
   }
@@ -56,7 +57,7 @@ export class TestServer {
     const child = spawn(
       DOCDB_BIN,
       ['serve', '--data-dir', this.dataDir, '--socket', this.socket, ...this.extraArgs],
-      { env: { ...process.env, DOCDB_LOG: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] },
+      { env: { ...process.env, DOCDB_LOG: this.logLevel }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     this.child = child;
     child.stderr.on('data', (d) => {
@@ -75,6 +76,22 @@ export class TestServer {
       await sleep(20);
     }
     throw new Error('docdb did not start listening within 20 s');
+  }
+
+  /**
+   * A field of the start-up line `docdb listening ... NAME=VALUE ...` (needs
+   * `logLevel: 'info'`), from the latest start; waits up to 10 s for the line.
+   */
+  async startupField(name) {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const lines = this.stderr.split('\n').filter((l) => l.includes('docdb listening'));
+      const line = lines[lines.length - 1];
+      const m = line?.match(new RegExp(`\\b${name}=(\\S+)`));
+      if (m) return m[1];
+      if (Date.now() > deadline) throw new Error(`no ${name}= on the start-up line: ${this.stderr}`);
+      await sleep(20);
+    }
   }
 
   /** SIGTERM and wait for the exit; returns the exit code. */

@@ -12,6 +12,7 @@ import {
   type OpResult,
   type ScanPage,
   type Stats,
+  type TcpConnectOptions,
 } from 'docdb-client';
 
 export async function readmeExample(socket: string): Promise<void> {
@@ -50,4 +51,19 @@ export async function shapes(client: Client, db: Database): Promise<void> {
   console.log(total, await client.listDbs(), await db.healAll());
   // @ts-expect-error ids are bigint
   await db.read('users', 'one');
+}
+
+export async function overTcp(ca: string, token: string): Promise<void> {
+  const tls = await connect({ host: 'db.example', port: 7070, tls: { ca }, token, maxInFlight: 32 });
+  const system = await connect({ host: 'db.example', port: 7070, tls: true, token });
+  const plain = await connect({ host: '127.0.0.1', port: 7070, insecureTcp: true, token });
+  const opts: TcpConnectOptions = { host: '::1', port: 1, tls: { ca: [ca], servername: 'localhost' } };
+  const address: string = (await connect(opts)).address;
+  console.log(address, tls.socketPath, system.connected, plain.inFlight);
+  // @ts-expect-error TCP needs tls or insecureTcp
+  await connect({ host: 'db.example', port: 7070, token });
+  // @ts-expect-error not both
+  await connect({ host: '127.0.0.1', port: 7070, tls: true, insecureTcp: true });
+  // @ts-expect-error the Unix form takes a path
+  await connect({ path: '/tmp/docdb.sock' });
 }
