@@ -25,6 +25,7 @@ use crate::index::{Chain, Collection, Version};
 use crate::lock_order::{Level, OrderedGuard, OrderedMutex};
 use crate::memory::INDEX_ENTRY_BYTES;
 use crate::name::DEFAULT_COLLECTION;
+use crate::shared_log::NotLogged;
 use crate::stats::GroupCounters;
 use crate::wal::record::{CommitEncoder, WalOp, MAX_BODY};
 use parking_lot::Condvar;
@@ -733,7 +734,7 @@ impl Inner {
         let started = Instant::now();
         let failed =
             |what: &'static str| move |error: std::io::Error| BatchFailed { what, error, last };
-        io.wal.append(&wal).map_err(failed("WAL write"))?;
+        let at = io.wal.append(&wal).map_err(failed("WAL write"))?;
         io.data
             .write_at(&data, base)
             .map_err(failed("data file write"))?;
@@ -741,7 +742,8 @@ impl Inner {
             self.config.wal.fsync.mode,
             FsyncMode::Always | FsyncMode::Group
         ) {
-            io.wal.sync().map_err(failed("WAL fsync"))?;
+            self.make_durable(&io, at, &wal)
+                .map_err(|(what, error)| BatchFailed { what, error, last })?;
         }
         io.data_len = base + data.len() as u64;
         io.data.write_behind(io.data_len);
@@ -768,6 +770,31 @@ impl Inner {
             self.request_maintenance();
         }
         Ok(Some((last, count)))
+    }
+}
+
+impl Inner {
+    /// Makes the batch `wal`, just appended to the WAL at `at`, durable: through the
+    /// shared log when there is one that takes it (one fsync for many databases),
+    /// else by fsyncing the WAL. The caller holds the I/O lock (`io`).
+    fn make_durable(
+        &self,
+        io: &crate::files::Io,
+        at: crate::wal::WalPos,
+        wal: &[u8],
+    ) -> std::result::Result<(), (&'static str, std::io::Error)> {
+        if let Some(m) = self.shared.as_ref().filter(|m| m.log.takes(wal.len())) {
+            // The trim fsyncs this file before it removes the log's records of it (a
+            // roll fsynced the segments before it).
+            m.dep.set(Some(io.wal.file()));
+            match m.log.commit(m.id, &m.dep, at, wal) {
+                Ok(()) => return Ok(()),
+                Err(NotLogged::Failed(e)) => return Err(("shared log fsync", e)),
+                // The log is off since an earlier failure: the WAL holds the bytes.
+                Err(NotLogged::Fallback) => {}
+            }
+        }
+        io.wal.sync().map_err(|e| ("WAL fsync", e))
     }
 }
 

@@ -120,6 +120,15 @@ pub struct WalConfig {
     /// Segments wholly before the last checkpoint are deleted, keeping this many of the
     /// newest such segments (they feed healing). Default 2.
     pub keep_segments: usize,
+    /// Server only: in `always` and `group` modes, make every database's batches
+    /// durable through one server-wide shared commit log, so one fsync covers the
+    /// writes of many databases (each database's own files stay complete; the log is
+    /// drained into them at start). Off: each database fsyncs its own WAL. An embedder
+    /// opts in with `OpenOptions::shared_log`. Default true.
+    pub shared_log: bool,
+    /// Server only: most MiB the shared log holds on disk (segments of a quarter of
+    /// it; a full log waits for its trim). Between 4 and 4096. Default 64.
+    pub shared_log_max_mb: u64,
     pub fsync: FsyncConfig,
 }
 
@@ -170,6 +179,8 @@ impl Default for WalConfig {
         WalConfig {
             max_file_size_mb: 64,
             keep_segments: 2,
+            shared_log: true,
+            shared_log_max_mb: 64,
             fsync: FsyncConfig::default(),
         }
     }
@@ -229,6 +240,9 @@ impl Config {
         }
         if !(1..=4096).contains(&self.wal.max_file_size_mb) {
             return bad("wal.max_file_size_mb", "must be between 1 and 4096");
+        }
+        if !(4..=4096).contains(&self.wal.shared_log_max_mb) {
+            return bad("wal.shared_log_max_mb", "must be between 4 and 4096");
         }
         if self.wal.fsync.mode == FsyncMode::Interval && self.wal.fsync.interval_ms == 0 {
             return bad(

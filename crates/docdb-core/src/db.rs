@@ -46,6 +46,10 @@ pub struct OpenOptions {
     /// Where the files live: `None` is the real file system
     /// ([`crate::storage::StdStorage`]); tests pass backends that fail or lose writes.
     pub storage: Option<Arc<dyn crate::storage::Storage>>,
+    /// Make group-commit batches durable through this server-wide log (one fsync for
+    /// many databases) in `always` and `group` modes; `None` (default): fsync the
+    /// database's own WAL. Drain the log ([`crate::shared_log::drain`]) before opening.
+    pub shared_log: Option<crate::shared_log::SharedLog>,
 }
 
 /// What opening found and repaired.
@@ -118,6 +122,8 @@ pub(crate) struct Inner {
     pub cache: crate::cache::DocCache,
     pub opened_at: std::time::SystemTime,
     pub recovery: Mutex<RecoveryReport>,
+    /// The shared commit log this database's batches go through, if any.
+    pub shared: Option<crate::shared_log::Member>,
     pub self_ref: std::sync::Weak<Inner>,
     _lock: crate::storage::LockGuard,
 }
@@ -146,6 +152,7 @@ pub(crate) struct Recovered {
     /// Bytes in WAL segments on disk.
     pub wal_bytes: u64,
     pub report: RecoveryReport,
+    pub shared: Option<crate::shared_log::Member>,
 }
 
 impl Inner {
@@ -185,6 +192,7 @@ impl Inner {
             cache: crate::cache::DocCache::new(cache_bytes),
             opened_at: std::time::SystemTime::now(),
             recovery: Mutex::new(r.report),
+            shared: r.shared,
             self_ref: weak.clone(),
             _lock: r.lock,
         });
@@ -648,6 +656,13 @@ impl Database {
             // The zeros written ahead of the log are only of use while it grows.
             Ok(self.inner.files.io().wal.release_ahead()?)
         });
+        if r.is_ok() {
+            if let Some(m) = &self.inner.shared {
+                // The checkpoint covers every commit: the shared log's trim need not
+                // fsync this WAL (nor keep its file open).
+                m.dep.set(None);
+            }
+        }
         self.inner.life.mark_closed();
         r
     }

@@ -154,7 +154,7 @@ impl Inner {
         self.check_writable()?;
         self.wait_durable(self.last_staged())?;
         let (file, ckpt, changed) = {
-            let mut io = self.files.io();
+            let io = self.files.io();
             if !matches!(
                 self.config.wal.fsync.mode,
                 FsyncMode::Always | FsyncMode::Group

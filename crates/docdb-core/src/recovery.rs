@@ -511,6 +511,21 @@ fn construct(
     if !report.dropped.is_empty() {
         tracing::warn!(db = %dir.display(), dropped = ?report.dropped, "recovery dropped damaged data");
     }
+    let shared = match &opts.shared_log {
+        Some(log)
+            if matches!(
+                config.wal.fsync.mode,
+                crate::config::FsyncMode::Always | crate::config::FsyncMode::Group
+            ) =>
+        {
+            Some(crate::shared_log::Member {
+                log: log.clone(),
+                id: crate::shared_log::load_or_create_id(s, &dir)?,
+                dep: Arc::default(),
+            })
+        }
+        _ => None,
+    };
     let inner = Inner::new(Recovered {
         storage,
         dir,
@@ -528,6 +543,7 @@ fn construct(
         index_snapshot,
         wal_bytes,
         report,
+        shared,
     });
     Ok(Database { inner })
 }

@@ -18,6 +18,7 @@
 //! - [`reply`]: a queued request and the guarantee it is answered once.
 //! - [`auth`]: sessions, scopes, the rights check, and tokens ([`auth::token`]).
 //! - [`tools`]: the offline `check`, `dump` and `restore`.
+//! - [`shared_log`]: the server-wide commit log's place, drain and opening.
 
 pub mod auth;
 pub mod catalog;
@@ -36,6 +37,7 @@ pub mod reply;
 pub mod resources;
 pub mod scheduler;
 pub mod server;
+pub mod shared_log;
 pub mod tls;
 pub mod tools;
 

@@ -62,6 +62,9 @@ pub struct Metrics {
     dbs_open: Gauge,
     dbs_total: Gauge,
     panics: Counter,
+    shared_fsyncs: Counter,
+    shared_records: Counter,
+    shared_enabled: Gauge,
     queue_depth: Family<DbLabel, Gauge>,
     avg_queue_depth: Family<DbLabel, FGauge>,
     workers: Gauge,
@@ -103,6 +106,9 @@ impl Metrics {
             dbs_open: Gauge::default(),
             dbs_total: Gauge::default(),
             panics: Counter::default(),
+            shared_fsyncs: Counter::default(),
+            shared_records: Counter::default(),
+            shared_enabled: Gauge::default(),
             queue_depth: Family::default(),
             avg_queue_depth: Family::default(),
             workers: Gauge::default(),
@@ -242,6 +248,21 @@ impl Metrics {
             "Longest write+fsync time of a batch",
             m.gc_max_latency.clone(),
         );
+        r.register(
+            "docdb_shared_log_fsyncs",
+            "fsyncs of the shared commit log (each covers the commits of many databases)",
+            m.shared_fsyncs.clone(),
+        );
+        r.register(
+            "docdb_shared_log_records",
+            "Group-commit batches made durable through the shared commit log",
+            m.shared_records.clone(),
+        );
+        r.register(
+            "docdb_shared_log_enabled",
+            "1 while commits go through the shared log; 0 when off (configured off, or after a failure: databases fsync their own WALs)",
+            m.shared_enabled.clone(),
+        );
         *m.registry.lock() = r;
         m
     }
@@ -323,6 +344,14 @@ impl Metrics {
         self.dbs_total.set(pool.catalog().list().len() as i64);
         let st = sched.stats();
         self.panics.inner().store(st.panics, Ordering::Relaxed);
+        let sl = pool.shared_log_stats().unwrap_or_default();
+        self.shared_fsyncs
+            .inner()
+            .store(sl.fsyncs, Ordering::Relaxed);
+        self.shared_records
+            .inner()
+            .store(sl.records, Ordering::Relaxed);
+        self.shared_enabled.set(i64::from(sl.enabled));
         self.queue_depth.clear();
         self.avg_queue_depth.clear();
         for (id, d) in &st.queue_depths {

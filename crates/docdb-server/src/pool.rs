@@ -116,6 +116,9 @@ pub struct Pool {
     /// the name never sees them.
     dropping: Mutex<HashSet<String>>,
     dropped_done: Condvar,
+    /// The server-wide commit log every database's batches go through
+    /// (`wal.shared_log`); drained and opened before any database opens.
+    shared_log: Option<docdb_core::SharedLog>,
 }
 
 /// Tells whether database `id` has requests queued or in service.
@@ -211,8 +214,14 @@ impl Pool {
             busy: OnceLock::new(),
             dropping: Mutex::new(HashSet::new()),
             dropped_done: Condvar::new(),
+            shared_log: None,
         };
+        let mut pool = pool;
         pool.finish_drops()?;
+        // IMPORTANT: before any database opens, its WAL gets back what only the shared
+        // log made durable.
+        crate::shared_log::drain(&pool.cfg, &pool.catalog)?;
+        pool.shared_log = crate::shared_log::open(&pool.cfg)?;
         Ok(pool)
     }
 
@@ -227,6 +236,11 @@ impl Pool {
     /// Lets eviction skip databases with requests queued or in service.
     pub fn set_busy_check(&self, check: BusyCheck) {
         let _ = self.busy.set(check);
+    }
+
+    /// The shared commit log's counters, when the server uses one.
+    pub fn shared_log_stats(&self) -> Option<docdb_core::SharedLogStats> {
+        self.shared_log.as_ref().map(|l| l.stats())
     }
 
     /// Databases closed to make room for others since start.
@@ -470,6 +484,7 @@ impl Pool {
         let opts = OpenOptions {
             global_memory: Some(self.global.clone()),
             wal_dir: self.cfg.wal_dir.as_ref().map(|w| w.join(&entry.name)),
+            shared_log: self.shared_log.clone(),
             ..OpenOptions::default()
         };
         let dir = self.db_dir(&entry.name);
@@ -786,6 +801,13 @@ impl Pool {
                 }
             }
             if remaining == 0 || Instant::now() >= deadline {
+                if let Some(log) = self.shared_log.as_ref().filter(|l| l.is_enabled()) {
+                    // Every closed database's checkpoint covers its records (a database
+                    // still open gets its WAL fsynced): the next start drains nothing.
+                    if let Err(e) = log.trim_now() {
+                        tracing::warn!(error = %e, "could not empty the shared log at                             shutdown; the next start drains it");
+                    }
+                }
                 if remaining > 0 {
                     tracing::warn!(
                         remaining,

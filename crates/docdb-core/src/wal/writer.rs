@@ -100,9 +100,14 @@ impl WalWriter {
         }
     }
 
+    /// The active segment's file.
+    pub(crate) fn file(&self) -> Arc<dyn StorageFile> {
+        self.file.clone()
+    }
+
     /// Appends whole records. Rolls to a new segment first when the active one is full,
-    /// so a batch never straddles two segments.
-    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// so a batch never straddles two segments. Returns where the records start.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<WalPos> {
         if self.len >= self.max_len && self.len > HEADER_LEN && self.roll_due() {
             match self.roll() {
                 Ok(()) => self.roll_deferred_until = None,
@@ -130,13 +135,14 @@ impl WalWriter {
                 self.allocated = self.file.len().unwrap_or(self.len).max(self.len);
             }
         }
+        let at = self.position();
         self.file.write_all_at(bytes, self.len)?;
         self.len = end;
         // INVARIANT: `allocated >= len`. After a failed zero-fill `allocated` may lie
         // behind the records just written; zero-filling from there would overwrite
         // them (acknowledged records, once synced).
         self.allocated = self.allocated.max(end);
-        Ok(())
+        Ok(at)
     }
 
     /// Zero-fills the file from its end to past `need`, so later appends overwrite
@@ -168,7 +174,7 @@ impl WalWriter {
     }
 
     /// Makes everything appended so far durable.
-    pub(crate) fn sync(&mut self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 
@@ -176,7 +182,9 @@ impl WalWriter {
         !matches!(self.roll_deferred_until, Some(at) if Instant::now() < at)
     }
 
-    fn roll(&mut self) -> io::Result<()> {
+    /// Ends the active segment (truncated to its records and fsynced) and starts the
+    /// next one.
+    pub(crate) fn roll(&mut self) -> io::Result<()> {
         // IMPORTANT: the old segment must be durable before records land in the next
         // one, or a power cut could keep a later batch and lose an earlier one.
         self.release_ahead()?;

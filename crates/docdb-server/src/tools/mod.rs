@@ -26,7 +26,7 @@ pub(crate) fn existing_catalog(cfg: &ServerConfig) -> anyhow::Result<(Catalog, D
     existing(cfg, true)
 }
 
-/// As [`existing_catalog`], changing no file (for `check`).
+/// As [`existing_catalog`], changing no file but the shared log's drain (for `check`).
 pub(crate) fn existing_catalog_read_only(
     cfg: &ServerConfig,
 ) -> anyhow::Result<(Catalog, DataDirLock)> {
@@ -41,11 +41,16 @@ fn existing(cfg: &ServerConfig, write: bool) -> anyhow::Result<(Catalog, DataDir
             cfg.data_dir.display()
         );
     }
-    if write {
+    let (catalog, lock) = if write {
         let lock = DataDirLock::acquire(cfg)?;
-        Ok((Catalog::open(&cfg.data_dir)?, lock))
+        (Catalog::open(&cfg.data_dir)?, lock)
     } else {
         let lock = DataDirLock::acquire_quietly(cfg)?;
-        Ok((Catalog::open_read_only(&cfg.data_dir)?, lock))
-    }
+        (Catalog::open_read_only(&cfg.data_dir)?, lock)
+    };
+    // Holding the lock, no server runs: writes only the shared log made durable go
+    // into their databases' WALs before the tool reads them (`check` too: a server's
+    // start would write the same bytes).
+    crate::shared_log::drain(cfg, &catalog)?;
+    Ok((catalog, lock))
 }

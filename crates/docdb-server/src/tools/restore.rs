@@ -155,6 +155,9 @@ pub fn run(
         None => read_stream_plan(stdin)?,
     };
     let catalog = Catalog::open(&cfg.data_dir)?;
+    // Before any database opens: what only the shared log made durable goes into the
+    // databases' WALs (as at a server's start).
+    crate::shared_log::drain(cfg, &catalog)?;
     // Refuse before writing anything, so a refused restore changes nothing anywhere.
     let max_depth = cfg.limits.engine.max_depth;
     for (name, colls) in &plan {

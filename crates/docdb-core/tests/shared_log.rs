@@ -1,0 +1,392 @@
+//! The shared commit log (issue 17): one fsync covers many databases' commits, a power
+//! cut after acknowledged writes loses none of them once the log is drained, a database
+//! recreated under a dropped one's name never receives the old one's bytes, and a
+//! failed shared fsync answers `write outcome unknown` and turns the log off while the
+//! other databases go on writing durably through their own WALs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use docdb_core::shared_log::{drain, DbDirs, SharedLog};
+use docdb_core::storage::testing::{
+    Fault, FaultKind, FaultStorage, FileKind, OpClass, PowerLossStorage,
+};
+use docdb_core::storage::{LockGuard, OpenMode, Storage, StorageFile};
+use docdb_core::{Config, Database, Error, OpenOptions};
+
+const LOG_MB: u64 = 4;
+
+fn open(dir: &Path, storage: Arc<dyn Storage>, log: Option<&SharedLog>) -> Database {
+    let opts = OpenOptions {
+        storage: Some(storage),
+        shared_log: log.cloned(),
+        ..Default::default()
+    };
+    Database::open_with(dir, Config::default(), opts).unwrap()
+}
+
+fn dirs(root: &Path, n: usize) -> Vec<DbDirs> {
+    (0..n)
+        .map(|i| {
+            let dir = root.join(format!("db{i}"));
+            DbDirs {
+                wal_dir: dir.join("wal"),
+                dir,
+            }
+        })
+        .collect()
+}
+
+fn doc(id: u64, v: u64) -> Vec<u8> {
+    format!(r#"{{"id":{id},"v":{v},"pad":"{}"}}"#, "p".repeat(200)).into_bytes()
+}
+
+// --- a disk whose fsyncs take time, counting the WAL ones ----------------------------
+
+/// Real files; every sync sleeps 2 ms (as a disk's would), so commits of other
+/// databases arrive while one is in flight. Counts syncs of `*.wal` files (database
+/// WAL segments and shared-log segments alike).
+#[derive(Debug)]
+struct SlowSync {
+    inner: Arc<dyn Storage>,
+    wal_syncs: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct SlowFile {
+    inner: Arc<dyn StorageFile>,
+    wal: bool,
+    wal_syncs: Arc<AtomicU64>,
+}
+
+impl SlowFile {
+    fn sync(&self) {
+        if self.wal {
+            self.wal_syncs.fetch_add(1, Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+impl StorageFile for SlowFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.inner.write_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.sync();
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.sync();
+        self.inner.sync_all()
+    }
+}
+
+impl Storage for SlowSync {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(SlowFile {
+            inner: self.inner.open(path, mode)?,
+            wal: path.extension().is_some_and(|e| e == "wal"),
+            wal_syncs: self.wal_syncs.clone(),
+        }))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        self.inner.list(dir)
+    }
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        self.inner.file_len(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.remove_dir(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn create_dir(&self, dir: &Path) -> io::Result<bool> {
+        self.inner.create_dir(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<LockGuard> {
+        self.inner.lock(path)
+    }
+}
+
+/// N databases, one writer each (one commit in flight per database), `rounds` writes
+/// each; returns the WAL + shared-log fsyncs the writes made.
+fn fsyncs_for_one_writer_per_db(shared: bool, n: usize, rounds: u64) -> u64 {
+    let d = tempfile::tempdir().unwrap();
+    let wal_syncs = Arc::new(AtomicU64::new(0));
+    let storage: Arc<dyn Storage> = Arc::new(SlowSync {
+        inner: docdb_core::storage::default_storage(),
+        wal_syncs: wal_syncs.clone(),
+    });
+    let log =
+        shared.then(|| SharedLog::open(storage.clone(), &d.path().join("slog"), 64 << 20).unwrap());
+    let dbs: Vec<Arc<Database>> = dirs(d.path(), n)
+        .iter()
+        .map(|x| Arc::new(open(&x.dir, storage.clone(), log.as_ref())))
+        .collect();
+    let before = wal_syncs.load(Ordering::SeqCst);
+    let barrier = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = dbs
+        .iter()
+        .cloned()
+        .map(|db| {
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                for i in 0..rounds {
+                    db.create("_default", i, &doc(i, 0)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let syncs = wal_syncs.load(Ordering::SeqCst) - before;
+    if let Some(log) = &log {
+        assert_eq!(log.stats().records, n as u64 * rounds);
+    }
+    syncs
+}
+
+#[test]
+fn one_fsync_covers_the_commits_of_many_databases() {
+    let (n, rounds) = (16, 20);
+    let writes = n as u64 * rounds;
+    let own = fsyncs_for_one_writer_per_db(false, n, rounds);
+    let shared = fsyncs_for_one_writer_per_db(true, n, rounds);
+    eprintln!("{writes} writes: {own} fsyncs without the shared log, {shared} with it");
+    // Without it every write costs its database's own fsync.
+    assert!(own >= writes, "own WAL fsyncs: {own} for {writes} writes");
+    assert!(
+        shared * 4 <= writes,
+        "the shared log made {shared} fsyncs for {writes} writes of {n} databases"
+    );
+}
+
+// --- power cuts ----------------------------------------------------------------------
+
+type Acked = BTreeMap<(usize, u64), u64>;
+
+/// Writes `per_db` updates of ids `0..ids` to every database concurrently; returns the
+/// acknowledged (db, id) -> version.
+fn write_round(dbs: &[Arc<Database>], base: u64, per_db: u64, ids: u64) -> Acked {
+    let threads: Vec<_> = dbs
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(k, db)| {
+            std::thread::spawn(move || {
+                let mut acked = Acked::new();
+                for i in 0..per_db {
+                    let id = i % ids;
+                    let v = base + i;
+                    let r = if base == 0 && i < ids {
+                        db.create("_default", id, &doc(id, v))
+                    } else {
+                        db.update("_default", id, &doc(id, v))
+                    };
+                    r.unwrap();
+                    acked.insert((k, id), v);
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut all = Acked::new();
+    for t in threads {
+        all.extend(t.join().unwrap());
+    }
+    all
+}
+
+/// Cuts the power (`seed`; `None`: keep nothing unsynced), drains, reopens and checks
+/// every acknowledged write and a clean verify.
+fn cut_drain_check(
+    root: &Path,
+    disk: &Arc<PowerLossStorage>,
+    dbs: Vec<Arc<Database>>,
+    log: SharedLog,
+    acked: &Acked,
+    seed: Option<u64>,
+) {
+    match seed {
+        Some(s) => disk.cut(s).unwrap(),
+        None => disk.cut_keep_nothing_unsynced().unwrap(),
+    };
+    drop(dbs);
+    drop(log);
+    let next: Arc<dyn Storage> = disk.restart();
+    let all = dirs(root, 3);
+    let report = drain(&*next, &root.join("slog"), &all).unwrap();
+    assert!(report.cut.is_empty() || seed.is_some(), "{report:?}");
+    for (k, x) in all.iter().enumerate() {
+        let db = open(&x.dir, next.clone(), None);
+        for ((kk, id), v) in acked.range((k, 0)..(k + 1, 0)) {
+            assert_eq!(*kk, k);
+            let got = db.read("_default", *id).unwrap_or_else(|e| {
+                panic!("seed {seed:?}: db{k} doc {id} (acked v{v}) lost: {e}; drain {report:?}")
+            });
+            assert_eq!(got, doc(*id, *v), "seed {seed:?}: db{k} doc {id}");
+        }
+        let rep = db.verify().unwrap();
+        assert!(rep.is_ok(), "seed {seed:?}: db{k}: {rep:?}");
+    }
+}
+
+fn power_cut_case(seed: Option<u64>) {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let disk = PowerLossStorage::new();
+    let storage: Arc<dyn Storage> = disk.clone();
+    let log = SharedLog::open(storage.clone(), &root.join("slog"), LOG_MB << 20).unwrap();
+    let dbs: Vec<Arc<Database>> = dirs(root, 3)
+        .iter()
+        .map(|x| Arc::new(open(&x.dir, storage.clone(), Some(&log))))
+        .collect();
+    let mut acked = write_round(&dbs, 0, 40, 10);
+    // A checkpoint of one database and a trim round, then more acknowledged writes
+    // that only the shared log made durable.
+    dbs[0].checkpoint().unwrap();
+    acked.extend(write_round(&dbs, 100, 30, 10));
+    log.trim_now().unwrap();
+    assert!(log.stats().trimmed_segments >= 1);
+    acked.extend(write_round(&dbs, 200, 30, 10));
+    dbs[1].checkpoint().unwrap();
+    acked.extend(write_round(&dbs, 300, 20, 10));
+    cut_drain_check(root, &disk, dbs, log, &acked, seed);
+}
+
+#[test]
+fn a_power_cut_keeps_every_acknowledged_write_once_drained() {
+    power_cut_case(None);
+    for seed in 1..=4 {
+        power_cut_case(Some(seed));
+    }
+}
+
+#[test]
+fn a_power_cut_right_after_a_trim_round_keeps_every_acknowledged_write() {
+    for seed in [None, Some(7), Some(8)] {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let disk = PowerLossStorage::new();
+        let storage: Arc<dyn Storage> = disk.clone();
+        let log = SharedLog::open(storage.clone(), &root.join("slog"), LOG_MB << 20).unwrap();
+        let dbs: Vec<Arc<Database>> = dirs(root, 3)
+            .iter()
+            .map(|x| Arc::new(open(&x.dir, storage.clone(), Some(&log))))
+            .collect();
+        let acked = write_round(&dbs, 0, 40, 10);
+        log.trim_now().unwrap();
+        cut_drain_check(root, &disk, dbs, log, &acked, seed);
+    }
+}
+
+// --- drop and recreate ---------------------------------------------------------------
+
+#[test]
+fn a_recreated_database_never_receives_the_dropped_ones_records() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let storage = docdb_core::storage::default_storage();
+    let slog = root.join("slog");
+    let log = SharedLog::open(storage.clone(), &slog, LOG_MB << 20).unwrap();
+    let x = &dirs(root, 1)[0];
+    // The old database: ten documents, left with its records in the shared log.
+    let old = open(&x.dir, storage.clone(), Some(&log));
+    for id in 100..110 {
+        old.create("_default", id, &doc(id, 1)).unwrap();
+    }
+    drop(old);
+    docdb_core::remove_database(&*storage, &x.dir, None).unwrap();
+    // The new one, same name and path: two documents of the same sizes, so the old
+    // records would line up right behind its own.
+    let new = open(&x.dir, storage.clone(), Some(&log));
+    for id in 100..102 {
+        new.create("_default", id, &doc(id, 2)).unwrap();
+    }
+    drop(new);
+    drop(log);
+    let report = drain(&*storage, &slog, std::slice::from_ref(x)).unwrap();
+    assert_eq!(report.unknown_db, 10, "{report:?}");
+    let db = open(&x.dir, storage, None);
+    for id in 100..102 {
+        assert_eq!(db.read("_default", id).unwrap(), doc(id, 2));
+    }
+    for id in 102..110 {
+        assert!(
+            matches!(db.read("_default", id), Err(Error::NotFound)),
+            "doc {id} of the dropped database came back"
+        );
+    }
+    assert!(db.verify().unwrap().is_ok());
+}
+
+// --- I/O failure ---------------------------------------------------------------------
+
+#[test]
+fn a_failed_shared_fsync_is_outcome_unknown_and_the_others_fall_back() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let faults = FaultStorage::std();
+    let storage = faults.handle();
+    let slog = root.join("slog");
+    let log = SharedLog::open(storage.clone(), &slog, LOG_MB << 20).unwrap();
+    let all = dirs(root, 2);
+    let a = open(&all[0].dir, storage.clone(), Some(&log));
+    let b = open(&all[1].dir, storage.clone(), Some(&log));
+    a.create("_default", 1, &doc(1, 1)).unwrap();
+    b.create("_default", 1, &doc(1, 1)).unwrap();
+    // With the log on, the databases' own WALs are not fsynced by commits: the next
+    // WAL-file fsync is the shared log's.
+    faults.arm(Fault::first(OpClass::Sync, 1, FaultKind::Eio).on(FileKind::Wal));
+    let r = a.create("_default", 2, &doc(2, 1));
+    assert!(matches!(r, Err(Error::OutcomeUnknown { .. })), "{r:?}");
+    assert!(a.is_read_only());
+    assert!(!log.stats().enabled);
+    // The other database falls back to its own WAL fsync, one per write.
+    let syncs = faults.count_on(OpClass::Sync, FileKind::Wal);
+    for id in 2..6 {
+        b.create("_default", id, &doc(id, 1)).unwrap();
+    }
+    assert!(faults.count_on(OpClass::Sync, FileKind::Wal) >= syncs + 4);
+    let before = log.stats().records;
+    b.create("_default", 6, &doc(6, 1)).unwrap();
+    assert_eq!(log.stats().records, before);
+    drop(a);
+    b.close().unwrap();
+    drop(log);
+    docdb_core::failure::reset(&all[0].dir);
+    let report = drain(&*docdb_core::storage::default_storage(), &slog, &all).unwrap();
+    assert!(report.records >= 2, "{report:?}");
+    let b = open(&all[1].dir, docdb_core::storage::default_storage(), None);
+    for id in 1..7 {
+        assert_eq!(b.read("_default", id).unwrap(), doc(id, 1));
+    }
+    let a = open(&all[0].dir, docdb_core::storage::default_storage(), None);
+    assert_eq!(a.read("_default", 1).unwrap(), doc(1, 1));
+}
