@@ -8,6 +8,11 @@
 //! evaluator written here — straightforward recursive semantics of SPEC §11, sharing
 //! only the value order (`docdb_core::order`) with the engine — selects and sorts.
 //!
+//! Every case also has random secondary indexes (single and compound, ascending and
+//! descending, some over paths that hold arrays or pass through them), built before
+//! the writes and online after the first round, so the planner's index sources must
+//! return exactly what the model selects too.
+//!
 //! `paging_while_writes_happen`: a sorted query is paged with a small limit while
 //! other documents are created, updated and deleted between pages; every document
 //! untouched during the paging and matching the filter is returned exactly once, in
@@ -23,7 +28,7 @@ use std::collections::BTreeMap;
 
 use docdb_core::config::FsyncMode;
 use docdb_core::order;
-use docdb_core::{Config, Database, Error, Query};
+use docdb_core::{Config, Database, Error, IndexDef, Query};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 use serde_json::{json, Map, Value};
@@ -129,6 +134,31 @@ fn filter() -> impl Strategy<Value = Value> {
 
 fn sort() -> impl Strategy<Value = Vec<(String, i64)>> {
     prop::collection::vec((path(), prop::sample::select(vec![1i64, -1])), 0..3)
+}
+
+/// A random index: one to three distinct paths (some through arrays or numbered
+/// segments), each ascending or descending.
+fn index_def() -> impl Strategy<Value = Vec<(String, i8)>> {
+    prop::collection::vec((path(), prop::sample::select(vec![1i8, -1])), 1..4).prop_map(|fs| {
+        let mut out: Vec<(String, i8)> = Vec::new();
+        for (p, d) in fs {
+            if !out.iter().any(|(q, _)| *q == p) {
+                out.push((p, d));
+            }
+        }
+        out
+    })
+}
+
+fn create_indexes(db: &Database, defs: &[Vec<(String, i8)>], tag: &str) {
+    for (i, fields) in defs.iter().enumerate() {
+        let def = IndexDef {
+            name: format!("{tag}{i}"),
+            fields: fields.clone(),
+            unique: false,
+        };
+        db.create_index("_default", def).expect("create_index");
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -379,12 +409,20 @@ proptest! {
     fn queries_match_a_naive_evaluator(
         rounds in prop::collection::vec((ops(), prop::collection::vec(query_spec(), 1..5)), 1..4),
         reopen_after in 0usize..4,
+        early in prop::collection::vec(index_def(), 0..4),
+        late in prop::collection::vec(index_def(), 0..3),
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut db = Database::open(dir.path(), config()).expect("open");
         let mut model = BTreeMap::new();
+        // Indexes built over an empty collection (maintained by every write), and
+        // others built online over the documents of the first round.
+        create_indexes(&db, &early, "early");
         for (round, (ops, queries)) in rounds.iter().enumerate() {
             apply(&db, &mut model, ops);
+            if round == 0 {
+                create_indexes(&db, &late, "late");
+            }
             if round == reopen_after {
                 db.close().expect("close");
                 db = Database::open(dir.path(), config()).expect("reopen");

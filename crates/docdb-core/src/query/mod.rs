@@ -15,6 +15,7 @@ pub mod cursor;
 pub mod filter;
 pub mod path;
 pub mod plan;
+mod planner;
 pub mod projection;
 pub mod sort;
 
