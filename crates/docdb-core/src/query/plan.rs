@@ -301,10 +301,17 @@ pub(crate) fn run(
         Source::Index(plan) => {
             let mut best = Best::new(limit, sort_fields.clone());
             let m = q.sort.len();
-            'ranges: for range in &plan.ranges {
-                let scan = scan_at(plan.index.clone(), range.clone(), plan.direction, snap)?;
+            let ranges = match &after {
+                Some(c) if plan.ordered => plan.after(&c.key),
+                _ => plan.ranges.clone(),
+            };
+            'ranges: for range in ranges {
+                let scan = scan_at(plan.index.clone(), range, plan.direction, snap)?;
                 for hit in scan {
                     keys_examined += 1;
+                    if q.sort.is_empty() && after.as_ref().is_some_and(|c| hit.id <= c.id) {
+                        continue; // in id order, a row at or before the cursor
+                    }
                     if plan.ordered {
                         // The hit's first `m` parts are its sort key, and keys only
                         // grow (in sort order) from here: once a full heap's worst

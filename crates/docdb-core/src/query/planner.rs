@@ -63,6 +63,40 @@ pub(crate) struct IndexPlan {
 }
 
 impl IndexPlan {
+    /// The ranges narrowed to the keys at or after a cursor's sort key `key` in the
+    /// read's direction (an ordered plan: `key` holds the leading key parts), so a
+    /// later page does not walk the entries of the earlier ones again. Ranges wholly
+    /// before the cursor are left out.
+    pub(crate) fn after(&self, key: &[KeyPart]) -> Vec<IndexRange> {
+        let desc = self.index.desc;
+        let at = key.to_vec();
+        self.ranges
+            .iter()
+            .filter_map(|r| {
+                let mut r = r.clone();
+                if self.direction == Direction::Forward {
+                    let lo = Bound::Included(at.clone());
+                    if bound_key(&lo, desc, true) > bound_key(&r.lower, desc, true) {
+                        r.lower = lo;
+                    }
+                } else {
+                    let hi = Bound::Included(at.clone());
+                    if bound_key(&hi, desc, false) < bound_key(&r.upper, desc, false) {
+                        r.upper = hi;
+                    }
+                }
+                let (lo, hi) = (
+                    bound_key(&r.lower, desc, true),
+                    bound_key(&r.upper, desc, false),
+                );
+                match (lo, hi) {
+                    (BoundKey::Key(l), BoundKey::Key(h)) if l >= h => None,
+                    _ => Some(r),
+                }
+            })
+            .collect()
+    }
+
     /// The bounds as `explain` shows them: `[lower, upper]` per range, each side
     /// `null` (unbounded) or `{"included"|"excluded": [part, ...]}`, a missing part
     /// as `{"$missing": true}`, in the index's key order.
@@ -220,17 +254,31 @@ fn field_bound(path: &str, conj: &[(&Path, &[Cond])]) -> FieldBound {
     }
 }
 
-/// A range's lower bound as a key, to order disjoint ranges by.
-fn lower_key(r: &IndexRange, desc: u32) -> Option<Key> {
-    let (parts, fill) = match &r.lower {
-        Bound::Unbounded => return None,
-        Bound::Included(p) => (p, Fill::Low),
-        Bound::Excluded(p) => (p, Fill::High),
+/// A prefix bound as a position among the keys (as the index scan places it: an
+/// included lower or excluded upper bound before the keys with its prefix, the
+/// others after them); `Low`/`High`: unbounded below or above.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum BoundKey {
+    Low,
+    Key(Key),
+    High,
+}
+
+fn bound_key(b: &Bound<Vec<KeyPart>>, desc: u32, lower: bool) -> BoundKey {
+    let (parts, included) = match b {
+        Bound::Unbounded if lower => return BoundKey::Low,
+        Bound::Unbounded => return BoundKey::High,
+        Bound::Included(p) => (p, true),
+        Bound::Excluded(p) => (p, false),
     };
-    Some(Key {
+    BoundKey::Key(Key {
         parts: parts.clone().into_boxed_slice(),
         desc,
-        fill,
+        fill: if lower == included {
+            Fill::Low
+        } else {
+            Fill::High
+        },
     })
 }
 
@@ -359,7 +407,10 @@ fn plan_index(
     ex.field(0, Vec::new());
     let mut ranges = ex.out;
     ranges.sort_by(|a, b| {
-        let (x, y) = (lower_key(a, index.desc), lower_key(b, index.desc));
+        let (x, y) = (
+            bound_key(&a.lower, index.desc, true),
+            bound_key(&b.lower, index.desc, true),
+        );
         x.cmp(&y)
     });
     let direction = if ordered && !forward {
