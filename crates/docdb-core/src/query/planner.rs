@@ -477,6 +477,46 @@ mod tests {
         Some((score, p.bounds_json(), p.direction == Direction::Backward))
     }
 
+    #[test]
+    fn an_index_built_after_the_snapshot_is_not_chosen() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = crate::Database::open(dir.path(), crate::Config::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for id in 0..20u64 {
+            db.create("", id, format!(r#"{{"a":{}}}"#, id % 4).as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let def = IndexDef {
+            name: "by_a".into(),
+            fields: vec![("a".into(), 1)],
+            unique: false,
+        };
+        db.create_index("", def).unwrap_or_else(|e| panic!("{e}"));
+        let coll = db.inner.collection("").unwrap_or_else(|e| panic!("{e}"));
+        let ready = coll.indexes.read()[0].read().ready().unwrap_or_default();
+        let f = Filter::parse(&json!({"a": 1})).unwrap_or_else(|e| panic!("{e}"));
+        assert!(choose(&coll, &f, &[], ready.saturating_sub(1)).is_none());
+        let p = choose(&coll, &f, &[], ready);
+        assert_eq!(p.map(|p| p.index.def.name.clone()), Some("by_a".into()));
+        // And the page through it: explain names the index, the documents read are
+        // the five matches.
+        let q = crate::Query::parse(br#"{"filter":{"a":1},"explain":true}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let page = db.query("", &q).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<u64> = page.rows.iter().map(|r| r.0).collect();
+        assert_eq!(ids, vec![1, 5, 9, 13, 17]);
+        let plan = page.plan.map(|p| p.to_json()).unwrap_or_default();
+        assert_eq!(
+            (
+                &plan["kind"],
+                &plan["index"],
+                &plan["examined"],
+                &plan["keys_examined"]
+            ),
+            (&json!("index"), &json!("by_a"), &json!(5), &json!(5))
+        );
+    }
+
     const MISSING: &str = r#"{"$missing":true}"#;
 
     fn missing() -> Value {
