@@ -3,11 +3,13 @@
 //!
 //! Execution, in two phases, both at one registered snapshot (so no version it reads
 //! is pruned meanwhile and every row is of the same moment):
-//! 1. Select: walk the candidates, parse each document, keep those matching the
-//!    filter and sorting strictly after the `after` cursor. In id order (no sort) the
-//!    walk stops at the `limit + 1`-th match; under a sort it keeps the best
-//!    `limit + 1` `(key, id)` pairs in a bounded max-heap, so memory stays
-//!    `O(limit)` whatever the collection's size; no document is kept.
+//! 1. Select: walk the candidates (a scan, or an index's ranges the
+//!    [`super::planner`] chose), parse each document, keep those matching the filter
+//!    and sorting strictly after the `after` cursor. A scan in id order (no sort)
+//!    stops at the `limit + 1`-th match; otherwise the best `limit + 1` `(key, id)`
+//!    pairs are kept in a bounded max-heap, so memory stays `O(limit)` whatever the
+//!    collection's size; no document is kept. An index read in sort order stops once
+//!    the heap is full and a key sorts after its worst row.
 //! 2. Page: read the chosen rows again (the cache usually has them), project them, and
 //!    stop before the row that would take the page past the byte budget (never before
 //!    the first). `next` is the cursor of the last row when rows follow.
