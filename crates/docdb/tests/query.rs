@@ -180,3 +180,83 @@ fn a_page_stops_at_the_reply_budget_and_resumes() {
         .collect();
     assert_eq!(all, (0..10u64).rev().collect::<Vec<_>>());
 }
+
+/// The planner over the wire: with an index on the filtered field, `explain` names it
+/// and the page reads only the matching documents of a 5000-document collection;
+/// a sort served by an index stops at `limit + 1`; without the index, the same
+/// query scans all 5000.
+#[test]
+fn explain_names_the_index_and_the_documents_it_read() {
+    let server = Server::start(&[]);
+    let client = Client::connect(&server.socket).unwrap();
+    let db = client.open_db("qi").unwrap();
+    db.create_collection("orders").unwrap();
+    for chunk in 0..10u64 {
+        let batch =
+            (chunk * 500..(chunk + 1) * 500).fold(Batch::new().collection("orders"), |b, id| {
+                let status = if id % 2 == 0 { "open" } else { "shipped" };
+                b.create_json(
+                    id,
+                    &json!({"customer": format!("c{}", id % 1000), "total": id, "status": status}),
+                )
+            });
+        assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
+    }
+    let spec = docdb_client::IndexSpec::new("by_customer").asc("customer");
+    db.create_index("orders", &spec).unwrap();
+    let spec = docdb_client::IndexSpec::new("by_total").desc("total");
+    db.create_index("orders", &spec).unwrap();
+    let orders = db.collection("orders");
+
+    let page = orders
+        .query()
+        .filter(json!({"customer": "c7", "status": "shipped"}))
+        .explain(true)
+        .page()
+        .unwrap();
+    let ids: Vec<u64> = page.rows.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![7, 1007, 2007, 3007, 4007]);
+    let plan = page.plan.unwrap();
+    assert_eq!(plan["kind"], "index", "{plan}");
+    assert_eq!(plan["index"], "by_customer", "{plan}");
+    assert_eq!(plan["examined"], 5, "{plan}");
+    assert_eq!(plan["keys_examined"], 5, "{plan}");
+    assert!(plan["bounds"]
+        .as_array()
+        .unwrap()
+        .contains(&json!([{"included": ["c7"]}, {"included": ["c7"]}])));
+
+    // A range on the total, sorted by it ascending: the descending index read
+    // backward, stopping after limit + 1 entries.
+    let page = orders
+        .query()
+        .filter(json!({"total": {"$gte": 100}}))
+        .sort_asc("total")
+        .limit(10)
+        .explain(true)
+        .page()
+        .unwrap();
+    let ids: Vec<u64> = page.rows.iter().map(|r| r.id).collect();
+    assert_eq!(ids, (100..110).collect::<Vec<_>>());
+    let plan = page.plan.unwrap();
+    assert_eq!(
+        (&plan["index"], &plan["direction"], &plan["examined"]),
+        (&json!("by_total"), &json!("backward"), &json!(11)),
+        "{plan}"
+    );
+
+    // Without the index: the same answer from a scan of every document.
+    db.drop_index("orders", "by_customer").unwrap();
+    let page = orders
+        .query()
+        .filter(json!({"customer": "c7", "status": "shipped"}))
+        .explain(true)
+        .page()
+        .unwrap();
+    assert_eq!(page.rows.len(), 5);
+    let plan = page.plan.unwrap();
+    assert_eq!(
+        (&plan["kind"], &plan["examined"]),
+        (&json!("scan"), &json!(5000))
+    );
+}

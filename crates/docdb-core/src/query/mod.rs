@@ -7,14 +7,15 @@
 //! - [`filter`]: the filter tree and its evaluation; [`path`]: dotted paths.
 //! - [`sort`]: sort keys and their order (built on [`crate::order`], the order the
 //!   indexes use); [`projection`]; [`cursor`]: the opaque `after`/`next` text.
-//! - [`plan`]: where candidates come from ([`plan::Source`], a full scan today) and
-//!   the execution: a bounded heap of the best `limit + 1` rows, then a page within
-//!   the reply budget.
+//! - [`plan`]: where candidates come from (a full scan or an index, chosen by
+//!   `planner`) and the execution: a bounded heap of the best `limit + 1` rows, then
+//!   a page within the reply budget.
 
 pub mod cursor;
 pub mod filter;
 pub mod path;
 pub mod plan;
+mod planner;
 pub mod projection;
 pub mod sort;
 

@@ -3,11 +3,13 @@
 //!
 //! Execution, in two phases, both at one registered snapshot (so no version it reads
 //! is pruned meanwhile and every row is of the same moment):
-//! 1. Select: walk the candidates, parse each document, keep those matching the
-//!    filter and sorting strictly after the `after` cursor. In id order (no sort) the
-//!    walk stops at the `limit + 1`-th match; under a sort it keeps the best
-//!    `limit + 1` `(key, id)` pairs in a bounded max-heap, so memory stays
-//!    `O(limit)` whatever the collection's size; no document is kept.
+//! 1. Select: walk the candidates (a scan, or an index's ranges the
+//!    [`super::planner`] chose), parse each document, keep those matching the filter
+//!    and sorting strictly after the `after` cursor. A scan in id order (no sort)
+//!    stops at the `limit + 1`-th match; otherwise the best `limit + 1` `(key, id)`
+//!    pairs are kept in a bounded max-heap, so memory stays `O(limit)` whatever the
+//!    collection's size; no document is kept. An index read in sort order stops once
+//!    the heap is full and a key sorts after its worst row.
 //! 2. Page: read the chosen rows again (the cache usually has them), project them, and
 //!    stop before the row that would take the page past the byte budget (never before
 //!    the first). `next` is the cursor of the last row when rows follow.
@@ -20,30 +22,32 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::cursor::{self, Cursor};
+use super::planner::{self, IndexPlan};
 use super::projection::Projection;
 use super::sort::{self, SortField, SortKey};
 use super::Query;
 use crate::db::{Inner, SCAN_ROW_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::index::{Collection, Version};
+use crate::secondary::build::scan_at;
+use crate::secondary::Direction;
 
-/// Where a query's candidate documents come from. Only a full scan today; an index
-/// source slots in here (the planner chooses in [`Source::choose`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+/// Where a query's candidate documents come from: a full scan, or ranges of one
+/// secondary index the planner ([`super::planner`]) chose.
+pub(crate) enum Source {
     /// Every live document of the collection, in id order.
     Scan,
+    /// The entries of an index's ranges (a superset of the matches).
+    Index(Box<IndexPlan>),
 }
 
 impl Source {
-    /// The source for a query on a collection.
-    pub(crate) fn choose(_coll: &Collection, _q: &Query) -> Source {
-        Source::Scan
-    }
-
-    fn kind(self) -> &'static str {
-        match self {
-            Source::Scan => "scan",
+    /// The source for a query on a collection at snapshot `snap` (an index built
+    /// after it cannot be read there: scan).
+    pub(crate) fn choose(coll: &Collection, q: &Query, snap: u64) -> Source {
+        match planner::choose(coll, &q.filter, &q.sort, snap) {
+            Some(p) => Source::Index(Box::new(p)),
+            None => Source::Scan,
         }
     }
 
@@ -51,7 +55,7 @@ impl Source {
     /// than `after_id` (all when `None`), in id order, until `f` breaks. The index lock
     /// is held only while a chunk of ids is collected, never while `f` runs.
     fn for_each(
-        self,
+        &self,
         coll: &Collection,
         snap: u64,
         after_id: Option<u64>,
@@ -91,18 +95,43 @@ impl Source {
 }
 
 /// What `explain` reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// `"scan"` today.
+    /// `"scan"` or `"index"`.
     pub kind: &'static str,
     pub collection: String,
     /// Documents read and tested against the filter.
     pub examined: u64,
+    /// With an index source: which one and what was read of it.
+    pub index: Option<IndexUse>,
+}
+
+/// The index part of a [`Plan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexUse {
+    pub name: String,
+    /// `"forward"` or `"backward"`.
+    pub direction: &'static str,
+    /// The ranges read, in order (see `IndexPlan::bounds_json`).
+    pub bounds: Value,
+    /// Index entries read (each a candidate unless it sorts before the cursor).
+    pub keys_examined: u64,
+    /// Whether the index order is the sort order (the read stops at `limit + 1`).
+    pub ordered: bool,
 }
 
 impl Plan {
     pub fn to_json(&self) -> Value {
-        json!({"kind": self.kind, "collection": self.collection, "examined": self.examined})
+        let mut v =
+            json!({"kind": self.kind, "collection": self.collection, "examined": self.examined});
+        if let Some(i) = &self.index {
+            v["index"] = json!(i.name);
+            v["direction"] = json!(i.direction);
+            v["bounds"] = i.bounds.clone();
+            v["keys_examined"] = json!(i.keys_examined);
+            v["ordered"] = json!(i.ordered);
+        }
+        v
     }
 }
 
@@ -154,6 +183,65 @@ impl PartialEq for Entry {
 }
 impl Eq for Entry {}
 
+/// The best `limit + 1` rows offered, under the query's sort then id, after the
+/// cursor: a bounded max-heap (its top is the worst row kept).
+struct Best {
+    heap: BinaryHeap<Entry>,
+    limit: usize,
+    sort: Arc<[SortField]>,
+}
+
+impl Best {
+    fn new(limit: usize, sort: Arc<[SortField]>) -> Best {
+        Best {
+            heap: BinaryHeap::with_capacity(limit + 2),
+            limit,
+            sort,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.heap.len() > self.limit
+    }
+
+    fn worst(&self) -> Option<&Entry> {
+        self.heap.peek()
+    }
+
+    /// Keeps document `id` if it matches the filter, sorts after the cursor and
+    /// among the best `limit + 1`.
+    fn offer(&mut self, q: &Query, after: Option<&Cursor>, id: u64, doc: &Value) {
+        if !q.filter.matches(doc) {
+            return;
+        }
+        let key = sort::key_of(&q.sort, doc);
+        if let Some(Cursor { key: ck, id: cid }) = after {
+            if sort::compare(&q.sort, (&key, id), (ck, *cid)) != Ordering::Greater {
+                return;
+            }
+        }
+        let e = Entry {
+            key,
+            id,
+            sort: self.sort.clone(),
+        };
+        if self.heap.len() <= self.limit {
+            self.heap.push(e);
+        } else if self.heap.peek().is_some_and(|worst| e < *worst) {
+            self.heap.pop();
+            self.heap.push(e);
+        }
+    }
+
+    fn into_rows(self) -> Vec<(SortKey, u64)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|e| (e.key, e.id))
+            .collect()
+    }
+}
+
 /// Runs one page of `q` on `coll`, its reply rows costing at most `max_bytes` (each
 /// row its document's length plus [`SCAN_ROW_OVERHEAD`]; the first row always).
 pub(crate) fn run(
@@ -173,63 +261,86 @@ pub(crate) fn run(
         None => None,
     };
     let limit = q.limit.clamp(1, super::MAX_LIMIT);
-    let source = Source::choose(coll, q);
     let guard = SnapshotGuard {
         inner,
         seq: inner.snapshots.open(),
     };
     let snap = guard.seq;
+    let source = Source::choose(coll, q, snap);
     let sort_fields: Arc<[SortField]> = q.sort.clone().into();
     let mut examined = 0u64;
+    let mut keys_examined = 0u64;
 
     // Phase 1: the best `limit + 1` rows after the cursor, in order.
-    let chosen: Vec<(SortKey, u64)> = if q.sort.is_empty() {
-        let mut out = Vec::with_capacity(limit + 1);
-        let after_id = after.as_ref().map(|c| c.id);
-        source.for_each(coll, snap, after_id, |id, _| {
-            let doc = read_value(inner, coll, id, snap)?;
-            examined += 1;
-            if q.filter.matches(&doc) {
-                out.push((Vec::new(), id));
-            }
-            Ok(if out.len() > limit {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            })
-        })?;
-        out
-    } else {
-        let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(limit + 2);
-        source.for_each(coll, snap, None, |id, _| {
-            let doc = read_value(inner, coll, id, snap)?;
-            examined += 1;
-            if !q.filter.matches(&doc) {
-                return Ok(ControlFlow::Continue(()));
-            }
-            let key = sort::key_of(&q.sort, &doc);
-            if let Some(Cursor { key: ck, id: cid }) = &after {
-                if sort::compare(&q.sort, (&key, id), (ck, *cid)) != Ordering::Greater {
-                    return Ok(ControlFlow::Continue(()));
+    let chosen: Vec<(SortKey, u64)> = match &source {
+        Source::Scan if q.sort.is_empty() => {
+            let mut out = Vec::with_capacity(limit + 1);
+            let after_id = after.as_ref().map(|c| c.id);
+            source.for_each(coll, snap, after_id, |id, _| {
+                let doc = read_value(inner, coll, id, snap)?;
+                examined += 1;
+                if q.filter.matches(&doc) {
+                    out.push((Vec::new(), id));
+                }
+                Ok(if out.len() > limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })?;
+            out
+        }
+        Source::Scan => {
+            let mut best = Best::new(limit, sort_fields.clone());
+            source.for_each(coll, snap, None, |id, _| {
+                let doc = read_value(inner, coll, id, snap)?;
+                examined += 1;
+                best.offer(q, after.as_ref(), id, &doc);
+                Ok(ControlFlow::Continue(()))
+            })?;
+            best.into_rows()
+        }
+        Source::Index(plan) => {
+            let mut best = Best::new(limit, sort_fields.clone());
+            let m = q.sort.len();
+            let ranges = match &after {
+                Some(c) if plan.ordered => plan.after(&c.key),
+                _ => plan.ranges.clone(),
+            };
+            'ranges: for range in ranges {
+                let scan = scan_at(plan.index.clone(), range, plan.direction, snap)?;
+                for hit in scan {
+                    keys_examined += 1;
+                    if q.sort.is_empty() && after.as_ref().is_some_and(|c| hit.id <= c.id) {
+                        continue; // in id order, a row at or before the cursor
+                    }
+                    if plan.ordered {
+                        // The hit's first `m` parts are its sort key, and keys only
+                        // grow (in sort order) from here: once a full heap's worst
+                        // row sorts before this key, nothing further can enter.
+                        let key: SortKey = hit.key.iter().take(m).cloned().collect();
+                        if best.full()
+                            && best.worst().is_some_and(|w| {
+                                sort::compare(&q.sort, (&key, 0), (&w.key, 0)) == Ordering::Greater
+                            })
+                        {
+                            break 'ranges;
+                        }
+                        if let Some(c) = &after {
+                            if sort::compare(&q.sort, (&key, hit.id), (&c.key, c.id))
+                                != Ordering::Greater
+                            {
+                                continue;
+                            }
+                        }
+                    }
+                    let doc = read_value(inner, coll, hit.id, snap)?;
+                    examined += 1;
+                    best.offer(q, after.as_ref(), hit.id, &doc);
                 }
             }
-            let e = Entry {
-                key,
-                id,
-                sort: sort_fields.clone(),
-            };
-            if heap.len() <= limit {
-                heap.push(e);
-            } else if heap.peek().is_some_and(|worst| e < *worst) {
-                heap.pop();
-                heap.push(e);
-            }
-            Ok(ControlFlow::Continue(()))
-        })?;
-        heap.into_sorted_vec()
-            .into_iter()
-            .map(|e| (e.key, e.id))
-            .collect()
+            best.into_rows()
+        }
     };
 
     // Phase 2: the page, within the byte budget.
@@ -264,9 +375,25 @@ pub(crate) fn run(
         _ => None,
     };
     let plan = q.explain.then(|| Plan {
-        kind: source.kind(),
+        kind: match source {
+            Source::Scan => "scan",
+            Source::Index(_) => "index",
+        },
         collection: coll.name.to_string(),
         examined,
+        index: match &source {
+            Source::Scan => None,
+            Source::Index(p) => Some(IndexUse {
+                name: p.index.def.name.clone(),
+                direction: match p.direction {
+                    Direction::Forward => "forward",
+                    Direction::Backward => "backward",
+                },
+                bounds: p.bounds_json(),
+                keys_examined,
+                ordered: p.ordered,
+            }),
+        },
     });
     Ok(QueryPage { rows, next, plan })
 }

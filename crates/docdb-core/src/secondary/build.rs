@@ -427,40 +427,54 @@ impl Database {
             }),
         };
         let snap = snapshot.or(guard.as_ref().map(|g| g.seq)).unwrap_or(0);
-        if index.read().ready().is_some_and(|r| r > snap) {
-            return Err(Error::IndexNotReady {
-                name: name.to_owned(),
+        let mut scan = scan_at(index, range, direction, snap)?;
+        scan._guard = guard;
+        Ok(scan)
+    }
+}
+
+/// [`Database::index_scan`] of a found index at `snap`, which the caller keeps open
+/// (the query planner's read at its page's snapshot). `IndexNotReady` when `snap`
+/// predates the build.
+pub(crate) fn scan_at(
+    index: Arc<SecondaryIndex>,
+    range: IndexRange,
+    direction: Direction,
+    snap: u64,
+) -> Result<IndexScan> {
+    if index.read().ready().is_none_or(|r| r > snap) {
+        return Err(Error::IndexNotReady {
+            name: index.def.name.clone(),
+        });
+    }
+    let n = index.def.fields.len();
+    let mut lo = bound(range.lower, index.desc, true, n)?;
+    let mut hi = bound(range.upper, index.desc, false, n)?;
+    let backward = direction == Direction::Backward;
+    if let Some((parts, id)) = range.after {
+        if parts.len() != n {
+            return Err(Error::InvalidIndex {
+                reason: format!("a scan's resume key has {n} parts (the index's fields)"),
             });
         }
-        let n = index.def.fields.len();
-        let mut lo = bound(range.lower, index.desc, true, n)?;
-        let mut hi = bound(range.upper, index.desc, false, n)?;
-        let backward = direction == Direction::Backward;
-        if let Some((parts, id)) = range.after {
-            if parts.len() != n {
-                return Err(Error::InvalidIndex {
-                    reason: format!("a scan's resume key has {n} parts (the index's fields)"),
-                });
-            }
-            let after = Bound::Excluded((Key::exact(parts, index.desc), id));
-            if backward {
-                hi = tighter(hi, after, true);
-            } else {
-                lo = tighter(lo, after, false);
-            }
+        let after = Bound::Excluded((Key::exact(parts, index.desc), id));
+        if backward {
+            hi = tighter(hi, after, true);
+        } else {
+            lo = tighter(lo, after, false);
         }
-        let done = empty_range(&lo, &hi);
-        Ok(IndexScan {
-            index,
-            lo,
-            hi,
-            backward,
-            snapshot: snap,
-            buf: VecDeque::new(),
-            done,
-            _guard: guard,
-        })
     }
+    let done = empty_range(&lo, &hi);
+    Ok(IndexScan {
+        index,
+        lo,
+        hi,
+        backward,
+        snapshot: snap,
+        buf: VecDeque::new(),
+        done,
+        _guard: None,
+    })
 }
 
 /// At open, after recovery: builds every index `INDEXES` defines from the recovered

@@ -77,6 +77,7 @@ mod tests {
                 kind: "scan",
                 collection: "c".into(),
                 examined: 3,
+                index: None,
             }),
         };
         assert_eq!(

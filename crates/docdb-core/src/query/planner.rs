@@ -1,0 +1,644 @@
+//! The planner: per query, a full scan or the ranges of one secondary index to read.
+//!
+//! An index narrows, it never decides: every candidate it yields is read and the
+//! whole filter is evaluated on it again. So a plan only has to read a *superset* of
+//! the matching documents; what makes that hard is that an index key is not what a
+//! filter sees (see [`crate::secondary`]):
+//! - a key part is the value at the path walking object members only. A filter path
+//!   also fans out through arrays (`a.b` reaches `{"a":[{"b":1}]}`'s 1, `a.0` an
+//!   element) and a document need not be an object: such documents have a *missing*
+//!   key part, yet may match. So the missing entries of a constrained field are
+//!   always read (`{"a": null}` needs them anyway: null matches a missing field).
+//! - an array value is indexed as a whole, while conditions match any element. So
+//!   the entries whose part is an array (one contiguous range in the type order) are
+//!   always read too. This does not depend on [`crate::IndexInfo::array_entries`],
+//!   which counts the newest state, not the query's snapshot; when there are no
+//!   arrays the range is empty and costs one lookup.
+//!
+//! Per index field, from the top-level conjunction's conditions on that path:
+//! `$eq`/`$in` give points (non-array values, deduplicated); `$gt $gte $lt $lte` an
+//! interval bounded to the operand's JSON type (a range on a number never reads
+//! strings); anything else leaves the field free. Compound indexes use a prefix:
+//! points on leading fields (their product bounded by [`MAX_RANGES`]), then at most one
+//! interval. `$ne $nin $not $exists $or $nor` give no bounds (they are re-checked).
+//!
+//! Sort: when the query's sort paths are the index's leading paths with the same
+//! directions (or all reversed, read backward) the index yields candidates in sort
+//! order (ties by id are restored by the bounded heap) and the read stops once
+//! `limit + 1` rows are kept and a key sorts after the worst of them. A sort path
+//! with a numeric segment is never served (a sort value indexes arrays, a key does
+//! not).
+//!
+//! Choice: the index with the most point fields, then an interval, then sort order;
+//! none of those (or no index ready at the snapshot) is a scan.
+
+use std::cmp::Ordering;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::filter::{Cond, Filter};
+use super::path::Path;
+use super::sort::SortField;
+use crate::index::Collection;
+use crate::order;
+use crate::secondary::key::{Fill, Key, KeyPart};
+use crate::secondary::tree::SecondaryIndex;
+use crate::secondary::{Direction, IndexRange};
+
+/// Most ranges one plan reads (an `$in` on each of several compound fields
+/// multiplies); fields past the budget are left free.
+pub(crate) const MAX_RANGES: usize = 256;
+
+/// The index source of a query.
+pub(crate) struct IndexPlan {
+    pub index: Arc<SecondaryIndex>,
+    /// Disjoint ranges in the order they are read (the scan's direction).
+    pub ranges: Vec<IndexRange>,
+    pub direction: Direction,
+    /// The scan yields candidates in the query's sort order (`sort.len()` leading
+    /// key parts are its sort key), so it may stop early.
+    pub ordered: bool,
+}
+
+impl IndexPlan {
+    /// The ranges narrowed to the keys at or after a cursor's sort key `key` in the
+    /// read's direction (an ordered plan: `key` holds the leading key parts), so a
+    /// later page does not walk the entries of the earlier ones again. Ranges wholly
+    /// before the cursor are left out.
+    pub(crate) fn after(&self, key: &[KeyPart]) -> Vec<IndexRange> {
+        let desc = self.index.desc;
+        let at = key.to_vec();
+        self.ranges
+            .iter()
+            .filter_map(|r| {
+                let mut r = r.clone();
+                if self.direction == Direction::Forward {
+                    let lo = Bound::Included(at.clone());
+                    if bound_key(&lo, desc, true) > bound_key(&r.lower, desc, true) {
+                        r.lower = lo;
+                    }
+                } else {
+                    let hi = Bound::Included(at.clone());
+                    if bound_key(&hi, desc, false) < bound_key(&r.upper, desc, false) {
+                        r.upper = hi;
+                    }
+                }
+                let (lo, hi) = (
+                    bound_key(&r.lower, desc, true),
+                    bound_key(&r.upper, desc, false),
+                );
+                match (lo, hi) {
+                    (BoundKey::Key(l), BoundKey::Key(h)) if l >= h => None,
+                    _ => Some(r),
+                }
+            })
+            .collect()
+    }
+
+    /// The bounds as `explain` shows them: `[lower, upper]` per range, each side
+    /// `null` (unbounded) or `{"included"|"excluded": [part, ...]}`, a missing part
+    /// as `{"$missing": true}`, in the index's key order.
+    pub(crate) fn bounds_json(&self) -> Value {
+        let part = |p: &KeyPart| match p {
+            Some(v) => v.clone(),
+            None => json!({"$missing": true}),
+        };
+        let side = |b: &Bound<Vec<KeyPart>>| match b {
+            Bound::Unbounded => Value::Null,
+            Bound::Included(ps) => json!({"included": ps.iter().map(part).collect::<Vec<_>>()}),
+            Bound::Excluded(ps) => json!({"excluded": ps.iter().map(part).collect::<Vec<_>>()}),
+        };
+        Value::Array(
+            self.ranges
+                .iter()
+                .map(|r| json!([side(&r.lower), side(&r.upper)]))
+                .collect(),
+        )
+    }
+}
+
+/// What one field's conditions let the index read (besides the missing and array
+/// entries, always read).
+#[derive(Debug, Clone, PartialEq)]
+enum FieldBound {
+    /// Values equal to one of these (ascending, distinct, no arrays).
+    Points(Vec<Value>),
+    /// Values within, all of one JSON type.
+    Interval(Bound<Value>, Bound<Value>),
+    Free,
+}
+
+/// The `(path, conditions)` of the filter's top-level conjunction.
+fn conjuncts<'a>(f: &'a Filter, out: &mut Vec<(&'a Path, &'a [Cond])>) {
+    match f {
+        Filter::And(fs) => fs.iter().for_each(|f| conjuncts(f, out)),
+        Filter::Field(p, cs) => out.push((p, cs)),
+        Filter::Or(_) | Filter::Nor(_) => {}
+    }
+}
+
+/// The values of the type of `v` as an interval (`None` for arrays: the array range
+/// is always read whole).
+fn type_interval(v: &Value) -> Option<(Bound<Value>, Bound<Value>)> {
+    use Bound::{Excluded, Included, Unbounded};
+    Some(match v {
+        Value::Null => (Included(Value::Null), Included(Value::Null)),
+        Value::Number(_) => (Excluded(Value::Null), Excluded(json!(""))),
+        Value::String(_) => (Included(json!("")), Excluded(json!({}))),
+        Value::Object(_) => (Included(json!({})), Excluded(json!([]))),
+        Value::Array(_) => return None,
+        Value::Bool(_) => (Included(json!(false)), Unbounded),
+    })
+}
+
+/// The tighter of two lower (`upper == false`) or upper bounds.
+fn tighter(a: Bound<Value>, b: Bound<Value>, upper: bool) -> Bound<Value> {
+    let val = |x: &Bound<Value>| match x {
+        Bound::Included(v) | Bound::Excluded(v) => Some(v.clone()),
+        Bound::Unbounded => None,
+    };
+    let (Some(x), Some(y)) = (val(&a), val(&b)) else {
+        return if matches!(a, Bound::Unbounded) { b } else { a };
+    };
+    match order::cmp(&x, &y) {
+        Ordering::Equal => {
+            if matches!(a, Bound::Excluded(_)) {
+                a
+            } else {
+                b
+            }
+        }
+        o if (o == Ordering::Less) == upper => a,
+        _ => b,
+    }
+}
+
+fn interval_is_empty(lo: &Bound<Value>, hi: &Bound<Value>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => order::cmp(a, b) == Ordering::Greater,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            order::cmp(a, b) != Ordering::Less
+        }
+        _ => false,
+    }
+}
+
+/// The bound the conjunction's conditions on `path` give.
+fn field_bound(path: &str, conj: &[(&Path, &[Cond])]) -> FieldBound {
+    let mut points: Option<Vec<Value>> = None;
+    let mut interval: Option<(Bound<Value>, Bound<Value>)> = None;
+    let mut ranged = false;
+    let mut empty = false;
+    let mut rank: Option<u8> = None;
+    for c in conj
+        .iter()
+        .filter(|(p, _)| p.as_str() == path)
+        .flat_map(|(_, cs)| cs.iter())
+    {
+        let (v, lower, incl) = match c {
+            Cond::Eq(v) => {
+                if points.as_ref().is_none_or(|p| p.len() > 1) {
+                    points = Some(vec![v.clone()]);
+                }
+                continue;
+            }
+            Cond::In(vs) => {
+                if points.as_ref().is_none_or(|p| p.len() > vs.len()) {
+                    points = Some(vs.clone());
+                }
+                continue;
+            }
+            Cond::Gt(v) => (v, true, false),
+            Cond::Gte(v) => (v, true, true),
+            Cond::Lt(v) => (v, false, false),
+            Cond::Lte(v) => (v, false, true),
+            _ => continue,
+        };
+        ranged = true;
+        let r = order::type_rank(v);
+        if rank.is_some_and(|x| x != r) {
+            empty = true;
+        }
+        rank = Some(r);
+        let Some(ty) = type_interval(v) else {
+            // A range on an array operand matches only arrays (always read).
+            empty = true;
+            continue;
+        };
+        let (lo, hi) = interval.take().unwrap_or(ty);
+        let b = if incl {
+            Bound::Included(v.clone())
+        } else {
+            Bound::Excluded(v.clone())
+        };
+        interval = Some(if lower {
+            (tighter(lo, b, false), hi)
+        } else {
+            (lo, tighter(hi, b, true))
+        });
+    }
+    if let Some(mut ps) = points {
+        ps.retain(|v| !v.is_array());
+        ps.sort_by(order::cmp);
+        ps.dedup_by(|a, b| order::equal(a, b));
+        return FieldBound::Points(ps);
+    }
+    if !ranged {
+        return FieldBound::Free;
+    }
+    match interval {
+        Some((lo, hi)) if !empty && !interval_is_empty(&lo, &hi) => FieldBound::Interval(lo, hi),
+        _ => FieldBound::Points(Vec::new()),
+    }
+}
+
+/// A prefix bound as a position among the keys (as the index scan places it: an
+/// included lower or excluded upper bound before the keys with its prefix, the
+/// others after them); `Low`/`High`: unbounded below or above.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum BoundKey {
+    Low,
+    Key(Key),
+    High,
+}
+
+fn bound_key(b: &Bound<Vec<KeyPart>>, desc: u32, lower: bool) -> BoundKey {
+    let (parts, included) = match b {
+        Bound::Unbounded if lower => return BoundKey::Low,
+        Bound::Unbounded => return BoundKey::High,
+        Bound::Included(p) => (p, true),
+        Bound::Excluded(p) => (p, false),
+    };
+    BoundKey::Key(Key {
+        parts: parts.clone().into_boxed_slice(),
+        desc,
+        fill: if lower == included {
+            Fill::Low
+        } else {
+            Fill::High
+        },
+    })
+}
+
+struct Expand<'a> {
+    bounds: &'a [FieldBound],
+    desc: &'a [bool],
+    out: Vec<IndexRange>,
+}
+
+impl Expand<'_> {
+    fn point(&mut self, prefix: Vec<KeyPart>) {
+        self.out.push(if prefix.is_empty() {
+            IndexRange::all()
+        } else {
+            IndexRange::prefix(prefix)
+        });
+    }
+
+    /// The entries under `prefix` whose field `i` lies in `[lo, hi]` (value order).
+    fn interval(&mut self, prefix: &[KeyPart], i: usize, lo: Bound<Value>, hi: Bound<Value>) {
+        let side = |b: Bound<Value>| match b {
+            Bound::Unbounded if prefix.is_empty() => Bound::Unbounded,
+            Bound::Unbounded => Bound::Included(prefix.to_vec()),
+            Bound::Included(v) => Bound::Included([prefix, &[Some(v)]].concat()),
+            Bound::Excluded(v) => Bound::Excluded([prefix, &[Some(v)]].concat()),
+        };
+        let (l, u) = (side(lo), side(hi));
+        let (lower, upper) = if self.desc[i] { (u, l) } else { (l, u) };
+        self.out.push(IndexRange {
+            lower,
+            upper,
+            after: None,
+        });
+    }
+
+    fn field(&mut self, i: usize, prefix: Vec<KeyPart>) {
+        let Some(b) = self.bounds.get(i) else {
+            return self.point(prefix);
+        };
+        if *b == FieldBound::Free {
+            return self.point(prefix);
+        }
+        // Always: the missing entries and the arrays (see the module doc).
+        self.point([prefix.as_slice(), &[None]].concat());
+        self.interval(
+            &prefix,
+            i,
+            Bound::Included(json!([])),
+            Bound::Excluded(json!(false)),
+        );
+        match b {
+            FieldBound::Points(ps) => {
+                for p in ps {
+                    self.field(i + 1, [prefix.as_slice(), &[Some(p.clone())]].concat());
+                }
+            }
+            FieldBound::Interval(lo, hi) => self.interval(&prefix, i, lo.clone(), hi.clone()),
+            FieldBound::Free => {}
+        }
+    }
+}
+
+/// Whether a sort value (by [`Path::get`]) and a key part can differ for `path`: a
+/// segment that may number an array element.
+fn numeric_segment(path: &Path) -> bool {
+    path.segments()
+        .iter()
+        .any(|s| s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// How well an index serves a query: (point fields, an interval, sort order).
+type Score = (usize, bool, bool);
+
+/// The plan of one index for `filter` and `sort`, with its score; `None` when it
+/// helps with neither.
+fn plan_index(
+    index: &Arc<SecondaryIndex>,
+    filter: &Filter,
+    sort: &[SortField],
+) -> Option<(Score, IndexPlan)> {
+    let fields = &index.def.fields;
+    let mut conj = Vec::new();
+    conjuncts(filter, &mut conj);
+    let mut bounds: Vec<FieldBound> = Vec::new();
+    let mut ranges = 1usize;
+    let mut points = 0usize;
+    let mut has_interval = false;
+    for (path, _) in fields {
+        match field_bound(path, &conj) {
+            FieldBound::Points(ps) => {
+                // Each point expands to the next field's ranges; +2: missing, arrays.
+                let next = ranges.saturating_mul(ps.len() + 2);
+                if next > MAX_RANGES {
+                    break;
+                }
+                ranges = next;
+                points += 1;
+                bounds.push(FieldBound::Points(ps));
+            }
+            iv @ FieldBound::Interval(..) => {
+                has_interval = true;
+                bounds.push(iv);
+                break;
+            }
+            FieldBound::Free => break,
+        }
+    }
+    let desc: Vec<bool> = fields.iter().map(|(_, d)| *d < 0).collect();
+    let forward = sort.len() <= fields.len()
+        && sort.iter().zip(fields).all(|(s, (p, d))| {
+            s.path.as_str() == p && s.descending == (*d < 0) && !numeric_segment(&s.path)
+        });
+    let backward = sort.len() <= fields.len()
+        && sort.iter().zip(fields).all(|(s, (p, d))| {
+            s.path.as_str() == p && s.descending != (*d < 0) && !numeric_segment(&s.path)
+        });
+    let ordered = !sort.is_empty() && (forward || backward);
+    if points == 0 && !has_interval && !ordered {
+        return None;
+    }
+    let mut ex = Expand {
+        bounds: &bounds,
+        desc: &desc,
+        out: Vec::new(),
+    };
+    ex.field(0, Vec::new());
+    let mut ranges = ex.out;
+    ranges.sort_by(|a, b| {
+        let (x, y) = (
+            bound_key(&a.lower, index.desc, true),
+            bound_key(&b.lower, index.desc, true),
+        );
+        x.cmp(&y)
+    });
+    let direction = if ordered && !forward {
+        ranges.reverse();
+        Direction::Backward
+    } else {
+        Direction::Forward
+    };
+    Some((
+        (points, has_interval, ordered),
+        IndexPlan {
+            index: index.clone(),
+            ranges,
+            direction,
+            ordered,
+        },
+    ))
+}
+
+/// The best index plan for a query at snapshot `snap` (only indexes readable there),
+/// or `None`: scan.
+pub(crate) fn choose(
+    coll: &Collection,
+    filter: &Filter,
+    sort: &[SortField],
+    snap: u64,
+) -> Option<IndexPlan> {
+    let mut indexes: Vec<Arc<SecondaryIndex>> = coll
+        .indexes
+        .read()
+        .iter()
+        .filter(|i| i.read().ready().is_some_and(|r| r <= snap))
+        .cloned()
+        .collect();
+    indexes.sort_by(|a, b| a.def.name.cmp(&b.def.name));
+    let mut best: Option<(Score, IndexPlan)> = None;
+    for i in &indexes {
+        if let Some((score, plan)) = plan_index(i, filter, sort) {
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, plan));
+            }
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secondary::IndexDef;
+
+    fn index(name: &str, fields: &[(&str, i8)]) -> Arc<SecondaryIndex> {
+        Arc::new(SecondaryIndex::new(IndexDef {
+            name: name.into(),
+            fields: fields.iter().map(|(p, d)| (p.to_string(), *d)).collect(),
+            unique: false,
+        }))
+    }
+
+    fn plan(fields: &[(&str, i8)], filter: Value, sort: Value) -> Option<(Score, Value, bool)> {
+        let f = Filter::parse(&filter).ok()?;
+        let s = super::super::sort::parse(&sort).ok()?;
+        let (score, p) = plan_index(&index("i", fields), &f, &s)?;
+        Some((score, p.bounds_json(), p.direction == Direction::Backward))
+    }
+
+    #[test]
+    fn an_index_built_after_the_snapshot_is_not_chosen() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = crate::Database::open(dir.path(), crate::Config::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for id in 0..20u64 {
+            db.create("", id, format!(r#"{{"a":{}}}"#, id % 4).as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let def = IndexDef {
+            name: "by_a".into(),
+            fields: vec![("a".into(), 1)],
+            unique: false,
+        };
+        db.create_index("", def).unwrap_or_else(|e| panic!("{e}"));
+        let coll = db.inner.collection("").unwrap_or_else(|e| panic!("{e}"));
+        let ready = coll.indexes.read()[0].read().ready().unwrap_or_default();
+        let f = Filter::parse(&json!({"a": 1})).unwrap_or_else(|e| panic!("{e}"));
+        assert!(choose(&coll, &f, &[], ready.saturating_sub(1)).is_none());
+        let p = choose(&coll, &f, &[], ready);
+        assert_eq!(p.map(|p| p.index.def.name.clone()), Some("by_a".into()));
+        // And the page through it: explain names the index, the documents read are
+        // the five matches.
+        let q = crate::Query::parse(br#"{"filter":{"a":1},"explain":true}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let page = db.query("", &q).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<u64> = page.rows.iter().map(|r| r.0).collect();
+        assert_eq!(ids, vec![1, 5, 9, 13, 17]);
+        let plan = page.plan.map(|p| p.to_json()).unwrap_or_default();
+        assert_eq!(
+            (
+                &plan["kind"],
+                &plan["index"],
+                &plan["examined"],
+                &plan["keys_examined"]
+            ),
+            (&json!("index"), &json!("by_a"), &json!(5), &json!(5))
+        );
+    }
+
+    const MISSING: &str = r#"{"$missing":true}"#;
+
+    fn missing() -> Value {
+        serde_json::from_str(MISSING).unwrap_or_default()
+    }
+
+    #[test]
+    fn equality_and_in_read_points_plus_missing_and_arrays() {
+        let (score, bounds, _) = plan(&[("a", 1)], json!({"a": 5}), json!([])).unwrap_or_default();
+        assert_eq!(score, (1, false, false));
+        assert_eq!(
+            bounds,
+            json!([
+                [{"included": [missing()]}, {"included": [missing()]}],
+                [{"included": [5]}, {"included": [5]}],
+                [{"included": [[]]}, {"excluded": [false]}],
+            ])
+        );
+        // $in: deduplicated under the value order (1 == 1.0), arrays left to the
+        // array range, in key order.
+        let (_, bounds, _) = plan(
+            &[("a", 1)],
+            json!({"a": {"$in": ["x", 1, 1.0, [2]]}}),
+            json!([]),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            bounds,
+            json!([
+                [{"included": [missing()]}, {"included": [missing()]}],
+                [{"included": [1]}, {"included": [1]}],
+                [{"included": ["x"]}, {"included": ["x"]}],
+                [{"included": [[]]}, {"excluded": [false]}],
+            ])
+        );
+    }
+
+    #[test]
+    fn ranges_are_bounded_to_the_operand_type() {
+        let (score, bounds, _) =
+            plan(&[("n", 1)], json!({"n": {"$gt": 3}}), json!([])).unwrap_or_default();
+        assert_eq!(score, (0, true, false));
+        assert_eq!(bounds[1], json!([{"excluded": [3]}, {"excluded": [""]}]));
+        let (_, bounds, _) = plan(
+            &[("s", 1)],
+            json!({"s": {"$gte": "b", "$lt": "d"}}),
+            json!([]),
+        )
+        .unwrap_or_default();
+        assert_eq!(bounds[1], json!([{"included": ["b"]}, {"excluded": ["d"]}]));
+        // A descending field: the index's lower bound is the larger value.
+        let (_, bounds, _) =
+            plan(&[("n", -1)], json!({"n": {"$lte": 3}}), json!([])).unwrap_or_default();
+        assert_eq!(
+            bounds,
+            json!([
+                [{"excluded": [false]}, {"included": [[]]}],
+                [{"included": [3]}, {"excluded": [null]}],
+                [{"included": [missing()]}, {"included": [missing()]}],
+            ])
+        );
+        // Contradictory types: only the missing and array entries can match.
+        let (_, bounds, _) =
+            plan(&[("n", 1)], json!({"n": {"$gt": 3, "$lt": "z"}}), json!([])).unwrap_or_default();
+        assert_eq!(bounds.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn compound_prefixes_sorts_and_what_falls_back() {
+        // Equality on the first field, a range on the second.
+        let (score, bounds, _) = plan(
+            &[("a", 1), ("b", 1)],
+            json!({"a": "x", "b": {"$lt": 2}}),
+            json!([]),
+        )
+        .unwrap_or_default();
+        assert_eq!(score, (1, true, false));
+        assert!(bounds.as_array().is_some_and(
+            |b| b.contains(&json!([{"excluded": ["x", null]}, {"excluded": ["x", 2]}]))
+        ));
+        // Only the second field constrained: no prefix, no plan.
+        assert_eq!(
+            plan(&[("a", 1), ("b", 1)], json!({"b": 1}), json!([])),
+            None
+        );
+        // A sort prefix, forward and reversed; a mixed direction or another path is not.
+        let p = plan(&[("a", 1), ("b", -1)], json!({}), json!([["a", 1]])).unwrap_or_default();
+        assert_eq!((p.0, p.2), ((0, false, true), false));
+        let p = plan(
+            &[("a", 1), ("b", -1)],
+            json!({}),
+            json!([["a", -1], ["b", 1]]),
+        )
+        .unwrap_or_default();
+        assert_eq!((p.0, p.2), ((0, false, true), true));
+        assert_eq!(
+            plan(
+                &[("a", 1), ("b", -1)],
+                json!({}),
+                json!([["a", 1], ["b", 1]])
+            ),
+            None
+        );
+        assert_eq!(plan(&[("a.0", 1)], json!({}), json!([["a.0", 1]])), None);
+        // Operators an index cannot bound, and $or, fall back to a scan.
+        for f in [
+            json!({"a": {"$ne": 1}}),
+            json!({"a": {"$nin": [1]}}),
+            json!({"a": {"$not": {"$eq": 1}}}),
+            json!({"a": {"$exists": false}}),
+            json!({"$or": [{"a": 1}, {"a": 2}]}),
+        ] {
+            assert_eq!(plan(&[("a", 1)], f.clone(), json!([])), None, "{f}");
+        }
+        // $in lists multiplying past the range budget stop at the prefix that fits.
+        let many: Vec<i64> = (0..100).collect();
+        let (score, _, _) = plan(
+            &[("a", 1), ("b", 1)],
+            json!({"a": {"$in": many}, "b": {"$in": many}}),
+            json!([]),
+        )
+        .unwrap_or_default();
+        assert_eq!(score, (1, false, false));
+    }
+}
