@@ -111,6 +111,9 @@ pub struct Pool {
     thrash: Mutex<(u64, Option<Instant>)>,
     /// Whether a database has requests queued or being served (the scheduler knows).
     busy: OnceLock<BusyCheck>,
+    /// Told the id of a database DropDB is waiting for, so work holding its handle
+    /// for long (an index build) lets go.
+    drop_hook: OnceLock<DropHook>,
     /// Names being dropped: OpenDB and DropDB of such a name wait until the drop has
     /// moved the old files away and marked the old id deleted, so a new database of
     /// the name never sees them.
@@ -120,6 +123,9 @@ pub struct Pool {
 
 /// Tells whether database `id` has requests queued or in service.
 pub type BusyCheck = Box<dyn Fn(u64) -> bool + Send + Sync>;
+
+/// Asks whatever holds database `id`'s handle for long to let go (DropDB waits).
+pub type DropHook = Box<dyn Fn(u64) + Send + Sync>;
 
 /// How long DropDB waits for the requests holding the database to let go.
 const DROP_WAIT: Duration = Duration::from_secs(10);
@@ -209,6 +215,7 @@ impl Pool {
             evictions: Counter::default(),
             thrash: Mutex::new((0, None)),
             busy: OnceLock::new(),
+            drop_hook: OnceLock::new(),
             dropping: Mutex::new(HashSet::new()),
             dropped_done: Condvar::new(),
         };
@@ -227,6 +234,11 @@ impl Pool {
     /// Lets eviction skip databases with requests queued or in service.
     pub fn set_busy_check(&self, check: BusyCheck) {
         let _ = self.busy.set(check);
+    }
+
+    /// Lets DropDB cancel long holders of the database it drops (index builds).
+    pub fn set_drop_hook(&self, hook: DropHook) {
+        let _ = self.drop_hook.set(hook);
     }
 
     /// Databases closed to make room for others since start.
@@ -348,6 +360,11 @@ impl Pool {
                     }
                     Err(shared) if Instant::now() < deadline => {
                         db = shared;
+                        // Asked again each round: a build may have started from a
+                        // request served just before `dropped` was set.
+                        if let Some(hook) = self.drop_hook.get() {
+                            hook(id);
+                        }
                         parking_lot::MutexGuard::unlocked(&mut guard, || {
                             std::thread::sleep(Duration::from_millis(2))
                         });
