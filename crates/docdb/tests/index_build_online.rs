@@ -166,16 +166,16 @@ fn reads_and_writes_of_the_database_are_answered_while_an_index_builds() {
         }
     }
     let build = built.unwrap();
-    latencies.sort();
-    let worst = *latencies.last().unwrap();
-    let median = latencies[latencies.len() / 2];
-    eprintln!(
-        "build of {N} documents: {build:?}; {} requests answered during it, median {median:?}, worst {worst:?}",
-        latencies.len()
-    );
     assert!(
         latencies.len() >= 20,
         "only {} requests answered during a {build:?} build",
+        latencies.len()
+    );
+    latencies.sort();
+    let worst = latencies[latencies.len() - 1];
+    let median = latencies[latencies.len() / 2];
+    eprintln!(
+        "build of {N} documents: {build:?}; {} requests answered during it, median {median:?}, worst {worst:?}",
         latencies.len()
     );
     assert!(
