@@ -283,6 +283,8 @@ export interface IndexInfo {
   array_entries?: number;
   /** Bytes counted towards the database's memory limit. */
   memory_bytes?: number;
+  /** Still building (its createIndex not answered yet): queries do not use it. */
+  building?: boolean;
 }
 
 export interface ScanOptions {

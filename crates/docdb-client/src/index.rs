@@ -68,6 +68,10 @@ pub struct IndexInfo {
     /// Bytes the index counts towards the database's memory limit.
     #[serde(default)]
     pub memory_bytes: u64,
+    /// Still building (its CreateIndex not answered yet): queries do not use it, and
+    /// `entries` counts the documents indexed so far. False from older servers.
+    #[serde(default)]
+    pub building: bool,
 }
 
 #[cfg(test)]

@@ -36,6 +36,10 @@ pub enum Error {
     /// collection instead).
     #[error("index {name} is not readable at this snapshot (it was built after it)")]
     IndexNotReady { name: String },
+    /// An index build stopped before it finished because its caller cancelled it
+    /// (the database is being dropped, the server is stopping); nothing of it is left.
+    #[error("index build cancelled: {name}")]
+    IndexBuildCancelled { name: String },
     /// Creating an index would pass `limits.max_indexes` on the collection.
     #[error("collection already has {max} indexes, the most allowed (limits.max_indexes)")]
     TooManyIndexes { max: usize },

@@ -109,6 +109,25 @@ pub fn too_many_ops(n: u32, max: usize) -> String {
     format!("request has {n} ops; at most {max} are allowed (limits.max_ops_per_request)")
 }
 
+/// A CreateIndex whose build was cancelled because its database was dropped
+/// (nothing of the index is left).
+pub const INDEX_BUILD_DB_DROPPED: &str = "index build cancelled: the database was dropped";
+/// A CreateIndex whose build was cancelled by the server's shutdown (nothing of the
+/// index is left; create it again after the restart).
+pub const INDEX_BUILD_STOPPING: &str =
+    "index build cancelled: server is shutting down; create the index again after the restart";
+/// Prefix of "N index builds are running, the most allowed (limits.max_index_builds); ...".
+pub const INDEX_BUILDS_BUSY: &str = "index builds are running";
+
+/// "N index builds are running, the most allowed (limits.max_index_builds); retry when
+/// one has finished".
+pub fn index_builds_busy(max: usize) -> String {
+    format!(
+        "{max} {INDEX_BUILDS_BUSY}, the most allowed (limits.max_index_builds); retry when \
+         one has finished"
+    )
+}
+
 /// "duplicate key for unique index NAME".
 pub fn duplicate_key(index: &str) -> String {
     format!("{DUPLICATE_KEY} {index}")

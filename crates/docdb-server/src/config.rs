@@ -222,6 +222,10 @@ pub struct LimitsSection {
     /// ops are decoded (they cost ~90 bytes of memory each, however small on the
     /// wire). Default 100000.
     pub max_ops_per_request: usize,
+    /// Index builds (CreateIndex) running at once, server-wide, each on a thread of its
+    /// own off its database's queue; one more is answered with an error naming this
+    /// key. 1 to 64; default 2.
+    pub max_index_builds: usize,
 }
 
 /// `[auth]`: who may do what (SPEC §9.1, docs/SECURITY.md).
@@ -333,12 +337,13 @@ impl<'de> Deserialize<'de> for MemorySection {
 impl<'de> Deserialize<'de> for LimitsSection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let def = LimitsSection::default();
-        let own_keys = ["max_databases", "max_ops_per_request"];
+        let own_keys = ["max_databases", "max_ops_per_request", "max_index_builds"];
         let (engine, mut own) = split_section(d, &def.engine, &own_keys)?;
         Ok(LimitsSection {
             engine,
             max_databases: take(&mut own, "max_databases", def.max_databases)?,
             max_ops_per_request: take(&mut own, "max_ops_per_request", def.max_ops_per_request)?,
+            max_index_builds: take(&mut own, "max_index_builds", def.max_index_builds)?,
         })
     }
 }
@@ -493,6 +498,7 @@ impl Default for LimitsSection {
             engine: LimitsConfig::default(),
             max_databases: 100_000,
             max_ops_per_request: 100_000,
+            max_index_builds: 2,
         }
     }
 }
@@ -645,6 +651,9 @@ impl ServerConfig {
                 "limits.max_ops_per_request",
                 "must be between 1 and 1200000",
             ));
+        }
+        if !(1..=64).contains(&self.limits.max_index_builds) {
+            return Err(bad("limits.max_index_builds", "must be between 1 and 64"));
         }
         if self.sched.queue_depth == 0 || self.sched.queue_depth > 1_000_000 {
             return Err(bad("sched.queue_depth", "must be between 1 and 1000000"));
@@ -928,5 +937,21 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("memory.per_db_limit_mb"), "{e}");
+    }
+
+    #[test]
+    fn max_index_builds_is_read_and_bounded() {
+        assert_eq!(ServerConfig::default().limits.max_index_builds, 2);
+        let c = ServerConfig::from_toml("[limits]\nmax_index_builds = 5\n").unwrap();
+        assert_eq!(c.limits.max_index_builds, 5);
+        c.validate().unwrap();
+        for bad in [0, 65] {
+            let text = format!("[limits]\nmax_index_builds = {bad}\n");
+            let e = ServerConfig::from_toml(&text)
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(e.to_string().contains("limits.max_index_builds"), "{e}");
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::auth::Auth;
 use crate::config::ServerConfig;
+use crate::index_builds::IndexBuilds;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::scheduler::Scheduler;
@@ -14,6 +15,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Access control: `[auth]` and the token key.
     pub auth: Auth,
+    /// CreateIndex's builds running now (`limits.max_index_builds`).
+    pub index_builds: IndexBuilds,
     scheduler: OnceLock<Arc<Scheduler>>,
     /// Test hook: ops on this collection panic (env `DOCDB_TEST_PANIC_COLLECTION`).
     /// Only in builds with the `test-hooks` feature (the docdb crate's tests).
@@ -26,8 +29,12 @@ impl Context {
         let metrics = Metrics::new();
         metrics.register_pool(&pool);
         let auth = Auth::new(cfg.auth.clone(), &cfg.data_dir);
+        let index_builds = IndexBuilds::new(cfg.limits.max_index_builds);
+        let builds = index_builds.clone();
+        pool.set_drop_hook(Box::new(move |id| builds.cancel_db(id)));
         Context {
             auth,
+            index_builds,
             cfg,
             pool,
             metrics,

@@ -15,6 +15,8 @@
 //! - [`metrics`]: Prometheus. [`errors`]: classification and transient retry.
 //! - [`global_pool`]: the fixed threads of server-wide commands. [`healing`]: the
 //!   background healer (open and closed databases).
+//! - [`index_builds`]: CreateIndex's builds, on threads of their own, bounded and
+//!   cancellable.
 //! - [`reply`]: a queued request and the guarantee it is answered once.
 //! - [`auth`]: sessions, scopes, the rights check, and tokens ([`auth::token`]).
 //! - [`tools`]: the offline `check`, `dump` and `restore`.
@@ -31,6 +33,7 @@ pub mod errors;
 pub mod global_pool;
 pub mod healing;
 pub mod http;
+pub mod index_builds;
 pub mod metrics;
 pub mod pool;
 pub mod reply;

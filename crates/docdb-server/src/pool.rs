@@ -111,6 +111,9 @@ pub struct Pool {
     thrash: Mutex<(u64, Option<Instant>)>,
     /// Whether a database has requests queued or being served (the scheduler knows).
     busy: OnceLock<BusyCheck>,
+    /// Told the id of a database DropDB is waiting for, so work holding its handle
+    /// for long (an index build) lets go.
+    drop_hook: OnceLock<DropHook>,
     /// Names being dropped: OpenDB and DropDB of such a name wait until the drop has
     /// moved the old files away and marked the old id deleted, so a new database of
     /// the name never sees them.
@@ -123,6 +126,9 @@ pub struct Pool {
 
 /// Tells whether database `id` has requests queued or in service.
 pub type BusyCheck = Box<dyn Fn(u64) -> bool + Send + Sync>;
+
+/// Asks whatever holds database `id`'s handle for long to let go (DropDB waits).
+pub type DropHook = Box<dyn Fn(u64) + Send + Sync>;
 
 /// How long DropDB waits for the requests holding the database to let go.
 const DROP_WAIT: Duration = Duration::from_secs(10);
@@ -212,6 +218,7 @@ impl Pool {
             evictions: Counter::default(),
             thrash: Mutex::new((0, None)),
             busy: OnceLock::new(),
+            drop_hook: OnceLock::new(),
             dropping: Mutex::new(HashSet::new()),
             dropped_done: Condvar::new(),
             shared_log: None,
@@ -241,6 +248,11 @@ impl Pool {
     /// The shared commit log's counters, when the server uses one.
     pub fn shared_log_stats(&self) -> Option<docdb_core::SharedLogStats> {
         self.shared_log.as_ref().map(|l| l.stats())
+    }
+
+    /// Lets DropDB cancel long holders of the database it drops (index builds).
+    pub fn set_drop_hook(&self, hook: DropHook) {
+        let _ = self.drop_hook.set(hook);
     }
 
     /// Databases closed to make room for others since start.
@@ -362,6 +374,11 @@ impl Pool {
                     }
                     Err(shared) if Instant::now() < deadline => {
                         db = shared;
+                        // Asked again each round: a build may have started from a
+                        // request served just before `dropped` was set.
+                        if let Some(hook) = self.drop_hook.get() {
+                            hook(id);
+                        }
                         parking_lot::MutexGuard::unlocked(&mut guard, || {
                             std::thread::sleep(Duration::from_millis(2))
                         });

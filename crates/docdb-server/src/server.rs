@@ -288,6 +288,9 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
     drop(listener);
     drop(tcp);
     let _ = stop_tx.send(true);
+    // A long index build must not hold up the drain: cancelled now, its CreateIndex
+    // is answered at once and leaves nothing.
+    ctx.index_builds.stop_all();
     // Connections answer what they had read and drain what the clients had sent; one
     // that stalls in the middle of a frame is not waited for forever.
     let drained = tokio::time::timeout(Duration::from_secs(10), async {

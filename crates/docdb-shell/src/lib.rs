@@ -400,11 +400,12 @@ impl Shell {
                         let fields: Vec<String> =
                             i.fields.iter().map(|(p, d)| format!("{p}:{d}")).collect();
                         format!(
-                            "{}\t{}\t{}\t{} entries",
+                            "{}\t{}\t{}\t{} entries{}",
                             i.name,
                             fields.join(","),
                             if i.unique { "unique" } else { "-" },
-                            i.entries
+                            i.entries,
+                            if i.building { " (building)" } else { "" }
                         )
                     })
                     .collect();

@@ -14,7 +14,10 @@
 //! 4. The definition is written to `INDEXES`; only then is CreateIndex acknowledged.
 //!
 //! A failure in any step removes the index and its memory: nothing is left behind.
-//! Index DDL on one database is serialised (one build at a time).
+//! Step 2, the long one, holds no database-wide lock: several indexes may build at
+//! once, and the caller may cancel a build there ([`Database::create_index_with`]).
+//! Steps 3–4 and DropIndex are serialised per database (the `INDEXES` file is
+//! rewritten whole by each).
 
 use std::collections::VecDeque;
 use std::ops::Bound;
@@ -31,7 +34,8 @@ use crate::db::{Database, Inner};
 use crate::error::{Error, Result};
 use crate::index::Collection;
 
-/// Serialises index DDL on one database (held across a build).
+/// Serialises the ends of index DDL on one database (making an index readable and
+/// rewriting `INDEXES`; not held across a build's fill).
 #[derive(Default)]
 pub(crate) struct Registry {
     ddl: Mutex<()>,
@@ -103,6 +107,9 @@ impl Drop for SnapshotGuard {
         self.inner.snapshots.close(self.seq);
     }
 }
+
+/// How many documents a build inserts between two looks at its cancel check.
+const CANCEL_EVERY: usize = 1024;
 
 /// How many entries an [`IndexScan`] examines per visit to the index (its read lock
 /// is held for one visit only, so writers are never blocked for a whole scan).
@@ -263,8 +270,14 @@ impl Inner {
         coll: &Arc<Collection>,
         index: &SecondaryIndex,
         snapshot: u64,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
-        for id in coll.live_ids_at(snapshot) {
+        for (n, id) in coll.live_ids_at(snapshot).into_iter().enumerate() {
+            if n % CANCEL_EVERY == 0 && cancelled() {
+                return Err(Error::IndexBuildCancelled {
+                    name: index.def.name.clone(),
+                });
+            }
             let (v, payload) = match self.read_doc(coll, id, Some(snapshot)) {
                 Ok(r) => r,
                 Err(Error::NotFound) => continue,
@@ -284,13 +297,21 @@ impl Inner {
         Ok(())
     }
 
-    /// Steps 1–3 of the build (see the module doc).
-    fn build_online(&self, coll: &Arc<Collection>, index: &Arc<SecondaryIndex>) -> Result<()> {
+    /// Steps 1–4 of the build (see the module doc).
+    fn build_online(
+        &self,
+        coll: &Arc<Collection>,
+        index: &Arc<SecondaryIndex>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
+        let is_current = |coll: &Arc<Collection>| {
+            let current = self.collections.read().get(&coll.name).cloned();
+            current.is_some_and(|x| Arc::ptr_eq(&x, coll))
+        };
         let registered = {
             let c = self.group_commit.lock_commit();
             // The collection may have been deleted since it was looked up.
-            let current = self.collections.read().get(&coll.name).cloned();
-            if !current.is_some_and(|x| Arc::ptr_eq(&x, coll)) {
+            if !is_current(coll) {
                 return Err(Error::CollectionNotFound);
             }
             let mut list = coll.indexes.write();
@@ -309,12 +330,27 @@ impl Inner {
         };
         let filled = self.wait_durable(registered).and_then(|()| {
             let snapshot = self.snapshots.open();
-            let r = self.fill_index(coll, index, snapshot);
+            let r = self.fill_index(coll, index, snapshot, cancelled);
             self.snapshots.close(snapshot);
             r
         });
+        // Asked once more after the fill, holding no lock (the caller's check may
+        // take its time, or even write).
+        let filled = filled.and_then(|()| match cancelled() {
+            true => Err(Error::IndexBuildCancelled {
+                name: index.def.name.clone(),
+            }),
+            false => Ok(()),
+        });
+        // From here to the definition's write, DropIndex and the other builds' ends
+        // wait: each rewrites INDEXES whole from the indexes that are ready.
+        let _ddl = self.secondary.ddl.lock();
         let finished = filled.and_then(|()| {
             let c = self.group_commit.lock_commit();
+            // Deleted (with its indexes) while the build filled: nothing to finish.
+            if !is_current(coll) {
+                return Err(Error::CollectionNotFound);
+            }
             let mut st = index.write();
             if !self.memory.try_apply(st.bytes(), 0) {
                 return Err(Error::MemoryLimit);
@@ -322,10 +358,12 @@ impl Inner {
             st.finish_build(self.last_staged_locked(&c));
             Ok(())
         });
-        if finished.is_err() {
+        let stored =
+            finished.and_then(|()| defs::store(&*self.storage, &self.dir, &self.stored_defs(None)));
+        if stored.is_err() {
             self.remove_index(coll, index);
         }
-        finished
+        stored
     }
 }
 
@@ -336,19 +374,27 @@ impl Database {
     /// `TooManyIndexes` (`limits.max_indexes`), `InvalidIndex`, `DuplicateKey` (a unique
     /// index over documents that share a key), `MemoryLimit`; a failure leaves nothing.
     pub fn create_index(&self, collection: &str, def: IndexDef) -> Result<()> {
+        self.create_index_with(collection, def, &|| false)
+    }
+
+    /// [`Database::create_index`] that the caller can stop: `cancelled` is asked every
+    /// 1024 documents of the build and once before the index becomes readable; when it
+    /// answers true the build stops with `IndexBuildCancelled` and leaves nothing
+    /// (no entries, no memory, no definition). Several builds (on one collection or
+    /// several) may run at once on different threads; reads and writes of the
+    /// database go on throughout.
+    pub fn create_index_with(
+        &self,
+        collection: &str,
+        def: IndexDef,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<()> {
         def.validate()?;
         let inner = &self.inner;
         inner.check_writable()?;
-        let _ddl = inner.secondary.ddl.lock();
         let coll = inner.collection(collection)?;
         let index = Arc::new(SecondaryIndex::new(def));
-        inner.build_online(&coll, &index)?;
-        let stored = defs::store(&*inner.storage, &inner.dir, &inner.stored_defs(None));
-        if let Err(e) = stored {
-            inner.remove_index(&coll, &index);
-            return Err(e);
-        }
-        Ok(())
+        inner.build_online(&coll, &index, cancelled)
     }
 
     /// Drops an index: its definition leaves `INDEXES` first, then its entries and
@@ -368,24 +414,27 @@ impl Database {
         Ok(())
     }
 
-    /// The built indexes of `collection`, by name.
+    /// The indexes of `collection`, by name: the built ones, and those building
+    /// (`building`: not yet usable by queries; their counts are those so far).
     pub fn list_indexes(&self, collection: &str) -> Result<Vec<IndexInfo>> {
         let coll = self.inner.collection(collection)?;
         let mut out: Vec<IndexInfo> = coll
             .indexes
             .read()
             .iter()
-            .filter_map(|i| {
+            .map(|i| {
                 let st = i.read();
-                st.ready()?;
-                Some(IndexInfo {
+                let building = st.ready().is_none();
+                IndexInfo {
                     name: i.def.name.clone(),
                     fields: i.def.fields.clone(),
                     unique: i.def.unique,
                     entries: st.live(),
                     array_entries: st.arrays(),
-                    memory_bytes: st.bytes(),
-                })
+                    // A building index's memory is reserved only when it ends.
+                    memory_bytes: if building { 0 } else { st.bytes() },
+                    building,
+                }
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -496,7 +545,7 @@ pub(crate) fn load_at_open(db: &Database) -> Result<()> {
         };
         let index = Arc::new(SecondaryIndex::new(d.def));
         coll.indexes.write().push(index.clone());
-        match inner.fill_index(&coll, &index, snapshot) {
+        match inner.fill_index(&coll, &index, snapshot, &|| false) {
             Ok(()) => {
                 let mut st = index.write();
                 st.finish_build(snapshot);

@@ -109,8 +109,11 @@ pub struct IndexInfo {
     /// this is non-zero, an equality filter on the field (which matches elements) must
     /// not be answered from the index alone.
     pub array_entries: u64,
-    /// Bytes this index counts towards the memory limit.
+    /// Bytes this index counts towards the memory limit (0 while building).
     pub memory_bytes: u64,
+    /// Still building (CreateIndex not yet answered): queries do not use it, and
+    /// `entries` counts the documents indexed so far.
+    pub building: bool,
 }
 
 #[cfg(test)]

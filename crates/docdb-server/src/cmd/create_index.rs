@@ -2,18 +2,26 @@
 //! `{"name":..,"fields":[[path,1|-1],...],"unique":bool}` (`unique` optional, false).
 //! Empty reply once the index is built and its definition durable (SPEC §8.1, §11).
 //!
-//! Served from the database's queue: the build reads every document of the collection,
-//! and the database's later requests wait for it (writes from other databases do not).
+//! Taken from the database's queue (after the writes queued before it are durable),
+//! but built on a thread of its own ([`crate::index_builds`]): the database's later
+//! requests, reads and writes alike, are served while it builds, and the writes made
+//! meanwhile are in the index when it is answered. ListIndexes shows it `building`
+//! until then; queries do not use it yet. At most `limits.max_index_builds` builds run
+//! at once server-wide (one more is answered Error at once); DropDB and shutdown
+//! cancel a build (answered Error, nothing left).
 //! A bad payload is `Error` with a text saying what is wrong; a unique index over
 //! documents that share a key is `Conflict` `duplicate key for unique index NAME`.
 
-use docdb_core::{Database, IndexDef};
-use docdb_protocol::{text, Request};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use docdb_core::{Database, Error, IndexDef};
+use docdb_protocol::{text, Command, Request};
 use serde_json::Value;
 
-use super::{collection, first_op};
+use super::{answer, collection, first_op, spec_of};
 use crate::context::Context;
-use crate::reply::Reply;
+use crate::reply::{Reply, Task};
 
 /// The definition in a CreateIndex payload; `None` when it is not of that shape (the
 /// engine validates names, paths and directions with its own texts).
@@ -49,18 +57,59 @@ fn parse(payload: &[u8]) -> Option<IndexDef> {
     })
 }
 
-pub fn run(_: &Context, db: &Database, req: &Request) -> Reply {
-    let op = match first_op(req) {
-        Ok(op) => op,
-        Err(reply) => return reply,
+/// The collection and definition of a CreateIndex, or the reply refusing it.
+fn request(req: &Request) -> Result<(String, IndexDef), Reply> {
+    let op = first_op(req)?;
+    let def = parse(&op.payload).ok_or_else(|| Reply::error(text::INVALID_CREATE_INDEX))?;
+    let coll = collection(op).map_err(|e| Reply::from(&e))?;
+    Ok((coll.to_owned(), def))
+}
+
+pub fn run(ctx: &Arc<Context>, db: &Arc<Database>, db_id: u64, task: Task) {
+    let spec = spec_of(Command::CreateIndex);
+    let Task {
+        req,
+        reply,
+        enqueued,
+    } = task;
+    let (coll, def) = match request(&req) {
+        Ok(r) => r,
+        Err(refused) => return answer(ctx, spec, enqueued, reply, refused),
     };
-    let Some(def) = parse(&op.payload) else {
-        return Reply::error(text::INVALID_CREATE_INDEX);
+    let permit = match ctx.index_builds.start(db_id) {
+        Ok(p) => p,
+        Err(why) => return answer(ctx, spec, enqueued, reply, Reply::error(&why)),
     };
-    collection(op)
-        .and_then(|c| db.create_index(c, def))
-        .map(|()| Vec::new())
-        .into()
+    let (ctx, db) = (ctx.clone(), db.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("docdb-index-{db_id}"))
+        .spawn(move || {
+            let built = catch_unwind(AssertUnwindSafe(|| {
+                db.create_index_with(&coll, def, &|| permit.cancelled())
+            }));
+            let out = match built {
+                Ok(Ok(())) => Reply::empty(),
+                Ok(Err(Error::IndexBuildCancelled { .. })) => Reply::error(permit.cancel_text()),
+                Ok(Err(e)) => Reply::from(&e),
+                Err(_) => {
+                    ctx.scheduler().record_panic();
+                    tracing::error!(
+                        db = db_id,
+                        "panic in an index build; answered internal error"
+                    );
+                    Reply::error(text::INTERNAL)
+                }
+            };
+            // The handle and the build's place go first: once answered, the database
+            // can close and another build start.
+            drop(db);
+            drop(permit);
+            answer(&ctx, spec, enqueued, reply, out);
+        });
+    if let Err(e) = spawned {
+        // The closure, and the ReplyTo in it, are dropped: answered `internal error`.
+        tracing::error!(db = db_id, error = %e, "starting an index build thread failed");
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! [`COMMANDS`] is the one table of commands: a command's code, its handler, and
 //! whether it is served from its database's queue (Execute, Transaction, Scan, Query,
-//! collections, heal, CloseDB) or answered server-wide (OpenDB, Stats, ListDBs,
+//! collections, heal, CloseDB; CreateIndex is taken from the queue but its build runs
+//! on a thread of its own, [`crate::index_builds`]) or answered server-wide (OpenDB, Stats, ListDBs,
 //! Metrics, SchedulerStats, DropDB).
 //!
 //! Every write a queued request makes is staged into the worker's batch and answered
@@ -65,6 +66,11 @@ pub enum Handler {
         run: fn(&Context, &mut Batch<'_>, Task) -> Option<Deferred>,
         settle: bool,
     },
+    /// Taken from its database's queue (after the writes staged before it are
+    /// durable) but answered later, from elsewhere: it owns the request's
+    /// [`ReplyTo`] and must answer through [`answer`]. CreateIndex, whose build runs
+    /// on a thread of its own ([`crate::index_builds`]) so the queue goes on.
+    Detached(fn(&Arc<Context>, &Arc<Database>, u64, Task)),
     /// Answered by the connection itself, from and into its session (Auth).
     Connection,
 }
@@ -90,7 +96,10 @@ impl Spec {
     /// Whether the command is served from its database's queue (and so needs an open
     /// database id); else it is server-wide.
     pub fn per_db(&self) -> bool {
-        matches!(self.handler, Handler::Database(_) | Handler::Stage { .. })
+        matches!(
+            self.handler,
+            Handler::Database(_) | Handler::Stage { .. } | Handler::Detached(_)
+        )
     }
 
     pub fn name(&self) -> &'static str {
@@ -110,6 +119,14 @@ const fn database(command: Command, run: fn(&Context, &Database, &Request) -> Re
     Spec {
         command,
         handler: Handler::Database(run),
+        label: Label::Command,
+    }
+}
+
+const fn detached(command: Command, run: fn(&Arc<Context>, &Arc<Database>, u64, Task)) -> Spec {
+    Spec {
+        command,
+        handler: Handler::Detached(run),
         label: Label::Command,
     }
 }
@@ -153,7 +170,7 @@ pub static COMMANDS: &[Spec] = &[
     },
     server(Command::DropDb, drop_db::run),
     database(Command::Query, query::run),
-    database(Command::CreateIndex, create_index::run),
+    detached(Command::CreateIndex, create_index::run),
     database(Command::DropIndex, drop_index::run),
     database(Command::ListIndexes, list_indexes::run),
 ];
@@ -386,7 +403,7 @@ fn serve_tasks(
         // A panic fails only the request that caused it: its ReplyTo, dropped while
         // unwinding, answers `internal error`; the batch goes on with the others.
         let served = catch_unwind(AssertUnwindSafe(|| {
-            serve_one(ctx, &db, &mut batch, &mut deferred, task)
+            serve_one(ctx, db_id, &db, &mut batch, &mut deferred, task)
         }));
         match served {
             Ok(closes) => close_requested |= closes,
@@ -423,8 +440,9 @@ fn serve_tasks(
 
 /// Serves one queued request; returns true if it asked to close the database.
 fn serve_one(
-    ctx: &Context,
-    db: &Database,
+    ctx: &Arc<Context>,
+    db_id: u64,
+    db: &Arc<Database>,
     batch: &mut Batch<'_>,
     deferred: &mut Vec<Deferred>,
     task: Task,
@@ -446,6 +464,13 @@ fn serve_one(
             return false;
         }
         Some(Handler::Database(run)) => run,
+        Some(Handler::Detached(run)) => {
+            match flush_before(ctx, batch, deferred) {
+                Ok(()) => run(ctx, db, db_id, task),
+                Err(e) => answer(ctx, spec, task.enqueued, task.reply, Reply::from(&e)),
+            }
+            return false;
+        }
         // A server-wide command is never queued; a code not in the table is unknown.
         Some(Handler::Server(_) | Handler::Connection) | None => {
             let reply = Reply::error(text::UNKNOWN_COMMAND);

@@ -155,7 +155,11 @@ pub fn run(
             }
             // Index definitions follow their collection's documents in the stream form;
             // the directory form collects them in `<db>/_indexes.json`.
-            for ix in db.list_indexes(&coll)? {
+            for ix in db
+                .list_indexes(&coll)?
+                .into_iter()
+                .filter(|ix| !ix.building)
+            {
                 let def = IndexDef {
                     name: ix.name,
                     fields: ix.fields,
