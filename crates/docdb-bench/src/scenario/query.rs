@@ -47,6 +47,8 @@ pub const CREATE_2_INDEXES: &str = "create_2_indexes";
 /// Derived figures (the JSON's `figures`).
 pub const LOAD_DOCS_PER_S: &str = "load_docs_per_s";
 pub const INDEX_BUILD_S: &str = "index_build_s";
+pub const MEMORY_MIB_LOADED: &str = "memory_used_mib_after_load";
+pub const MEMORY_MIB_INDEXED: &str = "memory_used_mib_after_indexes";
 pub const EQ_OVER_READ_P50: &str = "find_eq_p50_over_read_by_id_p50";
 pub const EQ_OVER_READ_P99: &str = "find_eq_p99_over_read_by_id_p99";
 pub const INDEXED_CREATES_SHARE: &str = "create_2_indexes_over_create_no_index";
@@ -263,6 +265,10 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     result
         .figures
         .insert(LOAD_DOCS_PER_S, n_docs as f64 / load_secs.max(1e-9));
+    const MIB: f64 = 1024.0 * 1024.0;
+    if let Some(m) = target.memory_used() {
+        result.figures.insert(MEMORY_MIB_LOADED, m as f64 / MIB);
+    }
 
     let mut readers_s: Vec<Box<dyn QuerySession>> = (0..readers)
         .map(|_| target.session())
@@ -304,6 +310,9 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     result
         .figures
         .insert(INDEX_BUILD_S, t0.elapsed().as_secs_f64());
+    if let Some(m) = target.memory_used() {
+        result.figures.insert(MEMORY_MIB_INDEXED, m as f64 / MIB);
+    }
     let mut plan_rng = Rng::for_worker(seed, 999);
     let (lo, hi) = docs.range(&mut plan_rng);
     let probe = QueryDocs::email(n_docs / 2 + 1);

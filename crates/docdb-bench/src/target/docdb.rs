@@ -609,7 +609,31 @@ impl QueryTarget for DocdbQuery {
             .context("the query database is not in ListDBs")
     }
 
+    fn memory_used(&self) -> Option<u64> {
+        self.server.refresh().ok()?;
+        let f = self.server.figures().ok()?;
+        f.dbs
+            .iter()
+            .find(|d| d.id == self.db.id())
+            .map(|d| d.memory_used)
+    }
+
     fn explain(&self, eq: (&str, &str), range: (&str, i64, i64)) -> Vec<String> {
+        let indexes = match self.db.list_indexes(QUERY_COLLECTION) {
+            Ok(list) => list
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}: {} entries, {:.1} MiB counted towards the memory limit",
+                        i.name,
+                        i.entries,
+                        i.memory_bytes as f64 / (1024.0 * 1024.0)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            Err(e) => format!("ListIndexes: {e}"),
+        };
         [
             ("equality", eq_query(&self.db, eq.0, eq.1)),
             ("range", range_query(&self.db, range.0, range.1, range.2)),
@@ -622,6 +646,7 @@ impl QueryTarget for DocdbQuery {
             ),
             Err(e) => format!("{what} plan: {e}"),
         })
+        .chain([format!("indexes: {indexes}")])
         .collect()
     }
 

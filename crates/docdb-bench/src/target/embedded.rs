@@ -224,6 +224,10 @@ impl QueryTarget for EmbeddedQuery {
         Ok(self.db.stats().live_docs)
     }
 
+    fn memory_used(&self) -> Option<u64> {
+        Some(self.db.stats().memory_used)
+    }
+
     fn explain(&self, eq: (&str, &str), range: (&str, i64, i64)) -> Vec<String> {
         [
             ("equality", eq_query(eq.0, eq.1)),

@@ -134,6 +134,10 @@ pub trait QueryTarget: Send {
     /// Documents in the collection.
     fn count(&self) -> anyhow::Result<u64>;
 
+    /// Bytes the database charges against its memory limit (documents and indexes),
+    /// where the engine has one.
+    fn memory_used(&self) -> Option<u64>;
+
     /// How the engine runs the two query shapes, where it says (SQLite's `EXPLAIN
     /// QUERY PLAN`, DocDB's `explain`), for the report's notes.
     fn explain(&self, eq: (&str, &str), range: (&str, i64, i64)) -> Vec<String>;

@@ -348,6 +348,10 @@ impl QueryTarget for SqliteQuery {
         Ok(n as u64)
     }
 
+    fn memory_used(&self) -> Option<u64> {
+        None
+    }
+
     fn explain(&self, eq: (&str, &str), range: (&str, i64, i64)) -> Vec<String> {
         let plan = |sql: OpResult<String>| -> anyhow::Result<String> {
             let sql = sql.map_err(|e| anyhow::anyhow!("{e}"))?;
