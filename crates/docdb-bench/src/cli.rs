@@ -59,10 +59,11 @@ pub enum Scenario {
     /// given), close them cleanly, time open + first read (median of 5). Embedded only.
     Open,
     /// Load `--preload` documents (default 1,000,000) with an `email`, a `status` and
-    /// an integer `n`, index `email` and `n`, and time, each as its own phase: creates
-    /// without indexes, by-id reads and equality queries on `email` (alternating),
-    /// range queries on `n` returning 100 rows, creates with the 2 indexes. Every
-    /// result is checked against the rows that must come back.
+    /// an integer `n`, index `email` and `n`, and time, each as its own phase: by-id
+    /// reads and equality queries on `email` (alternating), range queries on `n`
+    /// returning 100 rows, creates into a collection without indexes and into the
+    /// one with the 2 (alternating). Every result is checked against the rows that
+    /// must come back.
     Query,
 }
 

@@ -581,12 +581,16 @@ impl Report {
             for c in &self.phase_comparisons {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | **{:.2}×** | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | **{}×** | {} | {} | {} | {} |",
                     c.phase,
                     c.target.name(),
-                    thousands(c.target_ops_per_sec),
-                    thousands(c.sqlite_ops_per_sec),
-                    c.throughput_ratio,
+                    slow_rate(c.target_ops_per_sec),
+                    slow_rate(c.sqlite_ops_per_sec),
+                    if c.throughput_ratio >= 0.01 {
+                        format!("{:.2}", c.throughput_ratio)
+                    } else {
+                        format!("{:.5}", c.throughput_ratio)
+                    },
                     opt_us(c.target_p50_us),
                     opt_us(c.sqlite_p50_us),
                     opt_us(c.target_p99_us),
@@ -649,13 +653,23 @@ pub fn thousands(x: f64) -> String {
     out
 }
 
+/// A rate, with a decimal when it is below 100 (a phase of full scans runs a
+/// handful of queries per second).
+fn slow_rate(v: f64) -> String {
+    if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        thousands(v)
+    }
+}
+
 /// A goal's figure in its unit.
 fn goal_value(v: f64, unit: &str) -> String {
     match unit {
-        "queries/s" => format!("{} queries/s", thousands(v)),
+        "queries/s" => format!("{} queries/s", slow_rate(v)),
         "x" => format!("{v:.2}×"),
         "ms" => format!("{v:.2} ms"),
-        "share" => format!("{:.0} %", v * 100.0),
+        "share" => format!("{:.1} %", v * 100.0),
         _ => format!("{v}"),
     }
 }
@@ -801,7 +815,7 @@ fn render_phases(md: &mut String, r: &RunResult) {
             p.name,
             p.threads,
             thousands(p.ops as f64),
-            thousands(p.ops_per_sec),
+            slow_rate(p.ops_per_sec),
             opt_us(l.map(|l| l.mean_us)),
             opt_us(l.map(|l| l.p50_us)),
             opt_us(l.map(|l| l.p95_us)),

@@ -1,8 +1,8 @@
 //! `query` (issue 14, "Speed"): finding documents by their fields, side by side with
 //! SQLite (one JSON text column, expression indexes on the same fields).
 //!
-//! One database, one collection (`users`), `--preload` documents (default 1,000,000)
-//! loaded in large transactions:
+//! One database, a collection `users` of `--preload` documents (default 1,000,000)
+//! loaded in large transactions, and an empty collection `plain` beside it:
 //! `{"email":"user<id>@example.com","status":<one of 5>,"n":<int>,"id":..,"v":0,"pad":".."}`
 //! of about `--doc-size` bytes (default 256). `email` is unique; `n` is a permutation
 //! of `1..=N` over the loaded ids (so a range of 100 values returns 100 documents
@@ -10,13 +10,15 @@
 //! outside every range the scenario asks for.
 //!
 //! Steps, each timed phase with its own HDR histogram:
-//! 1. `create_no_index`: `--write-threads` writers create new documents, no index;
-//! 2. the indexes on `email` and `n` are built (timed once: `index_build_s`);
-//! 3. `read_by_id` and `find_eq` (equality on `email`), `--threads` readers,
+//! 1. the indexes on `users.email` and `users.n` are built (timed once:
+//!    `index_build_s`);
+//! 2. `read_by_id` and `find_eq` (equality on `email`), `--threads` readers,
 //!    alternating in two rounds of half the duration each so the VM's drift falls on
 //!    both alike;
-//! 4. `find_range`: `n` in `[lo, lo + 100)`, 100 rows;
-//! 5. `create_2_indexes`: the same writers with both indexes on the collection.
+//! 3. `find_range`: `n` in `[lo, lo + 100)`, 100 rows;
+//! 4. `create_no_index` (into `plain`) and `create_2_indexes` (into `users`, with its
+//!    1 M documents and 2 indexes), `--write-threads` writers, alternating the same
+//!    way.
 //!
 //! Validation: an equality query must return exactly the one document with that
 //! email; a range query exactly the ids whose `n` is in the range, in id order (the
@@ -32,7 +34,7 @@ use anyhow::Context as _;
 use crate::cli::{Scenario, TargetKind};
 use crate::report::RunResult;
 use crate::runner::{run_timed, Recorder, Timed, Worker};
-use crate::target::{QuerySession, Row};
+use crate::target::{QuerySession, Row, PLAIN_COLLECTION, QUERY_COLLECTION};
 use crate::workload::{mix64, DocGen, Op, Rng};
 
 use super::Ctx;
@@ -64,8 +66,8 @@ pub const DEFAULT_DOCS: u64 = 1_000_000;
 const FULL_CHECK_EVERY: u64 = 16;
 /// Rounds `read_by_id` and `find_eq` alternate in.
 const ROUNDS: u32 = 2;
-/// Ids of the second creates phase start here (far above the first phase's).
-const SECOND_CREATES_BASE: u64 = 1 << 40;
+/// Ids each round of creates has to itself (far more than a round writes).
+const CREATES_ROUND_IDS: u64 = 1 << 40;
 /// Bytes of a document besides `DocGen`'s body (the email, status and `n` fields).
 const FIELDS_BYTES: usize = 70;
 
@@ -255,7 +257,19 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
         .counting(&format!("{label} load"), n_docs, "docs");
     let t0 = Instant::now();
     let mut it = (1..=n_docs).map(|id| (id, docs.body(id)));
-    let loaded = target.load(&mut it, &|done| bar.set_position(done))?;
+    let loaded = target
+        .load(&mut it, &|done| bar.set_position(done))
+        .map_err(|e| {
+            if format!("{e:#}").contains("memory limit") {
+                e.context(format!(
+                    "loading {n_docs} documents: documents and indexes count towards the \
+                     database's memory limit (a server on its defaults holds fewer than \
+                     1 M of these); raise it with --memory-per-db-mb"
+                ))
+            } else {
+                e
+            }
+        })?;
     let load_secs = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
     anyhow::ensure!(
@@ -276,28 +290,6 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
     let mut writers_s: Vec<Box<dyn QuerySession>> = (0..writers)
         .map(|_| target.session())
         .collect::<anyhow::Result<_>>()?;
-
-    // Creates: worker t of `writers` creates base + t, base + t + writers, ...
-    let creates = |base: u64| {
-        let docs = &docs;
-        move |t: u64, s: &mut dyn QuerySession, rec: &mut Recorder| {
-            let mut id = base + t;
-            while rec.running() {
-                let body = docs.body(id);
-                let _ = rec.time(Op::Create, || s.create(id, &body));
-                id += writers as u64;
-            }
-            Ok(())
-        }
-    };
-    let plain = phase(
-        ctx,
-        &format!("{label} {CREATE_NO_INDEX}"),
-        duration,
-        &mut writers_s,
-        &creates(n_docs + 1),
-    )?;
-    result.absorb_phase(CREATE_NO_INDEX, writers, &[plain], 0)?;
 
     let t0 = Instant::now();
     let bar = ctx
@@ -436,14 +428,40 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
         rows_range.load(Ordering::Relaxed),
     )?;
 
-    let indexed = phase(
-        ctx,
-        &format!("{label} {CREATE_2_INDEXES}"),
-        duration,
-        &mut writers_s,
-        &creates(SECOND_CREATES_BASE),
-    )?;
-    result.absorb_phase(CREATE_2_INDEXES, writers, &[indexed], 0)?;
+    // Creates into the collection without indexes and into the one with 2,
+    // alternating. Worker t of a round creates base + t, base + t + writers, ...
+    let creates = |indexed: bool, base: u64| {
+        let docs = &docs;
+        move |t: u64, s: &mut dyn QuerySession, rec: &mut Recorder| {
+            let mut id = base + t;
+            while rec.running() {
+                let body = docs.body(id);
+                let _ = rec.time(Op::Create, || s.create(indexed, id, &body));
+                id += writers as u64;
+            }
+            Ok(())
+        }
+    };
+    let (mut plain, mut indexed) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let base = n_docs + 1 + u64::from(round) * CREATES_ROUND_IDS;
+        plain.push(phase(
+            ctx,
+            &format!("{label} {CREATE_NO_INDEX} {}/{ROUNDS}", round + 1),
+            half,
+            &mut writers_s,
+            &creates(false, base),
+        )?);
+        indexed.push(phase(
+            ctx,
+            &format!("{label} {CREATE_2_INDEXES} {}/{ROUNDS}", round + 1),
+            half,
+            &mut writers_s,
+            &creates(true, base),
+        )?);
+    }
+    result.absorb_phase(CREATE_NO_INDEX, writers, &plain, 0)?;
+    result.absorb_phase(CREATE_2_INDEXES, writers, &indexed, 0)?;
 
     drop(readers_s);
     drop(writers_s);
@@ -478,7 +496,7 @@ pub fn run(ctx: &Ctx<'_>, kind: TargetKind) -> anyhow::Result<RunResult> {
         }
     }
     result.notes.push(format!(
-        "loaded {n_docs} documents in {load_secs:.2} s; {READ_BY_ID} and {FIND_EQ} alternated in {ROUNDS} rounds of {:.2} s",
+        "loaded {n_docs} documents in {load_secs:.2} s; {READ_BY_ID} and {FIND_EQ}, then {CREATE_NO_INDEX} (collection `{PLAIN_COLLECTION}`) and {CREATE_2_INDEXES} (collection `{QUERY_COLLECTION}`), alternated in {ROUNDS} rounds of {:.2} s each",
         half.as_secs_f64()
     ));
     Ok(result)

@@ -20,8 +20,8 @@ use docdb_client::{Batch, Client, Database, DbInfo, Error};
 use docdb_core::{FsyncMode, GroupCommitStats};
 
 use super::{
-    preload_in_chunks, EngineStats, OpError, OpResult, QuerySession, QueryTarget, Row, RowDoc,
-    Session, Target, QUERY_COLLECTION, QUERY_LIMIT,
+    preload_in_chunks, query_collection, EngineStats, OpError, OpResult, QuerySession, QueryTarget,
+    Row, RowDoc, Session, Target, PLAIN_COLLECTION, QUERY_COLLECTION, QUERY_LIMIT,
 };
 use crate::cli::TargetKind;
 
@@ -494,8 +494,10 @@ impl DocdbQuery {
     /// Opens database 0 of the run and creates the query collection in it.
     pub fn open(server: &Arc<DocdbServer>) -> anyhow::Result<Self> {
         let t = server.open(0)?;
-        t.db.create_collection(QUERY_COLLECTION)
-            .context("creating the query collection on the server")?;
+        for c in [QUERY_COLLECTION, PLAIN_COLLECTION] {
+            t.db.create_collection(c)
+                .with_context(|| format!("creating collection {c} on the server"))?;
+        }
         Ok(DocdbQuery {
             server: server.clone(),
             db: t.db,
@@ -535,9 +537,9 @@ fn rows(q: docdb_client::Query) -> OpResult<Vec<Row>> {
 }
 
 impl QuerySession for DocdbQuerySession {
-    fn create(&mut self, id: u64, body: &[u8]) -> OpResult<()> {
+    fn create(&mut self, indexed: bool, id: u64, body: &[u8]) -> OpResult<()> {
         self.db
-            .collection(QUERY_COLLECTION)
+            .collection(query_collection(indexed))
             .create(id, body)
             .map_err(classify)
     }

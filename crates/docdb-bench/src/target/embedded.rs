@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use docdb_core::{Config, Database, Error};
 
 use super::{
-    preload_in_chunks, EngineStats, OpError, OpResult, QuerySession, QueryTarget, Row, RowDoc,
-    Session, Target, QUERY_COLLECTION, QUERY_LIMIT,
+    preload_in_chunks, query_collection, EngineStats, OpError, OpResult, QuerySession, QueryTarget,
+    Row, RowDoc, Session, Target, PLAIN_COLLECTION, QUERY_COLLECTION, QUERY_LIMIT,
 };
 use crate::cli::TargetKind;
 
@@ -130,8 +130,10 @@ impl EmbeddedQuery {
     pub fn open(dir: &Path, config: Config) -> anyhow::Result<Self> {
         let db = Database::open(dir, config)
             .with_context(|| format!("opening embedded database {}", dir.display()))?;
-        db.create_collection(QUERY_COLLECTION)
-            .context("creating the query collection")?;
+        for c in [QUERY_COLLECTION, PLAIN_COLLECTION] {
+            db.create_collection(c)
+                .with_context(|| format!("creating collection {c}"))?;
+        }
         Ok(EmbeddedQuery { db: Arc::new(db) })
     }
 }
@@ -162,8 +164,10 @@ pub(crate) fn range_query(field: &str, lo: i64, hi: i64) -> String {
 }
 
 impl QuerySession for EmbeddedSession {
-    fn create(&mut self, id: u64, body: &[u8]) -> OpResult<()> {
-        self.db.create(QUERY_COLLECTION, id, body).map_err(classify)
+    fn create(&mut self, indexed: bool, id: u64, body: &[u8]) -> OpResult<()> {
+        self.db
+            .create(query_collection(indexed), id, body)
+            .map_err(classify)
     }
 
     fn read(&mut self, id: u64) -> OpResult<Vec<u8>> {

@@ -19,6 +19,17 @@ pub use sqlite::SqliteTarget;
 
 /// The collection (SQLite: table) the `query` scenario fills and queries.
 pub const QUERY_COLLECTION: &str = "users";
+/// The collection (SQLite: table) beside it with no index, for the creates the
+/// `query` scenario compares with creates into [`QUERY_COLLECTION`].
+pub const PLAIN_COLLECTION: &str = "plain";
+/// The collection a create of the `query` scenario goes to.
+pub fn query_collection(indexed: bool) -> &'static str {
+    if indexed {
+        QUERY_COLLECTION
+    } else {
+        PLAIN_COLLECTION
+    }
+}
 /// Rows one query of the `query` scenario asks for (DocDB's default page).
 pub const QUERY_LIMIT: usize = 100;
 
@@ -107,7 +118,8 @@ impl Row {
 /// of [`QUERY_COLLECTION`] and the two query shapes it measures. Every query returns
 /// at most [`QUERY_LIMIT`] rows, in id order.
 pub trait QuerySession: Send {
-    fn create(&mut self, id: u64, body: &[u8]) -> OpResult<()>;
+    /// Creates in [`QUERY_COLLECTION`] (`indexed`) or [`PLAIN_COLLECTION`].
+    fn create(&mut self, indexed: bool, id: u64, body: &[u8]) -> OpResult<()>;
     fn read(&mut self, id: u64) -> OpResult<Vec<u8>>;
     /// Documents whose top-level `field` is the string `value`.
     fn find_eq(&mut self, field: &str, value: &str) -> OpResult<Vec<Row>>;
@@ -131,7 +143,7 @@ pub trait QueryTarget: Send {
 
     fn session(&self) -> anyhow::Result<Box<dyn QuerySession>>;
 
-    /// Documents in the collection.
+    /// Documents in both collections.
     fn count(&self) -> anyhow::Result<u64>;
 
     /// Bytes the database charges against its memory limit (documents and indexes),
@@ -235,7 +247,7 @@ impl Backend {
     }
 
     /// Opens (creating) the `query` scenario's database, inside `dir`, with an empty
-    /// [`QUERY_COLLECTION`].
+    /// [`QUERY_COLLECTION`] and [`PLAIN_COLLECTION`].
     pub fn open_query(&self, dir: &Path) -> anyhow::Result<Box<dyn QueryTarget>> {
         Ok(match self {
             Backend::Embedded(config) => Box::new(embedded::EmbeddedQuery::open(

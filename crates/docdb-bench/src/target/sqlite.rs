@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension as _};
 
 use super::{
-    preload_in_chunks, OpError, OpResult, QuerySession, QueryTarget, Row, RowDoc, Session, Target,
-    QUERY_COLLECTION, QUERY_LIMIT,
+    preload_in_chunks, query_collection, OpError, OpResult, QuerySession, QueryTarget, Row, RowDoc,
+    Session, Target, PLAIN_COLLECTION, QUERY_COLLECTION, QUERY_LIMIT,
 };
 use crate::cli::TargetKind;
 use crate::target::EngineStats;
@@ -209,10 +209,12 @@ fn range_sql(field: &str) -> OpResult<String> {
 impl SqliteQuery {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let conn = connect(path)?;
-        conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {QUERY_COLLECTION}(id INTEGER PRIMARY KEY, doc TEXT NOT NULL)"
-        ))
-        .context("creating the users table")?;
+        for t in [QUERY_COLLECTION, PLAIN_COLLECTION] {
+            conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {t}(id INTEGER PRIMARY KEY, doc TEXT NOT NULL)"
+            ))
+            .with_context(|| format!("creating table {t}"))?;
+        }
         Ok(SqliteQuery {
             path: path.to_path_buf(),
         })
@@ -258,13 +260,12 @@ impl SqliteQuerySession {
 }
 
 impl QuerySession for SqliteQuerySession {
-    fn create(&mut self, id: u64, body: &[u8]) -> OpResult<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "INSERT INTO {QUERY_COLLECTION}(id, doc) VALUES (?1, ?2)"
-            ))
-            .map_err(classify)?;
+    fn create(&mut self, indexed: bool, id: u64, body: &[u8]) -> OpResult<()> {
+        let sql = format!(
+            "INSERT INTO {}(id, doc) VALUES (?1, ?2)",
+            query_collection(indexed)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
         stmt.execute(params![id as i64, text(body)?])
             .map_err(classify)?;
         Ok(())
@@ -340,7 +341,9 @@ impl QueryTarget for SqliteQuery {
         let conn = connect(&self.path)?;
         let n: i64 = conn
             .query_row(
-                &format!("SELECT count(*) FROM {QUERY_COLLECTION}"),
+                &format!(
+                    "SELECT (SELECT count(*) FROM {QUERY_COLLECTION}) + (SELECT count(*) FROM {PLAIN_COLLECTION})"
+                ),
                 [],
                 |r| r.get(0),
             )
