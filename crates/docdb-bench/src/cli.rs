@@ -58,6 +58,13 @@ pub enum Scenario {
     /// Create databases of `--open-docs` small documents (cached under `--dir` when
     /// given), close them cleanly, time open + first read (median of 5). Embedded only.
     Open,
+    /// Load `--preload` documents (default 1,000,000) with an `email`, a `status` and
+    /// an integer `n`, index `email` and `n`, and time, each as its own phase: by-id
+    /// reads and equality queries on `email` (alternating), range queries on `n`
+    /// returning 100 rows, creates into a collection without indexes and into the
+    /// one with the 2 (alternating). Every result is checked against the rows that
+    /// must come back.
+    Query,
 }
 
 impl Scenario {
@@ -68,6 +75,7 @@ impl Scenario {
             Scenario::Mix => "mix",
             Scenario::Replay => "replay",
             Scenario::Open => "open",
+            Scenario::Query => "query",
         }
     }
 }
@@ -174,21 +182,27 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SHARE")]
     pub hot_db_share: Option<f64>,
 
-    /// Worker threads of `creates` (default 32), `reads` (default 2) and the writers
-    /// that fill the WAL in `replay` (default 4). `mix` uses `--dbs` × `--workers-per-db`.
+    /// Worker threads of `creates` (default 32), `reads` (default 2), the readers of
+    /// `query` (default 2) and the writers that fill the WAL in `replay` (default 4).
+    /// `mix` uses `--dbs` × `--workers-per-db`.
     #[arg(long)]
     pub threads: Option<usize>,
+
+    /// Writer threads of `query`'s two creates phases.
+    #[arg(long, default_value_t = 16)]
+    pub write_threads: usize,
 
     /// Seconds each timed phase runs (fractions allowed).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
 
-    /// Bytes of JSON per document.
-    #[arg(long, default_value_t = 1024)]
-    pub doc_size: usize,
+    /// Bytes of JSON per document [default: 1024; 256 for `query`].
+    #[arg(long)]
+    pub doc_size: Option<usize>,
 
     /// Documents written before the timed phase: per database for `mix` (default
-    /// 10,000), in total for `reads` (default 100,000).
+    /// 10,000), in total for `reads` (default 100,000) and `query` (default
+    /// 1,000,000).
     #[arg(long)]
     pub preload: Option<u64>,
 
@@ -267,6 +281,14 @@ impl BenchArgs {
 
     pub fn threads_or(&self, default: usize) -> usize {
         self.threads.unwrap_or(default)
+    }
+
+    /// Bytes of JSON per document: `--doc-size`, else the scenario's default.
+    pub fn doc_size(&self) -> usize {
+        self.doc_size.unwrap_or(match self.scenario {
+            Scenario::Query => 256,
+            _ => 1024,
+        })
     }
 
     pub fn preload_or(&self, default: u64) -> u64 {

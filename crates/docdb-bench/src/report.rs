@@ -85,6 +85,23 @@ pub struct ReplayStats {
     pub live_docs_after: u64,
 }
 
+/// One timed phase of a scenario made of several (`query`): every operation of the
+/// phase together.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseStats {
+    pub name: &'static str,
+    /// Worker threads (one session each).
+    pub threads: usize,
+    /// Successful operations.
+    pub ops: u64,
+    /// Summed over the phase's rounds when it ran in several.
+    pub elapsed_secs: f64,
+    pub ops_per_sec: f64,
+    pub latency: Option<Latency>,
+    /// Rows the phase's queries returned, in total (0 for reads and writes).
+    pub rows: u64,
+}
+
 /// One scenario against one target.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
@@ -112,6 +129,14 @@ pub struct RunResult {
     pub server_rss_mib: Option<f64>,
     pub server_peak_rss_mib: Option<f64>,
     pub notes: Vec<String>,
+    /// `query`: its timed phases in the order they ran (the totals above add them up;
+    /// `per_op` stays empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseStats>,
+    /// `query`: figures derived from the phases and the untimed steps (ratios, load
+    /// rate, index build time), name → value.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<&'static str, f64>,
 }
 
 fn merged<'a>(hs: impl Iterator<Item = &'a Histogram<u64>>) -> anyhow::Result<Histogram<u64>> {
@@ -150,7 +175,54 @@ impl RunResult {
             server_rss_mib: None,
             server_peak_rss_mib: None,
             notes: Vec::new(),
+            phases: Vec::new(),
+            figures: BTreeMap::new(),
         }
+    }
+
+    /// Adds a timed phase that ran as `rounds` (its latencies merged, its times
+    /// summed), with `rows` rows returned in total, and counts its errors and
+    /// validation failures into the run's.
+    pub fn absorb_phase(
+        &mut self,
+        name: &'static str,
+        threads: usize,
+        rounds: &[Timed],
+        rows: u64,
+    ) -> anyhow::Result<()> {
+        let ws = || rounds.iter().flat_map(|t| t.workers.iter());
+        let secs: f64 = rounds.iter().map(|t| t.elapsed.as_secs_f64()).sum();
+        let all = merged(ws().flat_map(|w| w.latency.iter()))?;
+        let ops = all.len();
+        self.phases.push(PhaseStats {
+            name,
+            threads,
+            ops,
+            elapsed_secs: secs,
+            ops_per_sec: rate(ops, secs),
+            latency: Latency::from_ns(&all),
+            rows,
+        });
+        self.ops += ops;
+        self.elapsed_secs += secs;
+        self.ops_per_sec = rate(self.ops, self.elapsed_secs);
+        for w in ws() {
+            for (k, n) in &w.errors {
+                *self.errors.entry(k).or_insert(0) += n;
+            }
+            self.validation_failures += w.validation_failures;
+            for f in &w.failures {
+                if self.failure_examples.len() < 10 {
+                    self.failure_examples.push(format!("{name}: {f}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The phase of this name, if it ran.
+    pub fn phase(&self, name: &str) -> Option<&PhaseStats> {
+        self.phases.iter().find(|p| p.name == name)
     }
 
     pub fn set(&mut self, key: &'static str, value: impl ToString) -> &mut Self {
@@ -240,12 +312,48 @@ pub struct Comparison {
     pub sqlite_max_us: Option<f64>,
 }
 
+/// One target vs SQLite on one phase of a phased scenario (`query`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseComparison {
+    pub scenario: Scenario,
+    pub phase: &'static str,
+    pub target: TargetKind,
+    pub target_ops_per_sec: f64,
+    pub sqlite_ops_per_sec: f64,
+    /// target / sqlite throughput.
+    pub throughput_ratio: f64,
+    pub target_p50_us: Option<f64>,
+    pub sqlite_p50_us: Option<f64>,
+    pub target_p99_us: Option<f64>,
+    pub sqlite_p99_us: Option<f64>,
+}
+
+/// One of issue 14's speed targets, as this run measured it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// The target, in words.
+    pub goal: &'static str,
+    pub target: TargetKind,
+    pub value: f64,
+    /// What `value` counts (`queries/s`, `x`, `ms`, `share`).
+    pub unit: &'static str,
+    /// The same figure for SQLite in the same run, when it ran.
+    pub sqlite: Option<f64>,
+    pub met: bool,
+}
+
 /// Everything one invocation measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub meta: Meta,
     pub runs: Vec<RunResult>,
     pub comparisons: Vec<Comparison>,
+    /// Phased scenarios (`query`): each target vs SQLite, phase by phase.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phase_comparisons: Vec<PhaseComparison>,
+    /// `query`: issue 14's speed targets, met or not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub goals: Vec<Goal>,
 }
 
 impl Report {
@@ -254,13 +362,20 @@ impl Report {
             meta,
             runs: Vec::new(),
             comparisons: Vec::new(),
+            phase_comparisons: Vec::new(),
+            goals: Vec::new(),
         }
     }
 
     /// Adds each target's ratio to SQLite on every scenario SQLite ran too.
     pub fn compare(&mut self) {
         self.comparisons.clear();
-        for e in self.runs.iter().filter(|r| r.target != TargetKind::Sqlite) {
+        self.compare_phases();
+        for e in self
+            .runs
+            .iter()
+            .filter(|r| r.target != TargetKind::Sqlite && r.phases.is_empty())
+        {
             let Some(s) = self
                 .runs
                 .iter()
@@ -286,6 +401,103 @@ impl Report {
                 target_max_us: el.map(|l| l.max_us),
                 sqlite_max_us: sl.map(|l| l.max_us),
             });
+        }
+    }
+
+    /// The phase-by-phase comparisons and issue 14's goals of phased runs.
+    fn compare_phases(&mut self) {
+        self.phase_comparisons.clear();
+        self.goals.clear();
+        let sqlite_of = |r: &RunResult| {
+            self.runs
+                .iter()
+                .find(|s| s.target == TargetKind::Sqlite && s.scenario == r.scenario)
+        };
+        for r in self.runs.iter().filter(|r| !r.phases.is_empty()) {
+            if let Some(s) = sqlite_of(r).filter(|_| r.target != TargetKind::Sqlite) {
+                for p in &r.phases {
+                    let Some(q) = s.phase(p.name) else { continue };
+                    let (pl, ql) = (p.latency.as_ref(), q.latency.as_ref());
+                    self.phase_comparisons.push(PhaseComparison {
+                        scenario: r.scenario,
+                        phase: p.name,
+                        target: r.target,
+                        target_ops_per_sec: p.ops_per_sec,
+                        sqlite_ops_per_sec: q.ops_per_sec,
+                        throughput_ratio: if q.ops_per_sec > 0.0 {
+                            p.ops_per_sec / q.ops_per_sec
+                        } else {
+                            f64::INFINITY
+                        },
+                        target_p50_us: pl.map(|l| l.p50_us),
+                        sqlite_p50_us: ql.map(|l| l.p50_us),
+                        target_p99_us: pl.map(|l| l.p99_us),
+                        sqlite_p99_us: ql.map(|l| l.p99_us),
+                    });
+                }
+            }
+            if r.scenario != Scenario::Query {
+                continue;
+            }
+            let sqlite = sqlite_of(r);
+            let mut goal = |goal: &'static str,
+                            unit: &'static str,
+                            figure: &dyn Fn(&RunResult) -> Option<f64>,
+                            met: fn(f64) -> bool| {
+                if let Some(value) = figure(r) {
+                    self.goals.push(Goal {
+                        goal,
+                        target: r.target,
+                        value,
+                        unit,
+                        sqlite: sqlite.and_then(figure),
+                        met: met(value),
+                    });
+                }
+            };
+            let ops =
+                |phase: &'static str| move |r: &RunResult| r.phase(phase).map(|p| p.ops_per_sec);
+            match r.target {
+                TargetKind::Embedded => goal(
+                    "equality on an indexed field, embedded: >= 100,000 queries/s",
+                    "queries/s",
+                    &ops(crate::scenario::query::FIND_EQ),
+                    |v| v >= 100_000.0,
+                ),
+                TargetKind::Docdb => {
+                    goal(
+                        "equality over the socket: p50 within 1.5x of a by-id read's p50",
+                        "x",
+                        &|r| {
+                            r.figures
+                                .get(crate::scenario::query::EQ_OVER_READ_P50)
+                                .copied()
+                        },
+                        |v| v <= 1.5,
+                    );
+                    goal(
+                        "range of 100 rows, indexed, over the socket: p99 <= 2 ms",
+                        "ms",
+                        &|r| {
+                            r.phase(crate::scenario::query::FIND_RANGE)
+                                .and_then(|p| p.latency.as_ref())
+                                .map(|l| l.p99_us / 1000.0)
+                        },
+                        |v| v <= 2.0,
+                    );
+                }
+                TargetKind::Sqlite => continue,
+            }
+            goal(
+                "creates with 2 indexes >= 70 % of creates without",
+                "share",
+                &|r| {
+                    r.figures
+                        .get(crate::scenario::query::INDEXED_CREATES_SHARE)
+                        .copied()
+                },
+                |v| v >= 0.7,
+            );
         }
     }
 
@@ -356,6 +568,56 @@ impl Report {
                 );
             }
         }
+        if !self.phase_comparisons.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n### vs sqlite, phase by phase (same run, same seed)\n"
+            );
+            let _ = writeln!(
+                md,
+                "| phase | target | ops/s | sqlite ops/s | ratio | p50 µs | sqlite p50 µs | p99 µs | sqlite p99 µs |"
+            );
+            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+            for c in &self.phase_comparisons {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | **{}×** | {} | {} | {} | {} |",
+                    c.phase,
+                    c.target.name(),
+                    slow_rate(c.target_ops_per_sec),
+                    slow_rate(c.sqlite_ops_per_sec),
+                    if c.throughput_ratio >= 0.01 {
+                        format!("{:.2}", c.throughput_ratio)
+                    } else {
+                        format!("{:.5}", c.throughput_ratio)
+                    },
+                    opt_us(c.target_p50_us),
+                    opt_us(c.sqlite_p50_us),
+                    opt_us(c.target_p99_us),
+                    opt_us(c.sqlite_p99_us),
+                );
+            }
+        }
+        if !self.goals.is_empty() {
+            let _ = writeln!(md, "\n### issue 14 speed targets\n");
+            let _ = writeln!(
+                md,
+                "| target | measured on | value | sqlite (same run) | met? |"
+            );
+            let _ = writeln!(md, "|---|---|---:|---:|---|");
+            for g in &self.goals {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | **{}** | {} | {} |",
+                    g.goal,
+                    g.target.name(),
+                    goal_value(g.value, g.unit),
+                    g.sqlite
+                        .map_or_else(|| "–".into(), |v| goal_value(v, g.unit)),
+                    if g.met { "yes" } else { "**no**" },
+                );
+            }
+        }
         md
     }
 
@@ -389,6 +651,27 @@ pub fn thousands(x: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// A rate, with a decimal when it is below 100 (a phase of full scans runs a
+/// handful of queries per second).
+fn slow_rate(v: f64) -> String {
+    if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        thousands(v)
+    }
+}
+
+/// A goal's figure in its unit.
+fn goal_value(v: f64, unit: &str) -> String {
+    match unit {
+        "queries/s" => format!("{} queries/s", slow_rate(v)),
+        "x" => format!("{v:.2}×"),
+        "ms" => format!("{v:.2} ms"),
+        "share" => format!("{:.1} %", v * 100.0),
+        _ => format!("{v}"),
+    }
 }
 
 fn us(x: f64) -> String {
@@ -435,6 +718,8 @@ fn render_run(md: &mut String, r: &RunResult) {
     }
     if let Some(rp) = &r.replay {
         render_replay(md, rp);
+    } else if !r.phases.is_empty() {
+        render_phases(md, r);
     } else {
         let _ = writeln!(md, "- timed phase: {:.2} s\n", r.elapsed_secs);
         let _ = writeln!(
@@ -504,6 +789,59 @@ fn render_run(md: &mut String, r: &RunResult) {
     }
     for n in &r.notes {
         let _ = writeln!(md, "- note: {n}");
+    }
+}
+
+/// The phases of a phased run, one row each, then its derived figures.
+fn render_phases(md: &mut String, r: &RunResult) {
+    let _ = writeln!(
+        md,
+        "\n| phase | threads | ops | ops/s | rows/op | mean µs | p50 µs | p95 µs | p99 µs | p99.9 µs | max µs |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for p in &r.phases {
+        let l = p.latency.as_ref();
+        let rows = if p.rows > 0 && p.ops > 0 {
+            format!("{:.1}", p.rows as f64 / p.ops as f64)
+        } else {
+            "–".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {rows} | {} | {} | {} | {} | {} | {} |",
+            p.name,
+            p.threads,
+            thousands(p.ops as f64),
+            slow_rate(p.ops_per_sec),
+            opt_us(l.map(|l| l.mean_us)),
+            opt_us(l.map(|l| l.p50_us)),
+            opt_us(l.map(|l| l.p95_us)),
+            opt_us(l.map(|l| l.p99_us)),
+            opt_us(l.map(|l| l.p999_us)),
+            opt_us(l.map(|l| l.max_us)),
+        );
+    }
+    md.push('\n');
+    for (k, v) in &r.figures {
+        let _ = writeln!(md, "- {k}: {}", figure(*v));
+    }
+    if let (Some(rss), Some(peak)) = (r.server_rss_mib, r.server_peak_rss_mib) {
+        let _ = writeln!(
+            md,
+            "- server RSS at the end {rss:.1} MiB, peak {peak:.1} MiB"
+        );
+    }
+}
+
+/// A derived figure: ratios with 3 decimals, large numbers grouped.
+fn figure(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        thousands(v)
+    } else {
+        format!("{v:.3}")
     }
 }
 

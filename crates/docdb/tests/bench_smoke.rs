@@ -140,3 +140,94 @@ fn a_server_that_cannot_start_is_reported_with_its_log() {
         "the server's own message: {text}"
     );
 }
+
+#[test]
+fn the_query_scenario_runs_every_phase_on_every_target_and_validates_the_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (report, json) = run(
+        "--scenario query --compare docdb,embedded,sqlite --preload 300 --duration 0.6 --threads 2 --write-threads 2",
+        tmp.path(),
+    );
+    assert!(report.failure().is_none(), "{:?}", report.failure());
+    let targets: Vec<TargetKind> = report.runs.iter().map(|r| r.target).collect();
+    assert_eq!(
+        targets,
+        [TargetKind::Docdb, TargetKind::Embedded, TargetKind::Sqlite]
+    );
+    use docdb_bench::scenario::query as q;
+    for r in &report.runs {
+        let who = r.target.name();
+        assert_eq!(r.validation_failures, 0, "{who}: {:?}", r.failure_examples);
+        assert!(r.errors.is_empty(), "{who}: {:?}", r.errors);
+        let names: Vec<&str> = r.phases.iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            [
+                q::READ_BY_ID,
+                q::FIND_EQ,
+                q::FIND_RANGE,
+                q::CREATE_NO_INDEX,
+                q::CREATE_2_INDEXES
+            ],
+            "{who}"
+        );
+        for p in &r.phases {
+            assert!(p.ops > 0, "{who}: {} did nothing", p.name);
+            let l = p.latency.as_ref().unwrap();
+            assert!(l.p50_us <= l.p99_us && l.p99_us <= l.max_us, "{who}: {l:?}");
+        }
+        // Equality on a unique field: one row each; a range of 100 values: 100 rows.
+        let eq = r.phase(q::FIND_EQ).unwrap();
+        assert_eq!(eq.rows, eq.ops, "{who}");
+        let range = r.phase(q::FIND_RANGE).unwrap();
+        assert_eq!(range.rows, range.ops * 100, "{who}");
+        for f in [
+            q::EQ_OVER_READ_P50,
+            q::INDEXED_CREATES_SHARE,
+            q::INDEX_BUILD_S,
+            q::LOAD_DOCS_PER_S,
+        ] {
+            assert!(r.figures.get(f).is_some_and(|v| *v > 0.0), "{who}: {f}");
+        }
+        let j = json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["target"] == who)
+            .unwrap();
+        assert_eq!(j["phases"].as_array().map(Vec::len), Some(5), "{who}");
+        assert_eq!(j["phases"][1]["name"], q::FIND_EQ);
+        assert_eq!(j["phases"][1]["ops"].as_u64(), Some(eq.ops));
+    }
+    // The server ran on its defaults.
+    assert_eq!(
+        report.runs[0].settings["server_non_default"],
+        "log_level = \"warn\""
+    );
+    // Each of DocDB's targets next to SQLite, phase by phase, and issue 14's goals
+    // with SQLite's figure of the same run.
+    assert_eq!(report.phase_comparisons.len(), 10);
+    assert!(report.comparisons.is_empty(), "{:?}", report.comparisons);
+    let goals: Vec<(TargetKind, &str)> = report.goals.iter().map(|g| (g.target, g.unit)).collect();
+    assert_eq!(
+        goals,
+        [
+            (TargetKind::Docdb, "x"),
+            (TargetKind::Docdb, "ms"),
+            (TargetKind::Docdb, "share"),
+            (TargetKind::Embedded, "queries/s"),
+            (TargetKind::Embedded, "share"),
+        ]
+    );
+    assert!(report.goals.iter().all(|g| g.sqlite.is_some()));
+    assert_eq!(json["goals"].as_array().map(Vec::len), Some(5));
+    assert_eq!(json["phase_comparisons"].as_array().map(Vec::len), Some(10));
+    let md = report.to_markdown();
+    assert!(md.contains("### issue 14 speed targets"), "{md}");
+    assert!(md.contains("| find_range | docdb |"), "{md}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["report.json"], "{left:?}");
+}

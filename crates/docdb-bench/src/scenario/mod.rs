@@ -4,6 +4,7 @@
 mod creates;
 mod mix;
 mod open;
+pub mod query;
 mod reads;
 mod replay;
 
@@ -67,7 +68,7 @@ impl Ctx<'_> {
     }
 
     pub fn docs(&self) -> DocGen {
-        DocGen::new(self.args.common.seed, self.args.doc_size)
+        DocGen::new(self.args.common.seed, self.args.doc_size())
     }
 
     /// Configuration of the embedded engine for the timed scenarios.
@@ -120,7 +121,10 @@ impl Ctx<'_> {
     fn connections(&self) -> usize {
         let a = self.args;
         let mix = a.dbs.max(1).saturating_mul(a.workers_per_db.max(1));
-        mix.max(a.threads.unwrap_or(32)).saturating_add(4)
+        let query = a.write_threads.saturating_add(a.threads.unwrap_or(2));
+        mix.max(a.threads.unwrap_or(32))
+            .max(query)
+            .saturating_add(4)
     }
 
     /// Settings every timed result lists.
@@ -128,7 +132,7 @@ impl Ctx<'_> {
         let a = self.args;
         let mut r = RunResult::new(scenario, target);
         r.set("duration_s", a.duration)
-            .set("doc_size", a.doc_size)
+            .set("doc_size", a.doc_size())
             .set("seed", a.common.seed);
         match target {
             TargetKind::Sqlite => {
@@ -220,6 +224,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             Scenario::Mix => mix::run(&ctx, target),
             Scenario::Replay => replay::run(&ctx),
             Scenario::Open => open::run(&ctx),
+            Scenario::Query => query::run(&ctx, target),
         }
         .with_context(|| format!("{} against {}", args.scenario.name(), target.name()))?;
         report.runs.push(result);

@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<RunResult> {
     let a = ctx.args;
     let mut result = RunResult::new(Scenario::Open, TargetKind::Embedded);
     result
-        .set("doc_size", a.doc_size)
+        .set("doc_size", a.doc_size())
         .set("repetitions", REPS)
         .set(
             "memory_per_db_mb",

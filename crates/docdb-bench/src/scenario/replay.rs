@@ -75,7 +75,7 @@ pub fn run(ctx: &Ctx<'_>) -> anyhow::Result<RunResult> {
     let mut result = RunResult::new(Scenario::Replay, TargetKind::Embedded);
     result
         .set("wal_mb", a.wal_mb)
-        .set("doc_size", a.doc_size)
+        .set("doc_size", a.doc_size())
         .set("writer_threads", threads)
         .set("seed", a.common.seed)
         .set(

@@ -19,7 +19,10 @@ use anyhow::Context as _;
 use docdb_client::{Batch, Client, Database, DbInfo, Error};
 use docdb_core::{FsyncMode, GroupCommitStats};
 
-use super::{preload_in_chunks, EngineStats, OpError, OpResult, Session, Target};
+use super::{
+    preload_in_chunks, query_collection, EngineStats, OpError, OpResult, QuerySession, QueryTarget,
+    Row, RowDoc, Session, Target, PLAIN_COLLECTION, QUERY_COLLECTION, QUERY_LIMIT,
+};
 use crate::cli::TargetKind;
 
 /// Largest preload transaction, in documents and in payload bytes (a frame holds at
@@ -474,6 +477,179 @@ impl Target for DocdbTarget {
             data_bytes: 0,
             live_docs: info.docs_live,
         })
+    }
+
+    fn close(self: Box<Self>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// The `query` scenario's database on the server.
+pub struct DocdbQuery {
+    server: Arc<DocdbServer>,
+    db: Database,
+}
+
+impl DocdbQuery {
+    /// Opens database 0 of the run and creates the query collection in it.
+    pub fn open(server: &Arc<DocdbServer>) -> anyhow::Result<Self> {
+        let t = server.open(0)?;
+        for c in [QUERY_COLLECTION, PLAIN_COLLECTION] {
+            t.db.create_collection(c)
+                .with_context(|| format!("creating collection {c} on the server"))?;
+        }
+        Ok(DocdbQuery {
+            server: server.clone(),
+            db: t.db,
+        })
+    }
+}
+
+/// One worker's connection in the `query` scenario.
+pub struct DocdbQuerySession {
+    db: Database,
+}
+
+fn eq_query(db: &Database, field: &str, value: &str) -> docdb_client::Query {
+    db.collection(QUERY_COLLECTION)
+        .query()
+        .filter(serde_json::json!({ field: value }))
+        .limit(QUERY_LIMIT)
+}
+
+fn range_query(db: &Database, field: &str, lo: i64, hi: i64) -> docdb_client::Query {
+    db.collection(QUERY_COLLECTION)
+        .query()
+        .filter(serde_json::json!({ field: {"$gte": lo, "$lt": hi} }))
+        .limit(QUERY_LIMIT)
+}
+
+fn rows(q: docdb_client::Query) -> OpResult<Vec<Row>> {
+    let page = q.page().map_err(classify)?;
+    Ok(page
+        .rows
+        .into_iter()
+        .map(|r| Row {
+            id: r.id,
+            doc: RowDoc::Parsed(r.doc),
+        })
+        .collect())
+}
+
+impl QuerySession for DocdbQuerySession {
+    fn create(&mut self, indexed: bool, id: u64, body: &[u8]) -> OpResult<()> {
+        self.db
+            .collection(query_collection(indexed))
+            .create(id, body)
+            .map_err(classify)
+    }
+
+    fn read(&mut self, id: u64) -> OpResult<Vec<u8>> {
+        self.db
+            .collection(QUERY_COLLECTION)
+            .read(id)
+            .map_err(classify)
+    }
+
+    fn find_eq(&mut self, field: &str, value: &str) -> OpResult<Vec<Row>> {
+        rows(eq_query(&self.db, field, value))
+    }
+
+    fn find_range(&mut self, field: &str, lo: i64, hi: i64) -> OpResult<Vec<Row>> {
+        rows(range_query(&self.db, field, lo, hi))
+    }
+}
+
+impl QueryTarget for DocdbQuery {
+    fn load(
+        &self,
+        docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<u64> {
+        preload_in_chunks(
+            docs,
+            (PRELOAD_BATCH_DOCS, PRELOAD_BATCH_BYTES),
+            progress,
+            |chunk| {
+                let batch = chunk.into_iter().fold(
+                    Batch::new().collection(QUERY_COLLECTION),
+                    |b, (id, body)| b.create(id, body),
+                );
+                self.db
+                    .transaction(&batch)
+                    .map(drop)
+                    .context("loading documents on the server")
+            },
+        )
+    }
+
+    fn create_indexes(&self, fields: &[&str]) -> anyhow::Result<()> {
+        for f in fields {
+            let spec = docdb_client::IndexSpec::new(format!("by_{f}")).asc(*f);
+            self.db
+                .create_index(QUERY_COLLECTION, &spec)
+                .with_context(|| format!("creating the index on {f} on the server"))?;
+        }
+        Ok(())
+    }
+
+    fn session(&self) -> anyhow::Result<Box<dyn QuerySession>> {
+        let client = Client::connect(self.server.socket()).context("connecting a worker")?;
+        Ok(Box::new(DocdbQuerySession {
+            db: client.database_by_id(self.db.id()),
+        }))
+    }
+
+    fn count(&self) -> anyhow::Result<u64> {
+        self.server.refresh()?;
+        self.server
+            .figures()?
+            .dbs
+            .iter()
+            .find(|d| d.id == self.db.id())
+            .map(|d| d.docs_live)
+            .context("the query database is not in ListDBs")
+    }
+
+    fn memory_used(&self) -> Option<u64> {
+        self.server.refresh().ok()?;
+        let f = self.server.figures().ok()?;
+        f.dbs
+            .iter()
+            .find(|d| d.id == self.db.id())
+            .map(|d| d.memory_used)
+    }
+
+    fn explain(&self, eq: (&str, &str), range: (&str, i64, i64)) -> Vec<String> {
+        let indexes = match self.db.list_indexes(QUERY_COLLECTION) {
+            Ok(list) => list
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}: {} entries, {:.1} MiB counted towards the memory limit",
+                        i.name,
+                        i.entries,
+                        i.memory_bytes as f64 / (1024.0 * 1024.0)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            Err(e) => format!("ListIndexes: {e}"),
+        };
+        [
+            ("equality", eq_query(&self.db, eq.0, eq.1)),
+            ("range", range_query(&self.db, range.0, range.1, range.2)),
+        ]
+        .into_iter()
+        .map(|(what, q)| match q.explain(true).page() {
+            Ok(p) => format!(
+                "{what} plan: {}",
+                p.plan.map(|p| p.to_string()).unwrap_or_default()
+            ),
+            Err(e) => format!("{what} plan: {e}"),
+        })
+        .chain([format!("indexes: {indexes}")])
+        .collect()
     }
 
     fn close(self: Box<Self>) -> anyhow::Result<()> {

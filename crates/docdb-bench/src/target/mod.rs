@@ -17,6 +17,22 @@ pub use docdb::{find_server_bin, DocdbServer, DocdbTarget, ServerSpec};
 pub use embedded::EmbeddedTarget;
 pub use sqlite::SqliteTarget;
 
+/// The collection (SQLite: table) the `query` scenario fills and queries.
+pub const QUERY_COLLECTION: &str = "users";
+/// The collection (SQLite: table) beside it with no index, for the creates the
+/// `query` scenario compares with creates into [`QUERY_COLLECTION`].
+pub const PLAIN_COLLECTION: &str = "plain";
+/// The collection a create of the `query` scenario goes to.
+pub fn query_collection(indexed: bool) -> &'static str {
+    if indexed {
+        QUERY_COLLECTION
+    } else {
+        PLAIN_COLLECTION
+    }
+}
+/// Rows one query of the `query` scenario asks for (DocDB's default page).
+pub const QUERY_LIMIT: usize = 100;
+
 use crate::cli::TargetKind;
 
 /// Why one operation failed, classified so the report can count errors by kind and a
@@ -71,6 +87,75 @@ pub trait Session: Send {
     fn read(&mut self, id: u64) -> OpResult<Vec<u8>>;
     fn update(&mut self, id: u64, body: &[u8]) -> OpResult<()>;
     fn delete(&mut self, id: u64) -> OpResult<()>;
+}
+
+/// A document a query returned, as its engine hands it over: the Rust client parses
+/// the reply's JSON, the embedded engine and SQLite give the stored text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowDoc {
+    Parsed(serde_json::Value),
+    Text(Vec<u8>),
+}
+
+/// One row of a query's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub id: u64,
+    pub doc: RowDoc,
+}
+
+impl Row {
+    /// The document as a JSON value (`None` when its text is not JSON).
+    pub fn value(&self) -> Option<serde_json::Value> {
+        match &self.doc {
+            RowDoc::Parsed(v) => Some(v.clone()),
+            RowDoc::Text(t) => serde_json::from_slice(t).ok(),
+        }
+    }
+}
+
+/// One worker's connection in the `query` scenario: single-document writes and reads
+/// of [`QUERY_COLLECTION`] and the two query shapes it measures. Every query returns
+/// at most [`QUERY_LIMIT`] rows, in id order.
+pub trait QuerySession: Send {
+    /// Creates in [`QUERY_COLLECTION`] (`indexed`) or [`PLAIN_COLLECTION`].
+    fn create(&mut self, indexed: bool, id: u64, body: &[u8]) -> OpResult<()>;
+    fn read(&mut self, id: u64) -> OpResult<Vec<u8>>;
+    /// Documents whose top-level `field` is the string `value`.
+    fn find_eq(&mut self, field: &str, value: &str) -> OpResult<Vec<Row>>;
+    /// Documents whose top-level `field` is an integer in `lo..hi`.
+    fn find_range(&mut self, field: &str, lo: i64, hi: i64) -> OpResult<Vec<Row>>;
+}
+
+/// One database of some engine, holding [`QUERY_COLLECTION`], for the `query`
+/// scenario.
+pub trait QueryTarget: Send {
+    /// Writes documents in large transactions (untimed); returns how many.
+    fn load(
+        &self,
+        docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<u64>;
+
+    /// Creates one ascending single-field index per field (DocDB `CreateIndex`
+    /// named `by_<field>`; SQLite an expression index on `json_extract`).
+    fn create_indexes(&self, fields: &[&str]) -> anyhow::Result<()>;
+
+    fn session(&self) -> anyhow::Result<Box<dyn QuerySession>>;
+
+    /// Documents in both collections.
+    fn count(&self) -> anyhow::Result<u64>;
+
+    /// Bytes the database charges against its memory limit (documents and indexes),
+    /// where the engine has one.
+    fn memory_used(&self) -> Option<u64>;
+
+    /// How the engine runs the two query shapes, where it says (SQLite's `EXPLAIN
+    /// QUERY PLAN`, DocDB's `explain`), for the report's notes.
+    fn explain(&self, eq: (&str, &str), range: (&str, i64, i64)) -> Vec<String>;
+
+    /// Closes cleanly. Every session must be gone.
+    fn close(self: Box<Self>) -> anyhow::Result<()>;
 }
 
 /// Figures the engine reports (in-process, or the server's through ListDBs and its
@@ -158,6 +243,19 @@ impl Backend {
                 Box::new(SqliteTarget::open(&dir.join(format!("db{index}.sqlite")))?)
             }
             Backend::Docdb(server) => Box::new(server.open(index)?),
+        })
+    }
+
+    /// Opens (creating) the `query` scenario's database, inside `dir`, with an empty
+    /// [`QUERY_COLLECTION`] and [`PLAIN_COLLECTION`].
+    pub fn open_query(&self, dir: &Path) -> anyhow::Result<Box<dyn QueryTarget>> {
+        Ok(match self {
+            Backend::Embedded(config) => Box::new(embedded::EmbeddedQuery::open(
+                &dir.join("query-db"),
+                config.clone(),
+            )?),
+            Backend::Sqlite => Box::new(sqlite::SqliteQuery::open(&dir.join("query.sqlite"))?),
+            Backend::Docdb(server) => Box::new(docdb::DocdbQuery::open(server)?),
         })
     }
 
