@@ -36,11 +36,22 @@ ops() { curl -s "127.0.0.1:$port/metrics" | awk '/^docdb_operations_total/ {s +=
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 ctxt() { awk '/^ctxt/ {print $2}' /proc/stat; }
 threads() {
-    for t in /proc/"$pid"/task/*; do
-        printf '%s %s %s %s\n' "$(basename "$t")" "$(tr ' ' _ < "$t/comm")" \
-            "$(awk '{print $14 + $15}' "$t/stat")" \
-            "$(awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {print v, n}' "$t/status")"
-    done 2>/dev/null || true
+    python3 - "$pid" <<'PY'
+import os, sys
+pid = sys.argv[1]
+for t in os.listdir(f"/proc/{pid}/task"):
+    try:
+        comm = open(f"/proc/{pid}/task/{t}/comm").read().strip().replace(" ", "_")
+        st = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
+        sw = {}
+        for line in open(f"/proc/{pid}/task/{t}/status"):
+            k, _, v = line.partition(":")
+            sw[k] = v.strip()
+        print(t, comm, int(st[11]) + int(st[12]), sw["voluntary_ctxt_switches"],
+              sw["nonvoluntary_ctxt_switches"])
+    except (OSError, KeyError, IndexError, ValueError):
+        pass  # the thread exited meanwhile
+PY
 }
 t0=$(ticks); c0=$(ctxt)
 "$bench" --socket "$d/s.sock" --target docdb --dir "$d/run" -q --json "$d/r.json" "$@" > "$d/out" &
