@@ -7,7 +7,9 @@
 //! it whole; otherwise it is queued for the connection's writer task, which drains the
 //! queue in order. Frames never interleave. Writing directly saves a wake-up of the
 //! I/O thread and two system calls per response, which is most of what a small
-//! request costs. Both write through the one socket (one file descriptor).
+//! request costs. Both write through the one socket (one file descriptor). A direct
+//! write sends the header and the reply's data in one `writev`, without copying the
+//! data into a frame buffer, and counts the answer as kept under the same lock.
 //!
 //! The same code serves the Unix socket and TCP (`--listen`): a plain TCP socket is
 //! written directly like a Unix one; a TLS connection cannot be (its bytes must go
@@ -40,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use docdb_protocol::{
     decode_request, encode_response, request_header, text, Command, Request, Response, Status,
-    MAX_FRAME,
+    MAX_FRAME, MAX_REPLY_DATA, RESPONSE_HEADER,
 };
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -85,6 +87,13 @@ impl Direct {
         match self {
             Direct::Unix(w) => w.try_write(buf),
             Direct::Tcp(w) => w.try_write(buf),
+        }
+    }
+
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Direct::Unix(w) => w.try_write_vectored(bufs),
+            Direct::Tcp(w) => w.try_write_vectored(bufs),
         }
     }
 
@@ -156,28 +165,109 @@ impl ConnWriter {
         ReplyTo::new(self.clone(), request_id)
     }
 
-    fn write(&self, mut buf: Vec<u8>) {
+    /// Sends one response and, if `settle`, counts its answer as kept, under one
+    /// lock. When nothing is queued ahead, the response goes out directly: header
+    /// and data in one `writev`, the data not copied; only what the socket does not
+    /// take is encoded and queued for the writer task.
+    ///
+    /// The lock is held across the direct write (frames never interleave). Measured:
+    /// releasing it during the write (a claim flag instead) made the I/O thread
+    /// sleep in `epoll_wait` twice as often and cost more CPU per request, not less.
+    fn send_response(&self, resp: &Response, settle: bool) {
         let mut st = self.state.lock();
-        if st.broken {
-            return;
-        }
-        if let (false, true, Some(direct)) = (st.busy, st.queued.is_empty(), &self.direct) {
-            loop {
-                match direct.try_write(&buf) {
-                    Ok(n) if n == buf.len() => return,
-                    Ok(n) => {
-                        buf.drain(..n);
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        self.break_off(&mut st);
-                        return;
-                    }
+        let mut wake = false;
+        if !st.broken {
+            let rest = if st.busy || !st.queued.is_empty() || self.direct.is_none() {
+                let mut buf = Vec::with_capacity(resp.data.len() + 32);
+                encode_response(resp, &mut buf);
+                Ok(Some(buf))
+            } else {
+                self.write_direct(resp)
+            };
+            match rest {
+                Err(()) => self.break_off(&mut st),
+                Ok(None) => {}
+                Ok(Some(buf)) => {
+                    self.enqueue(&mut st, buf);
+                    wake = true;
                 }
             }
         }
+        if settle && self.settle(&mut st) {
+            wake = true;
+        }
+        drop(st);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes `resp` to the socket without blocking (the caller holds the lock and
+    /// nothing is queued). `Ok(None)`: all of it was taken; `Ok(Some(rest))`: the
+    /// bytes the socket did not take; `Err`: the client is gone.
+    fn write_direct(&self, resp: &Response) -> Result<Option<Vec<u8>>, ()> {
+        let Some(direct) = &self.direct else {
+            return Err(());
+        };
+        if resp.data.len() > MAX_REPLY_DATA {
+            // Refused by the encoder (a reply over the frame limit): rare, copy it.
+            let mut buf = Vec::new();
+            encode_response(resp, &mut buf);
+            return self.write_buf(buf);
+        }
+        let mut head = [0u8; 4 + RESPONSE_HEADER];
+        head[..4].copy_from_slice(&((RESPONSE_HEADER + resp.data.len()) as u32).to_le_bytes());
+        head[4..12].copy_from_slice(&resp.request_id.to_le_bytes());
+        head[12] = resp.status;
+        head[13..].copy_from_slice(&(resp.data.len() as u32).to_le_bytes());
+        let total = head.len() + resp.data.len();
+        let n = loop {
+            let bufs = [io::IoSlice::new(&head), io::IoSlice::new(&resp.data)];
+            match direct.try_write_vectored(&bufs) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(_) => return Err(()),
+            }
+        };
+        if n == total {
+            return Ok(None);
+        }
+        // The socket is full: the rest waits for the writer task.
+        let mut rest = Vec::with_capacity(total - n);
+        if n < head.len() {
+            rest.extend_from_slice(&head[n..]);
+            rest.extend_from_slice(&resp.data);
+        } else {
+            rest.extend_from_slice(&resp.data[n - head.len()..]);
+        }
+        Ok(Some(rest))
+    }
+
+    /// Like [`ConnWriter::write_direct`], for encoded bytes.
+    fn write_buf(&self, mut buf: Vec<u8>) -> Result<Option<Vec<u8>>, ()> {
+        let Some(direct) = &self.direct else {
+            return Err(());
+        };
+        loop {
+            match direct.try_write(&buf) {
+                Ok(n) if n == buf.len() => return Ok(None),
+                Ok(n) => {
+                    buf.drain(..n);
+                    return Ok(Some(buf));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(buf)),
+                Err(_) => return Err(()),
+            }
+        }
+    }
+
+    /// Queues encoded bytes for the writer task (with the lock held). Small replies
+    /// are appended to the last queued buffer (one system call for many); bigger
+    /// ones are queued as they are (no copy, and the queue gives memory back as the
+    /// socket takes each one).
+    fn enqueue(&self, st: &mut WriterState, buf: Vec<u8>) {
         st.unsent += buf.len();
         match st.queued.back_mut() {
             Some(last) if buf.len() < COALESCE && last.len() < COALESCE => {
@@ -185,8 +275,14 @@ impl ConnWriter {
             }
             _ => st.queued.push_back(buf),
         }
-        drop(st);
-        self.wake.notify_one();
+    }
+
+    /// One promised answer was sent or given up on (with the lock held). True: it
+    /// was the last one owed after the reader stopped (the writer task may finish).
+    fn settle(&self, st: &mut WriterState) -> bool {
+        st.owed -= 1;
+        self.maybe_resume(st);
+        st.owed == 0 && st.reader_done
     }
 
     /// The client is gone: drop what is queued and wake whoever waits.
@@ -321,20 +417,20 @@ impl ConnWriter {
 
 impl Sink for ConnWriter {
     fn send(&self, resp: Response) {
-        let mut buf = Vec::with_capacity(resp.data.len() + 32);
-        encode_response(&resp, &mut buf);
-        self.write(buf);
+        self.send_response(&resp, false);
     }
 
     fn settled(&self) {
         let mut st = self.state.lock();
-        st.owed -= 1;
-        let last = st.owed == 0 && st.reader_done;
-        self.maybe_resume(&mut st);
+        let last = self.settle(&mut st);
         drop(st);
         if last {
             self.wake.notify_one();
         }
+    }
+
+    fn send_settled(&self, resp: Response) {
+        self.send_response(&resp, true);
     }
 }
 
@@ -774,5 +870,63 @@ async fn open_scoped(
     }
     if let Ok(Some(id)) = opened.await {
         session.opened(id, &name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Replies written directly (header and data in one `writev`) and replies the
+    /// socket could not take at once (the rest queued for the writer task, later ones
+    /// behind it) reach the client as whole frames, byte for byte what the encoder
+    /// makes, in the order they were sent; every answer owed is settled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn direct_and_queued_replies_arrive_whole_and_in_order() {
+        let (server, mut client) = UnixStream::pair().expect("socketpair");
+        let bounds = Bounds {
+            max_inflight: 1000,
+            max_unsent: 1 << 30,
+        };
+        let (_rd, wr) = server.into_split();
+        let tx = Arc::new(ConnWriter {
+            direct: Some(Direct::Unix(wr)),
+            bounds,
+            state: Mutex::new(WriterState::default()),
+            wake: Notify::new(),
+            resume: Notify::new(),
+        });
+        let no_tls: Option<tokio::net::unix::OwnedWriteHalf> = None;
+        let writer = tokio::spawn(tx.clone().drain(no_tls, Duration::from_secs(1)));
+        // Sizes around the socket buffer: a reply larger than it is partly written
+        // directly, and those after it queue behind its rest.
+        let sizes = [0usize, 1, 1024, 3 << 20, 17, 5000, 2 << 20, 64 * 1024, 3];
+        let mut want = Vec::new();
+        let mut promised = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..n).map(|b| (b * 7 + i) as u8).collect();
+            let resp = Response::new(i as u64, Status::Ok, data);
+            encode_response(&resp, &mut want);
+            promised.push((tx.reply_to(i as u64), resp));
+        }
+        let sender = std::thread::spawn(move || {
+            for (to, resp) in promised {
+                to.send(Reply::ok(resp.data));
+            }
+        });
+        let mut got = vec![0u8; want.len()];
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut got));
+        read.await
+            .expect("the replies never all arrived")
+            .expect("read replies");
+        sender.join().expect("sender");
+        assert!(got == want, "the frames differ from what was sent");
+        assert_eq!(tx.state.lock().owed, 0, "every answer settled");
+        tx.finish_reading();
+        writer.await.expect("writer task");
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.expect("end of stream");
+        assert!(rest.is_empty(), "nothing after the last reply");
     }
 }

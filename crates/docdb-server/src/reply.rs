@@ -170,6 +170,11 @@ pub trait Sink: Send + Sync {
     fn send(&self, resp: Response);
     /// One promised response was sent (or given up on); see [`ReplyTo`].
     fn settled(&self) {}
+    /// [`Sink::send`] then [`Sink::settled`] (a connection does both under one lock).
+    fn send_settled(&self, resp: Response) {
+        self.send(resp);
+        self.settled();
+    }
 }
 
 impl Sink for tokio::sync::mpsc::UnboundedSender<Response> {
@@ -204,8 +209,7 @@ impl ReplyTo {
     /// closed connection is not an error: the client left.
     pub fn send(mut self, reply: Reply) {
         if let Some(sink) = self.sink.take() {
-            sink.send(Response::new(self.request_id, reply.status, reply.data));
-            sink.settled();
+            sink.send_settled(Response::new(self.request_id, reply.status, reply.data));
         }
     }
 
@@ -221,12 +225,11 @@ impl ReplyTo {
 impl Drop for ReplyTo {
     fn drop(&mut self) {
         if let Some(sink) = self.sink.take() {
-            sink.send(Response::new(
+            sink.send_settled(Response::new(
                 self.request_id,
                 Status::Error,
                 text::INTERNAL.as_bytes().to_vec(),
             ));
-            sink.settled();
         }
     }
 }
