@@ -658,3 +658,51 @@ fn a_page_stops_at_the_byte_budget_and_resumes() {
     assert_eq!(page2.rows.len(), 17);
     assert_eq!(page2.next, None);
 }
+
+/// A sort after an equality prefix of a compound index (`{"k": 0}` sorted by `g`
+/// over `[k, g]`): every page in order, each reading about `limit + 1` documents.
+#[test]
+fn a_sort_after_an_equality_prefix_pages_in_index_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), config()).expect("open");
+    for id in 0..300u64 {
+        let doc = json!({"k": id % 3, "g": (id * 7919) % 13});
+        db.create("_default", id, doc.to_string().as_bytes())
+            .expect("create");
+    }
+    let def = IndexDef {
+        name: "by_k_g".into(),
+        fields: vec![("k".into(), 1), ("g".into(), 1)],
+        unique: false,
+    };
+    db.create_index("_default", def).expect("create_index");
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut v = json!({"filter": {"k": 0}, "sort": [["g", -1]], "limit": 7, "explain": true});
+        if let Some(a) = &after {
+            v["after"] = json!(a);
+        }
+        let page = db
+            .query(
+                "_default",
+                &Query::parse(v.to_string().as_bytes()).expect("parse"),
+            )
+            .expect("query");
+        let plan = page.plan.as_ref().expect("explain").to_json();
+        assert_eq!(
+            (&plan["index"], &plan["ordered"]),
+            (&json!("by_k_g"), &json!(true)),
+            "{plan}"
+        );
+        assert!(plan["examined"].as_u64() < Some(20), "{plan}");
+        got.extend(page.rows.iter().map(|r| r.0));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut want: Vec<u64> = (0..300u64).filter(|id| id % 3 == 0).collect();
+    want.sort_by_key(|id| (std::cmp::Reverse((id * 7919) % 13), *id));
+    assert_eq!(got, want);
+}

@@ -307,18 +307,21 @@ pub(crate) fn run(
                 Some(c) if plan.ordered => plan.after(&c.key),
                 _ => plan.ranges.clone(),
             };
-            'ranges: for range in ranges {
+            let skip = plan.prefix.len();
+            let reads = (plan.unordered.iter().cloned().map(|r| (r, false)))
+                .chain(ranges.into_iter().map(|r| (r, plan.ordered)));
+            'ranges: for (range, ordered) in reads {
                 let scan = scan_at(plan.index.clone(), range, plan.direction, snap)?;
                 for hit in scan {
                     keys_examined += 1;
                     if q.sort.is_empty() && after.as_ref().is_some_and(|c| hit.id <= c.id) {
                         continue; // in id order, a row at or before the cursor
                     }
-                    if plan.ordered {
-                        // The hit's first `m` parts are its sort key, and keys only
-                        // grow (in sort order) from here: once a full heap's worst
-                        // row sorts before this key, nothing further can enter.
-                        let key: SortKey = hit.key.iter().take(m).cloned().collect();
+                    if ordered {
+                        // The hit's `m` parts after the prefix are its sort key, and
+                        // keys only grow (in sort order) from here: once a full heap's
+                        // worst row sorts before this key, nothing further can enter.
+                        let key: SortKey = hit.key.iter().skip(skip).take(m).cloned().collect();
                         if best.full()
                             && best.worst().is_some_and(|w| {
                                 sort::compare(&q.sort, (&key, 0), (&w.key, 0)) == Ordering::Greater

@@ -54,8 +54,15 @@ pub(crate) const MAX_RANGES: usize = 256;
 /// The index source of a query.
 pub(crate) struct IndexPlan {
     pub index: Arc<SecondaryIndex>,
-    /// Disjoint ranges in the order they are read (the scan's direction).
+    /// Ranges read first, in no useful order: with a sort served after an equality
+    /// prefix, the prefix fields' missing and array entries.
+    pub unordered: Vec<IndexRange>,
+    /// Disjoint ranges in the order they are read (the scan's direction), after
+    /// `unordered`; all disjoint from each other and from those.
     pub ranges: Vec<IndexRange>,
+    /// The key parts before the sort's when ordered (an equality prefix, one value per
+    /// field): the sort key of a hit is `key[prefix.len()..][..sort.len()]`.
+    pub prefix: Vec<KeyPart>,
     pub direction: Direction,
     /// The scan yields candidates in the query's sort order (`sort.len()` leading
     /// key parts are its sort key), so it may stop early.
@@ -69,7 +76,7 @@ impl IndexPlan {
     /// before the cursor are left out.
     pub(crate) fn after(&self, key: &[KeyPart]) -> Vec<IndexRange> {
         let desc = self.index.desc;
-        let at = key.to_vec();
+        let at = [self.prefix.as_slice(), key].concat();
         self.ranges
             .iter()
             .filter_map(|r| {
@@ -111,8 +118,9 @@ impl IndexPlan {
             Bound::Excluded(ps) => json!({"excluded": ps.iter().map(part).collect::<Vec<_>>()}),
         };
         Value::Array(
-            self.ranges
+            self.unordered
                 .iter()
+                .chain(&self.ranges)
                 .map(|r| json!([side(&r.lower), side(&r.upper)]))
                 .collect(),
         )
@@ -285,16 +293,18 @@ fn bound_key(b: &Bound<Vec<KeyPart>>, desc: u32, lower: bool) -> BoundKey {
 struct Expand<'a> {
     bounds: &'a [FieldBound],
     desc: &'a [bool],
-    out: Vec<IndexRange>,
+    /// Each range with the field it bounds (its prefix is the fields before).
+    out: Vec<(IndexRange, usize)>,
 }
 
 impl Expand<'_> {
-    fn point(&mut self, prefix: Vec<KeyPart>) {
-        self.out.push(if prefix.is_empty() {
+    fn point(&mut self, prefix: Vec<KeyPart>, i: usize) {
+        let r = if prefix.is_empty() {
             IndexRange::all()
         } else {
             IndexRange::prefix(prefix)
-        });
+        };
+        self.out.push((r, i));
     }
 
     /// The entries under `prefix` whose field `i` lies in `[lo, hi]` (value order).
@@ -307,22 +317,25 @@ impl Expand<'_> {
         };
         let (l, u) = (side(lo), side(hi));
         let (lower, upper) = if self.desc[i] { (u, l) } else { (l, u) };
-        self.out.push(IndexRange {
-            lower,
-            upper,
-            after: None,
-        });
+        self.out.push((
+            IndexRange {
+                lower,
+                upper,
+                after: None,
+            },
+            i,
+        ));
     }
 
     fn field(&mut self, i: usize, prefix: Vec<KeyPart>) {
         let Some(b) = self.bounds.get(i) else {
-            return self.point(prefix);
+            return self.point(prefix, i);
         };
         if *b == FieldBound::Free {
-            return self.point(prefix);
+            return self.point(prefix, i);
         }
         // Always: the missing entries and the arrays (see the module doc).
-        self.point([prefix.as_slice(), &[None]].concat());
+        self.point([prefix.as_slice(), &[None]].concat(), i);
         self.interval(
             &prefix,
             i,
@@ -387,15 +400,32 @@ fn plan_index(
         }
     }
     let desc: Vec<bool> = fields.iter().map(|(_, d)| *d < 0).collect();
-    let forward = sort.len() <= fields.len()
-        && sort.iter().zip(fields).all(|(s, (p, d))| {
-            s.path.as_str() == p && s.descending == (*d < 0) && !numeric_segment(&s.path)
-        });
-    let backward = sort.len() <= fields.len()
-        && sort.iter().zip(fields).all(|(s, (p, d))| {
-            s.path.as_str() == p && s.descending != (*d < 0) && !numeric_segment(&s.path)
-        });
-    let ordered = !sort.is_empty() && (forward || backward);
+    // The sort is served when its paths are the index's fields from `at` on, all in
+    // their directions (forward) or all reversed (backward), after `at` leading fields
+    // that each hold one value.
+    let serves = |at: usize, reversed: bool| {
+        !sort.is_empty()
+            && at + sort.len() <= fields.len()
+            && sort.iter().zip(&fields[at..]).all(|(s, (p, d))| {
+                s.path.as_str() == p
+                    && (s.descending != (*d < 0)) == reversed
+                    && !numeric_segment(&s.path)
+            })
+    };
+    let single = bounds
+        .iter()
+        .take_while(|b| matches!(b, FieldBound::Points(ps) if ps.len() == 1))
+        .count();
+    let order = (0..=single).find_map(|at| {
+        if serves(at, false) {
+            Some((at, Direction::Forward))
+        } else if serves(at, true) {
+            Some((at, Direction::Backward))
+        } else {
+            None
+        }
+    });
+    let ordered = order.is_some();
     if points == 0 && !has_interval && !ordered {
         return None;
     }
@@ -405,25 +435,38 @@ fn plan_index(
         out: Vec::new(),
     };
     ex.field(0, Vec::new());
-    let mut ranges = ex.out;
-    ranges.sort_by(|a, b| {
+    let at = order.map_or(0, |(at, _)| at);
+    let by_lower = |a: &IndexRange, b: &IndexRange| {
         let (x, y) = (
             bound_key(&a.lower, index.desc, true),
             bound_key(&b.lower, index.desc, true),
         );
         x.cmp(&y)
-    });
-    let direction = if ordered && !forward {
-        ranges.reverse();
-        Direction::Backward
-    } else {
-        Direction::Forward
     };
+    let (mut ranges, mut unordered): (Vec<_>, Vec<_>) =
+        ex.out.into_iter().partition(|(_, i)| *i >= at);
+    let mut ranges: Vec<IndexRange> = ranges.drain(..).map(|(r, _)| r).collect();
+    let mut unordered: Vec<IndexRange> = unordered.drain(..).map(|(r, _)| r).collect();
+    ranges.sort_by(by_lower);
+    unordered.sort_by(by_lower);
+    let direction = order.map_or(Direction::Forward, |(_, d)| d);
+    if direction == Direction::Backward {
+        ranges.reverse();
+    }
+    let prefix: Vec<KeyPart> = bounds[..at]
+        .iter()
+        .filter_map(|b| match b {
+            FieldBound::Points(ps) => ps.first().cloned().map(Some),
+            _ => None,
+        })
+        .collect();
     Some((
         (points, has_interval, ordered),
         IndexPlan {
             index: index.clone(),
+            unordered,
             ranges,
+            prefix,
             direction,
             ordered,
         },
@@ -621,6 +664,27 @@ mod tests {
             None
         );
         assert_eq!(plan(&[("a.0", 1)], json!({}), json!([["a.0", 1]])), None);
+        // A sort after an equality prefix: ordered; the prefix's missing and array
+        // entries are read first, unordered.
+        let f = Filter::parse(&json!({"status": "open"})).unwrap_or_else(|e| panic!("{e}"));
+        let s = super::super::sort::parse(&json!([["date", 1]])).unwrap_or_default();
+        let i = index("i", &[("status", 1), ("date", -1)]);
+        let (score, p) = plan_index(&i, &f, &s).unwrap_or_else(|| panic!("no plan"));
+        assert_eq!(score, (1, false, true));
+        assert_eq!(
+            (
+                p.direction,
+                p.prefix.clone(),
+                p.unordered.len(),
+                p.ranges.len()
+            ),
+            (Direction::Backward, vec![Some(json!("open"))], 2, 1)
+        );
+        // Two values for the prefix: not ordered.
+        let f = Filter::parse(&json!({"status": {"$in": ["a", "b"]}}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (score, _) = plan_index(&i, &f, &s).unwrap_or_else(|| panic!("no plan"));
+        assert_eq!(score, (1, false, false));
         // Operators an index cannot bound, and $or, fall back to a scan.
         for f in [
             json!({"a": {"$ne": 1}}),
