@@ -970,4 +970,83 @@ mod tests {
         assert!((l.max_us - 1000.0).abs() < 1.0, "{l:?}");
         assert!(Latency::from_ns(&Histogram::<u64>::new(3).expect("histogram")).is_none());
     }
+
+    fn phase(name: &'static str, ops_per_sec: f64, p50_us: f64, p99_us: f64) -> PhaseStats {
+        PhaseStats {
+            name,
+            threads: 2,
+            ops: ops_per_sec as u64,
+            elapsed_secs: 1.0,
+            ops_per_sec,
+            latency: Some(Latency {
+                mean_us: p50_us,
+                p50_us,
+                p95_us: p99_us,
+                p99_us,
+                p999_us: p99_us,
+                max_us: p99_us,
+            }),
+            rows: 0,
+        }
+    }
+
+    fn query_run(target: TargetKind, eq_per_s: f64, range_p99_us: f64, share: f64) -> RunResult {
+        use crate::scenario::query as q;
+        let mut r = RunResult::new(Scenario::Query, target);
+        r.phases = vec![
+            phase(q::READ_BY_ID, 20_000.0, 50.0, 100.0),
+            phase(q::FIND_EQ, eq_per_s, 70.0, 150.0),
+            phase(q::FIND_RANGE, 1_000.0, 500.0, range_p99_us),
+        ];
+        r.figures.insert(q::EQ_OVER_READ_P50, 70.0 / 50.0);
+        r.figures.insert(q::INDEXED_CREATES_SHARE, share);
+        r
+    }
+
+    #[test]
+    fn phased_runs_are_compared_phase_by_phase_and_judged_against_issue_14() {
+        let mut report = Report::new(Meta::collect());
+        report.runs = vec![
+            query_run(TargetKind::Docdb, 10_000.0, 2_500.0, 0.8),
+            query_run(TargetKind::Embedded, 99_999.0, 100.0, 0.69),
+            query_run(TargetKind::Sqlite, 50_000.0, 30_000.0, 1.0),
+        ];
+        report.compare();
+        assert!(
+            report.comparisons.is_empty(),
+            "no whole-run ratio of phases"
+        );
+        assert_eq!(report.phase_comparisons.len(), 6);
+        let eq = &report.phase_comparisons[1];
+        assert_eq!((eq.phase, eq.target), ("find_eq", TargetKind::Docdb));
+        assert!((eq.throughput_ratio - 0.2).abs() < 1e-9, "{eq:?}");
+        let goals: Vec<(TargetKind, &str, bool)> = report
+            .goals
+            .iter()
+            .map(|g| (g.target, g.unit, g.met))
+            .collect();
+        assert_eq!(
+            goals,
+            [
+                (TargetKind::Docdb, "x", true),
+                (TargetKind::Docdb, "ms", false),
+                (TargetKind::Docdb, "share", true),
+                (TargetKind::Embedded, "queries/s", false),
+                (TargetKind::Embedded, "share", false),
+            ]
+        );
+        assert_eq!(report.goals[1].value, 2.5);
+        assert_eq!(report.goals[1].sqlite, Some(30.0));
+        assert_eq!(report.goals[3].sqlite, Some(50_000.0));
+        let md = report.to_markdown();
+        assert!(
+            md.contains("| find_range | docdb | 1,000 | 1,000 | **1.00×** |"),
+            "{md}"
+        );
+        assert!(md.contains("**2.50 ms** | 30.00 ms | **no** |"), "{md}");
+        assert!(md.contains("**69.0 %** | 100.0 % | **no** |"), "{md}");
+        let json = report.to_json().unwrap_or_default();
+        assert!(json.contains("\"phase_comparisons\""), "{json}");
+        assert!(json.contains("\"goals\""), "{json}");
+    }
 }

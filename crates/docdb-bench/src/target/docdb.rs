@@ -571,6 +571,8 @@ impl QueryTarget for DocdbQuery {
             (PRELOAD_BATCH_DOCS, PRELOAD_BATCH_BYTES),
             progress,
             |chunk| {
+                let first = chunk.first().map_or(0, |c| c.0);
+                let last = chunk.last().map_or(0, |c| c.0);
                 let batch = chunk.into_iter().fold(
                     Batch::new().collection(QUERY_COLLECTION),
                     |b, (id, body)| b.create(id, body),
@@ -578,7 +580,7 @@ impl QueryTarget for DocdbQuery {
                 self.db
                     .transaction(&batch)
                     .map(drop)
-                    .context("loading documents on the server")
+                    .with_context(|| format!("loading documents {first}..={last} on the server"))
             },
         )
     }
