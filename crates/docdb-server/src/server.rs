@@ -203,24 +203,12 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                if fds.short_of_fds(&stream, fds.reserve(ctx.pool.open_count())) {
-                    refuse(stream, msg::LOW_ON_FDS);
-                    continue;
-                }
-                let permit = match &limit {
-                    None => None,
-                    Some(sem) => match sem.clone().try_acquire_owned() {
-                        Ok(p) => Some(p),
-                        Err(_) => {
-                            let why = if fds.capped_by_fds {
-                                msg::LOW_ON_FDS
-                            } else {
-                                msg::TOO_MANY_CONNECTIONS
-                            };
-                            refuse(stream, why);
-                            continue;
-                        }
-                    },
+                let permit = match admit(&fds, limit.as_ref(), &stream, ctx.pool.open_count()) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        refuse(stream, why);
+                        continue;
+                    }
                 };
                 let ctx = ctx.clone();
                 let stop = stop_rx.clone();
@@ -243,24 +231,12 @@ async fn serve(cfg: ServerConfig) -> anyhow::Result<()> {
                 let _ = stream.set_nodelay(true);
                 // The same limits as the Unix socket: descriptors, then connections.
                 // A TLS client cannot read a plain error frame: it is only closed.
-                if fds.short_of_fds(&stream, fds.reserve(ctx.pool.open_count())) {
-                    refuse_tcp(stream, tls.is_some(), msg::LOW_ON_FDS);
-                    continue;
-                }
-                let permit = match &limit {
-                    None => None,
-                    Some(sem) => match sem.clone().try_acquire_owned() {
-                        Ok(p) => Some(p),
-                        Err(_) => {
-                            let why = if fds.capped_by_fds {
-                                msg::LOW_ON_FDS
-                            } else {
-                                msg::TOO_MANY_CONNECTIONS
-                            };
-                            refuse_tcp(stream, tls.is_some(), why);
-                            continue;
-                        }
-                    },
+                let permit = match admit(&fds, limit.as_ref(), &stream, ctx.pool.open_count()) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        refuse_tcp(stream, tls.is_some(), why);
+                        continue;
+                    }
                 };
                 let ctx = ctx.clone();
                 let stop = stop_rx.clone();
@@ -355,6 +331,27 @@ async fn accept_tcp(
     match tcp {
         Some((l, tls)) => l.accept().await.map(|(s, _)| (s, tls.clone())),
         None => std::future::pending().await,
+    }
+}
+
+/// Admits a new connection (Unix or TCP alike) under the file-descriptor reserve and
+/// `max_connections`: its permit (none without a cap), or why it is turned away.
+fn admit(
+    fds: &resources::FdPlan,
+    limit: Option<&Arc<Semaphore>>,
+    stream: &impl std::os::fd::AsRawFd,
+    open_dbs: usize,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, &'static str> {
+    if fds.short_of_fds(stream, fds.reserve(open_dbs)) {
+        return Err(msg::LOW_ON_FDS);
+    }
+    let Some(sem) = limit else {
+        return Ok(None);
+    };
+    match sem.clone().try_acquire_owned() {
+        Ok(p) => Ok(Some(p)),
+        Err(_) if fds.capped_by_fds => Err(msg::LOW_ON_FDS),
+        Err(_) => Err(msg::TOO_MANY_CONNECTIONS),
     }
 }
 
