@@ -167,6 +167,18 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     pub server_bin: Option<PathBuf>,
 
+    /// `docdb` target: the started server's `auth.mode`. With `token`, the run
+    /// issues itself tokens (`docdb token issue`) and every connection authenticates
+    /// and opens its database by name, as a tenant's would.
+    #[arg(long, default_value = "none", value_parser = ["none", "token"])]
+    pub auth: String,
+
+    /// `docdb` target with `--socket`: the token every connection authenticates with
+    /// (admin rights over the run's `bench-*` databases: the run reads ListDBs and
+    /// the metrics).
+    #[arg(long, requires = "socket")]
+    pub token: Option<String>,
+
     /// `docdb` target: scheduler policy of the started server [default: the
     /// server's].
     #[arg(long, value_parser = ["fair", "deepest", "round_robin"])]

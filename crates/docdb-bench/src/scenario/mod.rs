@@ -93,7 +93,7 @@ impl Ctx<'_> {
             TargetKind::Embedded => Backend::Embedded(self.engine_config()),
             TargetKind::Sqlite => Backend::Sqlite,
             TargetKind::Docdb => Backend::Docdb(match &a.socket {
-                Some(socket) => DocdbServer::existing(socket)?,
+                Some(socket) => DocdbServer::existing(socket, a.token.as_deref())?,
                 None => DocdbServer::start(&self.server_spec(), dir)?,
             }),
         })
@@ -112,6 +112,7 @@ impl Ctx<'_> {
             max_open_dbs: None,
             cache_mb: a.cache_mb,
             connections: self.connections(),
+            auth_token: a.auth == "token",
         }
     }
 

@@ -56,6 +56,10 @@ pub struct ServerSpec {
     /// Client connections the run opens: `max_connections` is raised to it only when
     /// the server's default would refuse some.
     pub connections: usize,
+    /// `auth.mode = "token"`: the run issues itself an admin token (preloads, counts,
+    /// metrics) and a write token (the workers) for every database, and each
+    /// connection authenticates with its token before anything else.
+    pub auth_token: bool,
 }
 
 /// The server's default `max_connections`.
@@ -85,6 +89,9 @@ impl ServerSpec {
         }
         if let Some(w) = self.workers {
             v.push(format!("sched.workers = {w}"));
+        }
+        if self.auth_token {
+            v.push("auth.mode = \"token\"".to_owned());
         }
         if self.fsync_mode != FsyncMode::Group {
             v.push(format!(
@@ -141,6 +148,8 @@ pub struct DocdbServer {
     child: Mutex<KillOnDrop>,
     log: Option<PathBuf>,
     admin: Client,
+    /// The token each worker's connection authenticates with, if the server wants one.
+    worker_token: Option<String>,
     /// Prefix of database names (unique per run on a shared server).
     prefix: String,
     /// The server's figures as of the last [`DocdbServer::refresh`]: one ListDBs and
@@ -154,10 +163,12 @@ struct Figures {
 }
 
 impl DocdbServer {
-    /// Uses the server listening on `socket`. Database names get a prefix unique to
+    /// Uses the server listening on `socket`, authenticating every connection with
+    /// `token` if given (it must reach the run's databases and carry the admin right:
+    /// the run reads ListDBs and the metrics). Database names get a prefix unique to
     /// this run so they never collide with existing ones.
-    pub fn existing(socket: &Path) -> anyhow::Result<Arc<Self>> {
-        let admin = Client::connect(socket)
+    pub fn existing(socket: &Path, token: Option<&str>) -> anyhow::Result<Arc<Self>> {
+        let admin = connect(socket, token)
             .with_context(|| format!("connecting to the server at {}", socket.display()))?;
         static RUN: AtomicU64 = AtomicU64::new(0);
         let secs = SystemTime::now()
@@ -173,6 +184,7 @@ impl DocdbServer {
             child: Mutex::new(KillOnDrop(None)),
             log: None,
             admin,
+            worker_token: token.map(str::to_owned),
             prefix,
             figures: Mutex::new(None),
         }))
@@ -194,6 +206,15 @@ impl DocdbServer {
         let config = dir.join("server.toml");
         std::fs::write(&config, spec.config(&data, &socket))
             .with_context(|| format!("writing {}", config.display()))?;
+        let tokens = if spec.auth_token {
+            Some((
+                issue_token(&spec.bin, &data, "admin")?,
+                issue_token(&spec.bin, &data, "write")?,
+            ))
+        } else {
+            None
+        };
+        let (admin_token, worker_token) = tokens.unzip();
         let log = dir.join("server.log");
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().context("duplicating the log file handle")?;
@@ -218,7 +239,7 @@ impl DocdbServer {
             if let Some(status) = child.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 anyhow::bail!("the server exited at start ({status}): {}", log_tail(&log));
             }
-            match Client::connect(&socket) {
+            match connect(&socket, admin_token.as_deref()) {
                 Ok(c) => break c,
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
@@ -234,13 +255,20 @@ impl DocdbServer {
             child: Mutex::new(KillOnDrop(child.0.take())),
             log: Some(log),
             admin,
+            worker_token,
             prefix: String::new(),
             figures: Mutex::new(None),
         }))
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// A new connection for one worker, opening database `name` on it: under
+    /// `--auth token` a connection may only use the databases it opened itself.
+    fn worker(&self, name: &str) -> anyhow::Result<Database> {
+        let client =
+            connect(&self.socket, self.worker_token.as_deref()).context("connecting a worker")?;
+        client
+            .open_db(name)
+            .with_context(|| format!("opening database {name} on a worker's connection"))
     }
 
     /// Resident and peak resident memory of a started server, bytes.
@@ -357,6 +385,42 @@ impl DocdbServer {
     }
 }
 
+/// One connection to the server at `socket`, authenticated with `token` if given.
+fn connect(socket: &Path, token: Option<&str>) -> docdb_client::Result<Client> {
+    match token {
+        Some(t) => Client::with_options(socket, docdb_client::ClientOptions::new().token(t)),
+        None => Client::connect(socket),
+    }
+}
+
+/// A token for every database with `rights`, from `docdb token issue` on `data`
+/// (which creates the signing key on first use).
+fn issue_token(bin: &Path, data: &Path, rights: &str) -> anyhow::Result<String> {
+    let out = Command::new(bin)
+        .args([
+            "token",
+            "issue",
+            "--db",
+            "*",
+            "--rights",
+            rights,
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} token issue", bin.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} token issue failed ({}): {}",
+        bin.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let token = String::from_utf8(out.stdout).context("the token is not UTF-8")?;
+    Ok(token.trim().to_owned())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -430,9 +494,8 @@ impl Target for DocdbTarget {
     }
 
     fn session(&self) -> anyhow::Result<Box<dyn Session>> {
-        let client = Client::connect(self.server.socket()).context("connecting a worker")?;
         Ok(Box::new(DocdbSession {
-            db: client.database_by_id(self.db.id()),
+            db: self.server.worker(&self.name)?,
         }))
     }
 
@@ -596,9 +659,8 @@ impl QueryTarget for DocdbQuery {
     }
 
     fn session(&self) -> anyhow::Result<Box<dyn QuerySession>> {
-        let client = Client::connect(self.server.socket()).context("connecting a worker")?;
         Ok(Box::new(DocdbQuerySession {
-            db: client.database_by_id(self.db.id()),
+            db: self.server.worker(self.db.name())?,
         }))
     }
 
@@ -673,6 +735,7 @@ mod tests {
             max_open_dbs: None,
             cache_mb: None,
             connections: 34,
+            auth_token: false,
         }
     }
 
@@ -696,6 +759,7 @@ mod tests {
             memory_mb: Some(64),
             cache_mb: Some(0),
             connections: 2004,
+            auth_token: true,
             ..spec()
         };
         let v = s.non_default();
@@ -707,6 +771,7 @@ mod tests {
             "sched.policy = \"deepest\"",
             "sched.workers = 3",
             "wal.fsync.mode = \"always\"",
+            "auth.mode = \"token\"",
         ] {
             assert!(v.iter().any(|l| l == want), "{want} missing from {v:?}");
         }
