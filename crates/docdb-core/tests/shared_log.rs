@@ -390,3 +390,44 @@ fn a_failed_shared_fsync_is_outcome_unknown_and_the_others_fall_back() {
     let a = open(&all[0].dir, docdb_core::storage::default_storage(), None);
     assert_eq!(a.read("_default", 1).unwrap(), doc(1, 1));
 }
+
+#[test]
+fn a_failed_trim_fsync_keeps_the_segment_and_every_acknowledged_write() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let faults = FaultStorage::std();
+    let storage = faults.handle();
+    let slog = root.join("slog");
+    let log = SharedLog::open(storage.clone(), &slog, LOG_MB << 20).unwrap();
+    // More databases than one trim syncs at a time.
+    let all = dirs(root, 24);
+    let dbs: Vec<Database> = all
+        .iter()
+        .map(|x| open(&x.dir, storage.clone(), Some(&log)))
+        .collect();
+    for (i, db) in dbs.iter().enumerate() {
+        for id in 0..5 {
+            db.create("_default", id, &doc(id, i as u64)).unwrap();
+        }
+    }
+    // The trim seals the log's segment (one WAL-file fsync), then fsyncs the
+    // databases' WALs, several at once; the fourth of those fails.
+    faults.arm(Fault::once_after(OpClass::Sync, 4, FaultKind::Eio).on(FileKind::Wal));
+    let r = log.trim_now();
+    assert!(r.is_err(), "the trim must report the failed fsync");
+    assert_eq!(
+        log.stats().trimmed_segments,
+        0,
+        "a segment went without its WALs synced"
+    );
+    drop(dbs);
+    drop(log);
+    let report = drain(&*docdb_core::storage::default_storage(), &slog, &all).unwrap();
+    assert!(report.records >= 24 * 5, "{report:?}");
+    for (i, x) in all.iter().enumerate() {
+        let db = open(&x.dir, docdb_core::storage::default_storage(), None);
+        for id in 0..5 {
+            assert_eq!(db.read("_default", id).unwrap(), doc(id, i as u64));
+        }
+    }
+}

@@ -65,6 +65,9 @@ pub struct Metrics {
     shared_fsyncs: Counter,
     shared_records: Counter,
     shared_enabled: Gauge,
+    shared_trimmed: Counter,
+    shared_trim_syncs: Counter,
+    shared_trim_wait: Counter<f64, AtomicU64>,
     queue_depth: Family<DbLabel, Gauge>,
     avg_queue_depth: Family<DbLabel, FGauge>,
     workers: Gauge,
@@ -109,6 +112,9 @@ impl Metrics {
             shared_fsyncs: Counter::default(),
             shared_records: Counter::default(),
             shared_enabled: Gauge::default(),
+            shared_trimmed: Counter::default(),
+            shared_trim_syncs: Counter::default(),
+            shared_trim_wait: Counter::default(),
             queue_depth: Family::default(),
             avg_queue_depth: Family::default(),
             workers: Gauge::default(),
@@ -259,6 +265,21 @@ impl Metrics {
             m.shared_records.clone(),
         );
         r.register(
+            "docdb_shared_log_trimmed_segments",
+            "Shared-log segments removed after the databases with records in them fsynced their WALs",
+            m.shared_trimmed.clone(),
+        );
+        r.register(
+            "docdb_shared_log_trim_wal_fsyncs",
+            "fsyncs of databases' WALs made by the shared log's trim",
+            m.shared_trim_syncs.clone(),
+        );
+        r.register(
+            "docdb_shared_log_trim_wait_seconds",
+            "Time commits waited for the shared log's trim (the log at its size bound, wal.shared_log_max_mb): every database's commits stall meanwhile",
+            m.shared_trim_wait.clone(),
+        );
+        r.register(
             "docdb_shared_log_enabled",
             "1 while commits go through the shared log; 0 when off (configured off, or after a failure: databases fsync their own WALs)",
             m.shared_enabled.clone(),
@@ -351,6 +372,15 @@ impl Metrics {
         self.shared_records
             .inner()
             .store(sl.records, Ordering::Relaxed);
+        self.shared_trimmed
+            .inner()
+            .store(sl.trimmed_segments, Ordering::Relaxed);
+        self.shared_trim_syncs
+            .inner()
+            .store(sl.trim_wal_syncs, Ordering::Relaxed);
+        self.shared_trim_wait
+            .inner()
+            .store((sl.trim_wait_ns as f64 / 1e9).to_bits(), Ordering::Relaxed);
         self.shared_enabled.set(i64::from(sl.enabled));
         self.queue_depth.clear();
         self.avg_queue_depth.clear();
