@@ -146,6 +146,28 @@ impl<S: Read + Write> Wire<S> {
     }
 }
 
+/// A new plain-TCP connection authenticated with `token`, or None if the server
+/// refused it (the refusal frame, or a reset when it closed before reading the Auth).
+fn try_auth(port: u16, token: &str) -> Option<Wire<TcpStream>> {
+    let mut w = Wire {
+        s: TcpStream::connect(("127.0.0.1", port)).ok()?,
+    };
+    w.s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    encode_request(
+        &Request {
+            request_id: 77,
+            db_id: 0,
+            command: 16,
+            ops: vec![name_op(token)],
+        },
+        &mut buf,
+    );
+    w.s.write_all(&buf).ok()?;
+    let r = w.recv()?;
+    (r.request_id == 77 && r.status == 0).then_some(w)
+}
+
 fn name_op(name: &str) -> Op {
     Op::new(OpType::Create, "", 0, name.as_bytes().to_vec())
 }
@@ -518,25 +540,47 @@ fn max_connections_counts_tcp_connections() {
         "3",
     ]);
     wait_tcp(port);
-    // The harness's start-up probe has come and gone; one Unix and two TCP
-    // connections fill the three slots.
-    let mut unix = s.connect();
     let token = issue(&s.data_dir(), "*", "read", None);
-    let mut held: Vec<Wire<TcpStream>> = Vec::new();
-    // The probes' slots are given back when the server sees them close, which may
-    // be a moment later: retry until a slot is free.
+    // The harness's start-up probes hold slots until the server sees them close,
+    // which may be a moment later: one Unix and two TCP connections take the three
+    // slots, each retried while it is refused (a refusal may also come as a reset).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while held.len() < 2 {
-        let mut w = Wire {
-            s: TcpStream::connect(("127.0.0.1", port)).unwrap(),
-        };
-        w.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        if w.auth(&token).status == 0 {
-            held.push(w);
-        } else {
-            assert!(Instant::now() < deadline, "no free slot for 5 s");
+    let admitted = |what: &str, attempt: &mut dyn FnMut() -> bool| {
+        while !attempt() {
+            assert!(Instant::now() < deadline, "no free slot for {what} in 5 s");
             std::thread::sleep(Duration::from_millis(20));
         }
+    };
+    let mut unix = None;
+    admitted("the Unix connection", &mut || {
+        let mut c = s.connect();
+        let mut buf = Vec::new();
+        encode_request(
+            &Request {
+                request_id: 9,
+                db_id: 0,
+                command: 1,
+                ops: vec![name_op("u")],
+            },
+            &mut buf,
+        );
+        let ok = c.stream.write_all(&buf).is_ok()
+            && c.recv().is_some_and(|r| r.request_id == 9 && r.status == 0);
+        if ok {
+            unix = Some(c);
+        }
+        ok
+    });
+    let mut unix = unix.unwrap();
+    let mut held: Vec<Wire<TcpStream>> = Vec::new();
+    while held.len() < 2 {
+        admitted("a TCP connection", &mut || match try_auth(port, &token) {
+            Some(w) => {
+                held.push(w);
+                true
+            }
+            None => false,
+        });
     }
     let fds = |pid: i32| {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -557,13 +601,7 @@ fn max_connections_counts_tcp_connections() {
     assert!(fds(s.pid()) <= before, "{} > {before}", fds(s.pid()));
     // A freed slot is taken again.
     drop(held.pop());
-    assert!(wait_for(Duration::from_secs(5), || {
-        let mut w = Wire {
-            s: TcpStream::connect(("127.0.0.1", port)).unwrap(),
-        };
-        w.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        w.auth(&token).status == 0
-    }));
+    assert!(wait_for(Duration::from_secs(5), || try_auth(port, &token).is_some()));
     assert_eq!(unix.open_db("u"), unix.open_db("u"));
 }
 
