@@ -742,7 +742,7 @@ impl Inner {
             self.config.wal.fsync.mode,
             FsyncMode::Always | FsyncMode::Group
         ) {
-            self.make_durable(&io, at, &wal)
+            self.make_durable(&io, at, &wal, count)
                 .map_err(|(what, error)| BatchFailed { what, error, last })?;
         }
         io.data_len = base + data.len() as u64;
@@ -774,16 +774,26 @@ impl Inner {
 }
 
 impl Inner {
-    /// Makes the batch `wal`, just appended to the WAL at `at`, durable: through the
-    /// shared log when there is one that takes it (one fsync for many databases),
-    /// else by fsyncing the WAL. The caller holds the I/O lock (`io`).
+    /// Makes the batch `wal` of `commits` commits, just appended to the WAL at `at`,
+    /// durable: through the shared log when there is one that takes it (one fsync for
+    /// many databases), else by fsyncing the WAL. The caller holds the I/O lock (`io`).
+    ///
+    /// Only a batch of one commit goes through the log: a database whose writers
+    /// already share its fsync gains nothing from sharing it further, and would wait
+    /// for another database's round to end before its own began (measured: the 3 × 10
+    /// mix lost 15-25 % with every batch logged; docs/DECISIONS.md 57).
     fn make_durable(
         &self,
         io: &crate::files::Io,
         at: crate::wal::WalPos,
         wal: &[u8],
+        commits: usize,
     ) -> std::result::Result<(), (&'static str, std::io::Error)> {
-        if let Some(m) = self.shared.as_ref().filter(|m| m.log.takes(wal.len())) {
+        if let Some(m) = self
+            .shared
+            .as_ref()
+            .filter(|m| commits == 1 && m.log.takes(wal.len()))
+        {
             // The trim fsyncs this file before it removes the log's records of it (a
             // roll fsynced the segments before it).
             m.dep.set(Some(io.wal.file()));

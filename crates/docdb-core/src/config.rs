@@ -120,10 +120,11 @@ pub struct WalConfig {
     /// Segments wholly before the last checkpoint are deleted, keeping this many of the
     /// newest such segments (they feed healing). Default 2.
     pub keep_segments: usize,
-    /// Server only: in `always` and `group` modes, make every database's batches
-    /// durable through one server-wide shared commit log, so one fsync covers the
-    /// writes of many databases (each database's own files stay complete; the log is
-    /// drained into them at start). Off: each database fsyncs its own WAL. An embedder
+    /// Server only: in `always` and `group` modes, make the batches of one commit
+    /// (databases with one writer) durable through one server-wide shared commit log,
+    /// so one fsync covers the writes of many databases (each database's own files
+    /// stay complete; the log is drained into them at start). Batches of several
+    /// commits fsync their own WAL. Off: each database fsyncs its own WAL. An embedder
     /// opts in with `OpenOptions::shared_log`. Default true.
     pub shared_log: bool,
     /// Server only: most MiB the shared log holds on disk (segments of a quarter of

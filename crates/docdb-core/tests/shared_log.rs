@@ -431,3 +431,34 @@ fn a_failed_trim_fsync_keeps_the_segment_and_every_acknowledged_write() {
         }
     }
 }
+
+#[test]
+fn only_a_batch_of_one_commit_goes_through_the_log() {
+    let d = tempfile::tempdir().unwrap();
+    let storage = docdb_core::storage::default_storage();
+    let log = SharedLog::open(storage.clone(), &d.path().join("slog"), LOG_MB << 20).unwrap();
+    let x = &dirs(d.path(), 1)[0];
+    let db = open(&x.dir, storage.clone(), Some(&log));
+    // A lone write: its own group commit of one commit, made durable by the log.
+    db.create("_default", 1, &doc(1, 0)).unwrap();
+    assert_eq!(log.stats().records, 1);
+    // Three writes staged together: one group commit of three commits, which share
+    // the database's own WAL fsync and stay out of the log.
+    let mut b = db.batch();
+    for id in 2..5 {
+        b.create("_default", id, &doc(id, 0)).unwrap();
+    }
+    b.finish().unwrap();
+    assert_eq!(
+        log.stats().records,
+        1,
+        "a batch of several commits was logged"
+    );
+    drop(db);
+    drop(log);
+    drain(&*storage, &d.path().join("slog"), std::slice::from_ref(x)).unwrap();
+    let db = open(&x.dir, storage, None);
+    for id in 1..5 {
+        assert_eq!(db.read("_default", id).unwrap(), doc(id, 0));
+    }
+}
