@@ -19,6 +19,7 @@
 //!
 //! Duplicate member names resolve as in the full parse (the last one wins).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -151,11 +152,13 @@ impl<'de> Visitor<'de> for Pruned<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
+        // Member names are borrowed from the text when they have no escapes: a
+        // skipped member allocates nothing.
+        while let Some(key) = map.next_key_seed(Name)? {
             match self.0.child(&key) {
                 Some(child) => {
                     let v = map.next_value_seed(Pruned(child))?;
-                    out.insert(key, v);
+                    out.insert(key.into_owned(), v);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -163,6 +166,34 @@ impl<'de> Visitor<'de> for Pruned<'_> {
             }
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// A member name, borrowed from the text when it can be.
+struct Name;
+
+impl<'de> DeserializeSeed<'de> for Name {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Name {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -211,6 +242,11 @@ mod tests {
             json!({"a": {"c": 3}})
         );
         assert_eq!(parse(&["a"], "[1,2]"), json!([1, 2]));
+        // Escaped member names compare by their value.
+        assert_eq!(
+            parse(&["é", "a\"b"], r#"{"\u00e9":1,"a\"b":2,"c":3}"#),
+            json!({"é": 1, "a\"b": 2})
+        );
         assert_eq!(parse(&["a"], "5"), json!(5));
         assert_eq!(parse(&["a"], r#"{"a":1} x"#), json!("parse failed"));
         assert_eq!(parse(&["a"], r#"{"a":1,"b":[}"#), json!("parse failed"));
