@@ -33,8 +33,11 @@ pub(crate) struct Plan {
 #[derive(Default)]
 pub(crate) struct Prepared {
     /// Per op (same positions as the ops): the indexes seen and each one's new key.
-    keys: Vec<Option<(Vec<Arc<SecondaryIndex>>, Vec<Option<Key>>)>>,
+    keys: Vec<Option<OpKeys>>,
 }
+
+/// One op's indexes as seen before the commit lock, and its new key under each.
+type OpKeys = (Vec<Arc<SecondaryIndex>>, Vec<Option<Key>>);
 
 impl Prepared {
     /// The keys of every op of `ops` that writes a document of an indexed collection.
