@@ -55,9 +55,10 @@ impl<'db> Batch<'db> {
 
     /// Stages one commit of `ops` (all or none) into this batch.
     pub(crate) fn stage_ops(&mut self, ops: &[StagedOp]) -> Result<()> {
+        let prepared = crate::secondary::stage::Prepared::of(ops);
         let seq = {
             let mut c = self.db.inner.group_commit.lock_commit();
-            self.db.inner.stage(&mut c, ops)?
+            self.db.inner.stage_prepared(&mut c, ops, prepared)?
         };
         self.unflushed = Some(seq);
         Ok(())

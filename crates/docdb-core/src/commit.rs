@@ -25,6 +25,7 @@ use crate::index::{Chain, Collection, Version};
 use crate::lock_order::{Level, OrderedGuard, OrderedMutex};
 use crate::memory::INDEX_ENTRY_BYTES;
 use crate::name::DEFAULT_COLLECTION;
+use crate::secondary::stage::Prepared;
 use crate::shared_log::NotLogged;
 use crate::stats::GroupCounters;
 use crate::wal::record::{CommitEncoder, WalOp, MAX_BODY};
@@ -478,6 +479,17 @@ impl Inner {
     /// encode the data records and link their versions into the index (pending)
     /// keeping the live accounting true, and queue the commit for the syncer.
     pub(crate) fn stage(&self, c: &mut CommitState, ops: &[StagedOp]) -> Result<u64> {
+        self.stage_prepared(c, ops, Prepared::default())
+    }
+
+    /// [`Inner::stage`] with the index keys `prepared` computed before the commit
+    /// lock was taken ([`Prepared::of`]).
+    pub(crate) fn stage_prepared(
+        &self,
+        c: &mut CommitState,
+        ops: &[StagedOp],
+        prepared: Prepared,
+    ) -> Result<u64> {
         self.check_writable()?;
         // Step 1 and 2: validate (secondary index keys and unique indexes included),
         // then reserve the index memory, under the collections read lock so no
@@ -488,7 +500,7 @@ impl Inner {
             if cost.wal_size > MAX_BODY {
                 return Err(Error::TransactionTooLarge);
             }
-            let plan = crate::secondary::stage::Plan::of(ops)?;
+            let plan = crate::secondary::stage::Plan::of(ops, prepared)?;
             if !self
                 .memory
                 .try_apply(cost.grow + plan.grow, cost.shrink + plan.shrink)
@@ -547,9 +559,10 @@ impl Inner {
 
     /// Stages one commit and waits until it is durable and visible.
     pub(crate) fn commit(&self, ops: &[StagedOp]) -> Result<u64> {
+        let prepared = Prepared::of(ops);
         let seq = {
             let mut c = self.group_commit.lock_commit();
-            self.stage(&mut c, ops)?
+            self.stage_prepared(&mut c, ops, prepared)?
         };
         self.wait_durable(seq)?;
         Ok(seq)

@@ -64,6 +64,7 @@ mod maintenance;
 pub mod memory;
 pub mod name;
 pub mod order;
+mod partial;
 pub mod patch;
 pub mod query;
 mod rebuild;

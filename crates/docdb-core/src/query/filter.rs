@@ -79,6 +79,18 @@ impl Filter {
         }
     }
 
+    /// Appends every path the filter reads (with repeats) to `out`.
+    pub fn paths(&self, out: &mut Vec<Path>) {
+        match self {
+            Filter::And(fs) | Filter::Or(fs) | Filter::Nor(fs) => {
+                for f in fs {
+                    f.paths(out);
+                }
+            }
+            Filter::Field(p, _) => out.push(p.clone()),
+        }
+    }
+
     /// The equality conditions on top-level conjuncts (for a future index planner):
     /// `(path, value)` pairs every match must satisfy.
     pub fn equalities(&self) -> Vec<(&Path, &Value)> {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::cursor::{self, Cursor};
+use super::path::Path;
 use super::planner::{self, IndexPlan};
 use super::projection::Projection;
 use super::sort::{self, SortField, SortKey};
@@ -29,6 +30,7 @@ use super::Query;
 use crate::db::{Inner, SCAN_ROW_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::index::{Collection, Version};
+use crate::partial::Fields;
 use crate::secondary::build::scan_at;
 use crate::secondary::Direction;
 
@@ -164,6 +166,9 @@ struct Entry {
     key: SortKey,
     id: u64,
     sort: Arc<[SortField]>,
+    /// The document's bytes, kept for the page while the kept bytes stay within the
+    /// budget (`None`: read again in phase 2).
+    bytes: Option<Vec<u8>>,
 }
 
 impl Ord for Entry {
@@ -189,14 +194,17 @@ struct Best {
     heap: BinaryHeap<Entry>,
     limit: usize,
     sort: Arc<[SortField]>,
+    /// The rows' bytes kept with them, and how many more may be (the page's budget).
+    kept: Kept,
 }
 
 impl Best {
-    fn new(limit: usize, sort: Arc<[SortField]>) -> Best {
+    fn new(limit: usize, sort: Arc<[SortField]>, budget: usize) -> Best {
         Best {
             heap: BinaryHeap::with_capacity(limit + 2),
             limit,
             sort,
+            kept: Kept::new(budget),
         }
     }
 
@@ -208,9 +216,10 @@ impl Best {
         self.heap.peek()
     }
 
-    /// Keeps document `id` if it matches the filter, sorts after the cursor and
-    /// among the best `limit + 1`.
-    fn offer(&mut self, q: &Query, after: Option<&Cursor>, id: u64, doc: &Value) {
+    /// Keeps document `id` (parsed as far as the filter and sort read it: `doc`; its
+    /// text: `bytes`) if it matches the filter, sorts after the cursor and is among
+    /// the best `limit + 1`.
+    fn offer(&mut self, q: &Query, after: Option<&Cursor>, id: u64, doc: &Value, bytes: Vec<u8>) {
         if !q.filter.matches(doc) {
             return;
         }
@@ -220,25 +229,62 @@ impl Best {
                 return;
             }
         }
-        let e = Entry {
+        let mut e = Entry {
             key,
             id,
             sort: self.sort.clone(),
+            bytes: None,
         };
         if self.heap.len() <= self.limit {
+            e.bytes = self.kept.take(bytes);
             self.heap.push(e);
         } else if self.heap.peek().is_some_and(|worst| e < *worst) {
-            self.heap.pop();
+            if let Some(old) = self.heap.pop() {
+                self.kept.release(old.bytes.as_ref());
+            }
+            e.bytes = self.kept.take(bytes);
             self.heap.push(e);
         }
     }
 
-    fn into_rows(self) -> Vec<(SortKey, u64)> {
+    fn into_rows(self) -> Vec<Chosen> {
         self.heap
             .into_sorted_vec()
             .into_iter()
-            .map(|e| (e.key, e.id))
+            .map(|e| (e.key, e.id, e.bytes))
             .collect()
+    }
+}
+
+/// A row phase 1 chose: its sort key, id and (when kept) its bytes.
+type Chosen = (SortKey, u64, Option<Vec<u8>>);
+
+/// How many bytes of documents phase 1 keeps for the page: at most its budget, so a
+/// query's memory stays bounded by what its reply may hold whatever the documents'
+/// sizes; rows past it are read again when the page is built.
+struct Kept {
+    left: usize,
+}
+
+impl Kept {
+    fn new(budget: usize) -> Kept {
+        Kept { left: budget }
+    }
+
+    fn take(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let len = bytes.len().saturating_add(SCAN_ROW_OVERHEAD);
+        (len <= self.left).then(|| {
+            self.left -= len;
+            bytes
+        })
+    }
+
+    fn release(&mut self, bytes: Option<&Vec<u8>>) {
+        if let Some(b) = bytes {
+            self.left = self
+                .left
+                .saturating_add(b.len().saturating_add(SCAN_ROW_OVERHEAD));
+        }
     }
 }
 
@@ -268,19 +314,21 @@ pub(crate) fn run(
     let snap = guard.seq;
     let source = Source::choose(coll, q, snap);
     let sort_fields: Arc<[SortField]> = q.sort.clone().into();
+    let needed = read_fields(q);
     let mut examined = 0u64;
     let mut keys_examined = 0u64;
 
     // Phase 1: the best `limit + 1` rows after the cursor, in order.
-    let chosen: Vec<(SortKey, u64)> = match &source {
+    let chosen: Vec<Chosen> = match &source {
         Source::Scan if q.sort.is_empty() => {
             let mut out = Vec::with_capacity(limit + 1);
+            let mut kept = Kept::new(max_bytes);
             let after_id = after.as_ref().map(|c| c.id);
             source.for_each(coll, snap, after_id, |id, _| {
-                let doc = read_value(inner, coll, id, snap)?;
+                let (bytes, doc) = read_value(inner, coll, id, snap, &needed)?;
                 examined += 1;
                 if q.filter.matches(&doc) {
-                    out.push((Vec::new(), id));
+                    out.push((Vec::new(), id, kept.take(bytes)));
                 }
                 Ok(if out.len() > limit {
                     ControlFlow::Break(())
@@ -291,17 +339,17 @@ pub(crate) fn run(
             out
         }
         Source::Scan => {
-            let mut best = Best::new(limit, sort_fields.clone());
+            let mut best = Best::new(limit, sort_fields.clone(), max_bytes);
             source.for_each(coll, snap, None, |id, _| {
-                let doc = read_value(inner, coll, id, snap)?;
+                let (bytes, doc) = read_value(inner, coll, id, snap, &needed)?;
                 examined += 1;
-                best.offer(q, after.as_ref(), id, &doc);
+                best.offer(q, after.as_ref(), id, &doc, bytes);
                 Ok(ControlFlow::Continue(()))
             })?;
             best.into_rows()
         }
         Source::Index(plan) => {
-            let mut best = Best::new(limit, sort_fields.clone());
+            let mut best = Best::new(limit, sort_fields.clone(), max_bytes);
             let m = q.sort.len();
             let ranges = match &after {
                 Some(c) if plan.ordered => plan.after(&c.key),
@@ -337,9 +385,9 @@ pub(crate) fn run(
                             }
                         }
                     }
-                    let doc = read_value(inner, coll, hit.id, snap)?;
+                    let (bytes, doc) = read_value(inner, coll, hit.id, snap, &needed)?;
                     examined += 1;
-                    best.offer(q, after.as_ref(), hit.id, &doc);
+                    best.offer(q, after.as_ref(), hit.id, &doc, bytes);
                 }
             }
             best.into_rows()
@@ -347,17 +395,29 @@ pub(crate) fn run(
     };
 
     // Phase 2: the page, within the byte budget.
-    let projection = q.projection.as_deref().map(Projection::new);
+    let projection = q.projection.as_deref().map(|paths| {
+        let fields = Fields::new(paths.iter().map(Path::segments));
+        (Projection::new(paths), fields)
+    });
     let mut rows: Vec<(u64, Vec<u8>)> = Vec::with_capacity(chosen.len().min(limit));
     let mut bytes = 0usize;
     let mut more = chosen.len() > limit;
-    let mut last: Option<&(SortKey, u64)> = None;
-    for row in chosen.iter().take(limit) {
+    let mut last: Option<(&SortKey, u64)> = None;
+    let mut chosen = chosen;
+    for row in chosen.iter_mut().take(limit) {
         let id = row.1;
+        let kept = row.2.take();
         let doc = match &projection {
-            None => read_bytes(inner, coll, id, snap)?,
-            Some(p) => {
-                let v = read_value(inner, coll, id, snap)?;
+            None => match kept {
+                Some(b) => b,
+                None => read_bytes(inner, coll, id, snap)?,
+            },
+            Some((p, fields)) => {
+                let text = match kept {
+                    Some(b) => b,
+                    None => read_bytes(inner, coll, id, snap)?,
+                };
+                let v = parse_value(&text, inner, coll, id, fields)?;
                 serde_json::to_vec(&p.apply(&v)).map_err(|e| Error::Corrupt {
                     detail: format!("{}/{id}: projection not serialisable: {e}", coll.name),
                 })?
@@ -370,11 +430,11 @@ pub(crate) fn run(
         }
         bytes = bytes.saturating_add(cost);
         rows.push((id, doc));
-        last = Some(row);
+        last = Some((&row.0, id));
     }
     drop(guard);
     let next = match last {
-        Some((key, id)) if more => Some(cursor::encode(&q.sort, key, *id)),
+        Some((key, id)) if more => Some(cursor::encode(&q.sort, key, id)),
         _ => None,
     };
     let plan = q.explain.then(|| Plan {
@@ -408,12 +468,40 @@ fn read_bytes(inner: &Inner, coll: &Arc<Collection>, id: u64, snap: u64) -> Resu
     Ok(inner.read_doc(coll, id, Some(snap))?.1)
 }
 
-/// A document parsed, refusing one nested deeper than `limits.max_depth` (stored
-/// under an older, larger limit) rather than recursing without bound.
-fn read_value(inner: &Inner, coll: &Arc<Collection>, id: u64, snap: u64) -> Result<Value> {
+/// What phase 1 parses of each candidate: the paths the filter and the sort read.
+fn read_fields(q: &Query) -> Fields {
+    let mut paths = Vec::new();
+    q.filter.paths(&mut paths);
+    paths.extend(q.sort.iter().map(|f| f.path.clone()));
+    Fields::new(paths.iter().map(Path::segments))
+}
+
+/// A document's bytes and the document parsed as far as `fields` reach
+/// ([`Fields::parse`]).
+fn read_value(
+    inner: &Inner,
+    coll: &Arc<Collection>,
+    id: u64,
+    snap: u64,
+    fields: &Fields,
+) -> Result<(Vec<u8>, Value)> {
     let bytes = read_bytes(inner, coll, id, snap)?;
-    crate::json::check_depth(&bytes, inner.config.limits.max_depth)?;
-    crate::patch::parse_bounded(&bytes).map_err(|_| Error::Corrupt {
+    let v = parse_value(&bytes, inner, coll, id, fields)?;
+    Ok((bytes, v))
+}
+
+/// A stored document parsed as far as `fields` reach, refusing one nested deeper
+/// than `limits.max_depth` (stored under an older, larger limit) rather than
+/// recursing without bound.
+fn parse_value(
+    bytes: &[u8],
+    inner: &Inner,
+    coll: &Collection,
+    id: u64,
+    fields: &Fields,
+) -> Result<Value> {
+    crate::json::check_depth(bytes, inner.config.limits.max_depth)?;
+    fields.parse(bytes, false).map_err(|_| Error::Corrupt {
         detail: format!("{}/{id}: stored document is not valid JSON", coll.name),
     })
 }

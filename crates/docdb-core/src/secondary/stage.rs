@@ -6,12 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::key::{key_of, Key};
 use super::tree::{entry_bytes, SecondaryIndex};
 use crate::commit::{DocKind, StagedOp};
 use crate::error::{Error, Result};
+use crate::partial::Fields;
 
 struct Change {
     index: Arc<SecondaryIndex>,
@@ -27,13 +26,95 @@ pub(crate) struct Plan {
     pub shrink: u64,
 }
 
-impl Plan {
-    /// Computes every indexed document's new key, checks unique indexes against the
-    /// newest state (staged-but-unwritten commits included) and against the commit's
-    /// own other writes, and measures the memory. Call under the commit lock.
-    pub(crate) fn of(ops: &[StagedOp]) -> Result<Plan> {
-        let mut plan = Plan::default();
+/// The index keys of a commit's documents, computed before the commit lock is taken
+/// (parsing the documents is most of an indexed write's CPU, and under the lock it
+/// would run one writer at a time). [`Plan::of`] uses an op's keys when its
+/// collection still has the same indexes, and computes them again otherwise.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    /// Per op (same positions as the ops): the indexes seen and each one's new key.
+    keys: Vec<Option<OpKeys>>,
+}
+
+/// One op's indexes as seen before the commit lock, and its new key under each.
+type OpKeys = (Vec<Arc<SecondaryIndex>>, Vec<Option<Key>>);
+
+impl Prepared {
+    /// The keys of every op of `ops` that writes a document of an indexed collection.
+    /// A document that does not parse gets none: [`Plan::of`] reports it.
+    pub(crate) fn of(ops: &[StagedOp]) -> Prepared {
+        let mut keys = Vec::with_capacity(ops.len());
+        let mut any = false;
         for op in ops {
+            let StagedOp::Doc {
+                coll,
+                kind,
+                payload,
+                ..
+            } = op
+            else {
+                keys.push(None);
+                continue;
+            };
+            let indexes = coll.indexes.read().clone();
+            if indexes.is_empty() {
+                keys.push(None);
+                continue;
+            }
+            let computed = keys_of(&indexes, *kind, payload).ok();
+            any |= computed.is_some();
+            keys.push(computed.map(|k| (indexes, k)));
+        }
+        if !any {
+            keys.clear();
+        }
+        Prepared { keys }
+    }
+
+    /// Op `i`'s keys if they were computed for exactly `indexes`.
+    fn take(&mut self, i: usize, indexes: &[Arc<SecondaryIndex>]) -> Option<Vec<Option<Key>>> {
+        let (seen, keys) = self.keys.get_mut(i)?.take()?;
+        let same =
+            seen.len() == indexes.len() && seen.iter().zip(indexes).all(|(a, b)| Arc::ptr_eq(a, b));
+        same.then_some(keys)
+    }
+}
+
+/// The keys of a document write under each of `indexes` (`None` for a delete),
+/// parsing only the indexed paths of the document.
+fn keys_of(
+    indexes: &[Arc<SecondaryIndex>],
+    kind: DocKind,
+    payload: &[u8],
+) -> Result<Vec<Option<Key>>> {
+    match kind {
+        DocKind::Create | DocKind::Update | DocKind::Put => {
+            let fields = Fields::new(
+                indexes
+                    .iter()
+                    .flat_map(|i| i.def.fields.iter().map(|(p, _)| p.split('.'))),
+            );
+            // Bounded: serde_json's recursion limit, as a full parse has here.
+            let doc = fields
+                .parse(payload, true)
+                .map_err(|_| Error::InvalidJson)?;
+            Ok(indexes
+                .iter()
+                .map(|index| Some(key_of(&doc, &index.def.fields, index.desc)))
+                .collect())
+        }
+        DocKind::Delete | DocKind::Remove => Ok(vec![None; indexes.len()]),
+    }
+}
+
+impl Plan {
+    /// Computes every indexed document's new key (or takes it from `prepared`),
+    /// checks unique indexes against the newest state (staged-but-unwritten commits
+    /// included) and against the commit's own other writes, and measures the memory.
+    /// Call under the commit lock.
+    pub(crate) fn of(ops: &[StagedOp], mut prepared: Prepared) -> Result<Plan> {
+        let mut plan = Plan::default();
+        for (i, op) in ops.iter().enumerate() {
             let StagedOp::Doc {
                 coll,
                 id,
@@ -48,16 +129,11 @@ impl Plan {
             if indexes.is_empty() {
                 continue;
             }
-            let doc: Option<Value> = match kind {
-                DocKind::Create | DocKind::Update | DocKind::Put => {
-                    Some(serde_json::from_slice(payload).map_err(|_| Error::InvalidJson)?)
-                }
-                DocKind::Delete | DocKind::Remove => None,
+            let keys = match prepared.take(i, &indexes) {
+                Some(keys) => keys,
+                None => keys_of(&indexes, *kind, payload)?,
             };
-            for index in indexes {
-                let new = doc
-                    .as_ref()
-                    .map(|d| key_of(d, &index.def.fields, index.desc));
+            for (index, new) in indexes.into_iter().zip(keys) {
                 plan.changes.push(Change {
                     index,
                     id: *id,

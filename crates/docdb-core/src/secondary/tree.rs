@@ -230,11 +230,22 @@ impl State {
         max: usize,
     ) -> (Vec<Pos>, Option<Pos>) {
         let visible = |iv: &Vec<(u64, u64)>| iv.iter().any(|&(a, r)| a <= snapshot && snapshot < r);
-        let range = self.entries.range::<(Key, u64), _>((lo, hi));
+        // One descent to the bound the read starts from, then a walk that stops at the
+        // other: `range((lo, hi))` would search for both bounds, comparing each key on
+        // the way down twice (most index reads are a few entries, or none).
         let examined: Vec<(&Pos, &Intervals)> = if backward {
-            range.rev().take(max).collect()
+            self.entries
+                .range::<(Key, u64), _>((Bound::Unbounded, hi))
+                .rev()
+                .take_while(|(k, _)| beyond(k, lo, true))
+                .take(max)
+                .collect()
         } else {
-            range.take(max).collect()
+            self.entries
+                .range::<(Key, u64), _>((lo, Bound::Unbounded))
+                .take_while(|(k, _)| beyond(k, hi, false))
+                .take(max)
+                .collect()
         };
         let resume = (examined.len() == max)
             .then(|| examined.last().map(|(k, _)| (*k).clone()))
@@ -254,6 +265,18 @@ impl State {
             .filter(|(_, iv)| iv.iter().any(|&(a, r)| a <= snapshot && snapshot < r))
             .map(|((k, id), _)| (*id, k.clone()))
             .collect()
+    }
+}
+
+/// Whether `k` is within the range's other end `b`: below it (an upper bound) or,
+/// with `lower`, above it.
+fn beyond(k: &Pos, b: Bound<&Pos>, lower: bool) -> bool {
+    match b {
+        Bound::Unbounded => true,
+        Bound::Included(b) if lower => k >= b,
+        Bound::Excluded(b) if lower => k > b,
+        Bound::Included(b) => k <= b,
+        Bound::Excluded(b) => k < b,
     }
 }
 

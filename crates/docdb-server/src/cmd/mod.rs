@@ -37,6 +37,7 @@ pub mod scheduler_stats;
 pub mod stats;
 pub mod transaction;
 
+use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -572,7 +573,10 @@ pub(crate) fn rows_json(out: &mut Vec<u8>, rows: &[(u64, Vec<u8>)]) {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(format!("{{\"id\":{id},\"doc\":").as_bytes());
+        out.extend_from_slice(b"{\"id\":");
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{id}");
+        out.extend_from_slice(b",\"doc\":");
         out.extend_from_slice(doc);
         out.push(b'}');
     }
