@@ -54,10 +54,11 @@ pub enum Direction {
 /// Which entries an [`IndexScan`] returns, in the index's key order.
 ///
 /// `lower` and `upper` are key *prefixes*: each holds the values of the first 1..=n
-/// fields (n = the index's field count; `None` = missing). A prefix bound compares on
+/// fields (n = the index's field count; see [`KeyPart`]). A prefix bound compares on
 /// its parts only, so `Included([5])` on an index `[a, b]` includes every `(5, *)`,
 /// and `Excluded([5])` none of them. Bounds are in the index's order: for a `-1`
-/// field the lower bound is the *larger* value. Missing sorts below every value.
+/// field the lower bound is the *larger* value. `Missing`, then `ViaArray`, sort below
+/// every value.
 ///
 /// `after` resumes a scan: only entries strictly after `(key, id)` in the scan's
 /// direction are returned (pass the last [`IndexHit`] of the previous page).

@@ -263,7 +263,7 @@ mod tests {
     use serde_json::json;
 
     fn key(v: i64) -> Key {
-        Key::exact(vec![Some(json!(v))], 0)
+        Key::exact(vec![super::super::key::KeyPart::Value(json!(v))], 0)
     }
 
     fn ids(s: &State, snap: u64) -> Vec<u64> {
