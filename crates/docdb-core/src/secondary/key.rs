@@ -48,7 +48,7 @@ impl KeyPart {
     }
 
     /// The order of key parts: by kind, then values under [`crate::order::cmp`].
-    pub fn cmp(&self, other: &KeyPart) -> Ordering {
+    pub fn order(&self, other: &KeyPart) -> Ordering {
         match (self, other) {
             (KeyPart::Value(a), KeyPart::Value(b)) => crate::order::cmp(a, b),
             _ => self.rank().cmp(&other.rank()),
@@ -133,7 +133,7 @@ impl PartialOrd for Key {
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
         for (i, (a, b)) in self.parts.iter().zip(other.parts.iter()).enumerate() {
-            let o = a.cmp(b);
+            let o = a.order(b);
             let o = if self.desc & (1 << i) != 0 {
                 o.reverse()
             } else {
