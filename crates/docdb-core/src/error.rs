@@ -40,6 +40,10 @@ pub enum Error {
     /// (the database is being dropped, the server is stopping); nothing of it is left.
     #[error("index build cancelled: {name}")]
     IndexBuildCancelled { name: String },
+    /// The index was dropped (DropIndex) while it was building: the build stopped and
+    /// nothing of it is left; creating it again starts a new build.
+    #[error("index {name} was dropped while it was building")]
+    IndexDroppedWhileBuilding { name: String },
     /// Creating an index would pass `limits.max_indexes` on the collection.
     #[error("collection already has {max} indexes, the most allowed (limits.max_indexes)")]
     TooManyIndexes { max: usize },

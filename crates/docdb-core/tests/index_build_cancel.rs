@@ -1,6 +1,7 @@
 //! `Database::create_index_with`: a build its caller cancels leaves nothing (no
 //! entries, no memory, no definition after reopen); a build in progress is listed as
-//! building; two builds of one database run at once and both finish.
+//! building; two builds of one database run at once and both finish; DropIndex of a
+//! building index stops its build; a panic in a build leaves nothing registered.
 
 #![allow(clippy::unwrap_used)]
 
@@ -71,6 +72,96 @@ fn a_cancelled_build_leaves_nothing_and_a_running_one_is_listed_building() {
     db.close().unwrap();
     let db = Database::open(dir.path(), Config::default()).unwrap();
     assert!(db.list_indexes("").unwrap().is_empty());
+}
+
+#[test]
+fn drop_index_of_a_building_index_stops_the_build_and_frees_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path(), Config::default()).unwrap();
+    fill(&db, 5000);
+    let used_before = db.stats().memory_used;
+    // The second check drops the index (as another connection's DropIndex would);
+    // the build stops at its next check.
+    let checks = Cell::new(0);
+    let dropped = Cell::new(None);
+    let r = db.create_index_with("", def("by_a", "a", false), &|| {
+        checks.set(checks.get() + 1);
+        if checks.get() == 2 {
+            dropped.set(Some(db.drop_index("", "by_a").map_err(|e| e.to_string())));
+            // Gone at once: not listed, and writes no longer maintain it.
+            assert!(db.list_indexes("").unwrap().is_empty());
+            db.create("", 7777, br#"{"a": 3}"#).unwrap();
+        }
+        false
+    });
+    assert_eq!(dropped.take(), Some(Ok(())));
+    assert!(
+        matches!(r, Err(Error::IndexDroppedWhileBuilding { ref name }) if name == "by_a"),
+        "{r:?}"
+    );
+    assert_eq!(
+        checks.get(),
+        2,
+        "the build stopped at the check after the drop"
+    );
+    assert!(db.list_indexes("").unwrap().is_empty());
+    assert_eq!(
+        db.stats().memory_used,
+        used_before + db_doc_bytes(&db, 7777)
+    );
+    // A later CreateIndex of the same name builds, and agrees with the documents.
+    db.create_index("", def("by_a", "a", false)).unwrap();
+    let l = db.list_indexes("").unwrap();
+    assert_eq!((l.len(), l[0].entries, l[0].building), (1, 5001, false));
+    assert!(db.verify().unwrap().problems.is_empty());
+    // A name that is neither built nor building is still not found.
+    assert!(matches!(
+        db.drop_index("", "nope"),
+        Err(Error::IndexNotFound { .. })
+    ));
+    db.close().unwrap();
+    let db = Database::open(dir.path(), Config::default()).unwrap();
+    assert_eq!(db.list_indexes("").unwrap().len(), 1);
+}
+
+/// The memory document `id` counts (its share of `memory_used`), measured by
+/// deleting and restoring nothing: the difference a create made.
+fn db_doc_bytes(db: &Database, id: u64) -> u64 {
+    let before = db.stats().memory_used;
+    let doc = db.read("", id).unwrap();
+    db.delete("", id).unwrap();
+    let freed = before - db.stats().memory_used;
+    db.create("", id, &doc).unwrap();
+    freed
+}
+
+#[test]
+fn a_panic_in_a_build_leaves_nothing_registered_and_a_retry_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path(), Config::default()).unwrap();
+    fill(&db, 5000);
+    let used_before = db.stats().memory_used;
+    let checks = Cell::new(0);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        db.create_index_with("", def("by_a", "b", true), &|| {
+            checks.set(checks.get() + 1);
+            assert!(checks.get() < 3, "injected panic in the build");
+            false
+        })
+    }));
+    assert!(
+        r.is_err(),
+        "the build panicked: {r:?} after {} checks",
+        checks.get()
+    );
+    assert!(db.list_indexes("").unwrap().is_empty());
+    assert_eq!(db.stats().memory_used, used_before);
+    // The database goes on: writes, and a retry of the same name builds.
+    db.create("", 9999, br#"{"a": 1000}"#).unwrap();
+    db.create_index("", def("by_a", "a", false)).unwrap();
+    let l = db.list_indexes("").unwrap();
+    assert_eq!((l.len(), l[0].entries, l[0].building), (1, 5001, false));
+    assert!(db.verify().unwrap().problems.is_empty());
 }
 
 #[test]

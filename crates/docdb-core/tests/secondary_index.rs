@@ -12,7 +12,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use docdb_core::order::cmp_opt;
+use docdb_core::order::cmp;
 use docdb_core::{Config, Database, Direction, Error, IndexDef, IndexRange, KeyPart, OpenOptions};
 use serde_json::{json, Value};
 
@@ -24,9 +24,33 @@ fn def(name: &str, fields: &[(&str, i8)], unique: bool) -> IndexDef {
     }
 }
 
-fn at<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .try_fold(doc, |v, seg| v.as_object()?.get(seg))
+/// The key part at a path, by the rule SPEC §11 states: object members only; no
+/// value is `ViaArray` when an array stands on the way, else `Missing`.
+fn at(doc: &Value, path: &str) -> KeyPart {
+    let mut v = doc;
+    for seg in path.split('.') {
+        if v.is_array() {
+            return KeyPart::ViaArray;
+        }
+        match v.as_object().and_then(|m| m.get(seg)) {
+            Some(x) => v = x,
+            None => return KeyPart::Missing,
+        }
+    }
+    KeyPart::Value(v.clone())
+}
+
+/// The order of key parts: missing, via-array, then values.
+fn cmp_part(a: &KeyPart, b: &KeyPart) -> std::cmp::Ordering {
+    let rank = |p: &KeyPart| match p {
+        KeyPart::Missing => 0,
+        KeyPart::ViaArray => 1,
+        KeyPart::Value(_) => 2,
+    };
+    match (a, b) {
+        (KeyPart::Value(x), KeyPart::Value(y)) => cmp(x, y),
+        _ => rank(a).cmp(&rank(b)),
+    }
 }
 
 /// Every document's key under `d`, sorted the way the index must be.
@@ -41,7 +65,7 @@ fn expected(db: &Database, coll: &str, d: &IndexDef) -> Vec<(Vec<KeyPart>, u64)>
                 continue;
             }
             let doc: Value = serde_json::from_slice(bytes).unwrap();
-            let key: Vec<KeyPart> = d.fields.iter().map(|(p, _)| at(&doc, p).cloned()).collect();
+            let key: Vec<KeyPart> = d.fields.iter().map(|(p, _)| at(&doc, p)).collect();
             rows.push((key, *id));
         }
         first = false;
@@ -52,7 +76,7 @@ fn expected(db: &Database, coll: &str, d: &IndexDef) -> Vec<(Vec<KeyPart>, u64)>
     }
     rows.sort_by(|a, b| {
         for (i, (_, dir)) in d.fields.iter().enumerate() {
-            let o = cmp_opt(a.0[i].as_ref(), b.0[i].as_ref());
+            let o = cmp_part(&a.0[i], &b.0[i]);
             let o = if *dir < 0 { o.reverse() } else { o };
             if o.is_ne() {
                 return o;
@@ -76,9 +100,7 @@ fn check(db: &Database, coll: &str, d: &IndexDef) {
     for (h, w) in have.iter().zip(&want) {
         assert_eq!(h.1, w.1, "index {} order", d.name);
         assert!(
-            h.0.iter()
-                .zip(&w.0)
-                .all(|(a, b)| cmp_opt(a.as_ref(), b.as_ref()).is_eq()),
+            h.0.iter().zip(&w.0).all(|(a, b)| cmp_part(a, b).is_eq()),
             "index {} key of {}: {:?} vs {:?}",
             d.name,
             h.1,
@@ -198,7 +220,13 @@ fn ranges_prefixes_directions_cursors_and_snapshots() {
     assert_eq!(ids(&db, "", "ab", IndexRange::all(), fwd)[0], 20);
     // Prefix a == 1, b descending.
     assert_eq!(
-        ids(&db, "", "ab", IndexRange::prefix(vec![Some(json!(1))]), fwd),
+        ids(
+            &db,
+            "",
+            "ab",
+            IndexRange::prefix(vec![KeyPart::Value(json!(1))]),
+            fwd
+        ),
         vec![17, 13, 9, 5, 1]
     );
     assert_eq!(
@@ -206,35 +234,35 @@ fn ranges_prefixes_directions_cursors_and_snapshots() {
             &db,
             "",
             "ab",
-            IndexRange::prefix(vec![Some(json!(1))]),
+            IndexRange::prefix(vec![KeyPart::Value(json!(1))]),
             Direction::Backward
         ),
         vec![1, 5, 9, 13, 17]
     );
     // 1 <= a < 3 with a full-key bound inside: (a=2, b<=10) starts at b=10 (desc).
     let r = IndexRange {
-        lower: Bound::Included(vec![Some(json!(2)), Some(json!(10))]),
-        upper: Bound::Excluded(vec![Some(json!(3))]),
+        lower: Bound::Included(vec![KeyPart::Value(json!(2)), KeyPart::Value(json!(10))]),
+        upper: Bound::Excluded(vec![KeyPart::Value(json!(3))]),
         after: None,
     };
     assert_eq!(ids(&db, "", "ab", r, fwd), vec![10, 6, 2]);
     // Excluded prefix lower bound skips every a == 2.
     let r = IndexRange {
-        lower: Bound::Excluded(vec![Some(json!(2))]),
+        lower: Bound::Excluded(vec![KeyPart::Value(json!(2))]),
         upper: Bound::Unbounded,
         after: None,
     };
     assert_eq!(ids(&db, "", "ab", r, fwd), vec![19, 15, 11, 7, 3]);
     // An empty or inverted range is empty, not a panic.
     let r = IndexRange {
-        lower: Bound::Excluded(vec![Some(json!(3))]),
-        upper: Bound::Excluded(vec![Some(json!(3))]),
+        lower: Bound::Excluded(vec![KeyPart::Value(json!(3))]),
+        upper: Bound::Excluded(vec![KeyPart::Value(json!(3))]),
         after: None,
     };
     assert!(ids(&db, "", "ab", r, fwd).is_empty());
     let r = IndexRange {
-        lower: Bound::Included(vec![Some(json!(3))]),
-        upper: Bound::Included(vec![Some(json!(1))]),
+        lower: Bound::Included(vec![KeyPart::Value(json!(3))]),
+        upper: Bound::Included(vec![KeyPart::Value(json!(1))]),
         after: None,
     };
     assert!(ids(&db, "", "ab", r, fwd).is_empty());
@@ -250,7 +278,7 @@ fn ranges_prefixes_directions_cursors_and_snapshots() {
     let before = ids(&db, "", "ab", r, Direction::Backward);
     assert_eq!(before.len(), 2);
     // A bound with too many parts is a clear error.
-    let r = IndexRange::prefix(vec![None, None, None]);
+    let r = IndexRange::prefix(vec![KeyPart::Missing, KeyPart::Missing, KeyPart::Missing]);
     assert!(matches!(
         db.index_scan("", "ab", r, fwd, None),
         Err(Error::InvalidIndex { .. })
@@ -262,7 +290,7 @@ fn ranges_prefixes_directions_cursors_and_snapshots() {
         .index_scan(
             "",
             "ab",
-            IndexRange::prefix(vec![Some(json!(1))]),
+            IndexRange::prefix(vec![KeyPart::Value(json!(1))]),
             fwd,
             None,
         )
@@ -277,7 +305,7 @@ fn ranges_prefixes_directions_cursors_and_snapshots() {
         .index_scan(
             "",
             "ab",
-            IndexRange::prefix(vec![Some(json!(1))]),
+            IndexRange::prefix(vec![KeyPart::Value(json!(1))]),
             fwd,
             Some(tx.snapshot()),
         )
@@ -287,7 +315,14 @@ fn ranges_prefixes_directions_cursors_and_snapshots() {
     assert_eq!(at_tx, vec![17, 13, 9, 5, 1]);
     drop(tx);
     assert_eq!(
-        ids(&db, "", "ab", IndexRange::prefix(vec![Some(json!(1))]), fwd).len(),
+        ids(
+            &db,
+            "",
+            "ab",
+            IndexRange::prefix(vec![KeyPart::Value(json!(1))]),
+            fwd
+        )
+        .len(),
         20
     );
 }

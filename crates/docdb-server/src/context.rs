@@ -22,6 +22,10 @@ pub struct Context {
     /// Only in builds with the `test-hooks` feature (the docdb crate's tests).
     #[cfg(feature = "test-hooks")]
     pub panic_collection: Option<String>,
+    /// Test hook: the first build of an index of this name panics inside the engine's
+    /// build (env `DOCDB_TEST_PANIC_INDEX_BUILD`); `true` once it has.
+    #[cfg(feature = "test-hooks")]
+    pub panic_index_build: Option<(String, std::sync::atomic::AtomicBool)>,
 }
 
 impl Context {
@@ -41,6 +45,10 @@ impl Context {
             scheduler: OnceLock::new(),
             #[cfg(feature = "test-hooks")]
             panic_collection: std::env::var("DOCDB_TEST_PANIC_COLLECTION").ok(),
+            #[cfg(feature = "test-hooks")]
+            panic_index_build: std::env::var("DOCDB_TEST_PANIC_INDEX_BUILD")
+                .ok()
+                .map(|n| (n, std::sync::atomic::AtomicBool::new(false))),
         }
     }
 

@@ -3,7 +3,8 @@
 //! its database's queue, so that database's reads and writes are answered while it
 //! builds and the writes made meanwhile are in the index once; kill -9 during a build
 //! (and during indexed writes) leaves every index absent or complete; the
-//! `limits.max_index_builds` error; DropDB and shutdown during a build.
+//! `limits.max_index_builds` error; DropDB, DropIndex and shutdown during a build; a
+//! panic inside a build (`DOCDB_TEST_PANIC_INDEX_BUILD`, test-hooks builds only).
 //!
 //! `DOCDB_TEST_INDEX_BUILD_DELAY_MS` (test-hooks builds only) makes each 1024
 //! documents of a build take that much longer, so a build lasts long enough to act
@@ -364,6 +365,95 @@ fn builds_past_the_limit_are_refused_and_drop_db_cancels_a_build() {
     );
     assert_eq!(r.status, 0, "{}", String::from_utf8_lossy(&r.data));
     assert_eq!(list(&mut c, b, "")[0]["entries"], 1);
+}
+
+#[test]
+fn drop_index_cancels_a_build_and_the_name_can_be_created_again() {
+    // 20 checks of 100 ms: a build lasts 2 s.
+    let s = Server::start_with_env(&[], &[("DOCDB_TEST_INDEX_BUILD_DELAY_MS", "100")]);
+    let mut c = s.connect();
+    let a = c.open_db("a");
+    load(&mut c, a, "", 20_000);
+    send(
+        &mut c,
+        100,
+        a,
+        Cmd::CreateIndex,
+        vec![op("", &index_payload("by_k", "k", false))],
+    );
+    wait_list(&mut c, a, "", |l| {
+        find(l, "by_k").is_some_and(|i| i["building"] == true)
+    });
+    // DropIndex from another connection: answered at once, the index gone from the
+    // list, the build answered Error with nothing left.
+    let mut other = s.connect();
+    let a2 = other.open_db("a");
+    let started = Instant::now();
+    let r = other.call(a2, Cmd::DropIndex, vec![op("", r#"{"name":"by_k"}"#)]);
+    assert_eq!(r.status, 0, "{}", String::from_utf8_lossy(&r.data));
+    assert!(list(&mut other, a2, "").is_empty());
+    let r = c.recv().unwrap();
+    assert_eq!(r.request_id, 100);
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.data).into_owned()),
+        (1, "index by_k was dropped while it was building".to_owned())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Dropping it again: not found.
+    let r = other.call(a2, Cmd::DropIndex, vec![op("", r#"{"name":"by_k"}"#)]);
+    assert_eq!(r.status, 2, "{}", String::from_utf8_lossy(&r.data));
+    // Writes go on, and the same name builds again, complete.
+    assert_eq!(c.create(a, "", 30_000, r#"{"k": 5}"#).0, 0);
+    let r = c.call(
+        a,
+        Cmd::CreateIndex,
+        vec![op("", &index_payload("by_k", "k", false))],
+    );
+    assert_eq!(r.status, 0, "{}", String::from_utf8_lossy(&r.data));
+    let l = list(&mut c, a, "");
+    assert_eq!((l.len(), &l[0]["entries"]), (1, &json!(20_001)));
+}
+
+#[test]
+fn a_panic_in_a_build_is_an_error_and_leaves_nothing_registered() {
+    let s = Server::start_with_env(
+        &[],
+        &[
+            ("DOCDB_TEST_PANIC_INDEX_BUILD", "by_k"),
+            ("RUST_BACKTRACE", "0"),
+        ],
+    );
+    let mut c = s.connect();
+    let a = c.open_db("a");
+    load(&mut c, a, "", 3000);
+    let r = c.call(
+        a,
+        Cmd::CreateIndex,
+        vec![op("", &index_payload("by_k", "k", false))],
+    );
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.data).into_owned()),
+        (1, "internal error".to_owned())
+    );
+    assert!(list(&mut c, a, "").is_empty(), "not left building");
+    // The database keeps serving, and a retry (the hook fires once) builds.
+    assert_eq!(c.create(a, "", 5000, r#"{"k": 1}"#).0, 0);
+    assert_eq!(c.read(a, "", 5000).0, 0);
+    let r = c.call(
+        a,
+        Cmd::CreateIndex,
+        vec![op("", &index_payload("by_k", "k", false))],
+    );
+    assert_eq!(r.status, 0, "{}", String::from_utf8_lossy(&r.data));
+    let l = list(&mut c, a, "");
+    assert_eq!(
+        (&l[0]["entries"], &l[0]["building"]),
+        (&json!(3001), &json!(false))
+    );
 }
 
 #[test]

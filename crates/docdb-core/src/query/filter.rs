@@ -217,6 +217,13 @@ fn parse_op(path: &Path, op: &str, v: &Value) -> Result<Cond, ParseError> {
 
 impl Cond {
     /// Whether the condition holds for a field with these candidates.
+    /// Whether the condition holds on a field that is missing (no candidate): the
+    /// planner reads an index's missing entries only when every condition on the
+    /// field does.
+    pub(crate) fn matches_missing(&self) -> bool {
+        self.holds(&[])
+    }
+
     fn holds(&self, cands: &[&Value]) -> bool {
         match self {
             Cond::Eq(v) => eq_any(cands, v),

@@ -367,12 +367,23 @@ pub(crate) fn run(
                     }
                     if ordered {
                         // The hit's `m` parts after the prefix are its sort key, and
-                        // keys only grow (in sort order) from here: once a full heap's
-                        // worst row sorts before this key, nothing further can enter.
-                        let key: SortKey = hit.key.iter().skip(skip).take(m).cloned().collect();
+                        // keys only grow (in sort order) from here up to the first
+                        // missing value (`Missing` and `ViaArray` parts both have none,
+                        // and the parts after them are in order within each kind
+                        // only): once a full heap's worst row sorts before that
+                        // leading part, nothing further can enter.
+                        let key: SortKey = hit
+                            .key
+                            .iter()
+                            .skip(skip)
+                            .take(m)
+                            .map(|p| p.value().cloned())
+                            .collect();
+                        let lead = key.iter().position(Option::is_none).map_or(m, |i| i + 1);
                         if best.full()
                             && best.worst().is_some_and(|w| {
-                                sort::compare(&q.sort, (&key, 0), (&w.key, 0)) == Ordering::Greater
+                                sort::compare(&q.sort[..lead], (&key, 0), (&w.key, 0))
+                                    == Ordering::Greater
                             })
                         {
                             break 'ranges;

@@ -6,9 +6,13 @@
 //! filter sees (see [`crate::secondary`]):
 //! - a key part is the value at the path walking object members only. A filter path
 //!   also fans out through arrays (`a.b` reaches `{"a":[{"b":1}]}`'s 1, `a.0` an
-//!   element) and a document need not be an object: such documents have a *missing*
-//!   key part, yet may match. So the missing entries of a constrained field are
-//!   always read (`{"a": null}` needs them anyway: null matches a missing field).
+//!   element): such a document's key part is [`KeyPart::ViaArray`], and those
+//!   entries of a constrained field are always read. A document with no value and
+//!   no array on the way has a [`KeyPart::Missing`] part, which a filter sees as
+//!   missing too: those entries are read only when every condition on the field
+//!   holds on a missing field ([`Cond::matches_missing`]: `null`, `$in` with null,
+//!   `$exists: false`, `$ne`, `$nin`, `$not`), so an equality or range on a sparse
+//!   field reads its matches, not the documents without it.
 //! - an array value is indexed as a whole, while conditions match any element. So
 //!   the entries whose part is an array (one contiguous range in the type order) are
 //!   always read too. This does not depend on [`crate::IndexInfo::array_entries`],
@@ -20,12 +24,18 @@
 //! interval bounded to the operand's JSON type (a range on a number never reads
 //! strings); anything else leaves the field free. Compound indexes use a prefix:
 //! points on leading fields (their product bounded by [`MAX_RANGES`]), then at most one
-//! interval. `$ne $nin $not $exists $or $nor` give no bounds (they are re-checked).
+//! interval. A field whose conditions exclude a missing field but give neither
+//! (`$exists: true`, `$ne: null`) is read from the via-array entries on (everything
+//! but `Missing`). `$ne $nin $not $exists $or $nor` give no bounds (they are
+//! re-checked).
 //!
 //! Sort: when the query's sort paths are the index's leading paths with the same
 //! directions (or all reversed, read backward) the index yields candidates in sort
 //! order (ties by id are restored by the bounded heap) and the read stops once
-//! `limit + 1` rows are kept and a key sorts after the worst of them. A sort path
+//! `limit + 1` rows are kept and a key sorts after the worst of them. `Missing` and
+//! `ViaArray` parts both have no sort value, and the parts after them are ordered
+//! within each kind only: the stop compares the sort key up to its first missing
+//! value, and a cursor's bound stops there too ([`IndexPlan::after`]). A sort path
 //! with a numeric segment is never served (a sort value indexes arrays, a key does
 //! not).
 //!
@@ -71,12 +81,28 @@ pub(crate) struct IndexPlan {
 
 impl IndexPlan {
     /// The ranges narrowed to the keys at or after a cursor's sort key `key` in the
-    /// read's direction (an ordered plan: `key` holds the leading key parts), so a
-    /// later page does not walk the entries of the earlier ones again. Ranges wholly
-    /// before the cursor are left out.
-    pub(crate) fn after(&self, key: &[KeyPart]) -> Vec<IndexRange> {
+    /// read's direction (an ordered plan: `key` holds the values of the key parts
+    /// after the prefix), so a later page does not walk the entries of the earlier
+    /// ones again. Ranges wholly before the cursor are left out.
+    pub(crate) fn after(&self, key: &[Option<Value>]) -> Vec<IndexRange> {
         let desc = self.index.desc;
-        let at = [self.prefix.as_slice(), key].concat();
+        let forward = self.direction == Direction::Forward;
+        // A missing sort value is a `Missing` or a `ViaArray` part, and past it the
+        // parts are not in sort order across the two: the bound stops there, at
+        // the kind read first.
+        let mut at = self.prefix.clone();
+        for (j, v) in key.iter().enumerate() {
+            let Some(v) = v else {
+                let ascending = desc & (1 << (self.prefix.len() + j)) == 0;
+                at.push(if forward == ascending {
+                    KeyPart::Missing
+                } else {
+                    KeyPart::ViaArray
+                });
+                break;
+            };
+            at.push(KeyPart::Value(v.clone()));
+        }
         self.ranges
             .iter()
             .filter_map(|r| {
@@ -109,8 +135,9 @@ impl IndexPlan {
     /// as `{"$missing": true}`, in the index's key order.
     pub(crate) fn bounds_json(&self) -> Value {
         let part = |p: &KeyPart| match p {
-            Some(v) => v.clone(),
-            None => json!({"$missing": true}),
+            KeyPart::Value(v) => v.clone(),
+            KeyPart::Missing => json!({"$missing": true}),
+            KeyPart::ViaArray => json!({"$via_array": true}),
         };
         let side = |b: &Bound<Vec<KeyPart>>| match b {
             Bound::Unbounded => Value::Null,
@@ -127,14 +154,17 @@ impl IndexPlan {
     }
 }
 
-/// What one field's conditions let the index read (besides the missing and array
-/// entries, always read).
+/// What one field's conditions let the index read (besides the via-array and array
+/// entries, always read, and the missing ones unless the conditions exclude them).
 #[derive(Debug, Clone, PartialEq)]
 enum FieldBound {
     /// Values equal to one of these (ascending, distinct, no arrays).
     Points(Vec<Value>),
     /// Values within, all of one JSON type.
     Interval(Bound<Value>, Bound<Value>),
+    /// Any value (a condition that fails on a missing field, such as `$exists: true`,
+    /// and nothing narrower).
+    Present,
     Free,
 }
 
@@ -193,8 +223,19 @@ fn interval_is_empty(lo: &Bound<Value>, hi: &Bound<Value>) -> bool {
     }
 }
 
-/// The bound the conjunction's conditions on `path` give.
-fn field_bound(path: &str, conj: &[(&Path, &[Cond])]) -> FieldBound {
+/// The bound the conjunction's conditions on `path` give, and whether a document
+/// missing the field can match them (then the field's `Missing` entries are read).
+fn field_bound(path: &str, conj: &[(&Path, &[Cond])]) -> (FieldBound, bool) {
+    let missing = conj
+        .iter()
+        .filter(|(p, _)| p.as_str() == path)
+        .flat_map(|(_, cs)| cs.iter())
+        .all(Cond::matches_missing);
+    (field_values(path, conj, missing), missing)
+}
+
+/// The values [`field_bound`] lets the index read.
+fn field_values(path: &str, conj: &[(&Path, &[Cond])], missing: bool) -> FieldBound {
     let mut points: Option<Vec<Value>> = None;
     let mut interval: Option<(Bound<Value>, Bound<Value>)> = None;
     let mut ranged = false;
@@ -254,7 +295,11 @@ fn field_bound(path: &str, conj: &[(&Path, &[Cond])]) -> FieldBound {
         return FieldBound::Points(ps);
     }
     if !ranged {
-        return FieldBound::Free;
+        return if missing {
+            FieldBound::Free
+        } else {
+            FieldBound::Present
+        };
     }
     match interval {
         Some((lo, hi)) if !empty && !interval_is_empty(&lo, &hi) => FieldBound::Interval(lo, hi),
@@ -291,7 +336,8 @@ fn bound_key(b: &Bound<Vec<KeyPart>>, desc: u32, lower: bool) -> BoundKey {
 }
 
 struct Expand<'a> {
-    bounds: &'a [FieldBound],
+    /// Per field: its bound and whether its missing entries are read.
+    bounds: &'a [(FieldBound, bool)],
     desc: &'a [bool],
     /// Each range with the field it bounds (its prefix is the fields before).
     out: Vec<(IndexRange, usize)>,
@@ -307,13 +353,14 @@ impl Expand<'_> {
         self.out.push((r, i));
     }
 
-    /// The entries under `prefix` whose field `i` lies in `[lo, hi]` (value order).
-    fn interval(&mut self, prefix: &[KeyPart], i: usize, lo: Bound<Value>, hi: Bound<Value>) {
-        let side = |b: Bound<Value>| match b {
+    /// The entries under `prefix` whose field `i` lies in `[lo, hi]` (key part order
+    /// before the field's direction).
+    fn interval(&mut self, prefix: &[KeyPart], i: usize, lo: Bound<KeyPart>, hi: Bound<KeyPart>) {
+        let side = |b: Bound<KeyPart>| match b {
             Bound::Unbounded if prefix.is_empty() => Bound::Unbounded,
             Bound::Unbounded => Bound::Included(prefix.to_vec()),
-            Bound::Included(v) => Bound::Included([prefix, &[Some(v)]].concat()),
-            Bound::Excluded(v) => Bound::Excluded([prefix, &[Some(v)]].concat()),
+            Bound::Included(v) => Bound::Included([prefix, &[v]].concat()),
+            Bound::Excluded(v) => Bound::Excluded([prefix, &[v]].concat()),
         };
         let (l, u) = (side(lo), side(hi));
         let (lower, upper) = if self.desc[i] { (u, l) } else { (l, u) };
@@ -328,28 +375,47 @@ impl Expand<'_> {
     }
 
     fn field(&mut self, i: usize, prefix: Vec<KeyPart>) {
-        let Some(b) = self.bounds.get(i) else {
+        let Some((b, missing)) = self.bounds.get(i) else {
             return self.point(prefix, i);
         };
         if *b == FieldBound::Free {
             return self.point(prefix, i);
         }
-        // Always: the missing entries and the arrays (see the module doc).
-        self.point([prefix.as_slice(), &[None]].concat(), i);
+        let with = |p: KeyPart| [prefix.as_slice(), &[p]].concat();
+        // The missing entries only when a missing field can match (see the module doc).
+        if *missing {
+            self.point(with(KeyPart::Missing), i);
+        }
+        if *b == FieldBound::Present {
+            // Everything after the missing entries: via-array, then every value.
+            return self.interval(
+                &prefix,
+                i,
+                Bound::Included(KeyPart::ViaArray),
+                Bound::Unbounded,
+            );
+        }
+        // Always: the via-array entries and the arrays (see the module doc).
+        self.point(with(KeyPart::ViaArray), i);
         self.interval(
             &prefix,
             i,
-            Bound::Included(json!([])),
-            Bound::Excluded(json!(false)),
+            Bound::Included(KeyPart::Value(json!([]))),
+            Bound::Excluded(KeyPart::Value(json!(false))),
         );
         match b {
             FieldBound::Points(ps) => {
                 for p in ps {
-                    self.field(i + 1, [prefix.as_slice(), &[Some(p.clone())]].concat());
+                    self.field(i + 1, with(KeyPart::Value(p.clone())));
                 }
             }
-            FieldBound::Interval(lo, hi) => self.interval(&prefix, i, lo.clone(), hi.clone()),
-            FieldBound::Free => {}
+            FieldBound::Interval(lo, hi) => self.interval(
+                &prefix,
+                i,
+                lo.clone().map(KeyPart::Value),
+                hi.clone().map(KeyPart::Value),
+            ),
+            FieldBound::Free | FieldBound::Present => {}
         }
     }
 }
@@ -375,28 +441,29 @@ fn plan_index(
     let fields = &index.def.fields;
     let mut conj = Vec::new();
     conjuncts(filter, &mut conj);
-    let mut bounds: Vec<FieldBound> = Vec::new();
+    let mut bounds: Vec<(FieldBound, bool)> = Vec::new();
     let mut ranges = 1usize;
     let mut points = 0usize;
     let mut has_interval = false;
     for (path, _) in fields {
         match field_bound(path, &conj) {
-            FieldBound::Points(ps) => {
-                // Each point expands to the next field's ranges; +2: missing, arrays.
-                let next = ranges.saturating_mul(ps.len() + 2);
+            (FieldBound::Points(ps), missing) => {
+                // Each point expands to the next field's ranges; +3: missing,
+                // via-array, arrays.
+                let next = ranges.saturating_mul(ps.len() + 3);
                 if next > MAX_RANGES {
                     break;
                 }
                 ranges = next;
                 points += 1;
-                bounds.push(FieldBound::Points(ps));
+                bounds.push((FieldBound::Points(ps), missing));
             }
-            iv @ FieldBound::Interval(..) => {
+            (iv @ (FieldBound::Interval(..) | FieldBound::Present), missing) => {
                 has_interval = true;
-                bounds.push(iv);
+                bounds.push((iv, missing));
                 break;
             }
-            FieldBound::Free => break,
+            (FieldBound::Free, _) => break,
         }
     }
     let desc: Vec<bool> = fields.iter().map(|(_, d)| *d < 0).collect();
@@ -414,7 +481,7 @@ fn plan_index(
     };
     let single = bounds
         .iter()
-        .take_while(|b| matches!(b, FieldBound::Points(ps) if ps.len() == 1))
+        .take_while(|(b, _)| matches!(b, FieldBound::Points(ps) if ps.len() == 1))
         .count();
     let order = (0..=single).find_map(|at| {
         if serves(at, false) {
@@ -455,8 +522,8 @@ fn plan_index(
     }
     let prefix: Vec<KeyPart> = bounds[..at]
         .iter()
-        .filter_map(|b| match b {
-            FieldBound::Points(ps) => ps.first().cloned().map(Some),
+        .filter_map(|(b, _)| match b {
+            FieldBound::Points(ps) => ps.first().cloned().map(KeyPart::Value),
             _ => None,
         })
         .collect();
@@ -566,6 +633,63 @@ mod tests {
         serde_json::from_str(MISSING).unwrap_or_default()
     }
 
+    fn via() -> Value {
+        json!({"$via_array": true})
+    }
+
+    #[test]
+    fn missing_entries_are_read_only_when_a_missing_field_can_match() {
+        let miss = json!([{"included": [missing()]}, {"included": [missing()]}]);
+        let reads_missing = |f: Value| {
+            let (_, b, _) = plan(&[("a", 1)], f.clone(), json!([])).unwrap_or_default();
+            let b = b.as_array().cloned().unwrap_or_default();
+            assert!(
+                b.contains(&json!([{"included": [via()]}, {"included": [via()]}])),
+                "{f}"
+            );
+            b.contains(&miss)
+        };
+        // Conditions a missing field fails: its entries are skipped.
+        for f in [
+            json!({"a": 5}),
+            json!({"a": {"$in": [1, "x"]}}),
+            json!({"a": {"$gte": 1}}),
+            json!({"a": {"$lt": "m"}}),
+            json!({"a": 5, "b": {"$exists": false}}),
+            json!({"a": {"$in": [1, 2], "$ne": null}}),
+            // One condition that fails on a missing field is enough (a conjunction).
+            json!({"a": {"$in": [1], "$nin": [2]}}),
+        ] {
+            assert!(!reads_missing(f.clone()), "{f}");
+        }
+        // Null matches a missing field, and so does a negation.
+        for f in [
+            json!({"a": null}),
+            json!({"a": {"$in": [1, null]}}),
+            json!({"a": {"$in": [1, null], "$nin": [2]}}),
+            json!({"a": {"$eq": null, "$not": {"$gt": 5}}}),
+        ] {
+            assert!(reads_missing(f.clone()), "{f}");
+        }
+        // $exists: true alone bounds the field: everything after the missing entries.
+        let (score, b, _) =
+            plan(&[("a", 1)], json!({"a": {"$exists": true}}), json!([])).unwrap_or_default();
+        assert_eq!(
+            (score, b),
+            ((0, true, false), json!([[{"included": [via()]}, null]]))
+        );
+        let (_, b, _) =
+            plan(&[("a", -1)], json!({"a": {"$exists": true}}), json!([])).unwrap_or_default();
+        assert_eq!(b, json!([[null, {"included": [via()]}]]));
+        // In a compound index, per field.
+        let (_, b, _) =
+            plan(&[("a", 1), ("b", 1)], json!({"a": 1, "b": null}), json!([])).unwrap_or_default();
+        assert!(b.as_array().is_some_and(|b| {
+            b.contains(&json!([{"included": [1, missing()]}, {"included": [1, missing()]}]))
+                && !b.contains(&miss)
+        }));
+    }
+
     #[test]
     fn equality_and_in_read_points_plus_missing_and_arrays() {
         let (score, bounds, _) = plan(&[("a", 1)], json!({"a": 5}), json!([])).unwrap_or_default();
@@ -573,7 +697,7 @@ mod tests {
         assert_eq!(
             bounds,
             json!([
-                [{"included": [missing()]}, {"included": [missing()]}],
+                [{"included": [via()]}, {"included": [via()]}],
                 [{"included": [5]}, {"included": [5]}],
                 [{"included": [[]]}, {"excluded": [false]}],
             ])
@@ -589,7 +713,7 @@ mod tests {
         assert_eq!(
             bounds,
             json!([
-                [{"included": [missing()]}, {"included": [missing()]}],
+                [{"included": [via()]}, {"included": [via()]}],
                 [{"included": [1]}, {"included": [1]}],
                 [{"included": ["x"]}, {"included": ["x"]}],
                 [{"included": [[]]}, {"excluded": [false]}],
@@ -618,7 +742,7 @@ mod tests {
             json!([
                 [{"excluded": [false]}, {"included": [[]]}],
                 [{"included": [3]}, {"excluded": [null]}],
-                [{"included": [missing()]}, {"included": [missing()]}],
+                [{"included": [via()]}, {"included": [via()]}],
             ])
         );
         // Contradictory types: only the missing and array entries can match.
@@ -678,7 +802,12 @@ mod tests {
                 p.unordered.len(),
                 p.ranges.len()
             ),
-            (Direction::Backward, vec![Some(json!("open"))], 2, 1)
+            (
+                Direction::Backward,
+                vec![KeyPart::Value(json!("open"))],
+                2,
+                1
+            )
         );
         // Two values for the prefix: not ordered.
         let f = Filter::parse(&json!({"status": {"$in": ["a", "b"]}}))

@@ -54,10 +54,11 @@ pub enum Direction {
 /// Which entries an [`IndexScan`] returns, in the index's key order.
 ///
 /// `lower` and `upper` are key *prefixes*: each holds the values of the first 1..=n
-/// fields (n = the index's field count; `None` = missing). A prefix bound compares on
+/// fields (n = the index's field count; see [`KeyPart`]). A prefix bound compares on
 /// its parts only, so `Included([5])` on an index `[a, b]` includes every `(5, *)`,
 /// and `Excluded([5])` none of them. Bounds are in the index's order: for a `-1`
-/// field the lower bound is the *larger* value. Missing sorts below every value.
+/// field the lower bound is the *larger* value. `Missing`, then `ViaArray`, sort below
+/// every value.
 ///
 /// `after` resumes a scan: only entries strictly after `(key, id)` in the scan's
 /// direction are returned (pass the last [`IndexHit`] of the previous page).
@@ -105,6 +106,31 @@ struct SnapshotGuard {
 impl Drop for SnapshotGuard {
     fn drop(&mut self) {
         self.inner.snapshots.close(self.seq);
+    }
+}
+
+/// Unregisters a build's index when the build unwinds (a panic in it, or in its
+/// caller's cancel check) before it ended: no index is left building forever.
+struct UnregisterOnPanic<'a> {
+    inner: &'a Inner,
+    coll: &'a Collection,
+    index: &'a Arc<SecondaryIndex>,
+}
+
+impl Drop for UnregisterOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.inner.remove_index(self.coll, self.index);
+        }
+    }
+}
+
+/// Closes a build's snapshot, on unwinding too.
+struct BuildSnapshot<'a>(&'a Inner, u64);
+
+impl Drop for BuildSnapshot<'_> {
+    fn drop(&mut self) {
+        self.0.snapshots.close(self.1);
     }
 }
 
@@ -273,10 +299,17 @@ impl Inner {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
         for (n, id) in coll.live_ids_at(snapshot).into_iter().enumerate() {
-            if n % CANCEL_EVERY == 0 && cancelled() {
-                return Err(Error::IndexBuildCancelled {
-                    name: index.def.name.clone(),
-                });
+            if n % CANCEL_EVERY == 0 {
+                if index.dropped() {
+                    return Err(Error::IndexDroppedWhileBuilding {
+                        name: index.def.name.clone(),
+                    });
+                }
+                if cancelled() {
+                    return Err(Error::IndexBuildCancelled {
+                        name: index.def.name.clone(),
+                    });
+                }
             }
             let (v, payload) = match self.read_doc(coll, id, Some(snapshot)) {
                 Ok(r) => r,
@@ -328,11 +361,15 @@ impl Inner {
             drop(list);
             self.last_staged_locked(&c)
         };
+        // Dropped after the locks below on unwinding: it takes the commit lock.
+        let _unregister = UnregisterOnPanic {
+            inner: self,
+            coll,
+            index,
+        };
         let filled = self.wait_durable(registered).and_then(|()| {
-            let snapshot = self.snapshots.open();
-            let r = self.fill_index(coll, index, snapshot, cancelled);
-            self.snapshots.close(snapshot);
-            r
+            let snapshot = BuildSnapshot(self, self.snapshots.open());
+            self.fill_index(coll, index, snapshot.1, cancelled)
         });
         // Asked once more after the fill, holding no lock (the caller's check may
         // take its time, or even write).
@@ -350,6 +387,12 @@ impl Inner {
             // Deleted (with its indexes) while the build filled: nothing to finish.
             if !is_current(coll) {
                 return Err(Error::CollectionNotFound);
+            }
+            // Dropped while it filled (DropIndex has unregistered it already).
+            if index.dropped() {
+                return Err(Error::IndexDroppedWhileBuilding {
+                    name: index.def.name.clone(),
+                });
             }
             let mut st = index.write();
             if !self.memory.try_apply(st.bytes(), 0) {
@@ -398,12 +441,28 @@ impl Database {
     }
 
     /// Drops an index: its definition leaves `INDEXES` first, then its entries and
-    /// memory go.
+    /// memory go. An index still building is dropped too: it leaves the collection at
+    /// once (writes stop maintaining it, ListIndexes no longer shows it) and its build
+    /// stops at its next check, its CreateIndex failing with
+    /// `IndexDroppedWhileBuilding`; nothing of it was stored.
     pub fn drop_index(&self, collection: &str, name: &str) -> Result<()> {
         let inner = &self.inner;
         inner.check_writable()?;
         let _ddl = inner.secondary.ddl.lock();
         let coll = inner.collection(collection)?;
+        let building = coll
+            .indexes
+            .read()
+            .iter()
+            .find(|i| i.def.name == name && i.read().ready().is_none())
+            .cloned();
+        if let Some(index) = building {
+            // Under the DDL lock, so the build cannot be finishing: its end checks the
+            // mark under the same lock.
+            index.mark_dropped();
+            inner.remove_index(&coll, &index);
+            return Ok(());
+        }
         let index = inner.find_index(&coll, name)?;
         defs::store(
             &*inner.storage,

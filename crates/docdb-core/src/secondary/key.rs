@@ -10,11 +10,51 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use crate::order::cmp_opt;
+/// One part of a key: the value at the field's path, or why there is none. The two
+/// kinds of "no value" sort below every value (null included), `Missing` first; they
+/// are apart so that a query whose conditions cannot match a missing field skips the
+/// `Missing` entries yet still reads the `ViaArray` ones, where a filter (which fans
+/// out through arrays) may find a value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyPart {
+    /// No value, and no array on the way: a filter sees the field as missing too
+    /// (a member absent, a path through a scalar or null, a document that is not an
+    /// object).
+    Missing,
+    /// No value by object members, but the path reaches an array before its end
+    /// (`a.b` on `{"a":[{"b":1}]}`, or the document itself is an array): a filter's
+    /// path may still reach values through the elements.
+    ViaArray,
+    /// The value at the path (an array as a whole).
+    Value(Value),
+}
 
-/// One part of a key: the value at the field's path, `None` when the document has no
-/// value there (missing sorts below every value, null included).
-pub type KeyPart = Option<Value>;
+impl KeyPart {
+    /// The value, if the part has one.
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            KeyPart::Value(v) => Some(v),
+            KeyPart::Missing | KeyPart::ViaArray => None,
+        }
+    }
+
+    /// The rank of the kind: `Missing < ViaArray < every value`.
+    fn rank(&self) -> u8 {
+        match self {
+            KeyPart::Missing => 0,
+            KeyPart::ViaArray => 1,
+            KeyPart::Value(_) => 2,
+        }
+    }
+
+    /// The order of key parts: by kind, then values under [`crate::order::cmp`].
+    pub fn order(&self, other: &KeyPart) -> Ordering {
+        match (self, other) {
+            (KeyPart::Value(a), KeyPart::Value(b)) => crate::order::cmp(a, b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
 
 /// Where a key sorts among the stored keys that share its parts (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,13 +83,15 @@ impl Key {
 
     /// True when no field had a value (such keys are exempt from uniqueness).
     pub(crate) fn all_missing(&self) -> bool {
-        self.parts.iter().all(Option::is_none)
+        self.parts.iter().all(|p| p.value().is_none())
     }
 
+    /// Whether a part is an array (indexed whole) or walks through one: a filter
+    /// that matches elements cannot be answered from such an entry alone.
     pub(crate) fn has_array(&self) -> bool {
         self.parts
             .iter()
-            .any(|p| matches!(p, Some(Value::Array(_))))
+            .any(|p| matches!(p, KeyPart::ViaArray | KeyPart::Value(Value::Array(_))))
     }
 
     /// An estimate of the heap bytes the key's parts hold (the key is kept twice: in
@@ -57,7 +99,7 @@ impl Key {
     pub(crate) fn heap_bytes(&self) -> u64 {
         self.parts
             .iter()
-            .map(|p| 32 + p.as_ref().map_or(0, value_heap_bytes))
+            .map(|p| 32 + p.value().map_or(0, value_heap_bytes))
             .sum()
     }
 }
@@ -91,7 +133,7 @@ impl PartialOrd for Key {
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
         for (i, (a, b)) in self.parts.iter().zip(other.parts.iter()).enumerate() {
-            let o = cmp_opt(a.as_ref(), b.as_ref());
+            let o = a.order(b);
             let o = if self.desc & (1 << i) != 0 {
                 o.reverse()
             } else {
@@ -114,31 +156,37 @@ impl Ord for Key {
     }
 }
 
-/// The value at a dotted path: object members only; a path through a non-object (an
-/// array included) has no value.
-pub(crate) fn at_path<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+/// The key part of a dotted path: the value walking object members only; with none,
+/// `ViaArray` when the walk stops at an array (a filter fans out there), else
+/// `Missing`.
+pub fn part_at(doc: &Value, path: &str) -> KeyPart {
     let mut v = doc;
     for seg in path.split('.') {
-        v = v.as_object()?.get(seg)?;
+        v = match v {
+            Value::Object(m) => match m.get(seg) {
+                Some(x) => x,
+                None => return KeyPart::Missing,
+            },
+            Value::Array(_) => return KeyPart::ViaArray,
+            _ => return KeyPart::Missing,
+        };
     }
-    Some(v)
+    KeyPart::Value(v.clone())
 }
 
 /// The key of `doc` under an index's fields.
 pub(crate) fn key_of(doc: &Value, fields: &[(String, i8)], desc: u32) -> Key {
-    Key::exact(
-        fields
-            .iter()
-            .map(|(p, _)| at_path(doc, p).cloned())
-            .collect(),
-        desc,
-    )
+    Key::exact(fields.iter().map(|(p, _)| part_at(doc, p)).collect(), desc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn v(x: Value) -> KeyPart {
+        KeyPart::Value(x)
+    }
 
     fn k(parts: Vec<KeyPart>, desc: u32, fill: Fill) -> Key {
         Key {
@@ -150,35 +198,51 @@ mod tests {
 
     #[test]
     fn keys_order_by_parts_with_direction_and_prefix_bounds_bracket_them() {
-        let a = k(vec![Some(json!(1)), Some(json!("x"))], 0, Fill::Exact);
-        let b = k(vec![Some(json!(1)), Some(json!("y"))], 0, Fill::Exact);
-        let c = k(vec![Some(json!(2)), None], 0, Fill::Exact);
+        let a = k(vec![v(json!(1)), v(json!("x"))], 0, Fill::Exact);
+        let b = k(vec![v(json!(1)), v(json!("y"))], 0, Fill::Exact);
+        let c = k(vec![v(json!(2)), KeyPart::Missing], 0, Fill::Exact);
         assert!(a < b && b < c);
-        let low = k(vec![Some(json!(1))], 0, Fill::Low);
-        let high = k(vec![Some(json!(1))], 0, Fill::High);
+        let low = k(vec![v(json!(1))], 0, Fill::Low);
+        let high = k(vec![v(json!(1))], 0, Fill::High);
         assert!(low < a && a < high && b < high && high < c);
         // Descending second part.
-        let a2 = k(vec![Some(json!(1)), Some(json!("x"))], 2, Fill::Exact);
-        let b2 = k(vec![Some(json!(1)), Some(json!("y"))], 2, Fill::Exact);
+        let a2 = k(vec![v(json!(1)), v(json!("x"))], 2, Fill::Exact);
+        let b2 = k(vec![v(json!(1)), v(json!("y"))], 2, Fill::Exact);
         assert!(b2 < a2);
-        // Missing below null.
-        let m = k(vec![None], 0, Fill::Exact);
-        let n = k(vec![Some(Value::Null)], 0, Fill::Exact);
-        assert!(m < n);
+        // Missing below via-array below null.
+        let m = k(vec![KeyPart::Missing], 0, Fill::Exact);
+        let via = k(vec![KeyPart::ViaArray], 0, Fill::Exact);
+        let n = k(vec![v(Value::Null)], 0, Fill::Exact);
+        assert!(m < via && via < n);
         assert_eq!(
-            k(vec![Some(json!(1))], 0, Fill::Exact),
-            k(vec![Some(json!(1.0))], 0, Fill::Exact)
+            k(vec![v(json!(1))], 0, Fill::Exact),
+            k(vec![v(json!(1.0))], 0, Fill::Exact)
         );
     }
 
     #[test]
-    fn paths_walk_objects_only() {
-        let d = json!({"a": {"b": [1, 2]}, "c": [{"d": 1}]});
-        assert_eq!(at_path(&d, "a.b"), Some(&json!([1, 2])));
-        assert_eq!(at_path(&d, "c.d"), None);
-        assert_eq!(at_path(&d, "c.0.d"), None);
-        assert_eq!(at_path(&json!(5), "a"), None);
+    fn paths_walk_objects_and_tell_missing_from_through_an_array() {
+        let d = json!({"a": {"b": [1, 2]}, "c": [{"d": 1}], "n": null, "s": 5});
+        assert_eq!(part_at(&d, "a.b"), v(json!([1, 2])));
+        assert_eq!(part_at(&d, "c.d"), KeyPart::ViaArray);
+        assert_eq!(part_at(&d, "c.0.d"), KeyPart::ViaArray);
+        assert_eq!(part_at(&d, "a.b.c"), KeyPart::ViaArray);
+        assert_eq!(part_at(&d, "x"), KeyPart::Missing);
+        assert_eq!(part_at(&d, "n.x"), KeyPart::Missing);
+        assert_eq!(part_at(&d, "s.x"), KeyPart::Missing);
+        assert_eq!(part_at(&json!(5), "a"), KeyPart::Missing);
+        assert_eq!(part_at(&json!([{"a": 1}]), "a"), KeyPart::ViaArray);
         let key = key_of(&d, &[("a.b".into(), 1), ("z".into(), -1)], 2);
         assert!(key.has_array() && !key.all_missing());
+        let key = key_of(&d, &[("c.d".into(), 1), ("z".into(), -1)], 2);
+        assert!(key.has_array() && key.all_missing());
+        let key = key_of(&d, &[("x".into(), 1)], 0);
+        assert!(!key.has_array() && key.all_missing());
+    }
+
+    #[test]
+    fn a_part_is_as_small_as_the_memory_accounting_assumes() {
+        // `heap_bytes` counts 32 bytes per part besides the value's heap.
+        assert!(std::mem::size_of::<KeyPart>() <= 32);
     }
 }

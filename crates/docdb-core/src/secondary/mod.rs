@@ -7,12 +7,14 @@
 //!   not stored: they are rebuilt from the documents when the database opens, so a
 //!   document's WAL record is the only record of its index entries and kill -9 can
 //!   never leave an index that disagrees with the documents.
-//! - A key ([`key::Key`]) is the values at the fields' paths, a missing value being its
-//!   own key part below every value, ordered by [`crate::order::cmp_opt`] (reversed for
-//!   a `-1` field), then by document id. A path walks object members only; the value
-//!   at a path that holds an array is the whole array (no multikey entries): a filter
-//!   that matches arrays element-wise cannot be answered from such an entry alone
-//!   (see [`IndexInfo::array_entries`]).
+//! - A key ([`key::Key`]) is the values at the fields' paths, ordered by
+//!   [`crate::order::cmp`] (reversed for a `-1` field), then by document id. A path
+//!   walks object members only; with no value there the part is [`KeyPart::Missing`],
+//!   or [`KeyPart::ViaArray`] when the walk met an array (a filter fans out there),
+//!   both below every value. The value at a path that holds an array is the whole
+//!   array (no multikey entries): a filter that matches arrays element-wise cannot be
+//!   answered from such an entry, nor from a via-array one, alone (see
+//!   [`IndexInfo::array_entries`]).
 //! - Entries are versioned like documents ([`tree`]): each `(key, id)` carries the
 //!   commit intervals in which it is present, so a reader sees the index as of its
 //!   snapshot while writers stage newer commits.
@@ -105,9 +107,10 @@ pub struct IndexInfo {
     pub unique: bool,
     /// Entries (one per live document) in the newest state.
     pub entries: u64,
-    /// Of those, entries whose key holds an array (indexed as a whole value): while
-    /// this is non-zero, an equality filter on the field (which matches elements) must
-    /// not be answered from the index alone.
+    /// Of those, entries whose key holds an array (indexed as a whole value) or a
+    /// path through one ([`KeyPart::ViaArray`]): while this is non-zero, an equality
+    /// filter on the field (which matches elements) must not be answered from the
+    /// index alone.
     pub array_entries: u64,
     /// Bytes this index counts towards the memory limit (0 while building).
     pub memory_bytes: u64,

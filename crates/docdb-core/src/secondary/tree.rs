@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -40,6 +41,8 @@ pub(crate) struct SecondaryIndex {
     pub def: IndexDef,
     pub desc: u32,
     state: RwLock<State>,
+    /// Set by DropIndex while the index builds: its builder stops at its next check.
+    dropped: AtomicBool,
 }
 
 impl std::fmt::Debug for SecondaryIndex {
@@ -57,7 +60,18 @@ impl SecondaryIndex {
             desc: def.desc_mask(),
             def,
             state: RwLock::new(State::default()),
+            dropped: AtomicBool::new(false),
         }
+    }
+
+    /// Marks a building index dropped (see [`SecondaryIndex::dropped`]).
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+
+    /// Whether DropIndex removed the index while it was building.
+    pub(crate) fn dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -286,7 +300,7 @@ mod tests {
     use serde_json::json;
 
     fn key(v: i64) -> Key {
-        Key::exact(vec![Some(json!(v))], 0)
+        Key::exact(vec![super::super::key::KeyPart::Value(json!(v))], 0)
     }
 
     fn ids(s: &State, snap: u64) -> Vec<u64> {

@@ -7,8 +7,9 @@
 //! requests, reads and writes alike, are served while it builds, and the writes made
 //! meanwhile are in the index when it is answered. ListIndexes shows it `building`
 //! until then; queries do not use it yet. At most `limits.max_index_builds` builds run
-//! at once server-wide (one more is answered Error at once); DropDB and shutdown
-//! cancel a build (answered Error, nothing left).
+//! at once server-wide (one more is answered Error at once); DropDB, shutdown and a
+//! DropIndex of the index cancel a build (answered Error, nothing left). A panic in a
+//! build is answered `internal error` and leaves nothing registered either.
 //! A bad payload is `Error` with a text saying what is wrong; a unique index over
 //! documents that share a key is `Conflict` `duplicate key for unique index NAME`.
 
@@ -19,7 +20,7 @@ use docdb_core::{Database, Error, IndexDef};
 use docdb_protocol::{text, Command, Request};
 use serde_json::Value;
 
-use super::{answer, collection, first_op, spec_of};
+use super::{answer, collection, first_op, maybe_inject_build_panic, spec_of};
 use crate::context::Context;
 use crate::reply::{Reply, Task};
 
@@ -84,8 +85,12 @@ pub fn run(ctx: &Arc<Context>, db: &Arc<Database>, db_id: u64, task: Task) {
     let spawned = std::thread::Builder::new()
         .name(format!("docdb-index-{db_id}"))
         .spawn(move || {
+            let name = def.name.clone();
             let built = catch_unwind(AssertUnwindSafe(|| {
-                db.create_index_with(&coll, def, &|| permit.cancelled())
+                db.create_index_with(&coll, def, &|| {
+                    maybe_inject_build_panic(&ctx, &name);
+                    permit.cancelled()
+                })
             }));
             let out = match built {
                 Ok(Ok(())) => Reply::empty(),

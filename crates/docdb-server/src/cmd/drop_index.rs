@@ -1,5 +1,7 @@
 //! DropIndex (20, new): ops[0].collection, payload `{"name":..}`. Empty reply;
-//! NotFound `index not found: NAME` for an unknown index.
+//! NotFound `index not found: NAME` for an unknown index. An index still building is
+//! dropped too: its build stops and its CreateIndex is answered Error `index NAME was
+//! dropped while it was building`.
 
 use docdb_core::Database;
 use docdb_protocol::{text, Request};

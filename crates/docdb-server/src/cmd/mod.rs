@@ -277,6 +277,23 @@ pub(crate) fn maybe_inject_panic(ctx: &Context, coll: &str) {
 #[inline(always)]
 pub(crate) fn maybe_inject_panic(_: &Context, _: &str) {}
 
+/// Test hook (the `test-hooks` feature, then opt-in by environment): the first build
+/// of an index named as `DOCDB_TEST_PANIC_INDEX_BUILD` panics at its first cancel
+/// check, inside the engine's build, to prove a panicking build leaves nothing
+/// registered and a retry succeeds. Without the feature it is nothing.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn maybe_inject_build_panic(ctx: &Context, index: &str) {
+    if let Some((name, fired)) = &ctx.panic_index_build {
+        if name == index && !fired.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            panic!("injected panic in the build of index {index}");
+        }
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn maybe_inject_build_panic(_: &Context, _: &str) {}
+
 /// Serves a batch of one database's queued requests (called by a scheduler worker):
 /// stages its writes and answers everything else, then returns the step that waits
 /// for the writes' group commit and answers them, which the worker runs after
