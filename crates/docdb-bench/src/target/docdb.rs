@@ -360,6 +360,16 @@ impl DocdbServer {
             .context("the server's figures were just read")
     }
 
+    /// Database `db`'s line of the last ListDBs read (see [`DocdbServer::refresh`]).
+    fn info(&self, db: &Database) -> anyhow::Result<DbInfo> {
+        self.figures()?
+            .dbs
+            .iter()
+            .find(|d| d.id == db.id())
+            .cloned()
+            .with_context(|| format!("database {} is not in ListDBs", db.name()))
+    }
+
     /// Group-commit figures of database `id` from the server's metrics (zeros when
     /// they cannot be read).
     fn group_commit(&self, text: &str, id: u64) -> GroupCommitStats {
@@ -448,6 +458,36 @@ fn log_tail(path: &Path) -> String {
     format!("server log {}: {}", path.display(), text.trim())
 }
 
+/// Writes `docs` into `collection` of `db` (`""` = `_default`) in transactions of at
+/// most [`PRELOAD_BATCH_DOCS`] documents and [`PRELOAD_BATCH_BYTES`].
+fn load(
+    db: &Database,
+    collection: &str,
+    docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
+    progress: &dyn Fn(u64),
+) -> anyhow::Result<u64> {
+    preload_in_chunks(
+        docs,
+        (PRELOAD_BATCH_DOCS, PRELOAD_BATCH_BYTES),
+        progress,
+        |chunk| {
+            let first = chunk.first().map_or(0, |c| c.0);
+            let last = chunk.last().map_or(0, |c| c.0);
+            let batch = chunk
+                .into_iter()
+                .fold(Batch::new().collection(collection), |b, (id, body)| {
+                    b.create(id, body)
+                });
+            db.transaction(&batch).map(drop).with_context(|| {
+                format!(
+                    "loading documents {first}..={last} into {} on the server",
+                    db.name()
+                )
+            })
+        },
+    )
+}
+
 fn classify(e: Error) -> OpError {
     match e {
         Error::NotFound(_) => OpError::NotFound,
@@ -504,35 +544,16 @@ impl Target for DocdbTarget {
         docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<u64> {
-        preload_in_chunks(
-            docs,
-            (PRELOAD_BATCH_DOCS, PRELOAD_BATCH_BYTES),
-            progress,
-            |chunk| {
-                let batch = chunk
-                    .into_iter()
-                    .fold(Batch::new(), |b, (id, body)| b.create(id, body));
-                self.db
-                    .transaction(&batch)
-                    .map(drop)
-                    .with_context(|| format!("preloading {} on the server", self.name))
-            },
-        )
+        load(&self.db, "", docs, progress)
     }
 
     fn count(&self) -> anyhow::Result<u64> {
-        self.server
-            .figures()?
-            .dbs
-            .iter()
-            .find(|d| d.id == self.db.id())
-            .map(|d| d.docs_live)
-            .with_context(|| format!("database {} is not in ListDBs", self.name))
+        Ok(self.server.info(&self.db)?.docs_live)
     }
 
     fn engine_stats(&self) -> Option<EngineStats> {
         let f = self.server.figures().ok()?;
-        let info = f.dbs.iter().find(|d| d.id == self.db.id())?;
+        let info = self.server.info(&self.db).ok()?;
         Some(EngineStats {
             group_commit: self.server.group_commit(&f.metrics, self.db.id()),
             wal_bytes: info.wal_size,
@@ -629,23 +650,7 @@ impl QueryTarget for DocdbQuery {
         docs: &mut dyn Iterator<Item = (u64, Vec<u8>)>,
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<u64> {
-        preload_in_chunks(
-            docs,
-            (PRELOAD_BATCH_DOCS, PRELOAD_BATCH_BYTES),
-            progress,
-            |chunk| {
-                let first = chunk.first().map_or(0, |c| c.0);
-                let last = chunk.last().map_or(0, |c| c.0);
-                let batch = chunk.into_iter().fold(
-                    Batch::new().collection(QUERY_COLLECTION),
-                    |b, (id, body)| b.create(id, body),
-                );
-                self.db
-                    .transaction(&batch)
-                    .map(drop)
-                    .with_context(|| format!("loading documents {first}..={last} on the server"))
-            },
-        )
+        load(&self.db, QUERY_COLLECTION, docs, progress)
     }
 
     fn create_indexes(&self, fields: &[&str]) -> anyhow::Result<()> {
@@ -666,22 +671,12 @@ impl QueryTarget for DocdbQuery {
 
     fn count(&self) -> anyhow::Result<u64> {
         self.server.refresh()?;
-        self.server
-            .figures()?
-            .dbs
-            .iter()
-            .find(|d| d.id == self.db.id())
-            .map(|d| d.docs_live)
-            .context("the query database is not in ListDBs")
+        Ok(self.server.info(&self.db)?.docs_live)
     }
 
     fn memory_used(&self) -> Option<u64> {
         self.server.refresh().ok()?;
-        let f = self.server.figures().ok()?;
-        f.dbs
-            .iter()
-            .find(|d| d.id == self.db.id())
-            .map(|d| d.memory_used)
+        Some(self.server.info(&self.db).ok()?.memory_used)
     }
 
     fn explain(&self, eq: (&str, &str), range: (&str, i64, i64)) -> Vec<String> {
