@@ -44,6 +44,16 @@ fn dirs(root: &Path, n: usize) -> Vec<DbDirs> {
         .collect()
 }
 
+/// A shared log in `root/slog` and the `n` databases of [`dirs`] committing through it.
+fn logged(root: &Path, storage: &Arc<dyn Storage>, n: usize) -> (SharedLog, Vec<Arc<Database>>) {
+    let log = SharedLog::open(storage.clone(), &root.join("slog"), LOG_MB << 20).unwrap();
+    let dbs = dirs(root, n)
+        .iter()
+        .map(|x| Arc::new(open(&x.dir, storage.clone(), Some(&log))))
+        .collect();
+    (log, dbs)
+}
+
 fn doc(id: u64, v: u64) -> Vec<u8> {
     format!(r#"{{"id":{id},"v":{v},"pad":"{}"}}"#, "p".repeat(200)).into_bytes()
 }
@@ -262,11 +272,7 @@ fn power_cut_case(seed: Option<u64>) {
     let root = d.path();
     let disk = PowerLossStorage::new();
     let storage: Arc<dyn Storage> = disk.clone();
-    let log = SharedLog::open(storage.clone(), &root.join("slog"), LOG_MB << 20).unwrap();
-    let dbs: Vec<Arc<Database>> = dirs(root, 3)
-        .iter()
-        .map(|x| Arc::new(open(&x.dir, storage.clone(), Some(&log))))
-        .collect();
+    let (log, dbs) = logged(root, &storage, 3);
     let mut acked = write_round(&dbs, 0, 40, 10);
     // A checkpoint of one database and a trim round, then more acknowledged writes
     // that only the shared log made durable.
@@ -295,11 +301,7 @@ fn a_power_cut_right_after_a_trim_round_keeps_every_acknowledged_write() {
         let root = d.path();
         let disk = PowerLossStorage::new();
         let storage: Arc<dyn Storage> = disk.clone();
-        let log = SharedLog::open(storage.clone(), &root.join("slog"), LOG_MB << 20).unwrap();
-        let dbs: Vec<Arc<Database>> = dirs(root, 3)
-            .iter()
-            .map(|x| Arc::new(open(&x.dir, storage.clone(), Some(&log))))
-            .collect();
+        let (log, dbs) = logged(root, &storage, 3);
         let acked = write_round(&dbs, 0, 40, 10);
         log.trim_now().unwrap();
         cut_drain_check(root, &disk, dbs, log, &acked, seed);
@@ -397,14 +399,8 @@ fn a_failed_trim_fsync_keeps_the_segment_and_every_acknowledged_write() {
     let root = d.path();
     let faults = FaultStorage::std();
     let storage = faults.handle();
-    let slog = root.join("slog");
-    let log = SharedLog::open(storage.clone(), &slog, LOG_MB << 20).unwrap();
     // More databases than one trim syncs at a time.
-    let all = dirs(root, 24);
-    let dbs: Vec<Database> = all
-        .iter()
-        .map(|x| open(&x.dir, storage.clone(), Some(&log)))
-        .collect();
+    let (log, dbs) = logged(root, &storage, 24);
     for (i, db) in dbs.iter().enumerate() {
         for id in 0..5 {
             db.create("_default", id, &doc(id, i as u64)).unwrap();
@@ -422,7 +418,13 @@ fn a_failed_trim_fsync_keeps_the_segment_and_every_acknowledged_write() {
     );
     drop(dbs);
     drop(log);
-    let report = drain(&*docdb_core::storage::default_storage(), &slog, &all).unwrap();
+    let all = dirs(root, 24);
+    let report = drain(
+        &*docdb_core::storage::default_storage(),
+        &root.join("slog"),
+        &all,
+    )
+    .unwrap();
     assert!(report.records >= 24 * 5, "{report:?}");
     for (i, x) in all.iter().enumerate() {
         let db = open(&x.dir, docdb_core::storage::default_storage(), None);
