@@ -15,9 +15,11 @@
 //!   field reads its matches, not the documents without it.
 //! - an array value is indexed as a whole, while conditions match any element. So
 //!   the entries whose part is an array (one contiguous range in the type order) are
-//!   always read too. This does not depend on [`crate::IndexInfo::array_entries`],
-//!   which counts the newest state, not the query's snapshot; when there are no
-//!   arrays the range is empty and costs one lookup.
+//!   read too, with the via-array entries — unless the index never held an entry
+//!   with an array or via-array part since it was built or loaded (a flag that is
+//!   never cleared, so it holds for every snapshot, unlike
+//!   [`crate::IndexInfo::array_entries`], which counts the newest state): then an
+//!   equality is one descent instead of three.
 //!
 //! Per index field, from the top-level conjunction's conditions on that path:
 //! `$eq`/`$in` give points (non-array values, deduplicated); `$gt $gte $lt $lte` an
@@ -324,21 +326,23 @@ fn bound_key(b: &Bound<Vec<KeyPart>>, desc: u32, lower: bool) -> BoundKey {
         Bound::Included(p) => (p, true),
         Bound::Excluded(p) => (p, false),
     };
-    BoundKey::Key(Key {
-        parts: parts.clone().into_boxed_slice(),
+    BoundKey::Key(Key::new(
+        parts.clone().into_boxed_slice(),
         desc,
-        fill: if lower == included {
+        if lower == included {
             Fill::Low
         } else {
             Fill::High
         },
-    })
+    ))
 }
 
 struct Expand<'a> {
     /// Per field: its bound and whether its missing entries are read.
     bounds: &'a [(FieldBound, bool)],
     desc: &'a [bool],
+    /// Whether the index may hold array or via-array entries at the query's snapshot.
+    arrays: bool,
     /// Each range with the field it bounds (its prefix is the fields before).
     out: Vec<(IndexRange, usize)>,
 }
@@ -395,14 +399,17 @@ impl Expand<'_> {
                 Bound::Unbounded,
             );
         }
-        // Always: the via-array entries and the arrays (see the module doc).
-        self.point(with(KeyPart::ViaArray), i);
-        self.interval(
-            &prefix,
-            i,
-            Bound::Included(KeyPart::Value(json!([]))),
-            Bound::Excluded(KeyPart::Value(json!(false))),
-        );
+        // The via-array entries and the arrays, unless the index never held one
+        // (see the module doc).
+        if self.arrays {
+            self.point(with(KeyPart::ViaArray), i);
+            self.interval(
+                &prefix,
+                i,
+                Bound::Included(KeyPart::Value(json!([]))),
+                Bound::Excluded(KeyPart::Value(json!(false))),
+            );
+        }
         match b {
             FieldBound::Points(ps) => {
                 for p in ps {
@@ -499,6 +506,9 @@ fn plan_index(
     let mut ex = Expand {
         bounds: &bounds,
         desc: &desc,
+        // Read after the query's snapshot was taken: an entry it can see was added
+        // before, and set the flag (which is never cleared).
+        arrays: index.read().may_hold_arrays(),
         out: Vec::new(),
     };
     ex.field(0, Vec::new());
@@ -572,12 +582,25 @@ mod tests {
     use super::*;
     use crate::secondary::IndexDef;
 
-    fn index(name: &str, fields: &[(&str, i8)]) -> Arc<SecondaryIndex> {
-        Arc::new(SecondaryIndex::new(IndexDef {
+    /// An index that has held an array entry (so every plan reads the via-array
+    /// and array ranges), or not.
+    fn index_with(name: &str, fields: &[(&str, i8)], arrays: bool) -> Arc<SecondaryIndex> {
+        let i = Arc::new(SecondaryIndex::new(IndexDef {
             name: name.into(),
             fields: fields.iter().map(|(p, d)| (p.to_string(), *d)).collect(),
             unique: false,
-        }))
+        }));
+        if arrays {
+            let parts = fields.iter().map(|_| KeyPart::ViaArray).collect();
+            // Added, then deleted: the flag stays.
+            i.write().apply(1, Some(Key::exact(parts, i.desc)), 1);
+            i.write().apply(1, None, 2);
+        }
+        i
+    }
+
+    fn index(name: &str, fields: &[(&str, i8)]) -> Arc<SecondaryIndex> {
+        index_with(name, fields, true)
     }
 
     fn plan(fields: &[(&str, i8)], filter: Value, sort: Value) -> Option<(Score, Value, bool)> {
@@ -688,6 +711,72 @@ mod tests {
             b.contains(&json!([{"included": [1, missing()]}, {"included": [1, missing()]}]))
                 && !b.contains(&miss)
         }));
+    }
+
+    /// An index that never held an array or via-array entry reads an equality as one
+    /// range; once one is written (even if deleted since, so older snapshots may see
+    /// it) the array ranges are read again and an element match is found.
+    #[test]
+    fn an_index_without_arrays_reads_only_the_points() {
+        let bounds = |arrays: bool, filter: Value| {
+            let f = Filter::parse(&filter).unwrap_or_else(|e| panic!("{e}"));
+            let (_, p) = plan_index(&index_with("i", &[("a", 1)], arrays), &f, &[])
+                .unwrap_or_else(|| panic!("no plan"));
+            p.bounds_json()
+        };
+        assert_eq!(
+            bounds(false, json!({"a": 5})),
+            json!([[{"included": [5]}, {"included": [5]}]])
+        );
+        assert_eq!(
+            bounds(false, json!({"a": null})),
+            json!([
+                [{"included": [missing()]}, {"included": [missing()]}],
+                [{"included": [null]}, {"included": [null]}],
+            ])
+        );
+        assert_eq!(
+            bounds(true, json!({"a": 5})).as_array().map(Vec::len),
+            Some(3)
+        );
+
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = crate::Database::open(dir.path(), crate::Config::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for id in 0..10u64 {
+            db.create("", id, format!(r#"{{"a":{id}}}"#).as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let def = IndexDef {
+            name: "by_a".into(),
+            fields: vec![("a".into(), 1)],
+            unique: false,
+        };
+        db.create_index("", def).unwrap_or_else(|e| panic!("{e}"));
+        let find = |db: &crate::Database| {
+            let q = crate::Query::parse(br#"{"filter":{"a":5},"explain":true}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let page = db.query("", &q).unwrap_or_else(|e| panic!("{e}"));
+            let ranges = page
+                .plan
+                .map(|p| p.to_json()["bounds"].as_array().map_or(0, Vec::len))
+                .unwrap_or_default();
+            (page.rows.iter().map(|r| r.0).collect::<Vec<_>>(), ranges)
+        };
+        assert_eq!(find(&db), (vec![5], 1));
+        // An array holding 5 matches; so does one reached through an array.
+        db.create("", 20, br#"{"a":[4,5]}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(find(&db), (vec![5, 20], 3));
+        db.delete("", 20).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(find(&db), (vec![5], 3), "the flag is never cleared");
+        drop(db);
+        // Reopened, the index is loaded or rebuilt with its arrays: still found.
+        let db = crate::Database::open(dir.path(), crate::Config::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.create("", 22, br#"{"a":[5]}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(find(&db).0, vec![5, 22]);
     }
 
     #[test]

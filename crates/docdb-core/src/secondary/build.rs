@@ -208,11 +208,7 @@ fn bound(b: Bound<Vec<KeyPart>>, desc: u32, is_lower: bool, n: usize) -> Result<
         Fill::High
     };
     Ok(Bound::Excluded((
-        Key {
-            parts: parts.into_boxed_slice(),
-            desc,
-            fill,
-        },
+        Key::new(parts.into_boxed_slice(), desc, fill),
         0,
     )))
 }

@@ -70,15 +70,35 @@ pub(crate) struct Key {
     /// Bit i set: part i sorts descending.
     pub desc: u32,
     pub fill: Fill,
+    /// The first part's [`head`] (inverted when it sorts descending), kept inline so
+    /// that most comparisons on the way down the index decide without following
+    /// the parts' and the value's pointers (two cache misses per key on a large
+    /// index). Two words, not a `u128`, so the key stays 8-aligned (40 bytes).
+    /// Private: every key is made by [`Key::new`].
+    head: [u64; 2],
 }
 
 impl Key {
-    pub(crate) fn exact(parts: Vec<KeyPart>, desc: u32) -> Key {
+    pub(crate) fn new(parts: Box<[KeyPart]>, desc: u32, fill: Fill) -> Key {
+        let head = parts.first().map_or(0, |p| {
+            let h = head(p);
+            if desc & 1 != 0 {
+                !h
+            } else {
+                h
+            }
+        });
+        let head = [(head >> 64) as u64, head as u64];
         Key {
-            parts: parts.into_boxed_slice(),
+            parts,
             desc,
-            fill: Fill::Exact,
+            fill,
+            head,
         }
+    }
+
+    pub(crate) fn exact(parts: Vec<KeyPart>, desc: u32) -> Key {
+        Key::new(parts.into_boxed_slice(), desc, Fill::Exact)
     }
 
     /// True when no field had a value (such keys are exempt from uniqueness).
@@ -132,6 +152,18 @@ impl PartialOrd for Key {
 
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
+        // Different heads order the first parts, so the keys (see `head`); a key
+        // without parts (an unbounded prefix bound) sorts by its fill alone.
+        if !self.parts.is_empty() && !other.parts.is_empty() && self.head != other.head {
+            return self.head.cmp(&other.head);
+        }
+        self.cmp_parts(other)
+    }
+}
+
+impl Key {
+    /// The order by the parts themselves (what [`Ord`] gives, without the heads).
+    fn cmp_parts(&self, other: &Self) -> Ordering {
         for (i, (a, b)) in self.parts.iter().zip(other.parts.iter()).enumerate() {
             let o = a.order(b);
             let o = if self.desc & (1 << i) != 0 {
@@ -154,6 +186,46 @@ impl Ord for Key {
             Ordering::Greater => side(other.fill).reverse(),
         }
     }
+}
+
+/// An order-preserving summary of a key part in 16 bytes: for parts `a`, `b`,
+/// `a < b` implies `head(a) <= head(b)` and `a == b` implies `head(a) == head(b)`
+/// (under [`KeyPart::order`]), so different heads order the parts and equal ones
+/// leave it to the full comparison. The top byte is the kind (missing, via-array,
+/// then the value's [`crate::order::type_rank`]); below it, a string's first 15
+/// bytes (zero-padded: truncating and padding keep the byte order, ties aside), a
+/// number as an `f64` in order-preserving bits (rounding an integer to `f64` keeps
+/// the order, ties aside; `-0.0` as `0.0`, equal to `0` under the order), a
+/// boolean's value; null, arrays and objects have the kind only.
+fn head(p: &KeyPart) -> u128 {
+    let v = match p {
+        KeyPart::Missing => return 0,
+        KeyPart::ViaArray => return 1 << 120,
+        KeyPart::Value(v) => v,
+    };
+    let kind = u128::from(2 + crate::order::type_rank(v)) << 120;
+    let rest = match v {
+        Value::String(s) => {
+            let mut b = [0u8; 16];
+            let n = s.len().min(15);
+            b[1..1 + n].copy_from_slice(&s.as_bytes()[..n]);
+            u128::from_be_bytes(b)
+        }
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            let f = if f == 0.0 { 0.0 } else { f };
+            let bits = f.to_bits();
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | 1 << 63
+            };
+            u128::from(ordered) << 56
+        }
+        Value::Bool(b) => u128::from(*b),
+        Value::Null | Value::Array(_) | Value::Object(_) => 0,
+    };
+    kind | rest
 }
 
 /// The key part of a dotted path: the value walking object members only; with none,
@@ -189,11 +261,7 @@ mod tests {
     }
 
     fn k(parts: Vec<KeyPart>, desc: u32, fill: Fill) -> Key {
-        Key {
-            parts: parts.into_boxed_slice(),
-            desc,
-            fill,
-        }
+        Key::new(parts.into_boxed_slice(), desc, fill)
     }
 
     #[test]
@@ -242,7 +310,86 @@ mod tests {
 
     #[test]
     fn a_part_is_as_small_as_the_memory_accounting_assumes() {
-        // `heap_bytes` counts 32 bytes per part besides the value's heap.
+        // `heap_bytes` counts 32 bytes per part besides the value's heap, and
+        // `tree::ENTRY_OVERHEAD` a 40-byte key.
         assert!(std::mem::size_of::<KeyPart>() <= 32);
+        assert!(std::mem::size_of::<Key>() <= 40);
+    }
+
+    /// The heads never change the order: for every pair of a set of values chosen
+    /// to sit on the edges (integers past 2^53 and near ±2^64, -0.0, strings that
+    /// tie in their first 15 bytes or differ only by a trailing NUL, every type),
+    /// as the first of one or two parts, ascending and descending, and as prefix
+    /// bounds, the order with heads is the order by the parts.
+    #[test]
+    fn heads_agree_with_the_order_of_the_parts() {
+        let long = "abcdefghijklmno";
+        let mut values: Vec<KeyPart> = vec![KeyPart::Missing, KeyPart::ViaArray];
+        for x in [
+            json!(null),
+            json!(0),
+            json!(0.0),
+            json!(-0.0),
+            json!(1),
+            json!(1.0),
+            json!(1.5),
+            json!(-1),
+            json!(-1.5),
+            json!(i64::MIN),
+            json!(i64::MAX),
+            json!(u64::MAX),
+            json!(u64::MAX - 1),
+            json!(9_007_199_254_740_993u64),
+            json!(9_007_199_254_740_992.0),
+            json!(1.8e19),
+            json!(1e300),
+            json!(-1e300),
+            json!(1e-300),
+            json!(""),
+            json!("a"),
+            json!("a\u{0}"),
+            json!("ab"),
+            json!("b"),
+            json!(long),
+            json!(format!("{long}p")),
+            json!(format!("{long}q")),
+            json!(format!("{long}\u{0}")),
+            json!("é"),
+            json!("\u{10FFFF}"),
+            json!([]),
+            json!([1]),
+            json!([1, 2]),
+            json!({}),
+            json!({"a": 1}),
+            json!(false),
+            json!(true),
+        ] {
+            values.push(v(x));
+        }
+        let mut checked = 0;
+        for desc in 0..4u32 {
+            let mut keys = Vec::new();
+            for a in &values {
+                keys.push(k(vec![a.clone()], desc, Fill::Exact));
+                keys.push(k(vec![a.clone(), v(json!(1))], desc, Fill::Exact));
+                keys.push(k(vec![a.clone()], desc, Fill::Low));
+                keys.push(k(vec![a.clone()], desc, Fill::High));
+            }
+            keys.push(k(vec![], desc, Fill::Low));
+            keys.push(k(vec![], desc, Fill::High));
+            for x in &keys {
+                for y in &keys {
+                    assert_eq!(x.cmp(y), x.cmp_parts(y), "{x:?} vs {y:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 10_000);
+        // And the heads decide comparisons of values that differ early.
+        let (a, b) = (
+            k(vec![v(json!("user1@x"))], 0, Fill::Exact),
+            k(vec![v(json!("user2@x"))], 0, Fill::Exact),
+        );
+        assert_ne!(a.head, b.head);
     }
 }

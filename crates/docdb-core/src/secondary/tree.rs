@@ -28,9 +28,9 @@ pub(crate) const LIVE: u64 = u64::MAX;
 
 /// What one entry costs in memory beyond its key's heap bytes (counted twice, see
 /// [`Key::heap_bytes`]): its slot in the ordered map (key, id, interval vector and
-/// its heap cell, node slack) and in the by-id hash map. An estimate from the types'
-/// sizes, rounded up.
-pub(crate) const ENTRY_OVERHEAD: u64 = 160;
+/// its heap cell, node slack) and in the by-id hash map, each holding a 40-byte key.
+/// An estimate from the types' sizes, rounded up.
+pub(crate) const ENTRY_OVERHEAD: u64 = 192;
 
 /// The memory one entry with key `k` counts.
 pub(crate) fn entry_bytes(k: &Key) -> u64 {
@@ -99,6 +99,11 @@ pub(crate) struct State {
     bytes: u64,
     live: u64,
     arrays: u64,
+    /// Whether any entry ever added (since the index was built or loaded) had an
+    /// array part or a via-array part. Never cleared, so when it is false no
+    /// snapshot a reader holds can see such an entry (`arrays` counts only the
+    /// newest state) and the planner skips those ranges.
+    had_arrays: bool,
 }
 
 impl State {
@@ -116,6 +121,12 @@ impl State {
 
     pub(crate) fn arrays(&self) -> u64 {
         self.arrays
+    }
+
+    /// False when no entry at any snapshot has an array or via-array part (see
+    /// `had_arrays`).
+    pub(crate) fn may_hold_arrays(&self) -> bool {
+        self.had_arrays
     }
 
     /// The newest key of `id`, if it is indexed.
@@ -176,6 +187,7 @@ impl State {
             self.bytes += b;
             self.live += 1;
             self.arrays += arr;
+            self.had_arrays |= arr == 1;
         } else {
             self.bytes = self.bytes.saturating_sub(b);
             self.live = self.live.saturating_sub(1);
