@@ -144,6 +144,20 @@ fn the_rust_client_builds_pages_and_iterates() {
     assert_eq!(page.rows.len(), 7);
     assert_eq!(page.rows[0].doc, json!({"name": want[0].2}));
     assert_eq!(page.plan.unwrap()["examined"], json!(250));
+    // The same page typed (a map) and as the server's JSON text, and a document
+    // that does not fit the type fails the page with a protocol error.
+    type Name = std::collections::HashMap<String, String>;
+    let typed = q.clone().projection(&["name"]).page_as::<Name>().unwrap();
+    assert_eq!(typed.rows[0].doc["name"], want[0].2);
+    assert_eq!(typed.rows.len(), 7);
+    let raw = q
+        .clone()
+        .page_as::<Box<serde_json::value::RawValue>>()
+        .unwrap();
+    let first: Value = serde_json::from_str(raw.rows[0].doc.get()).unwrap();
+    assert_eq!(first["name"], json!(want[0].2));
+    assert_eq!(raw.next.is_some(), q.clone().page().unwrap().next.is_some());
+    assert!(q.clone().page_as::<u64>().is_err());
     let err = people
         .query()
         .filter(json!({"$where": "1"}))
