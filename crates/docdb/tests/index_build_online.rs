@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! CreateIndex against the real binary (issue 14, part "ibuild"): the build runs off
 //! its database's queue, so that database's reads and writes are answered while it
-//! builds and the writes made meanwhile are in the index once; kill -9 during a build
-//! (and during indexed writes) leaves every index absent or complete; the
+//! builds and the writes made meanwhile are in the index once; the requests queued
+//! after a CreateIndex find its index building (ListIndexes, DropIndex); kill -9
+//! during a build (and during indexed writes) leaves every index absent or complete; the
 //! `limits.max_index_builds` error; DropDB, DropIndex and shutdown during a build; a
 //! panic inside a build (`DOCDB_TEST_PANIC_INDEX_BUILD`, test-hooks builds only).
 //!
@@ -160,7 +161,8 @@ fn reads_and_writes_of_the_database_are_answered_while_an_index_builds() {
             break;
         }
         if i == 2 {
-            // While it builds, ListIndexes shows it building.
+            // While it builds, ListIndexes shows it building: the index joined its
+            // collection before the requests after the CreateIndex were taken.
             let l = list(&mut c, db, "items");
             let by_k = find(&l, "by_k").expect("listed while building");
             assert_eq!(by_k["building"], true, "{l:?}");
