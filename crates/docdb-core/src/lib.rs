@@ -90,7 +90,9 @@ pub use heal::{HealReport, HealStats};
 pub use memory::MemoryBudget;
 pub use query::{Query, QueryPage};
 pub use remove::{remove_database, RemoveReport};
-pub use secondary::{Direction, IndexDef, IndexHit, IndexInfo, IndexRange, IndexScan, KeyPart};
+pub use secondary::{
+    Direction, IndexBuild, IndexDef, IndexHit, IndexInfo, IndexRange, IndexScan, KeyPart,
+};
 pub use shared_log::{SharedLog, SharedLogStats};
 pub use stats::{GroupCommitStats, Stats};
 pub use tx::Transaction;

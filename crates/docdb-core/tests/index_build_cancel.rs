@@ -1,7 +1,9 @@
 //! `Database::create_index_with`: a build its caller cancels leaves nothing (no
 //! entries, no memory, no definition after reopen); a build in progress is listed as
 //! building; two builds of one database run at once and both finish; DropIndex of a
-//! building index stops its build; a panic in a build leaves nothing registered.
+//! building index stops its build; a panic in a build leaves nothing registered;
+//! `Database::begin_index` registers the index before any fill, and its handle dropped
+//! unrun leaves nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -205,4 +207,53 @@ fn two_builds_of_one_database_run_at_once_while_writes_continue() {
     db.close().unwrap();
     let db = Database::open(dir.path(), Config::default()).unwrap();
     assert_eq!(db.list_indexes("").unwrap().len(), 2);
+}
+
+#[test]
+fn begin_index_registers_the_index_building_and_a_dropped_handle_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path(), Config::default()).unwrap();
+    fill(&db, 3000);
+    let used_before = db.stats().memory_used;
+
+    // Registered at once, before any document is read: listed building, a second of
+    // its name refused, a write maintains it.
+    let build = db.begin_index("", def("by_a", "a", false)).unwrap();
+    assert_eq!(build.name(), "by_a");
+    let l = db.list_indexes("").unwrap();
+    assert_eq!(
+        (l.len(), l[0].building, l[0].entries),
+        (1, true, 0),
+        "{l:?}"
+    );
+    assert!(matches!(
+        db.begin_index("", def("by_a", "b", false)),
+        Err(Error::IndexExists { ref name }) if name == "by_a"
+    ));
+    db.create("", 3000, br#"{"a": 5}"#).unwrap();
+    assert_eq!(db.list_indexes("").unwrap()[0].entries, 1);
+    // Refusals come from begin_index, not from the fill.
+    assert!(matches!(
+        db.begin_index("nope", def("by_b", "b", false)),
+        Err(Error::CollectionNotFound)
+    ));
+
+    // Dropped without running: gone, nothing reserved, the name free again.
+    let used = db.stats().memory_used;
+    assert!(used > used_before);
+    drop(build);
+    assert!(db.list_indexes("").unwrap().is_empty());
+    assert_eq!(db.stats().memory_used, used);
+    let build = db.begin_index("", def("by_a", "a", false)).unwrap();
+    build.run(&|| false).unwrap();
+    let l = db.list_indexes("").unwrap();
+    assert_eq!(
+        (l.len(), l[0].building, l[0].entries),
+        (1, false, 3001),
+        "{l:?}"
+    );
+    drop(db);
+    let db = Database::open(dir.path(), Config::default()).unwrap();
+    let l = db.list_indexes("").unwrap();
+    assert_eq!((l.len(), l[0].entries), (1, 3001), "{l:?}");
 }

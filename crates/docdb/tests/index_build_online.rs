@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! CreateIndex against the real binary (issue 14, part "ibuild"): the build runs off
 //! its database's queue, so that database's reads and writes are answered while it
-//! builds and the writes made meanwhile are in the index once; kill -9 during a build
-//! (and during indexed writes) leaves every index absent or complete; the
+//! builds and the writes made meanwhile are in the index once; the requests queued
+//! after a CreateIndex find its index building (ListIndexes, DropIndex); kill -9
+//! during a build (and during indexed writes) leaves every index absent or complete; the
 //! `limits.max_index_builds` error; DropDB, DropIndex and shutdown during a build; a
 //! panic inside a build (`DOCDB_TEST_PANIC_INDEX_BUILD`, test-hooks builds only).
 //!
@@ -160,7 +161,8 @@ fn reads_and_writes_of_the_database_are_answered_while_an_index_builds() {
             break;
         }
         if i == 2 {
-            // While it builds, ListIndexes shows it building.
+            // While it builds, ListIndexes shows it building: the index joined its
+            // collection before the requests after the CreateIndex were taken.
             let l = list(&mut c, db, "items");
             let by_k = find(&l, "by_k").expect("listed while building");
             assert_eq!(by_k["building"], true, "{l:?}");
@@ -189,6 +191,54 @@ fn reads_and_writes_of_the_database_are_answered_while_an_index_builds() {
     let by_k = find(&l, "by_k").unwrap();
     assert_eq!(by_k["building"], false);
     assert_eq!(by_k["entries"], N + created - deleted, "{l:?}");
+}
+
+#[test]
+fn requests_queued_after_a_create_index_see_the_index_building() {
+    // 200 ms per check: each build lasts until its DropIndex stops it.
+    let s = Server::start_with_env(&[], &[("DOCDB_TEST_INDEX_BUILD_DELAY_MS", "200")]);
+    let mut c = s.connect();
+    let db = c.open_db("queued");
+    load(&mut c, db, "", 3000);
+    for round in 0..5u64 {
+        // CreateIndex, ListIndexes and DropIndex in one write: the two after it are
+        // taken from the database's queue after it, so they find the index building,
+        // whenever the build's thread gets to run.
+        let name = format!("by_k{round}");
+        let mut frame = Vec::new();
+        let reqs = [
+            (Cmd::CreateIndex, index_payload(&name, "k", false)),
+            (Cmd::ListIndexes, String::new()),
+            (Cmd::DropIndex, json!({ "name": name }).to_string()),
+        ];
+        for (n, (cmd, payload)) in reqs.into_iter().enumerate() {
+            let req = Request {
+                request_id: 10 * round + n as u64,
+                db_id: db,
+                command: cmd as u8,
+                ops: vec![op("", &payload)],
+            };
+            docdb_protocol::encode_request(&req, &mut frame);
+        }
+        c.send_raw(&frame);
+        let mut answers: Vec<Response> = (0..3).map(|_| c.recv().unwrap()).collect();
+        answers.sort_by_key(|r| r.request_id);
+        let text = |r: &Response| String::from_utf8_lossy(&r.data).into_owned();
+        let [create, listed, dropped] = &answers[..] else {
+            unreachable!()
+        };
+        assert_eq!(listed.status, 0, "round {round}: {}", text(listed));
+        let l: Vec<Value> = serde_json::from_slice(&listed.data).unwrap();
+        let ix = find(&l, &name).unwrap_or_else(|| panic!("round {round}: not listed: {l:?}"));
+        assert_eq!(ix["building"], true, "round {round}: {l:?}");
+        assert_eq!(dropped.status, 0, "round {round}: {}", text(dropped));
+        assert_eq!(
+            (create.status, text(create)),
+            (1, format!("index {name} was dropped while it was building")),
+            "round {round}"
+        );
+        assert!(list(&mut c, db, "").is_empty(), "round {round}");
+    }
 }
 
 #[test]

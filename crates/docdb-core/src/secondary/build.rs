@@ -16,6 +16,10 @@
 //! A failure in any step removes the index and its memory: nothing is left behind.
 //! Step 2, the long one, holds no database-wide lock: several indexes may build at
 //! once, and the caller may cancel a build there ([`Database::create_index_with`]).
+//! A caller may also take step 1 apart ([`Database::begin_index`]) and run the rest
+//! elsewhere ([`IndexBuild::run`]): the server registers the index on its database's
+//! queue, so the requests queued after the CreateIndex see it, and fills it on a
+//! thread of its own.
 //! Steps 3–4 and DropIndex are serialised per database (the `INDEXES` file is
 //! rewritten whole by each).
 
@@ -109,18 +113,25 @@ impl Drop for SnapshotGuard {
     }
 }
 
-/// Unregisters a build's index when the build unwinds (a panic in it, or in its
-/// caller's cancel check) before it ended: no index is left building forever.
-struct UnregisterOnPanic<'a> {
-    inner: &'a Inner,
-    coll: &'a Collection,
-    index: &'a Arc<SecondaryIndex>,
+/// A CreateIndex whose index has joined its collection *building* (step 1 of the
+/// build) and whose fill has not ended: see [`Database::begin_index`]. Until
+/// [`IndexBuild::run`] ends (a panic in it, or in its caller's cancel check, or a
+/// handle dropped without running), dropping it unregisters the index: no index is
+/// left building forever.
+pub struct IndexBuild {
+    inner: Arc<Inner>,
+    coll: Arc<Collection>,
+    index: Arc<SecondaryIndex>,
+    /// The newest commit staged when the index joined: the fill waits for it.
+    registered: u64,
+    /// Whether dropping it unregisters the index (until `run` ended).
+    armed: bool,
 }
 
-impl Drop for UnregisterOnPanic<'_> {
+impl Drop for IndexBuild {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.inner.remove_index(self.coll, self.index);
+        if self.armed {
+            self.inner.remove_index(&self.coll, &self.index);
         }
     }
 }
@@ -326,46 +337,63 @@ impl Inner {
         Ok(())
     }
 
-    /// Steps 1–4 of the build (see the module doc).
-    fn build_online(
-        &self,
-        coll: &Arc<Collection>,
-        index: &Arc<SecondaryIndex>,
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<()> {
-        let is_current = |coll: &Arc<Collection>| {
-            let current = self.collections.read().get(&coll.name).cloned();
-            current.is_some_and(|x| Arc::ptr_eq(&x, coll))
-        };
-        let registered = {
-            let c = self.group_commit.lock_commit();
-            // The collection may have been deleted since it was looked up.
-            if !is_current(coll) {
-                return Err(Error::CollectionNotFound);
-            }
-            let mut list = coll.indexes.write();
-            if list.iter().any(|i| i.def.name == index.def.name) {
-                return Err(Error::IndexExists {
-                    name: index.def.name.clone(),
-                });
-            }
-            let max = self.config.limits.max_indexes;
-            if list.len() >= max {
-                return Err(Error::TooManyIndexes { max });
-            }
-            list.push(index.clone());
-            drop(list);
-            self.last_staged_locked(&c)
-        };
-        // Dropped after the locks below on unwinding: it takes the commit lock.
-        let _unregister = UnregisterOnPanic {
-            inner: self,
+    /// Step 1 of the build (see the module doc): `index` joins `coll` building.
+    fn register_index(
+        self: &Arc<Self>,
+        coll: Arc<Collection>,
+        index: Arc<SecondaryIndex>,
+    ) -> Result<IndexBuild> {
+        let c = self.group_commit.lock_commit();
+        // The collection may have been deleted since it was looked up.
+        if !self.is_current(&coll) {
+            return Err(Error::CollectionNotFound);
+        }
+        let mut list = coll.indexes.write();
+        if list.iter().any(|i| i.def.name == index.def.name) {
+            return Err(Error::IndexExists {
+                name: index.def.name.clone(),
+            });
+        }
+        let max = self.config.limits.max_indexes;
+        if list.len() >= max {
+            return Err(Error::TooManyIndexes { max });
+        }
+        list.push(index.clone());
+        drop(list);
+        Ok(IndexBuild {
+            inner: self.clone(),
             coll,
             index,
-        };
-        let filled = self.wait_durable(registered).and_then(|()| {
-            let snapshot = BuildSnapshot(self, self.snapshots.open());
-            self.fill_index(coll, index, snapshot.1, cancelled)
+            registered: self.last_staged_locked(&c),
+            armed: true,
+        })
+    }
+
+    /// Whether `coll` is still the collection of its name (not deleted since).
+    fn is_current(&self, coll: &Arc<Collection>) -> bool {
+        let current = self.collections.read().get(&coll.name).cloned();
+        current.is_some_and(|x| Arc::ptr_eq(&x, coll))
+    }
+}
+
+impl IndexBuild {
+    /// The name of the index being built.
+    pub fn name(&self) -> &str {
+        &self.index.def.name
+    }
+
+    /// Steps 2–4 of the build (see the module doc): fills the index, makes it
+    /// readable and writes its definition; returns once it is durable. `cancelled` is
+    /// asked every 1024 documents and once before the index becomes readable; when it
+    /// answers true the build stops with `IndexBuildCancelled`. Any failure leaves
+    /// nothing (the index leaves its collection, its memory is freed).
+    pub fn run(mut self, cancelled: &dyn Fn() -> bool) -> Result<()> {
+        // `self` is dropped after the locks below on unwinding (it takes the commit
+        // lock): a parameter outlives the body's locals.
+        let (inner, coll, index) = (&*self.inner, &self.coll, &self.index);
+        let filled = inner.wait_durable(self.registered).and_then(|()| {
+            let snapshot = BuildSnapshot(inner, inner.snapshots.open());
+            inner.fill_index(coll, index, snapshot.1, cancelled)
         });
         // Asked once more after the fill, holding no lock (the caller's check may
         // take its time, or even write).
@@ -377,11 +405,11 @@ impl Inner {
         });
         // From here to the definition's write, DropIndex and the other builds' ends
         // wait: each rewrites INDEXES whole from the indexes that are ready.
-        let _ddl = self.secondary.ddl.lock();
+        let _ddl = inner.secondary.ddl.lock();
         let finished = filled.and_then(|()| {
-            let c = self.group_commit.lock_commit();
+            let c = inner.group_commit.lock_commit();
             // Deleted (with its indexes) while the build filled: nothing to finish.
-            if !is_current(coll) {
+            if !inner.is_current(coll) {
                 return Err(Error::CollectionNotFound);
             }
             // Dropped while it filled (DropIndex has unregistered it already).
@@ -391,17 +419,18 @@ impl Inner {
                 });
             }
             let mut st = index.write();
-            if !self.memory.try_apply(st.bytes(), 0) {
+            if !inner.memory.try_apply(st.bytes(), 0) {
                 return Err(Error::MemoryLimit);
             }
-            st.finish_build(self.last_staged_locked(&c));
+            st.finish_build(inner.last_staged_locked(&c));
             Ok(())
         });
-        let stored =
-            finished.and_then(|()| defs::store(&*self.storage, &self.dir, &self.stored_defs(None)));
+        let stored = finished
+            .and_then(|()| defs::store(&*inner.storage, &inner.dir, &inner.stored_defs(None)));
         if stored.is_err() {
-            self.remove_index(coll, index);
+            inner.remove_index(coll, index);
         }
+        self.armed = false;
         stored
     }
 }
@@ -428,12 +457,22 @@ impl Database {
         def: IndexDef,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<()> {
+        self.begin_index(collection, def)?.run(cancelled)
+    }
+
+    /// The first step of [`Database::create_index_with`], for a caller that runs the
+    /// rest ([`IndexBuild::run`]) on another thread: checks the definition and
+    /// registers the index *building* (ListIndexes shows it, writes from the next
+    /// commit on maintain it, DropIndex can stop it, a second index of its name is
+    /// `IndexExists`), without reading any document. Fails as `create_index` does for
+    /// everything but the fill's outcomes; dropping the handle unrun unregisters the
+    /// index.
+    pub fn begin_index(&self, collection: &str, def: IndexDef) -> Result<IndexBuild> {
         def.validate()?;
         let inner = &self.inner;
         inner.check_writable()?;
         let coll = inner.collection(collection)?;
-        let index = Arc::new(SecondaryIndex::new(def));
-        inner.build_online(&coll, &index, cancelled)
+        inner.register_index(coll, Arc::new(SecondaryIndex::new(def)))
     }
 
     /// Drops an index: its definition leaves `INDEXES` first, then its entries and

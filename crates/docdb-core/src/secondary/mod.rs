@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use build::{Direction, IndexHit, IndexRange, IndexScan};
+pub use build::{Direction, IndexBuild, IndexHit, IndexRange, IndexScan};
 pub use key::KeyPart;
 
 /// Most fields one index may have.

@@ -5,8 +5,10 @@
 //! Taken from the database's queue (after the writes queued before it are durable),
 //! but built on a thread of its own ([`crate::index_builds`]): the database's later
 //! requests, reads and writes alike, are served while it builds, and the writes made
-//! meanwhile are in the index when it is answered. ListIndexes shows it `building`
-//! until then; queries do not use it yet. At most `limits.max_index_builds` builds run
+//! meanwhile are in the index when it is answered. The index joins its collection
+//! before the next request of the queue is taken, so ListIndexes (and DropIndex, and a
+//! CreateIndex of the same name) of any request after it finds it `building` until it
+//! is answered; queries do not use it yet. At most `limits.max_index_builds` builds run
 //! at once server-wide (one more is answered Error at once); DropDB, shutdown and a
 //! DropIndex of the index cancel a build (answered Error, nothing left). A panic in a
 //! build is answered `internal error` and leaves nothing registered either.
@@ -81,13 +83,24 @@ pub fn run(ctx: &Arc<Context>, db: &Arc<Database>, db_id: u64, task: Task) {
         Ok(p) => p,
         Err(why) => return answer(ctx, spec, enqueued, reply, Reply::error(&why)),
     };
+    // The index joins its collection here, on the database's queue, so every request
+    // taken after this one sees it building (ListIndexes, DropIndex, writes); only the
+    // fill runs on the build's thread. A refusal (exists, too many, bad definition)
+    // is answered from here.
+    let build = match db.begin_index(&coll, def) {
+        Ok(b) => b,
+        Err(e) => {
+            drop(permit);
+            return answer(ctx, spec, enqueued, reply, Reply::from(&e));
+        }
+    };
     let (ctx, db) = (ctx.clone(), db.clone());
     let spawned = std::thread::Builder::new()
         .name(format!("docdb-index-{db_id}"))
         .spawn(move || {
-            let name = def.name.clone();
+            let name = build.name().to_owned();
             let built = catch_unwind(AssertUnwindSafe(|| {
-                db.create_index_with(&coll, def, &|| {
+                build.run(&|| {
                     maybe_inject_build_panic(&ctx, &name);
                     permit.cancelled()
                 })
@@ -112,7 +125,8 @@ pub fn run(ctx: &Arc<Context>, db: &Arc<Database>, db_id: u64, task: Task) {
             answer(&ctx, spec, enqueued, reply, out);
         });
     if let Err(e) = spawned {
-        // The closure, and the ReplyTo in it, are dropped: answered `internal error`.
+        // The closure, and the build and ReplyTo in it, are dropped: the index leaves
+        // its collection and the request is answered `internal error`.
         tracing::error!(db = db_id, error = %e, "starting an index build thread failed");
     }
 }
