@@ -61,6 +61,10 @@ use crate::secondary::{Direction, IndexRange};
 /// multiplies); fields past the budget are left free.
 pub(crate) const MAX_RANGES: usize = 256;
 
+/// Most branches of an `$or` served by a union of index plans (each reads up to
+/// [`MAX_RANGES`] ranges); an `$or` with more is scanned.
+pub(crate) const MAX_UNION_BRANCHES: usize = 16;
+
 /// The index source of a query.
 pub(crate) struct IndexPlan {
     pub index: Arc<SecondaryIndex>,
@@ -431,22 +435,32 @@ fn numeric_segment(path: &Path) -> bool {
 /// How well an index serves a query: (point fields, an interval, sort order).
 type Score = (usize, bool, bool);
 
-/// The plan of one index for `filter` and `sort`, with its score; `None` when it
-/// helps with neither.
+/// [`plan_conj`] for a whole filter's top-level conjunction.
+#[cfg(test)]
 fn plan_index(
     index: &Arc<SecondaryIndex>,
     filter: &Filter,
     sort: &[SortField],
 ) -> Option<(Score, IndexPlan)> {
-    let fields = &index.def.fields;
     let mut conj = Vec::new();
     conjuncts(filter, &mut conj);
+    plan_conj(index, &conj, sort)
+}
+
+/// The plan of one index for the conjunction `conj` (a filter's top-level field
+/// conditions) and `sort`, with its score; `None` when it helps with neither.
+fn plan_conj(
+    index: &Arc<SecondaryIndex>,
+    conj: &[(&Path, &[Cond])],
+    sort: &[SortField],
+) -> Option<(Score, IndexPlan)> {
+    let fields = &index.def.fields;
     let mut bounds: Vec<(FieldBound, bool)> = Vec::new();
     let mut ranges = 1usize;
     let mut points = 0usize;
     let mut has_interval = false;
     for (path, _) in fields {
-        match field_bound(path, &conj) {
+        match field_bound(path, conj) {
             (FieldBound::Points(ps), missing) => {
                 // Each point expands to the next field's ranges; +3: missing,
                 // via-array, arrays.
@@ -540,14 +554,23 @@ fn plan_index(
     ))
 }
 
-/// The best index plan for a query at snapshot `snap` (only indexes readable there),
-/// or `None`: scan.
+/// Where a query's candidates come from, when not a scan.
+pub(crate) enum Choice {
+    /// The ranges of one index.
+    Index(IndexPlan),
+    /// One unordered plan per branch of a top-level `$or` (see the module doc), their
+    /// candidates read once each.
+    Union(Vec<IndexPlan>),
+}
+
+/// The best plan for a query at snapshot `snap` (only indexes readable there), or
+/// `None`: scan.
 pub(crate) fn choose(
     coll: &Collection,
     filter: &Filter,
     sort: &[SortField],
     snap: u64,
-) -> Option<IndexPlan> {
+) -> Option<Choice> {
     let mut indexes: Vec<Arc<SecondaryIndex>> = coll
         .indexes
         .read()
@@ -555,16 +578,71 @@ pub(crate) fn choose(
         .filter(|i| i.read().ready().is_some_and(|r| r <= snap))
         .cloned()
         .collect();
+    if indexes.is_empty() {
+        return None;
+    }
     indexes.sort_by(|a, b| a.def.name.cmp(&b.def.name));
+    let mut conj = Vec::new();
+    conjuncts(filter, &mut conj);
+    let single = best(&indexes, &conj, sort);
+    match union(&indexes, filter, &conj, single.as_ref().map(|(s, _)| *s)) {
+        Some(plans) => Some(Choice::Union(plans)),
+        None => single.map(|(_, p)| Choice::Index(p)),
+    }
+}
+
+/// The best-scoring index plan for the conjunction `conj` (ties: the first index by
+/// name).
+fn best(
+    indexes: &[Arc<SecondaryIndex>],
+    conj: &[(&Path, &[Cond])],
+    sort: &[SortField],
+) -> Option<(Score, IndexPlan)> {
     let mut best: Option<(Score, IndexPlan)> = None;
-    for i in &indexes {
-        if let Some((score, plan)) = plan_index(i, filter, sort) {
+    for i in indexes {
+        if let Some((score, plan)) = plan_conj(i, conj, sort) {
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((score, plan));
             }
         }
     }
-    best.map(|(_, p)| p)
+    best
+}
+
+/// The branch lists of the `$or`s in the filter's top-level conjunction.
+fn top_ors<'a>(f: &'a Filter, out: &mut Vec<&'a [Filter]>) {
+    match f {
+        Filter::And(fs) => fs.iter().for_each(|f| top_ors(f, out)),
+        Filter::Or(bs) => out.push(bs),
+        Filter::Field(..) | Filter::Nor(_) => {}
+    }
+}
+
+/// A union plan: for the first top-level `$or` (of at most [`MAX_UNION_BRANCHES`]
+/// branches) whose every branch `B`, planned unsorted as the conjunction `conj ∧ B`,
+/// has an index plan scoring above `beat` (the single plan's score, when there is
+/// one), those plans; else `None`.
+fn union(
+    indexes: &[Arc<SecondaryIndex>],
+    filter: &Filter,
+    conj: &[(&Path, &[Cond])],
+    beat: Option<Score>,
+) -> Option<Vec<IndexPlan>> {
+    let mut ors = Vec::new();
+    top_ors(filter, &mut ors);
+    ors.into_iter()
+        .filter(|bs| bs.len() <= MAX_UNION_BRANCHES)
+        .find_map(|branches| {
+            branches
+                .iter()
+                .map(|b| {
+                    let mut c = conj.to_vec();
+                    conjuncts(b, &mut c);
+                    let (score, plan) = best(indexes, &c, &[])?;
+                    beat.is_none_or(|s| score > s).then_some(plan)
+                })
+                .collect()
+        })
 }
 
 #[cfg(test)]
@@ -607,7 +685,11 @@ mod tests {
         let f = Filter::parse(&json!({"a": 1})).unwrap_or_else(|e| panic!("{e}"));
         assert!(choose(&coll, &f, &[], ready.saturating_sub(1)).is_none());
         let p = choose(&coll, &f, &[], ready);
-        assert_eq!(p.map(|p| p.index.def.name.clone()), Some("by_a".into()));
+        let name = match p {
+            Some(Choice::Index(p)) => Some(p.index.def.name.clone()),
+            _ => None,
+        };
+        assert_eq!(name, Some("by_a".into()));
         // And the page through it: explain names the index, the documents read are
         // the five matches.
         let q = crate::Query::parse(br#"{"filter":{"a":1},"explain":true}"#)
