@@ -26,6 +26,12 @@
 //! `a_sparse_equality_examines_only_its_matches`: such an index reads the matches
 //! only, not the documents missing the field.
 //!
+//! `or_unions_match_a_naive_evaluator`: `$or`s whose branches an index serves (or
+//! not), beside other conditions and in `$and`s, with overlapping branches, sorts and
+//! paging while writes happen, against the model and the plan `explain` names;
+//! `an_or_of_indexed_fields_examines_only_its_matches`: a union reads its matches
+//! only, each once.
+//!
 //! `DOCDB_PROPTEST_CASES` sets the number of cases (default 48).
 
 use std::cmp::Ordering;
@@ -1107,7 +1113,8 @@ fn or_query() -> BoxedStrategy<OrQuery> {
         1usize..6,
     )
         .prop_map(|(first, second, beside, nested, sort, limit)| {
-            let list = |bs: &[(Value, Option<bool>)]| bs.iter().map(|b| b.0.clone()).collect::<Vec<_>>();
+            let list =
+                |bs: &[(Value, Option<bool>)]| bs.iter().map(|b| b.0.clone()).collect::<Vec<_>>();
             let served = |bs: &[(Value, Option<bool>)]| bs.iter().all(|b| b.1 == Some(true));
             let unserved = |bs: &[(Value, Option<bool>)]| bs.iter().any(|b| b.1 == Some(false));
             let mut parts = vec![json!({"$or": list(&first)})];
@@ -1263,8 +1270,9 @@ proptest! {
 }
 
 /// An `$or` over two indexed fields reads its two matches of 10,000 documents (each
-/// once, though one branch matches both); with a branch on an unindexed field it
-/// scans; beside an indexed equality that beats the union, the equality's index.
+/// once, though both branches match one); with a branch on an unindexed field, or
+/// more than 16 branches, it scans; beside an indexed equality that the branches do
+/// not beat, the equality's index.
 #[test]
 fn an_or_of_indexed_fields_examines_only_its_matches() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1321,16 +1329,20 @@ fn an_or_of_indexed_fields_examines_only_its_matches() {
         "{plan}"
     );
     // A branch no index serves: a scan.
-    let (ids, plan) = run(
-        json!({"$or": [{"email": "u42@x"}, {"k": 100}]}),
-        json!([]),
-    );
+    let (ids, plan) = run(json!({"$or": [{"email": "u42@x"}, {"k": 100}]}), json!([]));
     assert_eq!(ids, vec![42]);
     assert_eq!(
         (&plan["kind"], &plan["examined"]),
         (&json!("scan"), &json!(10_000)),
         "{plan}"
     );
+    // At most 16 branches: past that, a scan.
+    for (n, kind) in [(16u64, "union"), (17, "scan")] {
+        let branches: Vec<Value> = (0..n).map(|i| json!({"n": i * 100})).collect();
+        let (ids, plan) = run(json!({"$or": branches}), json!([]));
+        assert_eq!(ids, (0..n).map(|i| i * 100).collect::<Vec<_>>());
+        assert_eq!(plan["kind"], json!(kind), "{plan}");
+    }
     // An equality beside the $or that the branches do not beat: its index alone.
     let (ids, plan) = run(
         json!({"n": 42, "$or": [{"email": "u42@x"}, {"email": "u43@x"}]}),

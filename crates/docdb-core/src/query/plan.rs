@@ -3,13 +3,18 @@
 //!
 //! Execution, in two phases, both at one registered snapshot (so no version it reads
 //! is pruned meanwhile and every row is of the same moment):
-//! 1. Select: walk the candidates (a scan, or an index's ranges the
-//!    [`super::planner`] chose), parse each document, keep those matching the filter
+//! 1. Select: walk the candidates (a scan, an index's ranges the [`super::planner`]
+//!    chose, or a union's ids), parse each document, keep those matching the filter
 //!    and sorting strictly after the `after` cursor. A scan in id order (no sort)
 //!    stops at the `limit + 1`-th match; otherwise the best `limit + 1` `(key, id)`
 //!    pairs are kept in a bounded max-heap, so memory stays `O(limit)` whatever the
 //!    collection's size; no document is kept. An index read in sort order stops once
-//!    the heap is full and a key sorts after its worst row.
+//!    the heap is full and a key sorts after its worst row. A union first reads every
+//!    branch's index entries at the snapshot and keeps their ids, sorted and
+//!    deduplicated (8 bytes per entry: the one part of a page not `O(limit)`, bounded
+//!    by the index entries it reads), then walks them as a scan walks the
+//!    collection: in id order, from the cursor's id, stopping at the `limit + 1`-th
+//!    match without a sort, through the heap with one.
 //! 2. Page: read the chosen rows again (the cache usually has them), project them, and
 //!    stop before the row that would take the page past the byte budget (never before
 //!    the first). `next` is the cursor of the last row when rows follow.

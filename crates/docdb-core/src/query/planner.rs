@@ -1,4 +1,5 @@
-//! The planner: per query, a full scan or the ranges of one secondary index to read.
+//! The planner: per query, a full scan, the ranges of one secondary index to read, or
+//! a union of index plans for an `$or`.
 //!
 //! An index narrows, it never decides: every candidate it yields is read and the
 //! whole filter is evaluated on it again. So a plan only has to read a *superset* of
@@ -27,7 +28,7 @@
 //! interval. A field whose conditions exclude a missing field but give neither
 //! (`$exists: true`, `$ne: null`) is read from the via-array entries on (everything
 //! but `Missing`). `$ne $nin $not $exists $or $nor` give no bounds (they are
-//! re-checked).
+//! re-checked; an `$or` may give a union, below).
 //!
 //! Sort: when the query's sort paths are the index's leading paths with the same
 //! directions (or all reversed, read backward) the index yields candidates in sort
@@ -39,8 +40,20 @@
 //! with a numeric segment is never served (a sort value indexes arrays, a key does
 //! not).
 //!
-//! Choice: the index with the most point fields, then an interval, then sort order;
-//! none of those (or no index ready at the snapshot) is a scan.
+//! Choice: the index with the most point fields, then an interval, then sort order
+//! (the [`Score`], compared in that order).
+//!
+//! `$or`: a match of `A ∧ (B1 ∨ … ∨ Bn)` (`A` the rest of the top-level conjunction)
+//! matches some `A ∧ Bi`, so the union of plans for each `A ∧ Bi` reads a superset of
+//! the matches. A union ([`Choice::Union`]) is chosen when, for an `$or` of at most
+//! [`MAX_UNION_BRANCHES`] branches in the top-level conjunction (the first such one),
+//! every branch's best plan, planned without the sort (so unordered), scores above
+//! the single plan of the whole filter (when there is one: the branches then read
+//! something narrower than it); branches may use different indexes. A branch no index
+//! serves makes the query take the single plan or a scan. Branches overlap, so the
+//! executor reads the union's distinct ids once each ([`super::plan`]).
+//!
+//! None of those (or no index ready at the snapshot) is a scan.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
