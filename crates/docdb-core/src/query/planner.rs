@@ -909,7 +909,8 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let (score, _) = plan_index(&i, &f, &s).unwrap_or_else(|| panic!("no plan"));
         assert_eq!(score, (1, false, false));
-        // Operators an index cannot bound, and $or, fall back to a scan.
+        // Operators an index cannot bound, and $or, give no single-index plan (an
+        // $or may still give a union: `choose`).
         for f in [
             json!({"a": {"$ne": 1}}),
             json!({"a": {"$nin": [1]}}),
