@@ -26,6 +26,12 @@
 //! `a_sparse_equality_examines_only_its_matches`: such an index reads the matches
 //! only, not the documents missing the field.
 //!
+//! `or_unions_match_a_naive_evaluator`: `$or`s whose branches an index serves (or
+//! not), beside other conditions and in `$and`s, with overlapping branches, sorts and
+//! paging while writes happen, against the model and the plan `explain` names;
+//! `an_or_of_indexed_fields_examines_only_its_matches`: a union reads its matches
+//! only, each once.
+//!
 //! `DOCDB_PROPTEST_CASES` sets the number of cases (default 48).
 
 use std::cmp::Ordering;
@@ -999,4 +1005,353 @@ fn pages_under_a_small_budget_return_each_rows_own_bytes() {
             }
         }
     }
+}
+
+// ----------------------------------------------------------------------------------
+// $or served by a union of index plans
+// ----------------------------------------------------------------------------------
+
+/// Fields of the `$or` documents: `a`, `b` and `c` indexed (`c` as the leading field
+/// of a compound index), `d` never.
+const OR_FIELDS: [&str; 4] = ["a", "b", "c", "d"];
+
+/// A document whose fields are usually small scalars (so branches overlap), sometimes
+/// missing, an array or an object.
+fn or_document() -> BoxedStrategy<Value> {
+    let field = prop_oneof![
+        2 => Just(None),
+        8 => scalar().prop_map(Some),
+        1 => prop::collection::vec(scalar(), 0..3).prop_map(|v| Some(Value::Array(v))),
+        1 => scalar().prop_map(|v| Some(json!({"a": v}))),
+    ];
+    prop::collection::vec(field, 4)
+        .prop_map(|fs| {
+            let mut m = Map::new();
+            for (k, v) in OR_FIELDS.iter().zip(fs) {
+                if let Some(v) = v {
+                    m.insert(k.to_string(), v);
+                }
+            }
+            Value::Object(m)
+        })
+        .boxed()
+}
+
+/// A condition an index bounds (equality, `$in`, a range, `$exists: true`).
+fn bounded_condition() -> BoxedStrategy<Value> {
+    prop_oneof![
+        scalar(),
+        scalar().prop_map(|v| json!({"$eq": v})),
+        prop::collection::vec(scalar(), 0..3).prop_map(|v| json!({"$in": v})),
+        (
+            prop::sample::select(vec!["$gt", "$gte"]),
+            scalar(),
+            prop::option::of((prop::sample::select(vec!["$lt", "$lte"]), scalar()))
+        )
+            .prop_map(|(lo, v, hi)| {
+                let mut m = Map::new();
+                m.insert(lo.into(), v);
+                if let Some((op, w)) = hi {
+                    m.insert(op.into(), w);
+                }
+                Value::Object(m)
+            }),
+        (prop::sample::select(vec!["$lt", "$lte"]), scalar()).prop_map(|(op, v)| json!({ op: v })),
+        Just(json!({"$exists": true})),
+    ]
+    .boxed()
+}
+
+/// One `$or` branch and whether an index serves it (`None`: it depends): a bounded
+/// condition on an indexed field (sometimes with a second condition on `d`), or
+/// anything on `d`, or any condition on any field.
+fn or_branch() -> BoxedStrategy<(Value, Option<bool>)> {
+    let indexed = || prop::sample::select(vec!["a", "b", "c"]);
+    prop_oneof![
+        6 => (indexed(), bounded_condition()).prop_map(|(p, c)| (json!({ p: c }), Some(true))),
+        1 => (indexed(), bounded_condition(), condition().boxed())
+            .prop_map(|(p, c, d)| (json!({ p: c, "d": d }), Some(true))),
+        1 => condition().boxed().prop_map(|c| (json!({ "d": c }), Some(false))),
+        1 => (prop::sample::select(OR_FIELDS.to_vec()), condition().boxed())
+            .prop_map(|(p, c)| (json!({ p: c }), None)),
+    ]
+    .boxed()
+}
+
+#[derive(Debug, Clone)]
+struct OrQuery {
+    spec: QuerySpec,
+    /// The plan `explain` must name, when the filter decides it.
+    kind: Option<&'static str>,
+}
+
+/// `{"$or": [...]}`, with a condition beside it (on `d`, or on any field), in the
+/// same object or in an `$and`, or two `$or`s in an `$and`.
+fn or_query() -> BoxedStrategy<OrQuery> {
+    let branches = || prop::collection::vec(or_branch(), 1..4);
+    let beside: BoxedStrategy<Option<(String, Value, bool)>> = prop_oneof![
+        2 => Just(None),
+        1 => condition().boxed().prop_map(|c| Some(("d".to_string(), c, false))),
+        1 => (prop::sample::select(OR_FIELDS.to_vec()), condition().boxed())
+            .prop_map(|(p, c)| Some((p.to_string(), c, true))),
+    ]
+    .boxed();
+    let sort = prop::collection::vec(
+        (
+            prop::sample::select(OR_FIELDS.to_vec()).prop_map(str::to_owned),
+            prop::sample::select(vec![1i64, -1]),
+        ),
+        0..3,
+    )
+    .boxed();
+    (
+        branches().boxed(),
+        prop::option::weighted(0.2, branches()).boxed(),
+        beside,
+        any::<bool>(),
+        sort,
+        1usize..6,
+    )
+        .prop_map(|(first, second, beside, nested, sort, limit)| {
+            let list =
+                |bs: &[(Value, Option<bool>)]| bs.iter().map(|b| b.0.clone()).collect::<Vec<_>>();
+            let served = |bs: &[(Value, Option<bool>)]| bs.iter().all(|b| b.1 == Some(true));
+            let unserved = |bs: &[(Value, Option<bool>)]| bs.iter().any(|b| b.1 == Some(false));
+            let mut parts = vec![json!({"$or": list(&first)})];
+            if let Some(s) = &second {
+                parts.push(json!({"$or": list(s)}));
+            }
+            let mut indexed_beside = false;
+            if let Some((p, c, indexed)) = &beside {
+                parts.push(json!({ p.as_str(): c }));
+                indexed_beside = *indexed;
+            }
+            // (Two `$or`s cannot share one object.)
+            let filter = if nested || second.is_some() {
+                json!({ "$and": parts })
+            } else {
+                let mut m = Map::new();
+                for p in parts {
+                    if let Value::Object(o) = p {
+                        m.extend(o);
+                    }
+                }
+                Value::Object(m)
+            };
+            // With nothing indexed beside the `$or`s: a union when some `$or` has
+            // every branch served, a scan when each has one no index serves (and no
+            // sort an index could serve).
+            let any_served = served(&first) || second.as_deref().is_some_and(served);
+            let all_unserved = unserved(&first) && second.as_deref().is_none_or(unserved);
+            let kind = if indexed_beside {
+                None
+            } else if any_served {
+                Some("union")
+            } else if all_unserved && sort.is_empty() {
+                Some("scan")
+            } else {
+                None
+            };
+            OrQuery {
+                spec: QuerySpec {
+                    filter,
+                    sort,
+                    limit,
+                },
+                kind,
+            }
+        })
+        .boxed()
+}
+
+fn or_indexes(db: &Database, desc: &[bool; 3]) {
+    let dir = |d: bool| if d { -1 } else { 1 };
+    let defs = [
+        ("by_a", vec![("a".to_string(), dir(desc[0]))]),
+        ("by_b", vec![("b".to_string(), dir(desc[1]))]),
+        (
+            "by_c_a",
+            vec![("c".to_string(), dir(desc[2])), ("a".to_string(), 1)],
+        ),
+    ];
+    for (name, fields) in defs {
+        let def = IndexDef {
+            name: name.into(),
+            fields,
+            unique: false,
+        };
+        db.create_index("_default", def).expect("create_index");
+    }
+}
+
+/// One page of `q` after `after`, with `explain`.
+fn or_page(
+    db: &Database,
+    q: &QuerySpec,
+    after: Option<&str>,
+) -> Result<docdb_core::query::QueryPage, TestCaseError> {
+    let mut v: Value = serde_json::from_slice(&query_json(q, after)).expect("json");
+    v["explain"] = json!(true);
+    let query = Query::parse(v.to_string().as_bytes())
+        .map_err(|e| TestCaseError::fail(format!("parse: {e}")))?;
+    db.query("_default", &query)
+        .map_err(|e| TestCaseError::fail(format!("query: {e}")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// `$or`s (alone, beside other conditions, in an `$and`, two of them) over indexed
+    /// and unindexed fields, with branches that overlap (one document matching
+    /// several), sorts and small limits: every query pages to exactly what the model
+    /// selects, each page naming the plan the filter calls for. Then the same query is
+    /// paged again while odd ids are created, updated and deleted between pages: the
+    /// even ids (never written meanwhile) come once each, in the model's order, and
+    /// no page holds an id twice; after the writes it matches the model again.
+    #[test]
+    fn or_unions_match_a_naive_evaluator(
+        docs in prop::collection::vec(or_document(), 1..60),
+        desc in any::<[bool; 3]>(),
+        queries in prop::collection::vec(or_query(), 1..6),
+        writes in prop::collection::vec((0u64..40, prop::option::weighted(0.8, or_document())), 0..30),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(dir.path(), config()).expect("open");
+        or_indexes(&db, &desc);
+        let mut model = BTreeMap::new();
+        let ops: Vec<Op> = docs
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| Op::Put(i as u64, d))
+            .collect();
+        apply(&db, &mut model, &ops);
+        let ids = |rows: &[(u64, Value)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
+        for OrQuery { spec: q, kind } in &queries {
+            let text = String::from_utf8_lossy(&query_json(q, None)).into_owned();
+            let got = all_pages(&db, q)?;
+            let want = model_query(&model, q);
+            prop_assert_eq!(ids(&got), ids(&want), "query {}", text);
+            prop_assert_eq!(&got, &want);
+            if let Some(kind) = kind {
+                let plan = or_page(&db, q, None)?.plan.expect("explain").to_json();
+                prop_assert_eq!(&plan["kind"], &json!(kind), "query {} plan {}", text, plan);
+            }
+            // Paging with writes between pages (odd ids only; ids 60.. are new).
+            let stable: Vec<u64> = ids(&want).into_iter().filter(|id| id % 2 == 0).collect();
+            let mut seen: Vec<u64> = Vec::new();
+            let mut after: Option<String> = None;
+            let mut w = writes.iter();
+            for _ in 0..1000 {
+                let page = or_page(&db, q, after.as_deref())?;
+                let mut page_ids: Vec<u64> = page.rows.iter().map(|r| r.0).collect();
+                seen.extend(&page_ids);
+                page_ids.sort_unstable();
+                page_ids.dedup();
+                prop_assert_eq!(page_ids.len(), page.rows.len(), "a page repeats an id: {}", text);
+                for (id, d) in w.by_ref().take(2) {
+                    let id = id * 2 + 1 + if id % 3 == 0 { 60 } else { 0 };
+                    let op = match d {
+                        Some(d) => Op::Put(id, d.clone()),
+                        None => Op::Delete(id),
+                    };
+                    apply(&db, &mut model, &[op]);
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            let seen_stable: Vec<u64> = seen.into_iter().filter(|id| id % 2 == 0).collect();
+            prop_assert_eq!(seen_stable, stable, "query {} while writing", text);
+            let got = all_pages(&db, q)?;
+            prop_assert_eq!(got, model_query(&model, q), "query {} after the writes", text);
+        }
+    }
+}
+
+/// An `$or` over two indexed fields reads its two matches of 10,000 documents (each
+/// once, though both branches match one); with a branch on an unindexed field, or
+/// more than 16 branches, it scans; beside an indexed equality that the branches do
+/// not beat, the equality's index.
+#[test]
+fn an_or_of_indexed_fields_examines_only_its_matches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), config()).expect("open");
+    for (name, field) in [("by_email", "email"), ("by_n", "n")] {
+        let def = IndexDef {
+            name: name.into(),
+            fields: vec![(field.into(), 1)],
+            unique: false,
+        };
+        db.create_index("_default", def).expect("create_index");
+    }
+    for id in 0..10_000u64 {
+        let doc = json!({"email": format!("u{id}@x"), "n": id, "k": id % 7});
+        db.create("_default", id, doc.to_string().as_bytes())
+            .expect("create");
+    }
+    let run = |filter: Value, sort: Value| {
+        let v = json!({"filter": filter, "sort": sort, "limit": 1000, "explain": true});
+        let page = db
+            .query(
+                "_default",
+                &Query::parse(v.to_string().as_bytes()).expect("parse"),
+            )
+            .expect("query");
+        let ids: Vec<u64> = page.rows.iter().map(|r| r.0).collect();
+        (ids, page.plan.expect("explain").to_json())
+    };
+    let filter = json!({"$or": [
+        {"email": {"$in": ["u42@x", "u9000@x"]}},
+        {"n": {"$gt": 8999, "$lt": 9001}},
+    ]});
+    let (ids, plan) = run(filter.clone(), json!([]));
+    assert_eq!(ids, vec![42, 9000]);
+    assert_eq!(
+        (&plan["kind"], &plan["examined"], &plan["keys_examined"]),
+        (&json!("union"), &json!(2), &json!(3)),
+        "{plan}"
+    );
+    let branches: Vec<&Value> = plan["branches"]
+        .as_array()
+        .map(|b| b.iter().map(|b| &b["index"]).collect())
+        .unwrap_or_default();
+    assert_eq!(branches, vec!["by_email", "by_n"], "{plan}");
+    // Sorted, and in an $and beside a condition on an unindexed field.
+    let (ids, plan) = run(
+        json!({"$and": [{"k": {"$ne": 3}}, filter.clone()]}),
+        json!([["n", -1]]),
+    );
+    assert_eq!(ids, vec![9000, 42]);
+    assert_eq!(
+        (&plan["kind"], &plan["examined"]),
+        (&json!("union"), &json!(2)),
+        "{plan}"
+    );
+    // A branch no index serves: a scan.
+    let (ids, plan) = run(json!({"$or": [{"email": "u42@x"}, {"k": 100}]}), json!([]));
+    assert_eq!(ids, vec![42]);
+    assert_eq!(
+        (&plan["kind"], &plan["examined"]),
+        (&json!("scan"), &json!(10_000)),
+        "{plan}"
+    );
+    // At most 16 branches: past that, a scan.
+    for (n, kind) in [(16u64, "union"), (17, "scan")] {
+        let branches: Vec<Value> = (0..n).map(|i| json!({"n": i * 100})).collect();
+        let (ids, plan) = run(json!({"$or": branches}), json!([]));
+        assert_eq!(ids, (0..n).map(|i| i * 100).collect::<Vec<_>>());
+        assert_eq!(plan["kind"], json!(kind), "{plan}");
+    }
+    // An equality beside the $or that the branches do not beat: its index alone.
+    let (ids, plan) = run(
+        json!({"n": 42, "$or": [{"email": "u42@x"}, {"email": "u43@x"}]}),
+        json!([]),
+    );
+    assert_eq!(ids, vec![42]);
+    assert_eq!(
+        (&plan["kind"], &plan["index"], &plan["examined"]),
+        (&json!("index"), &json!("by_n"), &json!(1)),
+        "{plan}"
+    );
 }

@@ -3,13 +3,18 @@
 //!
 //! Execution, in two phases, both at one registered snapshot (so no version it reads
 //! is pruned meanwhile and every row is of the same moment):
-//! 1. Select: walk the candidates (a scan, or an index's ranges the
-//!    [`super::planner`] chose), parse each document, keep those matching the filter
+//! 1. Select: walk the candidates (a scan, an index's ranges the [`super::planner`]
+//!    chose, or a union's ids), parse each document, keep those matching the filter
 //!    and sorting strictly after the `after` cursor. A scan in id order (no sort)
 //!    stops at the `limit + 1`-th match; otherwise the best `limit + 1` `(key, id)`
 //!    pairs are kept in a bounded max-heap, so memory stays `O(limit)` whatever the
 //!    collection's size; no document is kept. An index read in sort order stops once
-//!    the heap is full and a key sorts after its worst row.
+//!    the heap is full and a key sorts after its worst row. A union first reads every
+//!    branch's index entries at the snapshot and keeps their ids, sorted and
+//!    deduplicated (8 bytes per entry: the one part of a page not `O(limit)`, bounded
+//!    by the index entries it reads), then walks them as a scan walks the
+//!    collection: in id order, from the cursor's id, stopping at the `limit + 1`-th
+//!    match without a sort, through the heap with one.
 //! 2. Page: read the chosen rows again (the cache usually has them), project them, and
 //!    stop before the row that would take the page past the byte budget (never before
 //!    the first). `next` is the cursor of the last row when rows follow.
@@ -23,24 +28,29 @@ use serde_json::{json, Value};
 
 use super::cursor::{self, Cursor};
 use super::path::Path;
-use super::planner::{self, IndexPlan};
+use super::planner::{self, Choice, IndexPlan};
 use super::projection::Projection;
 use super::sort::{self, SortField, SortKey};
 use super::Query;
 use crate::db::{Inner, SCAN_ROW_OVERHEAD};
 use crate::error::{Error, Result};
-use crate::index::{Collection, Version};
+use crate::index::Collection;
 use crate::partial::Fields;
 use crate::secondary::build::scan_at;
 use crate::secondary::Direction;
 
-/// Where a query's candidate documents come from: a full scan, or ranges of one
-/// secondary index the planner ([`super::planner`]) chose.
+/// Where a query's candidate documents come from: a full scan, ranges of one
+/// secondary index, or a union of index plans, as the planner ([`super::planner`])
+/// chose.
 pub(crate) enum Source {
     /// Every live document of the collection, in id order.
     Scan,
     /// The entries of an index's ranges (a superset of the matches).
     Index(Box<IndexPlan>),
+    /// The entries of several unordered index plans (one per branch of an `$or`):
+    /// their ids are collected, sorted and deduplicated first, then the documents
+    /// are read once each in id order, like a scan's.
+    Union(Vec<IndexPlan>),
 }
 
 impl Source {
@@ -48,64 +58,95 @@ impl Source {
     /// after it cannot be read there: scan).
     pub(crate) fn choose(coll: &Collection, q: &Query, snap: u64) -> Source {
         match planner::choose(coll, &q.filter, &q.sort, snap) {
-            Some(p) => Source::Index(Box::new(p)),
+            Some(Choice::Index(p)) => Source::Index(Box::new(p)),
+            Some(Choice::Union(ps)) => Source::Union(ps),
             None => Source::Scan,
         }
     }
+}
 
-    /// Calls `f` with each candidate `(id, version)` live at `snap` with an id greater
-    /// than `after_id` (all when `None`), in id order, until `f` breaks. The index lock
-    /// is held only while a chunk of ids is collected, never while `f` runs.
-    fn for_each(
-        &self,
-        coll: &Collection,
-        snap: u64,
-        after_id: Option<u64>,
-        mut f: impl FnMut(u64, Version) -> Result<ControlFlow<()>>,
-    ) -> Result<()> {
-        const CHUNK: usize = 512;
-        let mut from = match after_id {
-            None => Some(0),
-            Some(id) => id.checked_add(1),
-        };
-        let mut chunk: Vec<(u64, Version)> = Vec::with_capacity(CHUNK);
-        while let Some(start) = from {
-            chunk.clear();
-            {
-                let docs = coll.docs.read();
-                for (&id, c) in docs.range(start..) {
-                    if let Some(v) = c.at(snap).filter(|v| v.is_live()) {
-                        chunk.push((id, *v));
-                        if chunk.len() == CHUNK {
-                            break;
-                        }
+/// The candidate ids of a union: every entry of each plan's ranges at `snap`
+/// (counting them per plan in `keys`), sorted and deduplicated.
+fn union_ids(plans: &[IndexPlan], snap: u64, keys: &mut [u64]) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for (plan, keys) in plans.iter().zip(keys.iter_mut()) {
+        for range in plan.unordered.iter().chain(&plan.ranges) {
+            for hit in scan_at(plan.index.clone(), range.clone(), plan.direction, snap)? {
+                *keys += 1;
+                ids.push(hit.id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Calls `f` with each candidate id greater than `after_id` (all when `None`), in id
+/// order, until `f` breaks: the ids of `union` (sorted, distinct), or without one
+/// every document live at `snap`. A scan holds the collection's lock only while a
+/// chunk of ids is collected, never while `f` runs.
+fn walk(
+    coll: &Collection,
+    snap: u64,
+    union: Option<&[u64]>,
+    after_id: Option<u64>,
+    mut f: impl FnMut(u64) -> Result<ControlFlow<()>>,
+) -> Result<()> {
+    if let Some(ids) = union {
+        let from = after_id.map_or(0, |a| ids.partition_point(|&id| id <= a));
+        for &id in &ids[from..] {
+            if f(id)?.is_break() {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    const CHUNK: usize = 512;
+    let mut from = match after_id {
+        None => Some(0),
+        Some(id) => id.checked_add(1),
+    };
+    let mut chunk: Vec<u64> = Vec::with_capacity(CHUNK);
+    while let Some(start) = from {
+        chunk.clear();
+        {
+            let docs = coll.docs.read();
+            for (&id, c) in docs.range(start..) {
+                if c.at(snap).is_some_and(|v| v.is_live()) {
+                    chunk.push(id);
+                    if chunk.len() == CHUNK {
+                        break;
                     }
                 }
             }
-            from = match chunk.last() {
-                Some(&(id, _)) if chunk.len() == CHUNK => id.checked_add(1),
-                _ => None,
-            };
-            for &(id, v) in &chunk {
-                if f(id, v)?.is_break() {
-                    return Ok(());
-                }
+        }
+        from = match chunk.last() {
+            Some(&id) if chunk.len() == CHUNK => id.checked_add(1),
+            _ => None,
+        };
+        for &id in &chunk {
+            if f(id)?.is_break() {
+                return Ok(());
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// What `explain` reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// `"scan"` or `"index"`.
+    /// `"scan"`, `"index"` or `"union"`.
     pub kind: &'static str,
     pub collection: String,
-    /// Documents read and tested against the filter.
+    /// Documents read and tested against the filter (each once).
     pub examined: u64,
     /// With an index source: which one and what was read of it.
     pub index: Option<IndexUse>,
+    /// With a union source: each `$or` branch's index and what was read of it, in
+    /// the branches' order (empty otherwise).
+    pub branches: Vec<IndexUse>,
 }
 
 /// The index part of a [`Plan`].
@@ -132,6 +173,14 @@ impl Plan {
             v["bounds"] = i.bounds.clone();
             v["keys_examined"] = json!(i.keys_examined);
             v["ordered"] = json!(i.ordered);
+        }
+        if self.kind == "union" {
+            v["keys_examined"] = json!(self.branches.iter().map(|b| b.keys_examined).sum::<u64>());
+            v["branches"] = self
+                .branches
+                .iter()
+                .map(|b| json!({"index": b.name, "bounds": b.bounds, "keys_examined": b.keys_examined}))
+                .collect();
         }
         v
     }
@@ -317,14 +366,27 @@ pub(crate) fn run(
     let needed = read_fields(q);
     let mut examined = 0u64;
     let mut keys_examined = 0u64;
+    // A union's candidates: every branch's entries first (one count per branch).
+    let mut branch_keys = vec![
+        0u64;
+        if let Source::Union(ps) = &source {
+            ps.len()
+        } else {
+            0
+        }
+    ];
+    let union = match &source {
+        Source::Union(plans) => Some(union_ids(plans, snap, &mut branch_keys)?),
+        _ => None,
+    };
 
     // Phase 1: the best `limit + 1` rows after the cursor, in order.
     let chosen: Vec<Chosen> = match &source {
-        Source::Scan if q.sort.is_empty() => {
+        Source::Scan | Source::Union(_) if q.sort.is_empty() => {
             let mut out = Vec::with_capacity(limit + 1);
             let mut kept = Kept::new(max_bytes);
             let after_id = after.as_ref().map(|c| c.id);
-            source.for_each(coll, snap, after_id, |id, _| {
+            walk(coll, snap, union.as_deref(), after_id, |id| {
                 let (bytes, doc) = read_value(inner, coll, id, snap, &needed)?;
                 examined += 1;
                 if q.filter.matches(&doc) {
@@ -338,9 +400,9 @@ pub(crate) fn run(
             })?;
             out
         }
-        Source::Scan => {
+        Source::Scan | Source::Union(_) => {
             let mut best = Best::new(limit, sort_fields.clone(), max_bytes);
-            source.for_each(coll, snap, None, |id, _| {
+            walk(coll, snap, union.as_deref(), None, |id| {
                 let (bytes, doc) = read_value(inner, coll, id, snap, &needed)?;
                 examined += 1;
                 best.offer(q, after.as_ref(), id, &doc, bytes);
@@ -452,11 +514,12 @@ pub(crate) fn run(
         kind: match source {
             Source::Scan => "scan",
             Source::Index(_) => "index",
+            Source::Union(_) => "union",
         },
         collection: coll.name.to_string(),
         examined,
         index: match &source {
-            Source::Scan => None,
+            Source::Scan | Source::Union(_) => None,
             Source::Index(p) => Some(IndexUse {
                 name: p.index.def.name.clone(),
                 direction: match p.direction {
@@ -467,6 +530,20 @@ pub(crate) fn run(
                 keys_examined,
                 ordered: p.ordered,
             }),
+        },
+        branches: match &source {
+            Source::Union(plans) => plans
+                .iter()
+                .zip(&branch_keys)
+                .map(|(p, &keys_examined)| IndexUse {
+                    name: p.index.def.name.clone(),
+                    direction: "forward",
+                    bounds: p.bounds_json(),
+                    keys_examined,
+                    ordered: false,
+                })
+                .collect(),
+            _ => Vec::new(),
         },
     });
     Ok(QueryPage { rows, next, plan })

@@ -1,4 +1,5 @@
-//! The planner: per query, a full scan or the ranges of one secondary index to read.
+//! The planner: per query, a full scan, the ranges of one secondary index to read, or
+//! a union of index plans for an `$or`.
 //!
 //! An index narrows, it never decides: every candidate it yields is read and the
 //! whole filter is evaluated on it again. So a plan only has to read a *superset* of
@@ -29,7 +30,7 @@
 //! interval. A field whose conditions exclude a missing field but give neither
 //! (`$exists: true`, `$ne: null`) is read from the via-array entries on (everything
 //! but `Missing`). `$ne $nin $not $exists $or $nor` give no bounds (they are
-//! re-checked).
+//! re-checked; an `$or` may give a union, below).
 //!
 //! Sort: when the query's sort paths are the index's leading paths with the same
 //! directions (or all reversed, read backward) the index yields candidates in sort
@@ -41,8 +42,20 @@
 //! with a numeric segment is never served (a sort value indexes arrays, a key does
 //! not).
 //!
-//! Choice: the index with the most point fields, then an interval, then sort order;
-//! none of those (or no index ready at the snapshot) is a scan.
+//! Choice: the index with the most point fields, then an interval, then sort order
+//! (the [`Score`], compared in that order).
+//!
+//! `$or`: a match of `A ∧ (B1 ∨ … ∨ Bn)` (`A` the rest of the top-level conjunction)
+//! matches some `A ∧ Bi`, so the union of plans for each `A ∧ Bi` reads a superset of
+//! the matches. A union ([`Choice::Union`]) is chosen when, for an `$or` of at most
+//! [`MAX_UNION_BRANCHES`] branches in the top-level conjunction (the first such one),
+//! every branch's best plan, planned without the sort (so unordered), scores above
+//! the single plan of the whole filter (when there is one: the branches then read
+//! something narrower than it); branches may use different indexes. A branch no index
+//! serves makes the query take the single plan or a scan. Branches overlap, so the
+//! executor reads the union's distinct ids once each ([`super::plan`]).
+//!
+//! None of those (or no index ready at the snapshot) is a scan.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
@@ -62,6 +75,10 @@ use crate::secondary::{Direction, IndexRange};
 /// Most ranges one plan reads (an `$in` on each of several compound fields
 /// multiplies); fields past the budget are left free.
 pub(crate) const MAX_RANGES: usize = 256;
+
+/// Most branches of an `$or` served by a union of index plans (each reads up to
+/// [`MAX_RANGES`] ranges); an `$or` with more is scanned.
+pub(crate) const MAX_UNION_BRANCHES: usize = 16;
 
 /// The index source of a query.
 pub(crate) struct IndexPlan {
@@ -438,22 +455,32 @@ fn numeric_segment(path: &Path) -> bool {
 /// How well an index serves a query: (point fields, an interval, sort order).
 type Score = (usize, bool, bool);
 
-/// The plan of one index for `filter` and `sort`, with its score; `None` when it
-/// helps with neither.
+/// [`plan_conj`] for a whole filter's top-level conjunction.
+#[cfg(test)]
 fn plan_index(
     index: &Arc<SecondaryIndex>,
     filter: &Filter,
     sort: &[SortField],
 ) -> Option<(Score, IndexPlan)> {
-    let fields = &index.def.fields;
     let mut conj = Vec::new();
     conjuncts(filter, &mut conj);
+    plan_conj(index, &conj, sort)
+}
+
+/// The plan of one index for the conjunction `conj` (a filter's top-level field
+/// conditions) and `sort`, with its score; `None` when it helps with neither.
+fn plan_conj(
+    index: &Arc<SecondaryIndex>,
+    conj: &[(&Path, &[Cond])],
+    sort: &[SortField],
+) -> Option<(Score, IndexPlan)> {
+    let fields = &index.def.fields;
     let mut bounds: Vec<(FieldBound, bool)> = Vec::new();
     let mut ranges = 1usize;
     let mut points = 0usize;
     let mut has_interval = false;
     for (path, _) in fields {
-        match field_bound(path, &conj) {
+        match field_bound(path, conj) {
             (FieldBound::Points(ps), missing) => {
                 // Each point expands to the next field's ranges; +3: missing,
                 // via-array, arrays.
@@ -550,14 +577,23 @@ fn plan_index(
     ))
 }
 
-/// The best index plan for a query at snapshot `snap` (only indexes readable there),
-/// or `None`: scan.
+/// Where a query's candidates come from, when not a scan.
+pub(crate) enum Choice {
+    /// The ranges of one index.
+    Index(IndexPlan),
+    /// One unordered plan per branch of a top-level `$or` (see the module doc), their
+    /// candidates read once each.
+    Union(Vec<IndexPlan>),
+}
+
+/// The best plan for a query at snapshot `snap` (only indexes readable there), or
+/// `None`: scan.
 pub(crate) fn choose(
     coll: &Collection,
     filter: &Filter,
     sort: &[SortField],
     snap: u64,
-) -> Option<IndexPlan> {
+) -> Option<Choice> {
     let mut indexes: Vec<Arc<SecondaryIndex>> = coll
         .indexes
         .read()
@@ -565,16 +601,71 @@ pub(crate) fn choose(
         .filter(|i| i.read().ready().is_some_and(|r| r <= snap))
         .cloned()
         .collect();
+    if indexes.is_empty() {
+        return None;
+    }
     indexes.sort_by(|a, b| a.def.name.cmp(&b.def.name));
+    let mut conj = Vec::new();
+    conjuncts(filter, &mut conj);
+    let single = best(&indexes, &conj, sort);
+    match union(&indexes, filter, &conj, single.as_ref().map(|(s, _)| *s)) {
+        Some(plans) => Some(Choice::Union(plans)),
+        None => single.map(|(_, p)| Choice::Index(p)),
+    }
+}
+
+/// The best-scoring index plan for the conjunction `conj` (ties: the first index by
+/// name).
+fn best(
+    indexes: &[Arc<SecondaryIndex>],
+    conj: &[(&Path, &[Cond])],
+    sort: &[SortField],
+) -> Option<(Score, IndexPlan)> {
     let mut best: Option<(Score, IndexPlan)> = None;
-    for i in &indexes {
-        if let Some((score, plan)) = plan_index(i, filter, sort) {
+    for i in indexes {
+        if let Some((score, plan)) = plan_conj(i, conj, sort) {
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((score, plan));
             }
         }
     }
-    best.map(|(_, p)| p)
+    best
+}
+
+/// The branch lists of the `$or`s in the filter's top-level conjunction.
+fn top_ors<'a>(f: &'a Filter, out: &mut Vec<&'a [Filter]>) {
+    match f {
+        Filter::And(fs) => fs.iter().for_each(|f| top_ors(f, out)),
+        Filter::Or(bs) => out.push(bs),
+        Filter::Field(..) | Filter::Nor(_) => {}
+    }
+}
+
+/// A union plan: for the first top-level `$or` (of at most [`MAX_UNION_BRANCHES`]
+/// branches) whose every branch `B`, planned unsorted as the conjunction `conj ∧ B`,
+/// has an index plan scoring above `beat` (the single plan's score, when there is
+/// one), those plans; else `None`.
+fn union(
+    indexes: &[Arc<SecondaryIndex>],
+    filter: &Filter,
+    conj: &[(&Path, &[Cond])],
+    beat: Option<Score>,
+) -> Option<Vec<IndexPlan>> {
+    let mut ors = Vec::new();
+    top_ors(filter, &mut ors);
+    ors.into_iter()
+        .filter(|bs| bs.len() <= MAX_UNION_BRANCHES)
+        .find_map(|branches| {
+            branches
+                .iter()
+                .map(|b| {
+                    let mut c = conj.to_vec();
+                    conjuncts(b, &mut c);
+                    let (score, plan) = best(indexes, &c, &[])?;
+                    beat.is_none_or(|s| score > s).then_some(plan)
+                })
+                .collect()
+        })
 }
 
 #[cfg(test)]
@@ -630,7 +721,11 @@ mod tests {
         let f = Filter::parse(&json!({"a": 1})).unwrap_or_else(|e| panic!("{e}"));
         assert!(choose(&coll, &f, &[], ready.saturating_sub(1)).is_none());
         let p = choose(&coll, &f, &[], ready);
-        assert_eq!(p.map(|p| p.index.def.name.clone()), Some("by_a".into()));
+        let name = match p {
+            Some(Choice::Index(p)) => Some(p.index.def.name.clone()),
+            _ => None,
+        };
+        assert_eq!(name, Some("by_a".into()));
         // And the page through it: explain names the index, the documents read are
         // the five matches.
         let q = crate::Query::parse(br#"{"filter":{"a":1},"explain":true}"#)
@@ -903,7 +998,8 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let (score, _) = plan_index(&i, &f, &s).unwrap_or_else(|| panic!("no plan"));
         assert_eq!(score, (1, false, false));
-        // Operators an index cannot bound, and $or, fall back to a scan.
+        // Operators an index cannot bound, and $or, give no single-index plan (an
+        // $or may still give a union: `choose`).
         for f in [
             json!({"a": {"$ne": 1}}),
             json!({"a": {"$nin": [1]}}),

@@ -78,6 +78,7 @@ mod tests {
                 collection: "c".into(),
                 examined: 3,
                 index: None,
+                branches: Vec::new(),
             }),
         };
         assert_eq!(
