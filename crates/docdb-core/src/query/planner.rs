@@ -701,13 +701,13 @@ mod tests {
         Some((score, p.bounds_json(), p.direction == Direction::Backward))
     }
 
-    #[test]
-    fn an_index_built_after_the_snapshot_is_not_chosen() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let db = crate::Database::open(dir.path(), crate::Config::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        for id in 0..20u64 {
-            db.create("", id, format!(r#"{{"a":{}}}"#, id % 4).as_bytes())
+    /// A database in `dir` holding documents `0..n` (`doc(id)`) in the collection `""`,
+    /// with the index `by_a` on `a` built.
+    fn indexed_on_a(dir: &std::path::Path, n: u64, doc: impl Fn(u64) -> String) -> crate::Database {
+        let db =
+            crate::Database::open(dir, crate::Config::default()).unwrap_or_else(|e| panic!("{e}"));
+        for id in 0..n {
+            db.create("", id, doc(id).as_bytes())
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         let def = IndexDef {
@@ -716,6 +716,13 @@ mod tests {
             unique: false,
         };
         db.create_index("", def).unwrap_or_else(|e| panic!("{e}"));
+        db
+    }
+
+    #[test]
+    fn an_index_built_after_the_snapshot_is_not_chosen() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = indexed_on_a(dir.path(), 20, |id| format!(r#"{{"a":{}}}"#, id % 4));
         let coll = db.inner.collection("").unwrap_or_else(|e| panic!("{e}"));
         let ready = coll.indexes.read()[0].read().ready().unwrap_or_default();
         let f = Filter::parse(&json!({"a": 1})).unwrap_or_else(|e| panic!("{e}"));
@@ -836,18 +843,7 @@ mod tests {
         );
 
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let db = crate::Database::open(dir.path(), crate::Config::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        for id in 0..10u64 {
-            db.create("", id, format!(r#"{{"a":{id}}}"#).as_bytes())
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        let def = IndexDef {
-            name: "by_a".into(),
-            fields: vec![("a".into(), 1)],
-            unique: false,
-        };
-        db.create_index("", def).unwrap_or_else(|e| panic!("{e}"));
+        let db = indexed_on_a(dir.path(), 10, |id| format!(r#"{{"a":{id}}}"#));
         let find = |db: &crate::Database| {
             let q = crate::Query::parse(br#"{"filter":{"a":5},"explain":true}"#)
                 .unwrap_or_else(|e| panic!("{e}"));
