@@ -562,6 +562,20 @@ impl Database {
         crate::query::plan::run(&self.inner, &coll, query, max_bytes)
     }
 
+    /// Fixes a read of `collection` at the snapshot of this moment, to run later
+    /// ([`ReadAt::query_page`]): it sees every write made visible before this call and
+    /// none after, however long it waits. The snapshot stays open (old versions are
+    /// kept) until the `ReadAt` is dropped.
+    pub fn read_at(&self, collection: &str) -> Result<ReadAt> {
+        let coll = self.inner.collection(collection)?;
+        let seq = self.inner.snapshots.open();
+        Ok(ReadAt {
+            inner: self.inner.clone(),
+            coll,
+            seq,
+        })
+    }
+
     pub fn create_collection(&self, name: &str) -> Result<()> {
         let name = crate::name::resolve_collection(name)?.to_owned();
         self.inner.commit(&[StagedOp::CreateCollection(name)])?;
@@ -672,6 +686,30 @@ impl Drop for Database {
     fn drop(&mut self) {
         self.inner.life.stop();
         self.inner.maintenance.join();
+    }
+}
+
+/// A read fixed at one snapshot of a collection ([`Database::read_at`]).
+pub struct ReadAt {
+    inner: Arc<Inner>,
+    coll: Arc<Collection>,
+    seq: u64,
+}
+
+impl ReadAt {
+    /// [`Database::query_page`] at this read's snapshot.
+    pub fn query_page(
+        &self,
+        query: &crate::query::Query,
+        max_bytes: usize,
+    ) -> Result<crate::query::QueryPage> {
+        crate::query::plan::run_at(&self.inner, &self.coll, query, max_bytes, self.seq)
+    }
+}
+
+impl Drop for ReadAt {
+    fn drop(&mut self) {
+        self.inner.snapshots.close(self.seq);
     }
 }
 

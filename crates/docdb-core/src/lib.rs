@@ -82,7 +82,7 @@ pub mod wal;
 pub use batch::{Batch, Unflushed};
 pub use config::{Config, FsyncMode};
 pub use db::{
-    Database, OpenOptions, RecoveryReport, ScanPage, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT,
+    Database, OpenOptions, ReadAt, RecoveryReport, ScanPage, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT,
     SCAN_ROW_OVERHEAD,
 };
 pub use error::{Error, Result};

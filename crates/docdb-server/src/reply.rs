@@ -249,6 +249,13 @@ impl Task {
             enqueued: Instant::now(),
         }
     }
+
+    /// Whether a batch should end with this request, so the database's later requests
+    /// go to the next worker: a Query, which runs after its batch hands the queue on
+    /// (`cmd::Late`), is then served beside the next one instead of before it.
+    pub fn ends_batch(&self) -> bool {
+        self.req.command() == Some(docdb_protocol::Command::Query)
+    }
 }
 
 #[cfg(test)]

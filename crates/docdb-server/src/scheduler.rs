@@ -3,7 +3,7 @@
 //!
 //! - `enqueue` never blocks: a full queue answers `request queue is full` at once.
 //! - A worker takes one database's queue *exclusively* and drains up to `max_batch`
-//!   requests from it as one batch, so the engine's group commit covers all their
+//!   requests from it (ending at a Query: [`Task::ends_batch`]) as one batch, so the engine's group commit covers all their
 //!   writes with one fsync, and requests of one database are staged in arrival order.
 //!   The handler may return an [`AfterRelease`] step (waiting for that fsync and
 //!   answering the writes): the worker runs it after handing the queue back, so the
@@ -265,7 +265,10 @@ impl Scheduler {
         let dq = q.dbs.get_mut(&db)?;
         dq.ready = false;
         dq.busy = true;
-        let n = dq.tasks.len().min(self.cfg.max_batch);
+        let mut n = dq.tasks.len().min(self.cfg.max_batch);
+        if let Some(i) = dq.tasks.iter().take(n).position(Task::ends_batch) {
+            n = i + 1;
+        }
         let tasks: Vec<Task> = dq.tasks.drain(..n).collect();
         dq.vtime += n as u64;
         let vt = dq.vtime;

@@ -274,3 +274,104 @@ fn explain_names_the_index_and_the_documents_it_read() {
         (&json!("scan"), &json!(5000))
     );
 }
+
+/// A query runs after its database's queue is handed on, at the snapshot of its place
+/// in the queue: pipelined on one connection, each query counts exactly the creates
+/// sent before it, never one sent after it (even when that create commits while the
+/// query still runs).
+#[test]
+fn a_query_sees_exactly_the_writes_queued_before_it() {
+    let server = Server::start(&[]);
+    let client = Client::connect(&server.socket).unwrap();
+    let db = client.open_db("qs").unwrap();
+    let mut batch = Batch::new();
+    for id in 0..2_000u64 {
+        batch = batch.create_json(id, &json!({"k": "base", "n": id}));
+    }
+    assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
+    let count = br#"{"filter":{"k":"new"},"limit":1000}"#.to_vec();
+    let mut pending = Vec::new();
+    for round in 0..40u64 {
+        let q = client
+            .submit(
+                db.id(),
+                Cmd::Query,
+                vec![Op::new(OpType::Read, "", 0, count.clone())],
+            )
+            .unwrap();
+        let doc = json!({"k": "new"}).to_string().into_bytes();
+        let w = client
+            .submit(
+                db.id(),
+                Cmd::Execute,
+                vec![Op::new(OpType::Create, "", 10_000 + round, doc)],
+            )
+            .unwrap();
+        pending.push((round, q, w));
+    }
+    for (round, q, w) in pending {
+        let r = q.wait().unwrap();
+        assert_eq!(r.status, 0, "{}", String::from_utf8_lossy(&r.data));
+        let page: Value = serde_json::from_slice(&r.data).unwrap();
+        let new = page["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| row["id"].as_u64().unwrap() >= 10_000)
+            .count() as u64;
+        assert_eq!(new, round, "query {round} saw {new} of the creates");
+        assert_eq!(w.wait().unwrap().status, 0);
+    }
+}
+
+/// A slow query does not hold up its database's next requests: a by-id read sent
+/// right after a query that scans 100,000 documents is answered long before it.
+#[test]
+fn a_slow_query_does_not_hold_up_the_next_request_of_its_database() {
+    let server = Server::start(&[]);
+    let client = Client::connect(&server.socket).unwrap();
+    let db = client.open_db("qslow").unwrap();
+    for chunk in 0..100u64 {
+        let mut batch = Batch::new();
+        for id in chunk * 1_000..(chunk + 1) * 1_000 {
+            batch = batch.create_json(id, &json!({"n": id}));
+        }
+        assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
+    }
+    let other = Client::connect(&server.socket).unwrap();
+    let mut first_read = 0;
+    for _ in 0..5 {
+        let slow = br#"{"filter":{"n":{"$lt":-1}}}"#.to_vec();
+        let started = std::time::Instant::now();
+        let q = client
+            .submit(
+                db.id(),
+                Cmd::Query,
+                vec![Op::new(OpType::Read, "", 0, slow)],
+            )
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let read = other
+            .database_by_id(db.id())
+            .collection("")
+            .read(7)
+            .unwrap();
+        let read_at = started.elapsed();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&read).unwrap(),
+            json!({"n": 7})
+        );
+        let r = q.wait().unwrap();
+        let query_at = started.elapsed();
+        assert_eq!(r.status, 0, "{}", String::from_utf8_lossy(&r.data));
+        // Served beside the query, the read takes a small part of its time; queued
+        // behind it, the read's answer comes right after the query's.
+        if read_at * 4 < query_at {
+            first_read += 1;
+        }
+    }
+    assert!(
+        first_read >= 4,
+        "the read was answered early in {first_read} of 5 rounds (the query scans 100,000 documents)"
+    );
+}

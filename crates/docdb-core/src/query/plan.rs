@@ -345,6 +345,21 @@ pub(crate) fn run(
     q: &Query,
     max_bytes: usize,
 ) -> Result<QueryPage> {
+    let guard = SnapshotGuard {
+        inner,
+        seq: inner.snapshots.open(),
+    };
+    run_at(inner, coll, q, max_bytes, guard.seq)
+}
+
+/// [`run`] at snapshot `snap`, which the caller holds open for the call.
+pub(crate) fn run_at(
+    inner: &Inner,
+    coll: &Arc<Collection>,
+    q: &Query,
+    max_bytes: usize,
+    snap: u64,
+) -> Result<QueryPage> {
     let max_depth = inner.config.limits.max_depth;
     if q.depth > max_depth {
         return Err(Error::InvalidQuery(format!(
@@ -356,11 +371,6 @@ pub(crate) fn run(
         None => None,
     };
     let limit = q.limit.clamp(1, super::MAX_LIMIT);
-    let guard = SnapshotGuard {
-        inner,
-        seq: inner.snapshots.open(),
-    };
-    let snap = guard.seq;
     let source = Source::choose(coll, q, snap);
     let sort_fields: Arc<[SortField]> = q.sort.clone().into();
     let needed = read_fields(q);
@@ -505,7 +515,6 @@ pub(crate) fn run(
         rows.push((id, doc));
         last = Some((&row.0, id));
     }
-    drop(guard);
     let next = match last {
         Some((key, id)) if more => Some(cursor::encode(&q.sort, key, id)),
         _ => None,

@@ -309,8 +309,54 @@ pub fn serve_batch(ctx: &Arc<Context>, db_id: u64, tasks: Vec<Task>) -> Option<A
             return None;
         }
     };
-    let flush = serve_tasks(ctx, db_id, db, tasks)?;
-    Some(Box::new(move || flush.drive()))
+    let (flush, late) = serve_tasks(ctx, db_id, db, tasks);
+    if late.is_empty() {
+        let flush = flush?;
+        return Some(Box::new(move || flush.drive()));
+    }
+    let ctx = ctx.clone();
+    Some(Box::new(move || {
+        for l in late {
+            l.run(&ctx);
+        }
+        if let Some(flush) = flush {
+            flush.drive();
+        }
+    }))
+}
+
+/// A query fixed at its snapshot while its batch was served, run once the database's
+/// queue is handed on (see [`query::Pinned`]).
+pub struct Late {
+    /// The handle stays held while the read waits and runs (a close waits for its
+    /// holders).
+    _db: Arc<Database>,
+    pinned: query::Pinned,
+    spec: Option<&'static Spec>,
+    enqueued: Instant,
+    reply: ReplyTo,
+}
+
+impl Late {
+    fn run(self, ctx: &Context) {
+        // A panic answers `internal error` (the ReplyTo dropped while unwinding) and
+        // the other late reads still run.
+        let Late {
+            _db,
+            pinned,
+            spec,
+            enqueued,
+            reply,
+        } = self;
+        let out = catch_unwind(AssertUnwindSafe(|| pinned.run(ctx)));
+        match out {
+            Ok(r) => answer(ctx, spec, enqueued, reply, r),
+            Err(_) => {
+                ctx.scheduler().record_panic();
+                tracing::error!("panic while running a query; answered internal error");
+            }
+        }
+    }
 }
 
 /// Writes a batch staged, and the answers owed once they are durable.
@@ -413,15 +459,16 @@ fn serve_tasks(
     db_id: u64,
     db: Arc<Database>,
     tasks: Vec<Task>,
-) -> Option<Flush> {
+) -> (Option<Flush>, Vec<Late>) {
     let mut batch = db.batch();
     let mut deferred: Vec<Deferred> = Vec::new();
+    let mut late: Vec<Late> = Vec::new();
     let mut close_requested = false;
     for task in tasks {
         // A panic fails only the request that caused it: its ReplyTo, dropped while
         // unwinding, answers `internal error`; the batch goes on with the others.
         let served = catch_unwind(AssertUnwindSafe(|| {
-            serve_one(ctx, db_id, &db, &mut batch, &mut deferred, task)
+            serve_one(ctx, db_id, &db, &mut batch, &mut deferred, &mut late, task)
         }));
         match served {
             Ok(closes) => close_requested |= closes,
@@ -437,23 +484,27 @@ fn serve_tasks(
     if close_requested {
         let flushed = batch.finish();
         finish_deferred(ctx, &mut deferred, &flushed);
+        for l in late {
+            l.run(ctx);
+        }
         drop(db);
         // Only now has this worker let go of the handle, so it can be closed.
         ctx.close_requested(db_id);
-        return None;
+        return (None, Vec::new());
     }
     let unflushed = batch.detach();
     let Some(unflushed) = unflushed else {
         // Nothing staged, or a read of a written document already made it durable.
         finish_deferred(ctx, &mut deferred, &Ok(()));
-        return None;
+        return (None, late);
     };
-    Some(Flush {
+    let flush = Flush {
         ctx: ctx.clone(),
         db,
         unflushed,
         deferred,
-    })
+    };
+    (Some(flush), late)
 }
 
 /// Serves one queued request; returns true if it asked to close the database.
@@ -463,6 +514,7 @@ fn serve_one(
     db: &Arc<Database>,
     batch: &mut Batch<'_>,
     deferred: &mut Vec<Deferred>,
+    late: &mut Vec<Late>,
     task: Task,
 ) -> bool {
     let spec = lookup(&task.req);
@@ -510,6 +562,20 @@ fn serve_one(
             return true;
         }
         answer(ctx, spec, task.enqueued, task.reply, Reply::from(&e));
+        return false;
+    }
+    if task.req.command() == Some(Command::Query) {
+        // Fixed at its snapshot here, in queue order; run after the queue is handed on.
+        match query::pin(db, &task.req) {
+            Ok(pinned) => late.push(Late {
+                _db: db.clone(),
+                pinned,
+                spec,
+                enqueued: task.enqueued,
+                reply: task.reply,
+            }),
+            Err(reply) => answer(ctx, spec, task.enqueued, task.reply, reply),
+        }
         return false;
     }
     let reply = run(ctx, db, &task.req);

@@ -9,7 +9,7 @@
 //! and then gives `next`. A bad query is status Error with a text starting
 //! `invalid query: ` that names the key, operator or path.
 
-use docdb_core::{Database, Query, QueryPage};
+use docdb_core::{Database, Query, QueryPage, ReadAt};
 use docdb_protocol::Request;
 
 use super::{collection, first_op, page_reply, rows_json};
@@ -17,18 +17,42 @@ use crate::context::Context;
 use crate::reply::Reply;
 
 pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
-    let op = match first_op(req) {
-        Ok(op) => op,
-        Err(reply) => return reply,
-    };
-    let budget = ctx.cfg.net.reply_budget_bytes();
-    let page = Query::parse_with_depth(&op.payload, db.config().limits.max_depth).and_then(|q| {
-        let coll = collection(op)?;
-        db.query_page(coll, &q, budget)
-    });
-    match page {
-        Ok(page) => page_reply(encode(&page)),
-        Err(e) => Reply::from(&e),
+    match pin(db, req) {
+        Ok(pinned) => pinned.run(ctx),
+        Err(reply) => reply,
+    }
+}
+
+/// A parsed query fixed at the snapshot of its place in its database's queue: run
+/// after the queue is handed on ([`super::serve_batch`]), so the database's next
+/// requests (another reader's queries) are served by other workers meanwhile, and it
+/// still sees exactly the writes before it.
+pub struct Pinned {
+    query: Query,
+    read: ReadAt,
+}
+
+/// Parses the request and fixes its snapshot; a bad query or an unknown collection
+/// is answered at once.
+pub fn pin(db: &Database, req: &Request) -> Result<Pinned, Reply> {
+    let op = first_op(req)?;
+    let pinned =
+        Query::parse_with_depth(&op.payload, db.config().limits.max_depth).and_then(|query| {
+            let read = db.read_at(collection(op)?)?;
+            Ok(Pinned { query, read })
+        });
+    pinned.map_err(|e| Reply::from(&e))
+}
+
+impl Pinned {
+    pub fn run(&self, ctx: &Context) -> Reply {
+        match self
+            .read
+            .query_page(&self.query, ctx.cfg.net.reply_budget_bytes())
+        {
+            Ok(page) => page_reply(encode(&page)),
+            Err(e) => Reply::from(&e),
+        }
     }
 }
 
