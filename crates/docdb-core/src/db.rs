@@ -558,8 +558,7 @@ impl Database {
         query: &crate::query::Query,
         max_bytes: usize,
     ) -> Result<crate::query::QueryPage> {
-        let coll = self.inner.collection(collection)?;
-        crate::query::plan::run(&self.inner, &coll, query, max_bytes)
+        self.read_at(collection)?.query_page(query, max_bytes)
     }
 
     /// Fixes a read of `collection` at the snapshot of this moment, to run later
@@ -568,11 +567,9 @@ impl Database {
     /// kept) until the `ReadAt` is dropped.
     pub fn read_at(&self, collection: &str) -> Result<ReadAt> {
         let coll = self.inner.collection(collection)?;
-        let seq = self.inner.snapshots.open();
         Ok(ReadAt {
-            inner: self.inner.clone(),
+            snapshot: OpenSnapshot::open(&self.inner),
             coll,
-            seq,
         })
     }
 
@@ -689,11 +686,33 @@ impl Drop for Database {
     }
 }
 
+/// A snapshot kept open until dropped, so no version or index entry it sees is
+/// pruned (a query page, an index scan).
+pub(crate) struct OpenSnapshot {
+    inner: Arc<Inner>,
+    pub(crate) seq: u64,
+}
+
+impl OpenSnapshot {
+    /// Opens one at the newest visible commit.
+    pub(crate) fn open(inner: &Arc<Inner>) -> OpenSnapshot {
+        OpenSnapshot {
+            inner: inner.clone(),
+            seq: inner.snapshots.open(),
+        }
+    }
+}
+
+impl Drop for OpenSnapshot {
+    fn drop(&mut self) {
+        self.inner.snapshots.close(self.seq);
+    }
+}
+
 /// A read fixed at one snapshot of a collection ([`Database::read_at`]).
 pub struct ReadAt {
-    inner: Arc<Inner>,
+    snapshot: OpenSnapshot,
     coll: Arc<Collection>,
-    seq: u64,
 }
 
 impl ReadAt {
@@ -703,13 +722,8 @@ impl ReadAt {
         query: &crate::query::Query,
         max_bytes: usize,
     ) -> Result<crate::query::QueryPage> {
-        crate::query::plan::run_at(&self.inner, &self.coll, query, max_bytes, self.seq)
-    }
-}
-
-impl Drop for ReadAt {
-    fn drop(&mut self) {
-        self.inner.snapshots.close(self.seq);
+        let s = &self.snapshot;
+        crate::query::plan::run(&s.inner, &self.coll, query, max_bytes, s.seq)
     }
 }
 

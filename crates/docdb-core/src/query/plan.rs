@@ -198,18 +198,6 @@ pub struct QueryPage {
     pub plan: Option<Plan>,
 }
 
-/// Registers a snapshot for the life of a query page.
-struct SnapshotGuard<'a> {
-    inner: &'a Inner,
-    seq: u64,
-}
-
-impl Drop for SnapshotGuard<'_> {
-    fn drop(&mut self) {
-        self.inner.snapshots.close(self.seq);
-    }
-}
-
 /// A heap entry ordered by the query's sort (the greatest is the worst kept row).
 struct Entry {
     key: SortKey,
@@ -337,23 +325,10 @@ impl Kept {
     }
 }
 
-/// Runs one page of `q` on `coll`, its reply rows costing at most `max_bytes` (each
-/// row its document's length plus [`SCAN_ROW_OVERHEAD`]; the first row always).
+/// Runs one page of `q` on `coll` at snapshot `snap` (which the caller holds open for
+/// the call), its reply rows costing at most `max_bytes` (each row its document's
+/// length plus [`SCAN_ROW_OVERHEAD`]; the first row always).
 pub(crate) fn run(
-    inner: &Inner,
-    coll: &Arc<Collection>,
-    q: &Query,
-    max_bytes: usize,
-) -> Result<QueryPage> {
-    let guard = SnapshotGuard {
-        inner,
-        seq: inner.snapshots.open(),
-    };
-    run_at(inner, coll, q, max_bytes, guard.seq)
-}
-
-/// [`run`] at snapshot `snap`, which the caller holds open for the call.
-pub(crate) fn run_at(
     inner: &Inner,
     coll: &Arc<Collection>,
     q: &Query,

@@ -34,7 +34,7 @@ use super::defs::{self, StoredDef};
 use super::key::{key_of, Fill, Key, KeyPart};
 use super::tree::SecondaryIndex;
 use super::{IndexDef, IndexInfo};
-use crate::db::{Database, Inner};
+use crate::db::{Database, Inner, OpenSnapshot};
 use crate::error::{Error, Result};
 use crate::index::Collection;
 
@@ -101,18 +101,6 @@ pub struct IndexHit {
     pub key: Vec<KeyPart>,
 }
 
-/// Keeps a snapshot open until dropped (so no version or entry it sees is pruned).
-struct SnapshotGuard {
-    inner: Arc<Inner>,
-    seq: u64,
-}
-
-impl Drop for SnapshotGuard {
-    fn drop(&mut self) {
-        self.inner.snapshots.close(self.seq);
-    }
-}
-
 /// A CreateIndex whose index has joined its collection *building* (step 1 of the
 /// build) and whose fill has not ended: see [`Database::begin_index`]. Until
 /// [`IndexBuild::run`] ends (a panic in it, or in its caller's cancel check, or a
@@ -163,7 +151,7 @@ pub struct IndexScan {
     snapshot: u64,
     buf: VecDeque<(Key, u64)>,
     done: bool,
-    _guard: Option<SnapshotGuard>,
+    _guard: Option<OpenSnapshot>,
 }
 
 impl IndexScan {
@@ -564,10 +552,7 @@ impl Database {
         let index = inner.find_index(&coll, name)?;
         let guard = match snapshot {
             Some(_) => None,
-            None => Some(SnapshotGuard {
-                inner: inner.clone(),
-                seq: inner.snapshots.open(),
-            }),
+            None => Some(OpenSnapshot::open(inner)),
         };
         let snap = snapshot.or(guard.as_ref().map(|g| g.seq)).unwrap_or(0);
         let mut scan = scan_at(index, range, direction, snap)?;
