@@ -250,11 +250,9 @@ impl Task {
         }
     }
 
-    /// Whether a batch should end with this request, so the database's later requests
-    /// go to the next worker: a Query, which runs after its batch hands the queue on
-    /// (`cmd::Late`), is then served beside the next one instead of before it.
+    /// Whether a batch should end with this request ([`crate::cmd::runs_late`]).
     pub fn ends_batch(&self) -> bool {
-        self.req.command() == Some(docdb_protocol::Command::Query)
+        crate::cmd::runs_late(&self.req)
     }
 }
 

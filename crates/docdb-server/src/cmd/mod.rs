@@ -72,6 +72,11 @@ pub enum Handler {
     /// [`ReplyTo`] and must answer through [`answer`]. CreateIndex, whose build runs
     /// on a thread of its own ([`crate::index_builds`]) so the queue goes on.
     Detached(fn(&Arc<Context>, &Arc<Database>, u64, Task)),
+    /// Taken from its database's queue (after the writes staged before it are
+    /// durable), fixed there at the snapshot of its place, and run after the queue is
+    /// handed on ([`Late`]), so the database's next requests are served meanwhile. A
+    /// batch ends with it ([`runs_late`]). Query.
+    Late(fn(&Database, &Request) -> Result<query::Pinned, Reply>),
     /// Answered by the connection itself, from and into its session (Auth).
     Connection,
 }
@@ -99,7 +104,7 @@ impl Spec {
     pub fn per_db(&self) -> bool {
         matches!(
             self.handler,
-            Handler::Database(_) | Handler::Stage { .. } | Handler::Detached(_)
+            Handler::Database(_) | Handler::Stage { .. } | Handler::Detached(_) | Handler::Late(_)
         )
     }
 
@@ -128,6 +133,17 @@ const fn detached(command: Command, run: fn(&Arc<Context>, &Arc<Database>, u64, 
     Spec {
         command,
         handler: Handler::Detached(run),
+        label: Label::Command,
+    }
+}
+
+const fn late(
+    command: Command,
+    pin: fn(&Database, &Request) -> Result<query::Pinned, Reply>,
+) -> Spec {
+    Spec {
+        command,
+        handler: Handler::Late(pin),
         label: Label::Command,
     }
 }
@@ -170,7 +186,7 @@ pub static COMMANDS: &[Spec] = &[
         label: Label::Command,
     },
     server(Command::DropDb, drop_db::run),
-    database(Command::Query, query::run),
+    late(Command::Query, query::pin),
     detached(Command::CreateIndex, create_index::run),
     database(Command::DropIndex, drop_index::run),
     database(Command::ListIndexes, list_indexes::run),
@@ -212,6 +228,13 @@ pub fn lookup(req: &Request) -> Option<&'static Spec> {
     // The per-op status flag selects a reply form, not a command.
     let command = req.command()?;
     COMMANDS.iter().find(|s| s.command == command)
+}
+
+/// Whether a request runs after its batch hands the queue on ([`Handler::Late`]): a
+/// batch ends with it, so the requests after it go to the next worker and are served
+/// beside it instead of after it.
+pub fn runs_late(req: &Request) -> bool {
+    lookup(req).is_some_and(|s| matches!(s.handler, Handler::Late(_)))
 }
 
 /// The table entry of `command`, if the server serves it.
@@ -534,6 +557,24 @@ fn serve_one(
             return false;
         }
         Some(Handler::Database(run)) => run,
+        Some(Handler::Late(pin)) => {
+            // Fixed at its snapshot here, in queue order; run after the queue is
+            // handed on.
+            let pinned = flush_before(ctx, batch, deferred)
+                .map_err(|e| Reply::from(&e))
+                .and_then(|()| pin(db, &task.req));
+            match pinned {
+                Ok(pinned) => late.push(Late {
+                    _db: db.clone(),
+                    pinned,
+                    spec,
+                    enqueued: task.enqueued,
+                    reply: task.reply,
+                }),
+                Err(reply) => answer(ctx, spec, task.enqueued, task.reply, reply),
+            }
+            return false;
+        }
         Some(Handler::Detached(run)) => {
             match flush_before(ctx, batch, deferred) {
                 Ok(()) => run(ctx, db, db_id, task),
@@ -562,20 +603,6 @@ fn serve_one(
             return true;
         }
         answer(ctx, spec, task.enqueued, task.reply, Reply::from(&e));
-        return false;
-    }
-    if task.req.command() == Some(Command::Query) {
-        // Fixed at its snapshot here, in queue order; run after the queue is handed on.
-        match query::pin(db, &task.req) {
-            Ok(pinned) => late.push(Late {
-                _db: db.clone(),
-                pinned,
-                spec,
-                enqueued: task.enqueued,
-                reply: task.reply,
-            }),
-            Err(reply) => answer(ctx, spec, task.enqueued, task.reply, reply),
-        }
         return false;
     }
     let reply = run(ctx, db, &task.req);

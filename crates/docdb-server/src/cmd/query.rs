@@ -16,13 +16,6 @@ use super::{collection, first_op, page_reply, rows_json};
 use crate::context::Context;
 use crate::reply::Reply;
 
-pub fn run(ctx: &Context, db: &Database, req: &Request) -> Reply {
-    match pin(db, req) {
-        Ok(pinned) => pinned.run(ctx),
-        Err(reply) => reply,
-    }
-}
-
 /// A parsed query fixed at the snapshot of its place in its database's queue: run
 /// after the queue is handed on ([`super::serve_batch`]), so the database's next
 /// requests (another reader's queries) are served by other workers meanwhile, and it
