@@ -163,13 +163,18 @@ fn index_def() -> impl Strategy<Value = Vec<(String, i8)>> {
 
 fn create_indexes(db: &Database, defs: &[Vec<(String, i8)>], tag: &str) {
     for (i, fields) in defs.iter().enumerate() {
-        let def = IndexDef {
-            name: format!("{tag}{i}"),
-            fields: fields.clone(),
-            unique: false,
-        };
-        db.create_index("_default", def).expect("create_index");
+        create_index(db, format!("{tag}{i}"), fields.clone());
     }
+}
+
+/// Creates the index `name` (not unique) on `fields` of `_default`.
+fn create_index(db: &Database, name: impl Into<String>, fields: Vec<(String, i8)>) {
+    let def = IndexDef {
+        name: name.into(),
+        fields,
+        unique: false,
+    };
+    db.create_index("_default", def).expect("create_index");
 }
 
 #[derive(Debug, Clone)]
@@ -568,12 +573,7 @@ fn a_sparse_equality_examines_only_its_matches() {
         db.create("_default", id, doc.to_string().as_bytes())
             .expect("create");
     }
-    let def = IndexDef {
-        name: "by_email".into(),
-        fields: vec![("email".into(), 1)],
-        unique: false,
-    };
-    db.create_index("_default", def).expect("create_index");
+    create_index(&db, "by_email", vec![("email".into(), 1)]);
     let run = |filter: Value| {
         let v = json!({"filter": filter, "limit": 1000, "explain": true});
         let page = db
@@ -617,12 +617,7 @@ fn a_served_sort_merges_missing_and_via_array_entries() {
         db.create("_default", id, doc.to_string().as_bytes())
             .expect("create");
     }
-    let def = IndexDef {
-        name: "by_ex_k".into(),
-        fields: vec![("e.x".into(), 1), ("k".into(), 1)],
-        unique: false,
-    };
-    db.create_index("_default", def).expect("create_index");
+    create_index(&db, "by_ex_k", vec![("e.x".into(), 1), ("k".into(), 1)]);
     let q = QuerySpec {
         filter: json!({}),
         sort: vec![("e.x".into(), 1), ("k".into(), 1)],
@@ -665,12 +660,11 @@ fn paging_while_writes_happen_with(index: &[(&str, i8)]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Database::open(dir.path(), config()).expect("open");
     if !index.is_empty() {
-        let def = IndexDef {
-            name: "by_g".into(),
-            fields: index.iter().map(|(p, d)| (p.to_string(), *d)).collect(),
-            unique: false,
-        };
-        db.create_index("_default", def).expect("create_index");
+        create_index(
+            &db,
+            "by_g",
+            index.iter().map(|(p, d)| (p.to_string(), *d)).collect(),
+        );
     }
     // Ids 0..300: stable ones (even) are never written during the paging; odd ones are
     // updated (their sort key moves) or deleted, and new ids are created.
@@ -878,12 +872,7 @@ fn a_sort_after_an_equality_prefix_pages_in_index_order() {
         db.create("_default", id, doc.to_string().as_bytes())
             .expect("create");
     }
-    let def = IndexDef {
-        name: "by_k_g".into(),
-        fields: vec![("k".into(), 1), ("g".into(), 1)],
-        unique: false,
-    };
-    db.create_index("_default", def).expect("create_index");
+    create_index(&db, "by_k_g", vec![("k".into(), 1), ("g".into(), 1)]);
     let mut got = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -951,12 +940,7 @@ fn pages_under_a_small_budget_return_each_rows_own_bytes() {
     ];
     for indexed in [false, true] {
         if indexed {
-            let def = IndexDef {
-                name: "by_n".into(),
-                fields: vec![("n".into(), 1)],
-                unique: false,
-            };
-            db.create_index("_default", def).expect("index");
+            create_index(&db, "by_n", vec![("n".into(), 1)]);
         }
         for (body, want) in &queries {
             for projection in [false, true] {
@@ -1175,12 +1159,7 @@ fn or_indexes(db: &Database, desc: &[bool; 3]) {
         ),
     ];
     for (name, fields) in defs {
-        let def = IndexDef {
-            name: name.into(),
-            fields,
-            unique: false,
-        };
-        db.create_index("_default", def).expect("create_index");
+        create_index(db, name, fields);
     }
 }
 
@@ -1278,12 +1257,7 @@ fn an_or_of_indexed_fields_examines_only_its_matches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Database::open(dir.path(), config()).expect("open");
     for (name, field) in [("by_email", "email"), ("by_n", "n")] {
-        let def = IndexDef {
-            name: name.into(),
-            fields: vec![(field.into(), 1)],
-            unique: false,
-        };
-        db.create_index("_default", def).expect("create_index");
+        create_index(&db, name, vec![(field.into(), 1)]);
     }
     for id in 0..10_000u64 {
         let doc = json!({"email": format!("u{id}@x"), "n": id, "k": id % 7});

@@ -11,6 +11,24 @@ use docdb_client::{Batch, Client};
 use docdb_protocol::{Command as Cmd, Op, OpType};
 use serde_json::{json, Value};
 
+/// Creates the documents `ids` (`doc(id)`) in `coll` of `db`, 1,000 per request.
+fn create_all(
+    db: &docdb_client::Database,
+    coll: &str,
+    ids: std::ops::Range<u64>,
+    doc: impl Fn(u64) -> Value,
+) {
+    let mut next = ids.start;
+    while next < ids.end {
+        let end = ids.end.min(next + 1_000);
+        let batch = (next..end).fold(Batch::new().collection(coll), |b, id| {
+            b.create_json(id, &doc(id))
+        });
+        assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
+        next = end;
+    }
+}
+
 fn query(raw: &mut RawClient, db: u64, coll: &str, q: &str) -> (u8, Vec<u8>) {
     let r = raw.call(
         db,
@@ -111,13 +129,12 @@ fn the_rust_client_builds_pages_and_iterates() {
     let db = client.open_db("qc").unwrap();
     db.create_collection("people").unwrap();
     let people = db.collection("people");
-    let batch = (0..250u64).fold(Batch::new().collection("people"), |b, id| {
-        b.create_json(
-            id,
-            &json!({"age": id % 50, "name": format!("p{id}"), "tags": [id % 3, "t"]}),
-        )
-    });
-    assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
+    create_all(
+        &db,
+        "people",
+        0..250,
+        |id| json!({"age": id % 50, "name": format!("p{id}"), "tags": [id % 3, "t"]}),
+    );
 
     let q = people
         .query()
@@ -205,17 +222,10 @@ fn explain_names_the_index_and_the_documents_it_read() {
     let client = Client::connect(&server.socket).unwrap();
     let db = client.open_db("qi").unwrap();
     db.create_collection("orders").unwrap();
-    for chunk in 0..10u64 {
-        let batch =
-            (chunk * 500..(chunk + 1) * 500).fold(Batch::new().collection("orders"), |b, id| {
-                let status = if id % 2 == 0 { "open" } else { "shipped" };
-                b.create_json(
-                    id,
-                    &json!({"customer": format!("c{}", id % 1000), "total": id, "status": status}),
-                )
-            });
-        assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
-    }
+    create_all(&db, "orders", 0..5_000, |id| {
+        let status = if id % 2 == 0 { "open" } else { "shipped" };
+        json!({"customer": format!("c{}", id % 1000), "total": id, "status": status})
+    });
     let spec = docdb_client::IndexSpec::new("by_customer").asc("customer");
     db.create_index("orders", &spec).unwrap();
     let spec = docdb_client::IndexSpec::new("by_total").desc("total");
@@ -284,11 +294,7 @@ fn a_query_sees_exactly_the_writes_queued_before_it() {
     let server = Server::start(&[]);
     let client = Client::connect(&server.socket).unwrap();
     let db = client.open_db("qs").unwrap();
-    let mut batch = Batch::new();
-    for id in 0..2_000u64 {
-        batch = batch.create_json(id, &json!({"k": "base", "n": id}));
-    }
-    assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
+    create_all(&db, "", 0..2_000, |id| json!({"k": "base", "n": id}));
     let count = br#"{"filter":{"k":"new"},"limit":1000}"#.to_vec();
     let mut pending = Vec::new();
     for round in 0..40u64 {
@@ -331,13 +337,7 @@ fn a_slow_query_does_not_hold_up_the_next_request_of_its_database() {
     let server = Server::start(&[]);
     let client = Client::connect(&server.socket).unwrap();
     let db = client.open_db("qslow").unwrap();
-    for chunk in 0..100u64 {
-        let mut batch = Batch::new();
-        for id in chunk * 1_000..(chunk + 1) * 1_000 {
-            batch = batch.create_json(id, &json!({"n": id}));
-        }
-        assert!(db.execute(&batch).unwrap().iter().all(Result::is_ok));
-    }
+    create_all(&db, "", 0..100_000, |id| json!({"n": id}));
     let other = Client::connect(&server.socket).unwrap();
     let mut first_read = 0;
     for _ in 0..5 {
