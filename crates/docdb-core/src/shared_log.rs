@@ -507,12 +507,7 @@ impl SharedLog {
     }
 
     fn disable(&self, what: &str) {
-        if self.shared.enabled.swap(false, Ordering::AcqRel) {
-            tracing::error!(dir = %self.shared.dir.display(), failure = what,
-                "the shared commit log failed; it is off until restart and every \
-                 database fsyncs its own WAL (records kept for the next start's drain)");
-        }
-        self.shared.trim_cv.notify_all();
+        self.shared.disable(what);
     }
 
     /// Seals the active segment (if it holds records) and trims every sealed segment
@@ -547,6 +542,17 @@ impl Drop for LeaderGuard<'_> {
     }
 }
 
+impl Shared {
+    fn disable(&self, what: &str) {
+        if self.enabled.swap(false, Ordering::AcqRel) {
+            tracing::error!(dir = %self.dir.display(), failure = what,
+                "the shared commit log failed; it is off until restart and every \
+                 database fsyncs its own WAL (records kept for the next start's drain)");
+        }
+        self.trim_cv.notify_all();
+    }
+}
+
 /// The trim thread: trims sealed segments as they appear; ends with the log.
 fn trim_loop(weak: std::sync::Weak<Shared>) {
     loop {
@@ -565,17 +571,33 @@ fn trim_loop(weak: std::sync::Weak<Shared>) {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
-        if let Err(e) = trim_sealed(&sh) {
-            SharedLog { shared: sh.clone() }.disable(&format!("trim: {e}"));
-        }
+        // A failure has disabled the log already (inside `trim_sealed`).
+        let _ = trim_sealed(&sh);
     }
 }
 
 /// Removes sealed segments oldest first, each after fsyncing the WALs of the databases
-/// with records in it. Stops at the first failure (the log is then disabled).
+/// with records in it. Stops at the first failure and disables the log before another
+/// trim can start: an fsync that failed once may succeed on a retry with the dirty
+/// pages already dropped, so a segment whose WALs failed to sync is never trimmed by a
+/// later round; it stays for the next start's drain.
 fn trim_sealed(sh: &Shared) -> io::Result<()> {
     let _one = sh.trimming.lock();
+    let r = trim_sealed_locked(sh);
+    if let Err(e) = &r {
+        sh.disable(&format!("trim: {e}"));
+    }
+    r
+}
+
+fn trim_sealed_locked(sh: &Shared) -> io::Result<()> {
     loop {
+        if !sh.enabled.load(Ordering::Acquire) {
+            return Err(io::Error::other(
+                "the shared commit log is off after a failure; its segments stay for \
+                 the next start's drain",
+            ));
+        }
         let next = {
             let t = sh.trim.lock();
             t.sealed

@@ -822,7 +822,7 @@ impl Pool {
                     // Every closed database's checkpoint covers its records (a database
                     // still open gets its WAL fsynced): the next start drains nothing.
                     if let Err(e) = log.trim_now() {
-                        tracing::warn!(error = %e, "could not empty the shared log at                             shutdown; the next start drains it");
+                        tracing::warn!(error = %e, "could not empty the shared log at shutdown; the next start drains it");
                     }
                 }
                 if remaining > 0 {
