@@ -258,7 +258,9 @@ pub struct BenchArgs {
     /// as a user gets them].
     #[arg(long)]
     pub memory_per_db_mb: Option<u64>,
-    /// Read cache per database, MiB (0 = off) [default: the engine's or server's].
+    /// Read cache, MiB (0 = off): of each embedded database; of a started server, the
+    /// one its databases share (`memory.shared_cache_mb`) [default: the engine's or
+    /// server's].
     #[arg(long)]
     pub cache_mb: Option<u64>,
 

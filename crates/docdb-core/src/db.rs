@@ -50,6 +50,10 @@ pub struct OpenOptions {
     /// many databases) in `always` and `group` modes; `None` (default): fsync the
     /// database's own WAL. Drain the log ([`crate::shared_log::drain`]) before opening.
     pub shared_log: Option<crate::shared_log::SharedLog>,
+    /// Cache hot documents' bytes in this cache, shared with the other databases
+    /// given it (one budget for all); `None` (default): a cache of its own of
+    /// `memory.cache_mb`.
+    pub cache: Option<Arc<crate::cache::DocCache>>,
 }
 
 /// What opening found and repaired.
@@ -119,7 +123,7 @@ pub(crate) struct Inner {
     pub heal: crate::heal::HealState,
     /// Serialises secondary index DDL.
     pub secondary: crate::secondary::build::Registry,
-    pub cache: crate::cache::DocCache,
+    pub cache: Arc<crate::cache::DocCache>,
     pub opened_at: std::time::SystemTime,
     pub recovery: Mutex<RecoveryReport>,
     /// The shared commit log this database's batches go through, if any.
@@ -153,6 +157,7 @@ pub(crate) struct Recovered {
     pub wal_bytes: u64,
     pub report: RecoveryReport,
     pub shared: Option<crate::shared_log::Member>,
+    pub cache: Option<Arc<crate::cache::DocCache>>,
 }
 
 impl Inner {
@@ -161,7 +166,10 @@ impl Inner {
     pub(crate) fn new(r: Recovered) -> Arc<Inner> {
         let data = Arc::new(r.data);
         let seq = r.checkpoint.seq;
-        let cache_bytes = (r.config.memory.cache_mb << 20) as usize;
+        let cache = r.cache.unwrap_or_else(|| {
+            let bytes = crate::config::mib(r.config.memory.cache_mb);
+            Arc::new(crate::cache::DocCache::new(bytes as usize))
+        });
         let inner = Arc::new_cyclic(|weak| Inner {
             life: Lifecycle::new(&r.dir),
             dir: r.dir,
@@ -189,7 +197,7 @@ impl Inner {
             maintenance: Maintenance::new(),
             heal: Default::default(),
             secondary: Default::default(),
-            cache: crate::cache::DocCache::new(cache_bytes),
+            cache,
             opened_at: std::time::SystemTime::now(),
             recovery: Mutex::new(r.report),
             shared: r.shared,
@@ -264,7 +272,7 @@ impl Inner {
         id: u64,
         v: &Version,
     ) -> Result<Option<Vec<u8>>> {
-        let key = (Arc::as_ptr(coll) as usize, id);
+        let key = (coll.cache_number, id);
         if let Some(bytes) = self.cache.get(key, v.seq) {
             return Ok(Some(bytes.to_vec()));
         }

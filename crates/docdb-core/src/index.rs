@@ -100,6 +100,8 @@ impl Chain {
 #[derive(Debug)]
 pub(crate) struct Collection {
     pub name: Arc<str>,
+    /// Its name in the document cache: unique in the process (see [`crate::cache`]).
+    pub cache_number: u64,
     /// Commit that created it (0 for `_default`). Records of an older, deleted
     /// collection of the same name are ignored when rebuilding.
     pub created_seq: u64,
@@ -116,6 +118,7 @@ impl Collection {
     pub(crate) fn new(name: &str, created_seq: u64) -> Self {
         Collection {
             name: Arc::from(name),
+            cache_number: crate::cache::next_collection_number(),
             created_seq,
             docs: RwLock::new(BTreeMap::new()),
             live: AtomicU64::new(0),

@@ -80,6 +80,7 @@ pub mod verify;
 pub mod wal;
 
 pub use batch::{Batch, Unflushed};
+pub use cache::{DocCache, DocCacheStats};
 pub use config::{Config, FsyncMode};
 pub use db::{
     Database, OpenOptions, ReadAt, RecoveryReport, ScanPage, MAX_DOCUMENT_SIZE, MAX_SCAN_LIMIT,

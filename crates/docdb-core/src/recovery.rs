@@ -544,6 +544,7 @@ fn construct(
         wal_bytes,
         report,
         shared,
+        cache: opts.cache.clone(),
     });
     Ok(Database { inner })
 }

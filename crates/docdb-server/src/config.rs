@@ -69,10 +69,13 @@ pub struct ServerConfig {
 pub struct MemorySection {
     /// Live-document bytes of all databases together, MiB. Default 1024.
     pub global_capacity_mb: u64,
+    /// One cache of hot documents' bytes that every open database's reads share,
+    /// MiB; 0 turns it off. Default 64. Its bytes are outside the two limits above.
+    pub shared_cache_mb: u64,
     /// `per_db_limit_mb` and `cache_mb` (see [`MemoryConfig`]). The server's default
     /// for `cache_mb` is 0, not the engine's 16: with thousands of databases a
-    /// per-database cache would dominate RSS, and over the socket the round trip, not
-    /// the pread, bounds a read.
+    /// cache per database would dominate RSS; they share `shared_cache_mb` instead.
+    /// Both at once is a configuration error.
     #[serde(flatten)]
     pub engine: MemoryConfig,
 }
@@ -326,9 +329,11 @@ impl std::str::FromStr for Policy {
 impl<'de> Deserialize<'de> for MemorySection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let def = MemorySection::default();
-        let (engine, mut own) = split_section(d, &def.engine, &["global_capacity_mb"])?;
+        let (engine, mut own) =
+            split_section(d, &def.engine, &["global_capacity_mb", "shared_cache_mb"])?;
         Ok(MemorySection {
             global_capacity_mb: take(&mut own, "global_capacity_mb", def.global_capacity_mb)?,
+            shared_cache_mb: take(&mut own, "shared_cache_mb", def.shared_cache_mb)?,
             engine,
         })
     }
@@ -457,6 +462,7 @@ impl Default for MemorySection {
     fn default() -> Self {
         MemorySection {
             global_capacity_mb: 1024,
+            shared_cache_mb: 64,
             // IMPORTANT: the one server default that differs from the engine's (see
             // the field's doc comment).
             engine: MemoryConfig {
@@ -623,6 +629,16 @@ impl ServerConfig {
         }
         if self.memory.global_capacity_mb == 0 {
             return Err(bad("memory.global_capacity_mb", "must be at least 1"));
+        }
+        if self.memory.shared_cache_mb > 65_536 {
+            return Err(bad("memory.shared_cache_mb", "must be at most 65536"));
+        }
+        if self.memory.shared_cache_mb > 0 && self.memory.engine.cache_mb > 0 {
+            return Err(bad(
+                "memory.cache_mb",
+                "a cache per database and the shared cache (memory.shared_cache_mb) are \
+                 exclusive: set one of them to 0",
+            ));
         }
         if self.db.idle_timeout.is_zero() {
             return Err(bad("db.idle_timeout", "must be longer than 0"));
@@ -900,7 +916,7 @@ mod tests {
         expected.memory.cache_mb = 0;
         assert_eq!(e, expected);
         let c = ServerConfig::from_toml(
-            "[memory]\nper_db_limit_mb = 7\ncache_mb = 3\nglobal_capacity_mb = 9\n\
+            "[memory]\nper_db_limit_mb = 7\ncache_mb = 3\nshared_cache_mb = 0\nglobal_capacity_mb = 9\n\
              [limits]\nmax_depth = 12\nmax_databases = 5\n",
         )
         .unwrap();
@@ -937,6 +953,56 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("memory.per_db_limit_mb"), "{e}");
+    }
+
+    #[test]
+    fn the_shared_cache_is_on_by_default_and_excludes_a_cache_per_database() {
+        let c = ServerConfig::default();
+        assert_eq!(
+            (c.memory.shared_cache_mb, c.engine().memory.cache_mb),
+            (64, 0)
+        );
+        let c = ServerConfig::from_toml(
+            "[memory]
+shared_cache_mb = 0
+cache_mb = 8
+",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.engine().memory.cache_mb, 8);
+        // A cache per database on top of the shared one is refused, naming both keys.
+        let e = ServerConfig::from_toml(
+            "[memory]
+cache_mb = 8
+",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("memory.cache_mb") && e.contains("memory.shared_cache_mb"),
+            "{e}"
+        );
+        let e = ServerConfig::from_toml(
+            "[memory]
+shared_cache_mb = 70000
+",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("memory.shared_cache_mb"), "{e}");
+        let e = ServerConfig::from_toml(
+            "[memory]
+shared_cache_mb = \"lots\"
+",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("shared_cache_mb"), "{e}");
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct Metrics {
     shared_trimmed: Counter,
     shared_trim_syncs: Counter,
     shared_trim_wait: Counter<f64, AtomicU64>,
+    cache_bytes: Gauge,
+    cache_hits: Counter,
+    cache_misses: Counter,
     queue_depth: Family<DbLabel, Gauge>,
     avg_queue_depth: Family<DbLabel, FGauge>,
     workers: Gauge,
@@ -115,6 +118,9 @@ impl Metrics {
             shared_trimmed: Counter::default(),
             shared_trim_syncs: Counter::default(),
             shared_trim_wait: Counter::default(),
+            cache_bytes: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
             queue_depth: Family::default(),
             avg_queue_depth: Family::default(),
             workers: Gauge::default(),
@@ -284,6 +290,21 @@ impl Metrics {
             "1 while commits go through the shared log; 0 when off (configured off, or after a failure: databases fsync their own WALs)",
             m.shared_enabled.clone(),
         );
+        r.register(
+            "docdb_doc_cache_bytes",
+            "Bytes held by the read cache all databases share (memory.shared_cache_mb), bookkeeping included",
+            m.cache_bytes.clone(),
+        );
+        r.register(
+            "docdb_doc_cache_hits",
+            "Document reads served from the shared read cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "docdb_doc_cache_misses",
+            "Document reads the shared read cache did not hold (read from the data file)",
+            m.cache_misses.clone(),
+        );
         *m.registry.lock() = r;
         m
     }
@@ -382,6 +403,12 @@ impl Metrics {
             .inner()
             .store((sl.trim_wait_ns as f64 / 1e9).to_bits(), Ordering::Relaxed);
         self.shared_enabled.set(i64::from(sl.enabled));
+        let dc = pool.doc_cache_stats().unwrap_or_default();
+        self.cache_bytes.set(dc.bytes as i64);
+        self.cache_hits.inner().store(dc.hits, Ordering::Relaxed);
+        self.cache_misses
+            .inner()
+            .store(dc.misses, Ordering::Relaxed);
         self.queue_depth.clear();
         self.avg_queue_depth.clear();
         for (id, d) in &st.queue_depths {

@@ -122,6 +122,8 @@ pub struct Pool {
     /// The server-wide commit log every database's batches go through
     /// (`wal.shared_log`); drained and opened before any database opens.
     shared_log: Option<docdb_core::SharedLog>,
+    /// The read cache every database shares (`memory.shared_cache_mb`), if on.
+    cache: Option<Arc<docdb_core::DocCache>>,
 }
 
 /// Tells whether database `id` has requests queued or in service.
@@ -199,6 +201,7 @@ impl Pool {
         let catalog = Catalog::open_with_limit(&cfg.data_dir, cfg.limits.max_databases)?;
         let global = MemoryBudget::new(cfg.memory.global_capacity_bytes());
         let cfg_max_open = cfg.db.max_open_dbs;
+        let cfg_shared_cache_mb = cfg.memory.shared_cache_mb;
         let pool = Pool {
             cfg,
             _lock: lock,
@@ -222,6 +225,11 @@ impl Pool {
             dropping: Mutex::new(HashSet::new()),
             dropped_done: Condvar::new(),
             shared_log: None,
+            cache: (cfg_shared_cache_mb > 0).then(|| {
+                Arc::new(docdb_core::DocCache::new(
+                    docdb_core::config::mib(cfg_shared_cache_mb) as usize,
+                ))
+            }),
         };
         let mut pool = pool;
         pool.finish_drops()?;
@@ -243,6 +251,11 @@ impl Pool {
     /// Lets eviction skip databases with requests queued or in service.
     pub fn set_busy_check(&self, check: BusyCheck) {
         let _ = self.busy.set(check);
+    }
+
+    /// The shared read cache's counters, when the server uses one.
+    pub fn doc_cache_stats(&self) -> Option<docdb_core::DocCacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
     }
 
     /// The shared commit log's counters, when the server uses one.
@@ -502,6 +515,7 @@ impl Pool {
             global_memory: Some(self.global.clone()),
             wal_dir: self.cfg.wal_dir.as_ref().map(|w| w.join(&entry.name)),
             shared_log: self.shared_log.clone(),
+            cache: self.cache.clone(),
             ..OpenOptions::default()
         };
         let dir = self.db_dir(&entry.name);

@@ -717,6 +717,9 @@ fn metrics_exposition_has_every_family() {
         "docdb_wal_group_commit_max_batch_size",
         "docdb_wal_group_commit_avg_batch_latency_seconds",
         "docdb_wal_group_commit_max_batch_latency_seconds",
+        "docdb_doc_cache_bytes",
+        "docdb_doc_cache_hits_total",
+        "docdb_doc_cache_misses_total",
     ] {
         assert!(
             m.lines()

@@ -51,7 +51,8 @@ pub struct ServerSpec {
     /// `db.max_open_dbs`, if set; else the server's own (sized from its file
     /// descriptors and memory), so a run measures what a user gets.
     pub max_open_dbs: Option<usize>,
-    /// `memory.cache_mb`, if set.
+    /// `memory.shared_cache_mb` (the read cache all the server's databases share), if
+    /// set.
     pub cache_mb: Option<u64>,
     /// Client connections the run opens: `max_connections` is raised to it only when
     /// the server's default would refuse some.
@@ -79,7 +80,7 @@ impl ServerSpec {
             v.push(format!("memory.per_db_limit_mb = {mb}"));
         }
         if let Some(mb) = self.cache_mb {
-            v.push(format!("memory.cache_mb = {mb}"));
+            v.push(format!("memory.shared_cache_mb = {mb}"));
         }
         if let Some(n) = self.max_open_dbs {
             v.push(format!("db.max_open_dbs = {n}"));
@@ -766,7 +767,7 @@ mod tests {
             "max_connections = 2004",
             "memory.global_capacity_mb = 64",
             "memory.per_db_limit_mb = 64",
-            "memory.cache_mb = 0",
+            "memory.shared_cache_mb = 0",
             "sched.policy = \"deepest\"",
             "sched.workers = 3",
             "wal.fsync.mode = \"always\"",
