@@ -586,16 +586,30 @@ fn a_sparse_equality_examines_only_its_matches() {
         assert_eq!(plan["index"], json!("by_email"), "{plan}");
         (
             page.rows.len() as u64,
+            plan["keys_examined"].as_u64().unwrap_or(0),
             plan["examined"].as_u64().unwrap_or(0),
+            plan["exact"] == json!(true),
         )
     };
-    // 17 documents have u0@x (ids 0, 30, ..., 480), 450 have no email.
-    assert_eq!(run(json!({"email": "u0@x"})), (17, 17));
-    assert_eq!(run(json!({"email": {"$in": ["u0@x", "u10@x"]}})), (34, 34));
-    assert_eq!(run(json!({"email": {"$gte": "u20@x"}})), (16, 16));
-    assert_eq!(run(json!({"email": {"$exists": true}})), (50, 50));
+    // 17 documents have u0@x (ids 0, 30, ..., 480), 450 have no email. The index
+    // never held an array, so an equality, `$in` or range decides the filter: its
+    // entries are the rows, no document is tested (examined 0).
+    assert_eq!(run(json!({"email": "u0@x"})), (17, 17, 0, true));
+    assert_eq!(
+        run(json!({"email": {"$in": ["u0@x", "u10@x"]}})),
+        (34, 34, 0, true)
+    );
+    assert_eq!(run(json!({"email": {"$gte": "u20@x"}})), (16, 16, 0, true));
+    // $exists is re-checked on each document read.
+    assert_eq!(
+        run(json!({"email": {"$exists": true}})),
+        (50, 50, 50, false)
+    );
     // null matches the documents without an email: those entries are read.
-    assert_eq!(run(json!({"email": {"$in": [null, "u0@x"]}})), (467, 467));
+    assert_eq!(
+        run(json!({"email": {"$in": [null, "u0@x"]}})),
+        (467, 467, 0, true)
+    );
 }
 
 /// A sort over `[e.x, k]` served by an index on the same fields: documents without
@@ -1327,5 +1341,344 @@ fn an_or_of_indexed_fields_examines_only_its_matches() {
         (&plan["kind"], &plan["index"], &plan["examined"]),
         (&json!("index"), &json!("by_n"), &json!(1)),
         "{plan}"
+    );
+}
+
+// ----------------------------------------------------------------------------------
+// Exact index plans
+// ----------------------------------------------------------------------------------
+
+const EXACT_PATHS: [&str; 3] = ["p", "q", "r.s"];
+
+/// A scalar of any type, often `null` or missing (the caller leaves fields out).
+fn exact_scalar() -> BoxedStrategy<Value> {
+    prop_oneof![
+        1 => Just(Value::Null),
+        1 => any::<bool>().prop_map(Value::Bool),
+        3 => (-2i64..3).prop_map(|n| json!(n)),
+        1 => (-2i64..3).prop_map(|n| json!(n as f64 + 0.5)),
+        1 => Just(json!(1.0)),
+        2 => prop::sample::select(vec!["", "x", "y"]).prop_map(|s| json!(s)),
+    ]
+    .boxed()
+}
+
+/// A document over `p`, `q` and `r.s`: scalars of mixed types, missing fields, `r` a
+/// scalar or an object with or without `s`; with `arrays`, sometimes an array at one
+/// of them or on the way to `r.s` (so an index on it holds an array entry from then on).
+fn exact_document(arrays: bool) -> BoxedStrategy<Value> {
+    let field = || prop::option::weighted(0.75, exact_scalar());
+    let r = prop_oneof![
+        2 => Just(None),
+        1 => exact_scalar().prop_map(Some),
+        4 => exact_scalar().prop_map(|v| Some(json!({"s": v}))),
+        1 => Just(Some(json!({}))),
+    ];
+    let array = prop_oneof![
+        Just(None),
+        (0usize..3, prop::collection::vec(exact_scalar(), 0..3))
+            .prop_map(|(at, vs)| Some((at, Value::Array(vs)))),
+    ];
+    (field(), field(), r, array)
+        .prop_map(move |(p, q, r, array)| {
+            let mut m = Map::new();
+            for (k, v) in [("p", p), ("q", q), ("r", r)] {
+                if let Some(v) = v {
+                    m.insert(k.into(), v);
+                }
+            }
+            if let (true, Some((at, a))) = (arrays, array) {
+                match at {
+                    0 => m.insert("p".into(), a),
+                    1 => m.insert("q".into(), a),
+                    // Via an array: `r.s` reaches the elements' `s`.
+                    _ => m.insert(
+                        "r".into(),
+                        Value::Array(
+                            a.as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|v| json!({"s": v}))
+                                .collect(),
+                        ),
+                    ),
+                };
+            }
+            Value::Object(m)
+        })
+        .boxed()
+}
+
+/// Conditions an index may decide alone (equality, `$in` of scalars, ranges of one
+/// type), mixed types across conditions, and some it may not.
+fn exact_condition() -> BoxedStrategy<Value> {
+    let range = || {
+        (
+            prop::sample::select(vec!["$gt", "$gte", "$lt", "$lte"]),
+            exact_scalar(),
+        )
+    };
+    prop_oneof![
+        3 => exact_scalar(),
+        2 => exact_scalar().prop_map(|v| json!({"$eq": v})),
+        2 => prop::collection::vec(exact_scalar(), 0..4).prop_map(|vs| json!({"$in": vs})),
+        3 => range().prop_map(|(op, v)| json!({ op: v })),
+        // Two bounds: usually of one type, sometimes of two (nothing matches).
+        3 => (range(), range(), any::<bool>()).prop_map(|((a, x), (b, y), same)| {
+            let y = if same && order::type_rank(&x) != order::type_rank(&y) { x.clone() } else { y };
+            if a == b { json!({ a: x }) } else { json!({ a: x, b: y }) }
+        }),
+        1 => exact_scalar().prop_map(|v| json!({"$ne": v})),
+        1 => any::<bool>().prop_map(|b| json!({"$exists": b})),
+        1 => (exact_scalar(), exact_scalar()).prop_map(|(a, b)| json!({"$in": [a], "$nin": [b]})),
+        1 => Just(json!({"$in": [[1]]})),
+    ]
+    .boxed()
+}
+
+fn exact_query() -> BoxedStrategy<QuerySpec> {
+    let path = || prop::sample::select(EXACT_PATHS.to_vec());
+    let filter = prop_oneof![
+        // No condition: exact when a sort is served by an index (every entry).
+        1 => Just(json!({})),
+        6 => prop::collection::btree_map(path(), exact_condition(), 1..4).prop_map(|m| {
+            Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        }),
+        1 => (path(), exact_condition(), path(), exact_condition()).prop_map(|(a, x, b, y)| {
+            json!({"$or": [{ a: x }, { b: y }]})
+        }),
+        1 => (path(), exact_condition(), path(), exact_condition()).prop_map(|(a, x, b, y)| {
+            json!({"$and": [{ a: x }, { b: y }]})
+        }),
+    ];
+    let sort = prop_oneof![
+        3 => Just(Vec::new()),
+        1 => prop::collection::vec((path().prop_map(str::to_owned), prop::sample::select(vec![1i64, -1])), 1..3),
+    ];
+    (filter, sort, 1usize..12)
+        .prop_map(|(filter, sort, limit)| QuerySpec {
+            filter,
+            sort,
+            limit,
+        })
+        .boxed()
+}
+
+fn exact_index() -> BoxedStrategy<Vec<(String, i8)>> {
+    prop::collection::vec(
+        (
+            prop::sample::select(EXACT_PATHS.to_vec()),
+            prop::sample::select(vec![1i8, -1]),
+        ),
+        1..4,
+    )
+    .prop_map(|fs| {
+        let mut out: Vec<(String, i8)> = Vec::new();
+        for (p, d) in fs {
+            if !out.iter().any(|(q, _)| q == p) {
+                out.push((p.to_string(), d));
+            }
+        }
+        out
+    })
+    .boxed()
+}
+
+/// Whether the path meets an array on its way or at its end in `doc` (then an index
+/// on it holds an array or via-array entry for the document).
+fn meets_array(doc: &Value, path: &str) -> bool {
+    let mut cur = doc;
+    for s in segs(path) {
+        match cur {
+            Value::Array(_) => return true,
+            Value::Object(m) => match m.get(s) {
+                Some(v) => cur = v,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    cur.is_array()
+}
+
+/// One round of [`exact_plans_match_a_naive_evaluator`]: writes (with arrays or
+/// not), whether to reopen after them, then queries.
+type ExactRound = (Vec<(u64, Option<Value>)>, bool, Vec<QuerySpec>);
+
+fn exact_round() -> BoxedStrategy<ExactRound> {
+    any::<bool>()
+        .prop_flat_map(|arrays| {
+            (
+                prop::collection::vec(
+                    (
+                        0u64..50,
+                        prop::option::weighted(0.85, exact_document(arrays)),
+                    ),
+                    1..50,
+                ),
+                prop::bool::weighted(0.25),
+                prop::collection::vec(exact_query(), 1..8),
+            )
+        })
+        .boxed()
+}
+
+/// Filters of field conditions an index can decide by itself (plus some it cannot)
+/// over scalars of mixed types, missing fields and `null`, single and compound
+/// indexes over plain and dotted paths, built before the writes and online: every
+/// query pages to what the model selects. A plan `explain` calls exact tested no
+/// document (`examined` 0) and is on an index no live document gives an array entry;
+/// rounds that write arrays (some deleted again, some surviving a reopen) come after
+/// exact plans were used, and the runs as a whole use exact plans.
+#[test]
+fn exact_plans_match_a_naive_evaluator() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: cases(),
+        ..ProptestConfig::default()
+    });
+    let exact_runs = std::cell::Cell::new(0u64);
+    let strategy = (
+        prop::collection::vec(exact_index(), 1..4),
+        prop::collection::vec(exact_index(), 0..2),
+        prop::collection::vec(exact_round(), 1..4),
+    );
+    let result = runner.run(&strategy, |(early, late, rounds)| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut db = Database::open(dir.path(), config()).expect("open");
+        let mut model: BTreeMap<u64, Value> = BTreeMap::new();
+        let mut defs: BTreeMap<String, Vec<(String, i8)>> = BTreeMap::new();
+        for (i, fields) in early.iter().enumerate() {
+            create_index(&db, format!("early{i}"), fields.clone());
+            defs.insert(format!("early{i}"), fields.clone());
+        }
+        for (round, (writes, reopen, queries)) in rounds.iter().enumerate() {
+            let ops: Vec<Op> = writes
+                .iter()
+                .map(|(id, d)| match d {
+                    Some(d) => Op::Put(*id, d.clone()),
+                    None => Op::Delete(*id),
+                })
+                .collect();
+            apply(&db, &mut model, &ops);
+            if round == 0 {
+                for (i, fields) in late.iter().enumerate() {
+                    create_index(&db, format!("late{i}"), fields.clone());
+                    defs.insert(format!("late{i}"), fields.clone());
+                }
+            }
+            if *reopen {
+                db.close().expect("close");
+                db = Database::open(dir.path(), config()).expect("reopen");
+            }
+            for q in queries {
+                let text = String::from_utf8_lossy(&query_json(q, None)).into_owned();
+                let got = all_pages(&db, q)?;
+                let want = model_query(&model, q);
+                let ids = |rows: &[(u64, Value)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
+                prop_assert_eq!(ids(&got), ids(&want), "query {}", text);
+                prop_assert_eq!(&got, &want, "query {}", text);
+                let plan = or_page(&db, q, None)?.plan.expect("explain").to_json();
+                if plan["exact"] == json!(true) {
+                    exact_runs.set(exact_runs.get() + 1);
+                    prop_assert_eq!(&plan["examined"], &json!(0), "{} {}", text, plan);
+                    let name = plan["index"].as_str().unwrap_or_default();
+                    let fields = defs.get(name).cloned().unwrap_or_default();
+                    prop_assert!(
+                        !model
+                            .values()
+                            .any(|d| fields.iter().any(|(p, _)| meets_array(d, p))),
+                        "exact over an index with an array entry: {} {}",
+                        text,
+                        plan
+                    );
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(exact_runs.get() > 0, "no query ran an exact plan");
+}
+
+/// A range and an equality on an index that never held an array are exact (no
+/// document tested, only the page's rows read); once an array document is written
+/// the same queries are not (and find it); after it is deleted still not (older
+/// snapshots may see it); reopened, the index is rebuilt without it: exact again.
+/// `$ne`, a field outside the index, `$or` and a null equality in front of a
+/// compound index's second field are never exact.
+#[test]
+fn explain_reports_exact_plans_until_an_array_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut db = Database::open(dir.path(), config()).expect("open");
+    for id in 0..40u64 {
+        let doc = json!({"n": id, "k": format!("k{}", id % 4), "o": id % 2});
+        db.create("_default", id, doc.to_string().as_bytes())
+            .expect("create");
+    }
+    create_index(&db, "by_n", vec![("n".into(), 1)]);
+    create_index(&db, "by_k_n", vec![("k".into(), 1), ("n".into(), -1)]);
+    let run = |db: &Database, filter: Value, sort: Value| {
+        let v = json!({"filter": filter, "sort": sort, "limit": 5, "explain": true});
+        let page = db
+            .query(
+                "_default",
+                &Query::parse(v.to_string().as_bytes()).expect("parse"),
+            )
+            .expect("query");
+        let plan = page.plan.expect("explain").to_json();
+        assert_eq!(plan["kind"], json!("index"), "{plan}");
+        let ids: Vec<u64> = page.rows.iter().map(|r| r.0).collect();
+        (ids, plan["exact"].clone(), plan["examined"].clone())
+    };
+    let range = || json!({"n": {"$gte": 10, "$lt": 13}});
+    let eq = || json!({"k": "k1"});
+    let none = json!([]);
+    assert_eq!(
+        run(&db, range(), none.clone()),
+        (vec![10, 11, 12], json!(true), json!(0))
+    );
+    // Sorted by the index's second field after the equality: still no document read
+    // for the sort.
+    assert_eq!(
+        run(&db, eq(), json!([["n", -1]])),
+        (vec![37, 33, 29, 25, 21], json!(true), json!(0))
+    );
+    assert_eq!(
+        run(&db, eq(), none.clone()),
+        (vec![1, 5, 9, 13, 17], json!(true), json!(0))
+    );
+    // Not exact: the filter says more than the bounds.
+    let not_exact = |db: &Database, f: Value| {
+        let (_, exact, examined) = run(db, f.clone(), json!([]));
+        assert_eq!(exact, json!(false), "{f}");
+        assert_ne!(examined, json!(0), "{f}");
+    };
+    not_exact(&db, json!({"n": {"$gte": 10, "$lt": 13, "$ne": 11}}));
+    not_exact(&db, json!({"n": {"$gte": 10, "$lt": 13}, "o": 1}));
+    not_exact(&db, json!({"k": "k1", "$or": [{"o": 1}, {"o": 0}]}));
+    not_exact(&db, json!({"k": {"$in": ["k1", null]}, "n": {"$lt": 20}}));
+    // A sort on a field not in the index: the rows are read for their sort key.
+    let (ids, exact, _) = run(&db, eq(), json!([["o", 1], ["n", 1]]));
+    assert_eq!((ids, exact), (vec![1, 5, 9, 13, 17], json!(false)));
+
+    db.create("_default", 100, br#"{"n":[11,50],"k":["k1"]}"#)
+        .expect("create");
+    assert_eq!(
+        run(&db, range(), none.clone()),
+        (vec![10, 11, 12, 100], json!(false), json!(4))
+    );
+    assert_eq!(
+        run(&db, eq(), none.clone()),
+        (vec![1, 5, 9, 13, 17], json!(false), json!(11))
+    );
+    db.delete("_default", 100).expect("delete");
+    assert_eq!(run(&db, range(), none.clone()).1, json!(false));
+    db.close().expect("close");
+    db = Database::open(dir.path(), config()).expect("reopen");
+    assert_eq!(
+        run(&db, range(), none),
+        (vec![10, 11, 12], json!(true), json!(0))
     );
 }

@@ -245,13 +245,17 @@ fn explain_names_the_index_and_the_documents_it_read() {
     assert_eq!(plan["index"], "by_customer", "{plan}");
     assert_eq!(plan["examined"], 5, "{plan}");
     assert_eq!(plan["keys_examined"], 5, "{plan}");
+    // `status` is not in the index: each candidate is read and tested.
+    assert_eq!(plan["exact"], false, "{plan}");
     assert!(plan["bounds"]
         .as_array()
         .unwrap()
         .contains(&json!([{"included": ["c7"]}, {"included": ["c7"]}])));
 
     // A range on the total, sorted by it ascending: the descending index read
-    // backward, stopping after limit + 1 entries.
+    // backward, stopping at the first entry past limit + 1 rows. The index (never an
+    // array in it) decides the filter and holds the sort key: no document is tested,
+    // only the page's rows are read.
     let page = orders
         .query()
         .filter(json!({"total": {"$gte": 100}}))
@@ -264,8 +268,20 @@ fn explain_names_the_index_and_the_documents_it_read() {
     assert_eq!(ids, (100..110).collect::<Vec<_>>());
     let plan = page.plan.unwrap();
     assert_eq!(
-        (&plan["index"], &plan["direction"], &plan["examined"]),
-        (&json!("by_total"), &json!("backward"), &json!(11)),
+        (
+            &plan["index"],
+            &plan["direction"],
+            &plan["keys_examined"],
+            &plan["examined"],
+            &plan["exact"]
+        ),
+        (
+            &json!("by_total"),
+            &json!("backward"),
+            &json!(12),
+            &json!(0),
+            &json!(true)
+        ),
         "{plan}"
     );
 

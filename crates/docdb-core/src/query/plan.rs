@@ -14,7 +14,9 @@
 //!    deduplicated (8 bytes per entry: the one part of a page not `O(limit)`, bounded
 //!    by the index entries it reads), then walks them as a scan walks the
 //!    collection: in id order, from the cursor's id, stopping at the `limit + 1`-th
-//!    match without a sort, through the heap with one.
+//!    match without a sort, through the heap with one. An exact index plan with no
+//!    sort, or a sort the index order gives ([`exact_run`]), reads no document here:
+//!    each entry is a match and its key holds its sort key.
 //! 2. Page: read the chosen rows again (the cache usually has them), project them, and
 //!    stop before the row that would take the page past the byte budget (never before
 //!    the first). `next` is the cursor of the last row when rows follow.
@@ -37,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::index::Collection;
 use crate::partial::Fields;
 use crate::secondary::build::scan_at;
-use crate::secondary::Direction;
+use crate::secondary::{Direction, IndexHit};
 
 /// Where a query's candidate documents come from: a full scan, ranges of one
 /// secondary index, or a union of index plans, as the planner ([`super::planner`])
@@ -161,6 +163,9 @@ pub struct IndexUse {
     pub keys_examined: u64,
     /// Whether the index order is the sort order (the read stops at `limit + 1`).
     pub ordered: bool,
+    /// Whether the plan decided the filter by itself (see [`exact_run`]): its hits
+    /// were taken as matches, none parsed nor tested (so `examined` is 0).
+    pub exact: bool,
 }
 
 impl Plan {
@@ -173,6 +178,7 @@ impl Plan {
             v["bounds"] = i.bounds.clone();
             v["keys_examined"] = json!(i.keys_examined);
             v["ordered"] = json!(i.ordered);
+            v["exact"] = json!(i.exact);
         }
         if self.kind == "union" {
             v["keys_examined"] = json!(self.branches.iter().map(|b| b.keys_examined).sum::<u64>());
@@ -261,6 +267,19 @@ impl Best {
             return;
         }
         let key = sort::key_of(&q.sort, doc);
+        self.offer_key(q, after, id, key, Some(bytes));
+    }
+
+    /// Keeps row `id` of sort key `key` (a match) if it sorts after the cursor and is
+    /// among the best `limit + 1`, with its text when given (`None`: read in phase 2).
+    fn offer_key(
+        &mut self,
+        q: &Query,
+        after: Option<&Cursor>,
+        id: u64,
+        key: SortKey,
+        bytes: Option<Vec<u8>>,
+    ) {
         if let Some(Cursor { key: ck, id: cid }) = after {
             if sort::compare(&q.sort, (&key, id), (ck, *cid)) != Ordering::Greater {
                 return;
@@ -273,13 +292,13 @@ impl Best {
             bytes: None,
         };
         if self.heap.len() <= self.limit {
-            e.bytes = self.kept.take(bytes);
+            e.bytes = bytes.and_then(|b| self.kept.take(b));
             self.heap.push(e);
         } else if self.heap.peek().is_some_and(|worst| e < *worst) {
             if let Some(old) = self.heap.pop() {
                 self.kept.release(old.bytes.as_ref());
             }
-            e.bytes = self.kept.take(bytes);
+            e.bytes = bytes.and_then(|b| self.kept.take(b));
             self.heap.push(e);
         }
     }
@@ -396,6 +415,7 @@ pub(crate) fn run(
             best.into_rows()
         }
         Source::Index(plan) => {
+            let exact = exact_run(plan, q);
             let mut best = Best::new(limit, sort_fields.clone(), max_bytes);
             let m = q.sort.len();
             let ranges = match &after {
@@ -403,6 +423,16 @@ pub(crate) fn run(
                 _ => plan.ranges.clone(),
             };
             let skip = plan.prefix.len();
+            // The sort key of a hit: its `m` key parts after the prefix (meaningful
+            // when the plan is ordered; empty without a sort).
+            let key_of_hit = |hit: &IndexHit| -> SortKey {
+                hit.key
+                    .iter()
+                    .skip(skip)
+                    .take(m)
+                    .map(|p| p.value().cloned())
+                    .collect()
+            };
             let reads = (plan.unordered.iter().cloned().map(|r| (r, false)))
                 .chain(ranges.into_iter().map(|r| (r, plan.ordered)));
             'ranges: for (range, ordered) in reads {
@@ -419,13 +449,7 @@ pub(crate) fn run(
                         // and the parts after them are in order within each kind
                         // only): once a full heap's worst row sorts before that
                         // leading part, nothing further can enter.
-                        let key: SortKey = hit
-                            .key
-                            .iter()
-                            .skip(skip)
-                            .take(m)
-                            .map(|p| p.value().cloned())
-                            .collect();
+                        let key = key_of_hit(&hit);
                         let lead = key.iter().position(Option::is_none).map_or(m, |i| i + 1);
                         if best.full()
                             && best.worst().is_some_and(|w| {
@@ -442,6 +466,13 @@ pub(crate) fn run(
                                 continue;
                             }
                         }
+                    }
+                    if exact {
+                        // The hit matches (the plan is exact), and its sort key is in
+                        // the index entry: nothing of the document is read here; the
+                        // page reads the rows it returns (phase 2).
+                        best.offer_key(q, after.as_ref(), hit.id, key_of_hit(&hit), None);
+                        continue;
                     }
                     let (bytes, doc) = read_value(inner, coll, hit.id, snap, &needed)?;
                     examined += 1;
@@ -513,6 +544,7 @@ pub(crate) fn run(
                 bounds: p.bounds_json(),
                 keys_examined,
                 ordered: p.ordered,
+                exact: exact_run(p, q),
             }),
         },
         branches: match &source {
@@ -525,12 +557,23 @@ pub(crate) fn run(
                     bounds: p.bounds_json(),
                     keys_examined,
                     ordered: false,
+                    exact: false,
                 })
                 .collect(),
             _ => Vec::new(),
         },
     });
     Ok(QueryPage { rows, next, plan })
+}
+
+/// Whether an index plan's hits are taken as they are: the plan is exact for the
+/// whole filter (its hits are the matches, [`IndexPlan::exact`]) and the sort needs
+/// no field of the document (none, or the plan is ordered: the sort paths are index
+/// fields, and with no array or via-array entry a key part is `Missing` exactly
+/// when [`Path::get`] finds no value and otherwise holds that value, so the hit's
+/// key parts are its sort key).
+fn exact_run(plan: &IndexPlan, q: &Query) -> bool {
+    plan.exact && (q.sort.is_empty() || plan.ordered)
 }
 
 /// A document's bytes at the snapshot.

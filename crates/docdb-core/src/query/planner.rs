@@ -1,10 +1,10 @@
 //! The planner: per query, a full scan, the ranges of one secondary index to read, or
 //! a union of index plans for an `$or`.
 //!
-//! An index narrows, it never decides: every candidate it yields is read and the
-//! whole filter is evaluated on it again. So a plan only has to read a *superset* of
-//! the matching documents; what makes that hard is that an index key is not what a
-//! filter sees (see [`crate::secondary`]):
+//! An index narrows; it decides only when the plan is exact (below): otherwise every
+//! candidate it yields is read and the whole filter is evaluated on it again. So a
+//! plan only has to read a *superset* of the matching documents; what makes that
+//! hard is that an index key is not what a filter sees (see [`crate::secondary`]):
 //! - a key part is the value at the path walking object members only. A filter path
 //!   also fans out through arrays (`a.b` reaches `{"a":[{"b":1}]}`'s 1, `a.0` an
 //!   element): such a document's key part is [`KeyPart::ViaArray`], and those
@@ -56,6 +56,14 @@
 //! executor reads the union's distinct ids once each ([`super::plan`]).
 //!
 //! None of those (or no index ready at the snapshot) is a scan.
+//!
+//! Exact: when the index never held an array or via-array entry (the flag above),
+//! the filter is a conjunction of conditions on the plan's bounded fields only, each
+//! field's conditions one `$eq`/`$in` of scalars or ranges on scalars of one type,
+//! and a `null` (whose `Missing` entries are read as a whole prefix) only on the last
+//! bounded field, the plan's entries are exactly the matches ([`exact`]): the
+//! executor takes them without parsing or testing a document when the sort needs
+//! none either ([`IndexPlan::exact`]; DECISIONS 71).
 
 use std::cmp::Ordering;
 use std::ops::Bound;
@@ -96,6 +104,10 @@ pub(crate) struct IndexPlan {
     /// The scan yields candidates in the query's sort order (`sort.len()` leading
     /// key parts are its sort key), so it may stop early.
     pub ordered: bool,
+    /// The plan decides the whole filter: every entry its ranges hold at the
+    /// snapshot is a match and every match has one (see [`exact`]). Only ever set
+    /// on the single plan of a filter that is a conjunction of field conditions.
+    pub exact: bool,
 }
 
 impl IndexPlan {
@@ -530,12 +542,17 @@ fn plan_conj(
     if points == 0 && !has_interval && !ordered {
         return None;
     }
+    // Read after the query's snapshot was taken: an entry it can see was added
+    // before, and set the flag (which is never cleared). So when it reads false here,
+    // no entry visible at the snapshot has an array or via-array part, whatever is
+    // written meanwhile: an array written before the snapshot set it already (and the
+    // plan reads the array ranges and is not exact); one written after it is not
+    // visible at the snapshot, neither in the index nor as a document version.
+    let arrays = index.read().may_hold_arrays();
     let mut ex = Expand {
         bounds: &bounds,
         desc: &desc,
-        // Read after the query's snapshot was taken: an entry it can see was added
-        // before, and set the flag (which is never cleared).
-        arrays: index.read().may_hold_arrays(),
+        arrays,
         out: Vec::new(),
     };
     ex.field(0, Vec::new());
@@ -573,8 +590,80 @@ fn plan_conj(
             prefix,
             direction,
             ordered,
+            exact: !arrays && exact(fields, &bounds, conj),
         },
     ))
+}
+
+/// Whether ranges expanded from `bounds` (per leading field of an index with no
+/// array or via-array entry) hold exactly the documents matching every condition of
+/// `conj`, taken as the whole filter (the caller checks it has no `$or`/`$nor`).
+///
+/// With no array on the way, a key part is `Missing` exactly when the filter's path
+/// finds no candidate (`Path::candidates` then walks object members only, as the
+/// key does, dotted paths and numeric segments alike) and otherwise holds the one
+/// candidate, which is not an array. So a field's conditions are decided by its key
+/// part when the ranges admit, for that field, exactly the parts on which the
+/// conditions hold:
+/// - every condition is on a bounded field (not one left free, past the range
+///   budget or after the interval);
+/// - a field's conditions are one `$eq` or `$in` of scalars (the points are those
+///   values under [`crate::order::equal`], what `$eq` tests; several such
+///   conditions would be narrowed to one list), or only ranges on scalars of one
+///   JSON type (the interval is bounded to that type, and a range compares only
+///   within its type, [`crate::order::same_type`]); not `$exists`, `$ne`, `$nin`,
+///   `$not`, objects or arrays;
+/// - the `Missing` entries are read (a `null` among the points: a missing field
+///   matches) only for the last bounded field: `Expand` reads them as a prefix
+///   range, whatever the later fields hold.
+fn exact(
+    fields: &[(String, i8)],
+    bounds: &[(FieldBound, bool)],
+    conj: &[(&Path, &[Cond])],
+) -> bool {
+    let scalar = |v: &Value| !matches!(v, Value::Array(_) | Value::Object(_));
+    let bounded = |path: &str| fields[..bounds.len()].iter().position(|(p, _)| p == path);
+    if !conj.iter().all(|(p, _)| bounded(p.as_str()).is_some()) {
+        return false;
+    }
+    bounds.iter().enumerate().all(|(i, (b, missing))| {
+        if !matches!(b, FieldBound::Points(_) | FieldBound::Interval(..)) {
+            return false;
+        }
+        if *missing && i + 1 != bounds.len() {
+            return false;
+        }
+        let conds: Vec<&Cond> = conj
+            .iter()
+            .filter(|(p, _)| p.as_str() == fields[i].0)
+            .flat_map(|(_, cs)| cs.iter())
+            .collect();
+        match conds.as_slice() {
+            [Cond::Eq(v)] => scalar(v),
+            [Cond::In(vs)] => vs.iter().all(scalar),
+            [] => false,
+            cs => {
+                let mut rank = None;
+                cs.iter().all(|c| match c {
+                    Cond::Gt(v) | Cond::Gte(v) | Cond::Lt(v) | Cond::Lte(v) => {
+                        let r = order::type_rank(v);
+                        scalar(v) && *rank.get_or_insert(r) == r
+                    }
+                    _ => false,
+                })
+            }
+        }
+    })
+}
+
+/// Whether the filter is a conjunction of field conditions only (no `$or` or
+/// `$nor` anywhere in its top-level `$and`s).
+fn is_conjunction(f: &Filter) -> bool {
+    match f {
+        Filter::And(fs) => fs.iter().all(is_conjunction),
+        Filter::Field(..) => true,
+        Filter::Or(_) | Filter::Nor(_) => false,
+    }
 }
 
 /// Where a query's candidates come from, when not a scan.
@@ -607,7 +696,10 @@ pub(crate) fn choose(
     indexes.sort_by(|a, b| a.def.name.cmp(&b.def.name));
     let mut conj = Vec::new();
     conjuncts(filter, &mut conj);
-    let single = best(&indexes, &conj, sort);
+    let mut single = best(&indexes, &conj, sort);
+    if let Some((_, p)) = &mut single {
+        p.exact &= is_conjunction(filter);
+    }
     match union(&indexes, filter, &conj, single.as_ref().map(|(s, _)| *s)) {
         Some(plans) => Some(Choice::Union(plans)),
         None => single.map(|(_, p)| Choice::Index(p)),
@@ -661,7 +753,9 @@ fn union(
                 .map(|b| {
                     let mut c = conj.to_vec();
                     conjuncts(b, &mut c);
-                    let (score, plan) = best(indexes, &c, &[])?;
+                    let (score, mut plan) = best(indexes, &c, &[])?;
+                    // The branch's conjunction is not the whole filter.
+                    plan.exact = false;
                     beat.is_none_or(|s| score > s).then_some(plan)
                 })
                 .collect()
@@ -733,8 +827,8 @@ mod tests {
             _ => None,
         };
         assert_eq!(name, Some("by_a".into()));
-        // And the page through it: explain names the index, the documents read are
-        // the five matches.
+        // And the page through it: explain names the index, which decides the filter
+        // (no array in it): its five entries are the rows, no document is tested.
         let q = crate::Query::parse(br#"{"filter":{"a":1},"explain":true}"#)
             .unwrap_or_else(|e| panic!("{e}"));
         let page = db.query("", &q).unwrap_or_else(|e| panic!("{e}"));
@@ -746,9 +840,16 @@ mod tests {
                 &plan["kind"],
                 &plan["index"],
                 &plan["examined"],
-                &plan["keys_examined"]
+                &plan["keys_examined"],
+                &plan["exact"]
             ),
-            (&json!("index"), &json!("by_a"), &json!(5), &json!(5))
+            (
+                &json!("index"),
+                &json!("by_a"),
+                &json!(0),
+                &json!(5),
+                &json!(true)
+            )
         );
     }
 
