@@ -177,6 +177,19 @@ fn create_index(db: &Database, name: impl Into<String>, fields: Vec<(String, i8)
     db.create_index("_default", def).expect("create_index");
 }
 
+/// Runs the query `v` (its `"explain"` set) on `_default`: the ids of its page and
+/// the plan's JSON.
+fn explained(db: &Database, v: &Value) -> (Vec<u64>, Value) {
+    let page = db
+        .query(
+            "_default",
+            &Query::parse(v.to_string().as_bytes()).expect("parse"),
+        )
+        .expect("query");
+    let ids = page.rows.iter().map(|r| r.0).collect();
+    (ids, page.plan.expect("explain").to_json())
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(u64, Value),
@@ -575,17 +588,13 @@ fn a_sparse_equality_examines_only_its_matches() {
     }
     create_index(&db, "by_email", vec![("email".into(), 1)]);
     let run = |filter: Value| {
-        let v = json!({"filter": filter, "limit": 1000, "explain": true});
-        let page = db
-            .query(
-                "_default",
-                &Query::parse(v.to_string().as_bytes()).expect("parse"),
-            )
-            .expect("query");
-        let plan = page.plan.expect("explain").to_json();
+        let (ids, plan) = explained(
+            &db,
+            &json!({"filter": filter, "limit": 1000, "explain": true}),
+        );
         assert_eq!(plan["index"], json!("by_email"), "{plan}");
         (
-            page.rows.len() as u64,
+            ids.len() as u64,
             plan["keys_examined"].as_u64().unwrap_or(0),
             plan["examined"].as_u64().unwrap_or(0),
             plan["exact"] == json!(true),
@@ -638,15 +647,9 @@ fn a_served_sort_merges_missing_and_via_array_entries() {
         limit: 1,
     };
     let v = json!({"sort": [["e.x", 1], ["k", 1]], "limit": 1, "explain": true});
-    let page = db
-        .query(
-            "_default",
-            &Query::parse(v.to_string().as_bytes()).expect("parse"),
-        )
-        .expect("query");
-    let plan = page.plan.expect("explain").to_json();
+    let (ids, plan) = explained(&db, &v);
     assert_eq!(plan["ordered"], json!(true), "{plan}");
-    assert_eq!(page.rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(ids, vec![2]);
     let got: Vec<u64> = all_pages(&db, &q)
         .expect("pages")
         .iter()
@@ -1279,15 +1282,10 @@ fn an_or_of_indexed_fields_examines_only_its_matches() {
             .expect("create");
     }
     let run = |filter: Value, sort: Value| {
-        let v = json!({"filter": filter, "sort": sort, "limit": 1000, "explain": true});
-        let page = db
-            .query(
-                "_default",
-                &Query::parse(v.to_string().as_bytes()).expect("parse"),
-            )
-            .expect("query");
-        let ids: Vec<u64> = page.rows.iter().map(|r| r.0).collect();
-        (ids, page.plan.expect("explain").to_json())
+        explained(
+            &db,
+            &json!({"filter": filter, "sort": sort, "limit": 1000, "explain": true}),
+        )
     };
     let filter = json!({"$or": [
         {"email": {"$in": ["u42@x", "u9000@x"]}},
@@ -1620,16 +1618,11 @@ fn explain_reports_exact_plans_until_an_array_is_written() {
     create_index(&db, "by_n", vec![("n".into(), 1)]);
     create_index(&db, "by_k_n", vec![("k".into(), 1), ("n".into(), -1)]);
     let run = |db: &Database, filter: Value, sort: Value| {
-        let v = json!({"filter": filter, "sort": sort, "limit": 5, "explain": true});
-        let page = db
-            .query(
-                "_default",
-                &Query::parse(v.to_string().as_bytes()).expect("parse"),
-            )
-            .expect("query");
-        let plan = page.plan.expect("explain").to_json();
+        let (ids, plan) = explained(
+            db,
+            &json!({"filter": filter, "sort": sort, "limit": 5, "explain": true}),
+        );
         assert_eq!(plan["kind"], json!("index"), "{plan}");
-        let ids: Vec<u64> = page.rows.iter().map(|r| r.0).collect();
         (ids, plan["exact"].clone(), plan["examined"].clone())
     };
     let range = || json!({"n": {"$gte": 10, "$lt": 13}});

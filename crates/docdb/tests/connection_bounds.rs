@@ -15,19 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{proc_status_kib, Server};
 use docdb_protocol::{Command as Cmd, Op, OpType};
 use support::*;
-
-/// A field of /proc/PID/status, in kB (or a plain count for `Threads`).
-fn proc_status(pid: i32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = s
-        .lines()
-        .find(|l| l.starts_with(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -49,7 +39,7 @@ fn a_client_that_never_reads_its_replies_is_bounded_and_served_in_order() {
     let doc = format!(r#"{{"s":"{}"}}"#, "x".repeat((1 << 20) - 10));
     assert_eq!(c.create(db, "", 1, &doc).0, 0);
     assert_eq!(c.read(db, "", 1), (0, doc.clone().into_bytes()));
-    let base = proc_status(pid, "VmRSS");
+    let base = proc_status_kib(pid, "VmRSS");
     let bystander = Bystander::start(&s.socket, "other");
 
     // 400 Execute reads of it, pipelined; the replies (400 MiB) are not read.
@@ -63,7 +53,7 @@ fn a_client_that_never_reads_its_replies_is_bounded_and_served_in_order() {
     // Give the server every chance to take on all of them.
     std::thread::sleep(Duration::from_secs(2));
     bystander.wait_more(20);
-    let peak = proc_status(pid, "VmHWM");
+    let peak = proc_status_kib(pid, "VmHWM");
     let grew = peak.saturating_sub(base);
     eprintln!(
         "VmRSS before {base} kB, VmHWM with 400 unread 1 MiB replies {peak} kB (+{} MB)",
@@ -98,14 +88,14 @@ fn thousands_of_pipelined_server_wide_commands_run_on_a_few_threads() {
     for i in 0..20 {
         c.open_db(&format!("db{i}"));
     }
-    let idle_threads = proc_status(pid, "Threads");
+    let idle_threads = proc_status_kib(pid, "Threads");
     let stop = Arc::new(AtomicBool::new(false));
     let max = Arc::new(AtomicU64::new(0));
     let sampler = {
         let (stop, max) = (stop.clone(), max.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                max.fetch_max(proc_status(pid, "Threads"), Ordering::Relaxed);
+                max.fetch_max(proc_status_kib(pid, "Threads"), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(2));
             }
         })
@@ -224,7 +214,7 @@ fn a_frame_of_a_million_tiny_ops_is_refused_before_its_ops_are_decoded() {
     let pid = s.pid();
     let mut c = client(&s);
     let db = c.open_db("tiny");
-    let base = proc_status(pid, "VmHWM");
+    let base = proc_status_kib(pid, "VmHWM");
     // ~1.1 M ops of 15 bytes in one 16 MiB frame: decoded, each would be an 88-byte
     // `Op` (about 100 MB); over limits.max_ops_per_request it is refused from its
     // header, the connection going on.
@@ -239,7 +229,7 @@ fn a_frame_of_a_million_tiny_ops_is_refused_before_its_ops_are_decoded() {
             text(&r)
         );
     }
-    let after = proc_status(pid, "VmHWM");
+    let after = proc_status_kib(pid, "VmHWM");
     eprintln!(
         "VmHWM {base} kB; after three 16 MiB frames of tiny ops {after} kB (+{} MB)",
         (after - base) / MB

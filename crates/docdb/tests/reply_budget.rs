@@ -8,7 +8,7 @@
 mod common;
 mod support;
 
-use common::{Client as RawClient, Server};
+use common::{proc_status_kib, Client as RawClient, Server};
 use docdb_client::{Batch, Client};
 use docdb_protocol::{Command as Cmd, Op, OpType, MAX_FRAME};
 
@@ -20,16 +20,6 @@ fn doc_of(len: usize) -> Vec<u8> {
     d[0] = b'"';
     d[len - 1] = b'"';
     d
-}
-
-/// A field of /proc/PID/status, in KiB.
-fn status_kib(pid: i32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = s
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 fn text(data: &[u8]) -> String {
@@ -44,7 +34,7 @@ fn execute_of_200_reads_of_a_1_mib_document_fails_clearly_without_building_it() 
     let (st, _) = raw.execute(db, vec![Op::new(OpType::Create, "", 1, doc_of(MIB))]);
     assert_eq!(st, 0);
     let pid = server.pid();
-    let before = status_kib(pid, "VmHWM");
+    let before = proc_status_kib(pid, "VmHWM");
 
     // A write first, then 200 reads: the reply would be 200 MiB.
     let mut ops = vec![Op::new(OpType::Create, "", 2, b"{\"w\":1}".to_vec())];
@@ -63,7 +53,7 @@ fn execute_of_200_reads_of_a_1_mib_document_fails_clearly_without_building_it() 
     let (st, doc) = raw.read(db, "", 2);
     assert_eq!((st, doc.as_slice()), (0, b"{\"w\":2}".as_slice()));
 
-    let growth_mib = (status_kib(pid, "VmHWM").saturating_sub(before)) / 1024;
+    let growth_mib = (proc_status_kib(pid, "VmHWM").saturating_sub(before)) / 1024;
     println!("VmHWM growth over 3 Executes of 201 ops: {growth_mib} MiB");
     // Before the fix this grew by ~600 MB; a 16 MiB budget costs a few times that.
     assert!(growth_mib < 150, "server peak RSS grew by {growth_mib} MiB");
@@ -87,7 +77,7 @@ fn transaction_over_the_frame_limit_fails_and_applies_nothing() {
     let db = client.open_db("tx").unwrap();
     db.create(1, doc_of(MIB)).unwrap();
     let pid = server.pid();
-    let before = status_kib(pid, "VmHWM");
+    let before = proc_status_kib(pid, "VmHWM");
 
     let batch = (0..200).fold(Batch::new().create(2, "{\"t\":1}"), |b, _| b.read(1));
     let err = db.transaction(&batch).unwrap_err();
@@ -98,7 +88,7 @@ fn transaction_over_the_frame_limit_fails_and_applies_nothing() {
     );
     assert!(db.read(2).unwrap_err().is_not_found(), "nothing applied");
 
-    let growth_mib = (status_kib(pid, "VmHWM").saturating_sub(before)) / 1024;
+    let growth_mib = (proc_status_kib(pid, "VmHWM").saturating_sub(before)) / 1024;
     println!("VmHWM growth over a Transaction of 201 ops: {growth_mib} MiB");
     assert!(growth_mib < 150, "server peak RSS grew by {growth_mib} MiB");
 

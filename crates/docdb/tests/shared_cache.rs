@@ -8,7 +8,7 @@
 mod common;
 mod support;
 
-use common::Server;
+use common::{proc_status_kib, Server};
 use support::metrics;
 
 const DBS: u64 = 8;
@@ -22,15 +22,6 @@ fn doc(db: u64, id: u64) -> String {
         r#"{{"tenant":{db},"id":{id},"pad":"{}"}}"#,
         "x".repeat(DOC_LEN + db as usize)
     )
-}
-
-fn status_kib(pid: i32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = s
-        .lines()
-        .find(|l| l.starts_with(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 fn sample(m: &str, name: &str) -> f64 {
@@ -51,7 +42,7 @@ fn tenants_reading_everything_stay_within_the_cache_budget_and_get_their_own_byt
         let docs: Vec<(u64, String)> = (1..=DOCS).map(|id| (id, doc(i as u64, id))).collect();
         c.write_many(db, "", &docs, false);
     }
-    let before = status_kib(pid, "VmHWM");
+    let before = proc_status_kib(pid, "VmHWM");
 
     // Every tenant reads all it has, twice, the tenants taking turns chunk by chunk so
     // that the same (collection, id, sequence number) of several tenants meet in the
@@ -72,7 +63,7 @@ fn tenants_reading_everything_stay_within_the_cache_budget_and_get_their_own_byt
         }
     }
 
-    let grew_mib = status_kib(pid, "VmHWM").saturating_sub(before) / 1024;
+    let grew_mib = proc_status_kib(pid, "VmHWM").saturating_sub(before) / 1024;
     let m = metrics(&mut c);
     let cached = sample(&m, "docdb_doc_cache_bytes");
     let hits = sample(&m, "docdb_doc_cache_hits_total");

@@ -531,3 +531,14 @@ pub fn snapshot_tree(
     }
     out
 }
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`, ...): what resource-bound
+/// tests measure of the real server process.
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
