@@ -118,6 +118,10 @@ pub struct NetSection {
     /// A connection silent this long between frames is closed; 0 = never (default).
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// A TCP connection not authenticated this long after it was accepted is closed,
+    /// whatever it sends meanwhile. Default 10 s.
+    #[serde(with = "duration")]
+    pub auth_timeout: Duration,
     /// Also serve the protocol over TCP on this `IP:PORT` (port 0: any free port,
     /// logged); "" (default) = off. A TCP connection always needs a token (Auth),
     /// whatever `auth.mode` is; a TLS handshake, and a connection that has not
@@ -490,6 +494,7 @@ impl Default for NetSection {
             max_unsent_mb: 32,
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::ZERO,
+            auth_timeout: Duration::from_secs(10),
             listen: String::new(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
@@ -656,6 +661,9 @@ impl ServerConfig {
         }
         if self.net.frame_timeout.is_zero() {
             return Err(bad("net.frame_timeout", "must be longer than 0"));
+        }
+        if self.net.auth_timeout.is_zero() {
+            return Err(bad("net.auth_timeout", "must be longer than 0"));
         }
         self.net.validate_listen()?;
         if self.limits.max_databases == 0 {

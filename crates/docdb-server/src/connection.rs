@@ -18,7 +18,9 @@
 //! the bounds, the timeouts, answering what was dispatched before a close) is the
 //! same code for all three. A TCP connection always needs a token (its session is
 //! `Session::new(true, ..)`); until it has authenticated, `frame_timeout` of silence
-//! closes it, as silence in a TLS handshake does.
+//! closes it, as silence in a TLS handshake does, and so does not having
+//! authenticated `auth_timeout` after it was accepted (however busy it keeps the
+//! server with requests that are refused).
 //!
 //! Bounds (SPEC §8.2, `[net]`): at most `max_inflight` requests read and not answered
 //! and `max_unsent_mb` of replies the socket has not taken; past either the reader
@@ -600,7 +602,8 @@ struct Conn {
     direct: Option<Direct>,
     session: Session,
     /// Until the session has a scope, `frame_timeout` of silence closes the
-    /// connection (TCP: a client that never authenticates holds no slot for long).
+    /// connection, and so does `auth_timeout` from the start (TCP: a client that
+    /// never authenticates holds no slot for long).
     until_auth: bool,
 }
 
@@ -646,6 +649,9 @@ async fn run<R, W>(
         frame_timeout: net.frame_timeout,
         idle_timeout: net.idle_timeout,
     };
+    // A connection that must authenticate has `net.auth_timeout` from now to do it:
+    // refused requests do not keep an unauthenticated client's slot.
+    let auth_deadline = until_auth.then(|| Instant::now() + net.auth_timeout);
     loop {
         // Backpressure (SPEC §8.2): with `max_inflight` requests unanswered or
         // `max_unsent_mb` of replies the client has not taken, read nothing more from
@@ -653,9 +659,16 @@ async fn run<R, W>(
         if !tx.wait_room().await {
             break;
         }
-        if until_auth {
+        if let Some(deadline) = auth_deadline {
             r.idle_timeout = if session.scope().is_none() {
-                net.frame_timeout
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    tracing::info!(timeout = ?net.auth_timeout,
+                        "closing a connection that did not authenticate in time");
+                    ctx.metrics.error(Category::Network);
+                    break;
+                }
+                net.frame_timeout.min(left)
             } else {
                 net.idle_timeout
             };

@@ -529,6 +529,66 @@ fn silent_tcp_clients_and_stalled_handshakes_are_closed_after_frame_timeout() {
 }
 
 #[test]
+fn a_tcp_client_that_never_authenticates_is_closed_after_auth_timeout_however_busy() {
+    // frame_timeout far away: only auth_timeout can close it.
+    let cfg = "[net]\nauth_timeout = \"1s\"\nframe_timeout = \"30s\"\n";
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let s = Server::start_with_config(cfg, &["--listen", &listen, "--insecure-tcp"]);
+    wait_tcp(port);
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = Wire { s: tcp };
+    let started = Instant::now();
+    let mut refused = 0;
+    // ListDBs every 100 ms without a token: each is refused, none keeps it open.
+    let closed_after = loop {
+        let mut frame = Vec::new();
+        encode_request(
+            &Request {
+                request_id: 5,
+                db_id: 0,
+                command: 8,
+                ops: vec![],
+            },
+            &mut frame,
+        );
+        if w.s.write_all(&frame).is_err() {
+            break started.elapsed();
+        }
+        match w.recv() {
+            Some(r) => {
+                assert_ne!(r.status, 0, "ListDBs answered without a token");
+                refused += 1;
+            }
+            None => break started.elapsed(),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "still open after {:?} and {refused} refused requests",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        closed_after >= Duration::from_millis(800),
+        "closed too soon: {closed_after:?}"
+    );
+    assert!(
+        refused >= 5,
+        "only {refused} requests answered before the close"
+    );
+    // One that authenticates in time stays open past auth_timeout.
+    let token = issue(&s.data_dir(), "*", "read", None);
+    let mut w = Wire {
+        s: TcpStream::connect(("127.0.0.1", port)).unwrap(),
+    };
+    assert_eq!(w.auth(&token).status, 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(w.call(0, 8, vec![]).status, 0, "closed while authenticated");
+}
+
+#[test]
 fn max_connections_counts_tcp_connections() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
