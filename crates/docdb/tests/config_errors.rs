@@ -122,6 +122,11 @@ fn bad_config_file_keys_and_range_errors_name_the_key() {
             &["compaction.tombstone_ratio"],
         ),
         ("[healing]\ninterval_secs = 0\n", &["healing.interval_secs"]),
+        ("[net]\nauth_timeout = \"0s\"\n", &["net.auth_timeout"]),
+        (
+            "[memory]\ncache_mb = 4\n",
+            &["memory.cache_mb", "memory.shared_cache_mb"],
+        ),
         (
             "[sched]\nworker_expiry = \"0s\"\n",
             &["sched.worker_expiry"],
