@@ -731,7 +731,23 @@ impl ReadAt {
         max_bytes: usize,
     ) -> Result<crate::query::QueryPage> {
         let s = &self.snapshot;
-        crate::query::plan::run(&s.inner, &self.coll, query, max_bytes, s.seq)
+        let page = crate::query::plan::run(&s.inner, &self.coll, query, max_bytes, s.seq, None)?;
+        // INVARIANT: a run without a budget never gives up.
+        Ok(page.expect("an unbudgeted query run returns a page"))
+    }
+
+    /// As [`ReadAt::query_page`], but gives up (`Ok(None)`) once the page has examined
+    /// `budget` index entries and documents together, so a caller can answer a light
+    /// query at once and hand a heavy one on; run again, it gives the same page (the
+    /// snapshot is this read's).
+    pub fn query_page_within(
+        &self,
+        query: &crate::query::Query,
+        max_bytes: usize,
+        budget: u64,
+    ) -> Result<Option<crate::query::QueryPage>> {
+        let s = &self.snapshot;
+        crate::query::plan::run(&s.inner, &self.coll, query, max_bytes, s.seq, Some(budget))
     }
 }
 

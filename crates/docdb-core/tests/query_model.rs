@@ -377,16 +377,32 @@ fn query_json(q: &QuerySpec, after: Option<&str>) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
-/// Every page of a query, concatenated; each page at most `limit` rows.
+/// Every page of a query, concatenated; each page at most `limit` rows. Each page is
+/// also run within a work budget at the same snapshot (as the server answers light
+/// queries): it either gives up or gives the same page.
 fn all_pages(db: &Database, q: &QuerySpec) -> Result<Vec<(u64, Value)>, TestCaseError> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
-    for _ in 0..1000 {
+    for n in 0..1000u64 {
         let query = Query::parse(&query_json(q, after.as_deref()))
             .map_err(|e| TestCaseError::fail(format!("parse: {e}")))?;
-        let page = db
-            .query("_default", &query)
+        let read = db
+            .read_at("_default")
+            .map_err(|e| TestCaseError::fail(format!("read_at: {e}")))?;
+        let page = read
+            .query_page(&query, usize::MAX)
             .map_err(|e| TestCaseError::fail(format!("query: {e}")))?;
+        let budget = [0, 1, 2, 5, 17, 64][n as usize % 6];
+        let light = read
+            .query_page_within(&query, usize::MAX, budget)
+            .map_err(|e| TestCaseError::fail(format!("query within {budget}: {e}")))?;
+        if let Some(light) = light {
+            prop_assert_eq!(&light, &page, "within a budget of {}", budget);
+        }
+        let unbounded = read
+            .query_page_within(&query, usize::MAX, u64::MAX)
+            .map_err(|e| TestCaseError::fail(format!("query within u64::MAX: {e}")))?;
+        prop_assert_eq!(unbounded.as_ref(), Some(&page));
         prop_assert!(page.rows.len() <= q.limit);
         for (id, doc) in page.rows {
             let v: Value = serde_json::from_slice(&doc)
@@ -619,6 +635,35 @@ fn a_sparse_equality_examines_only_its_matches() {
         run(json!({"email": {"$in": [null, "u0@x"]}})),
         (467, 467, 0, true)
     );
+}
+
+/// A budgeted page counts index entries examined plus documents read, and gives up
+/// past its budget: an exact equality with 17 matches needs 17 entries and 17 rows
+/// read for the page; a scan of 500 documents reads each once (it keeps their bytes
+/// for the page).
+#[test]
+fn a_budgeted_page_counts_entries_and_documents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path(), config()).expect("open");
+    for id in 0..500u64 {
+        let doc = json!({"n": id, "email": format!("u{}@x", id % 30)});
+        db.create("_default", id, doc.to_string().as_bytes())
+            .expect("create");
+    }
+    create_index(&db, "by_email", vec![("email".into(), 1)]);
+    let read = db.read_at("_default").expect("read_at");
+    let rows = |q: &[u8], budget: u64| {
+        let q = Query::parse(q).expect("parse");
+        read.query_page_within(&q, usize::MAX, budget)
+            .expect("query")
+            .map(|p| p.rows.len())
+    };
+    let eq = br#"{"filter":{"email":"u0@x"},"limit":1000}"#;
+    assert_eq!(rows(eq, 33), None);
+    assert_eq!(rows(eq, 34), Some(17));
+    let scan = br#"{"filter":{"n":{"$gte":0}},"limit":1000}"#;
+    assert_eq!(rows(scan, 499), None);
+    assert_eq!(rows(scan, 500), Some(500));
 }
 
 /// A sort over `[e.x, k]` served by an index on the same fields: documents without

@@ -20,6 +20,10 @@
 //! 2. Page: read the chosen rows again (the cache usually has them), project them, and
 //!    stop before the row that would take the page past the byte budget (never before
 //!    the first). `next` is the cursor of the last row when rows follow.
+//!
+//! A page may be given a budget of work ([`Work`]: index entries examined plus
+//! documents read); past it, the run gives up and returns nothing, and the caller runs
+//! it again without one (the server answers light queries in place that way).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -67,13 +71,46 @@ impl Source {
     }
 }
 
+/// How much work a page may still do, in index entries examined plus documents read
+/// (`None`: unbounded). Once spent, the run stops and returns no page.
+struct Work {
+    left: Option<u64>,
+    over: bool,
+}
+
+impl Work {
+    /// Takes one unit; false (and remembered) when none is left.
+    fn spend(&mut self) -> bool {
+        match &mut self.left {
+            Some(0) => {
+                self.over = true;
+                false
+            }
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => true,
+        }
+    }
+}
+
 /// The candidate ids of a union: every entry of each plan's ranges at `snap`
-/// (counting them per plan in `keys`), sorted and deduplicated.
-fn union_ids(plans: &[IndexPlan], snap: u64, keys: &mut [u64]) -> Result<Vec<u64>> {
+/// (counting them per plan in `keys`), sorted and deduplicated; `None` once `work`
+/// is spent.
+fn union_ids(
+    plans: &[IndexPlan],
+    snap: u64,
+    keys: &mut [u64],
+    work: &mut Work,
+) -> Result<Option<Vec<u64>>> {
     let mut ids = Vec::new();
     for (plan, keys) in plans.iter().zip(keys.iter_mut()) {
         for range in plan.unordered.iter().chain(&plan.ranges) {
             for hit in scan_at(plan.index.clone(), range.clone(), plan.direction, snap)? {
+                if !work.spend() {
+                    return Ok(None);
+                }
                 *keys += 1;
                 ids.push(hit.id);
             }
@@ -81,7 +118,7 @@ fn union_ids(plans: &[IndexPlan], snap: u64, keys: &mut [u64]) -> Result<Vec<u64
     }
     ids.sort_unstable();
     ids.dedup();
-    Ok(ids)
+    Ok(Some(ids))
 }
 
 /// Calls `f` with each candidate id greater than `after_id` (all when `None`), in id
@@ -346,14 +383,21 @@ impl Kept {
 
 /// Runs one page of `q` on `coll` at snapshot `snap` (which the caller holds open for
 /// the call), its reply rows costing at most `max_bytes` (each row its document's
-/// length plus [`SCAN_ROW_OVERHEAD`]; the first row always).
+/// length plus [`SCAN_ROW_OVERHEAD`]; the first row always). With a `budget`, gives
+/// up (`Ok(None)`) once it has examined that many index entries and documents
+/// together; without one, always returns a page.
 pub(crate) fn run(
     inner: &Inner,
     coll: &Arc<Collection>,
     q: &Query,
     max_bytes: usize,
     snap: u64,
-) -> Result<QueryPage> {
+    budget: Option<u64>,
+) -> Result<Option<QueryPage>> {
+    let mut work = Work {
+        left: budget,
+        over: false,
+    };
     let max_depth = inner.config.limits.max_depth;
     if q.depth > max_depth {
         return Err(Error::InvalidQuery(format!(
@@ -380,7 +424,10 @@ pub(crate) fn run(
         }
     ];
     let union = match &source {
-        Source::Union(plans) => Some(union_ids(plans, snap, &mut branch_keys)?),
+        Source::Union(plans) => match union_ids(plans, snap, &mut branch_keys, &mut work)? {
+            Some(ids) => Some(ids),
+            None => return Ok(None),
+        },
         _ => None,
     };
 
@@ -391,6 +438,9 @@ pub(crate) fn run(
             let mut kept = Kept::new(max_bytes);
             let after_id = after.as_ref().map(|c| c.id);
             walk(coll, snap, union.as_deref(), after_id, |id| {
+                if !work.spend() {
+                    return Ok(ControlFlow::Break(()));
+                }
                 let (bytes, doc) = read_value(inner, coll, id, snap, &needed)?;
                 examined += 1;
                 if q.filter.matches(&doc) {
@@ -407,6 +457,9 @@ pub(crate) fn run(
         Source::Scan | Source::Union(_) => {
             let mut best = Best::new(limit, sort_fields.clone(), max_bytes);
             walk(coll, snap, union.as_deref(), None, |id| {
+                if !work.spend() {
+                    return Ok(ControlFlow::Break(()));
+                }
                 let (bytes, doc) = read_value(inner, coll, id, snap, &needed)?;
                 examined += 1;
                 best.offer(q, after.as_ref(), id, &doc, bytes);
@@ -438,6 +491,9 @@ pub(crate) fn run(
             'ranges: for (range, ordered) in reads {
                 let scan = scan_at(plan.index.clone(), range, plan.direction, snap)?;
                 for hit in scan {
+                    if !work.spend() {
+                        break 'ranges;
+                    }
                     keys_examined += 1;
                     if q.sort.is_empty() && after.as_ref().is_some_and(|c| hit.id <= c.id) {
                         continue; // in id order, a row at or before the cursor
@@ -474,6 +530,9 @@ pub(crate) fn run(
                         best.offer_key(q, after.as_ref(), hit.id, key_of_hit(&hit), None);
                         continue;
                     }
+                    if !work.spend() {
+                        break 'ranges;
+                    }
                     let (bytes, doc) = read_value(inner, coll, hit.id, snap, &needed)?;
                     examined += 1;
                     best.offer(q, after.as_ref(), hit.id, &doc, bytes);
@@ -482,6 +541,10 @@ pub(crate) fn run(
             best.into_rows()
         }
     };
+
+    if work.over {
+        return Ok(None);
+    }
 
     // Phase 2: the page, within the byte budget.
     let projection = q.projection.as_deref().map(|paths| {
@@ -496,6 +559,9 @@ pub(crate) fn run(
     for row in chosen.iter_mut().take(limit) {
         let id = row.1;
         let kept = row.2.take();
+        if kept.is_none() && !work.spend() {
+            return Ok(None);
+        }
         let doc = match &projection {
             None => match kept {
                 Some(b) => b,
@@ -563,7 +629,7 @@ pub(crate) fn run(
             _ => Vec::new(),
         },
     });
-    Ok(QueryPage { rows, next, plan })
+    Ok(Some(QueryPage { rows, next, plan }))
 }
 
 /// Whether an index plan's hits are taken as they are: the plan is exact for the

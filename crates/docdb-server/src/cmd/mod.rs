@@ -73,9 +73,10 @@ pub enum Handler {
     /// on a thread of its own ([`crate::index_builds`]) so the queue goes on.
     Detached(fn(&Arc<Context>, &Arc<Database>, u64, Task)),
     /// Taken from its database's queue (after the writes staged before it are
-    /// durable), fixed there at the snapshot of its place, and run after the queue is
-    /// handed on ([`Late`]), so the database's next requests are served meanwhile. A
-    /// batch ends with it ([`runs_late`]). Query.
+    /// durable) and fixed there at the snapshot of its place; answered there if light
+    /// ([`query::LIGHT_QUERY_WORK`]), else run after the queue is handed on
+    /// ([`Late`]), so the database's next requests are served meanwhile. A batch ends
+    /// with it ([`runs_late`]). Query.
     Late(fn(&Database, &Request) -> Result<query::Pinned, Reply>),
     /// Answered by the connection itself, from and into its session (Auth).
     Connection,
@@ -230,9 +231,9 @@ pub fn lookup(req: &Request) -> Option<&'static Spec> {
     COMMANDS.iter().find(|s| s.command == command)
 }
 
-/// Whether a request runs after its batch hands the queue on ([`Handler::Late`]): a
-/// batch ends with it, so the requests after it go to the next worker and are served
-/// beside it instead of after it.
+/// Whether a request may run after its batch hands the queue on ([`Handler::Late`]:
+/// a heavy query does): a batch ends with it, so the requests after it go to the next
+/// worker and are served beside it instead of after it.
 pub fn runs_late(req: &Request) -> bool {
     lookup(req).is_some_and(|s| matches!(s.handler, Handler::Late(_)))
 }
@@ -564,13 +565,17 @@ fn serve_one(
                 .map_err(|e| Reply::from(&e))
                 .and_then(|()| pin(db, &task.req));
             match pinned {
-                Ok(pinned) => late.push(Late {
-                    _db: db.clone(),
-                    pinned,
-                    spec,
-                    enqueued: task.enqueued,
-                    reply: task.reply,
-                }),
+                // A light query costs less than the hand-off would: answered here.
+                Ok(pinned) => match pinned.run_light(ctx) {
+                    Some(reply) => answer(ctx, spec, task.enqueued, task.reply, reply),
+                    None => late.push(Late {
+                        _db: db.clone(),
+                        pinned,
+                        spec,
+                        enqueued: task.enqueued,
+                        reply: task.reply,
+                    }),
+                },
                 Err(reply) => answer(ctx, spec, task.enqueued, task.reply, reply),
             }
             return false;
