@@ -61,12 +61,24 @@ fn doc(id: u64, v: u64) -> Vec<u8> {
 // --- a disk whose fsyncs take time, counting the WAL ones ----------------------------
 
 /// Real files; every sync sleeps 2 ms (as a disk's would), so commits of other
-/// databases arrive while one is in flight. Counts syncs of `*.wal` files (database
-/// WAL segments and shared-log segments alike).
+/// databases arrive while one is in flight, and a database's own WAL segment (outside
+/// the shared log's `slog` directory: what a trim fsyncs) `db_wal_sync` more. Counts
+/// syncs of `*.wal` files (database WAL segments and shared-log segments alike).
 #[derive(Debug)]
 struct SlowSync {
     inner: Arc<dyn Storage>,
     wal_syncs: Arc<AtomicU64>,
+    db_wal_sync: Duration,
+}
+
+impl SlowSync {
+    fn new(wal_syncs: Arc<AtomicU64>, db_wal_sync: Duration) -> SlowSync {
+        SlowSync {
+            inner: docdb_core::storage::default_storage(),
+            wal_syncs,
+            db_wal_sync,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -74,6 +86,7 @@ struct SlowFile {
     inner: Arc<dyn StorageFile>,
     wal: bool,
     wal_syncs: Arc<AtomicU64>,
+    extra: Duration,
 }
 
 impl SlowFile {
@@ -81,7 +94,7 @@ impl SlowFile {
         if self.wal {
             self.wal_syncs.fetch_add(1, Ordering::SeqCst);
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(2) + self.extra);
     }
 }
 
@@ -110,10 +123,17 @@ impl StorageFile for SlowFile {
 
 impl Storage for SlowSync {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
+        let wal = path.extension().is_some_and(|e| e == "wal");
+        let db_wal = wal && !path.components().any(|c| c.as_os_str() == "slog");
         Ok(Arc::new(SlowFile {
             inner: self.inner.open(path, mode)?,
-            wal: path.extension().is_some_and(|e| e == "wal"),
+            wal,
             wal_syncs: self.wal_syncs.clone(),
+            extra: if db_wal {
+                self.db_wal_sync
+            } else {
+                Duration::ZERO
+            },
         }))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
@@ -147,10 +167,7 @@ impl Storage for SlowSync {
 fn fsyncs_for_one_writer_per_db(shared: bool, n: usize, rounds: u64) -> u64 {
     let d = tempfile::tempdir().unwrap();
     let wal_syncs = Arc::new(AtomicU64::new(0));
-    let storage: Arc<dyn Storage> = Arc::new(SlowSync {
-        inner: docdb_core::storage::default_storage(),
-        wal_syncs: wal_syncs.clone(),
-    });
+    let storage: Arc<dyn Storage> = Arc::new(SlowSync::new(wal_syncs.clone(), Duration::ZERO));
     let log =
         shared.then(|| SharedLog::open(storage.clone(), &d.path().join("slog"), 64 << 20).unwrap());
     let dbs: Vec<Arc<Database>> = dirs(d.path(), n)
@@ -471,5 +488,78 @@ fn only_a_batch_of_one_commit_goes_through_the_log() {
     let db = open(&x.dir, storage, None);
     for id in 1..5 {
         assert_eq!(db.read("_default", id).unwrap(), doc(id, 0));
+    }
+}
+
+/// Bytes of the files in `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|es| {
+            es.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The size bound holds when the trim falls behind: each fsync of a database's WAL
+/// (what a trim waits for) takes 150 ms, and 8 writers push 16 MiB of records through
+/// a log of `LOG_MB` (4 MiB: segments of 1 MiB, 3 sealed at most). Leaders wait for
+/// the trim, the log's directory, sampled all along, never holds more than the bound
+/// plus one round, and every write is there.
+#[test]
+fn a_trim_that_falls_behind_holds_the_log_at_its_size_bound() {
+    const MIB: u64 = 1 << 20;
+    let (n, writes) = (8usize, 256u64);
+    let big = |k: usize, id: u64| format!(r#"{{"k":{k},"id":{id},"pad":"{}"}}"#, "q".repeat(8000));
+    let tmp = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(SlowSync::new(
+        Arc::new(AtomicU64::new(0)),
+        Duration::from_millis(150),
+    ));
+    let (log, dbs) = logged(tmp.path(), &storage, n);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (done, slog) = (done.clone(), tmp.path().join("slog"));
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(Ordering::Relaxed) {
+                most = dir_bytes(&slog).max(most);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            most
+        })
+    };
+    let writers: Vec<_> = dbs
+        .iter()
+        .enumerate()
+        .map(|(k, db)| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for id in 0..writes {
+                    db.create("", id, big(k, id).as_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let most = sampler.join().unwrap();
+    let st = log.stats();
+    eprintln!("{st:?}; at most {most} bytes on disk");
+    assert!(st.bytes >= 15 * MIB, "{} bytes logged", st.bytes);
+    assert!(st.trim_waits > 0, "no leader waited for the trim: {st:?}");
+    // A round is at most one record per database (8 × ~8 KiB) past a full segment.
+    assert!(
+        most <= LOG_MB * MIB + 128 * 1024,
+        "the log held {most} bytes, bound {LOG_MB} MiB"
+    );
+    for (k, db) in dbs.iter().enumerate() {
+        for id in 0..writes {
+            assert_eq!(db.read("", id).unwrap(), big(k, id).into_bytes());
+        }
     }
 }
