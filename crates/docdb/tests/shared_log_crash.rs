@@ -63,14 +63,15 @@ fn write_until(
         .collect()
 }
 
-fn read_back(s: &Server, acked: &[Vec<u64>]) {
+/// Reads back every acknowledged document (`doc_len` as written).
+fn read_back(s: &Server, acked: &[Vec<u64>], doc_len: usize) {
     let mut c = client(s);
     for (k, ids) in acked.iter().enumerate() {
         let db = c.open_db(&format!("tenant{k}"));
         for &id in ids {
             let (st, body) = c.read(db, "", id);
             assert_eq!(st, 0, "tenant{k} doc {id} acknowledged, then lost");
-            assert_eq!(body, unique_doc(&format!("t{k}"), id, 200).into_bytes());
+            assert_eq!(body, unique_doc(&format!("t{k}"), id, doc_len).into_bytes());
         }
     }
 }
@@ -97,7 +98,7 @@ fn sigkill_during_writes_to_many_databases_keeps_every_acknowledged_write() {
     let acked: Vec<Vec<u64>> = writers.into_iter().map(|w| w.join().unwrap()).collect();
     assert!(acked.iter().map(Vec::len).sum::<usize>() > 12);
     s.spawn();
-    read_back(&s, &acked);
+    read_back(&s, &acked, 200);
 }
 
 /// Cuts every database's WAL back to its header, as a power cut may when only the
@@ -189,7 +190,7 @@ fn check_and_dump_drain_the_shared_log_first() {
     }
     s.spawn();
     let all: Vec<Vec<u64>> = (0..n).map(|_| (0..450).collect()).collect();
-    read_back(&s, &all);
+    read_back(&s, &all, 200);
 }
 
 /// Offset of the WAL record holding `doc` (its record header starts well before the
@@ -272,13 +273,5 @@ fn the_shared_log_stays_within_shared_log_max_mb_on_disk() {
     s.kill();
     s.spawn();
     let all: Vec<Vec<u64>> = (0..writers).map(|_| (0..docs).collect()).collect();
-    let mut c = client(&s);
-    for (k, ids) in all.iter().enumerate() {
-        let db = c.open_db(&format!("tenant{k}"));
-        for &id in ids {
-            let (st, body) = c.read(db, "", id);
-            assert_eq!(st, 0, "tenant{k} doc {id} acknowledged, then lost");
-            assert_eq!(body, unique_doc(&format!("t{k}"), id, doc_len).into_bytes());
-        }
-    }
+    read_back(&s, &all, doc_len);
 }
