@@ -16,7 +16,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(request_frame response_frame wal_record data_record)
+  targets=(request_frame response_frame wal_record data_record query patch)
 fi
 if ! cargo +nightly fuzz --help >/dev/null 2>&1; then
   echo "fuzz/run.sh: needs nightly and cargo-fuzz (cargo install cargo-fuzz)" >&2

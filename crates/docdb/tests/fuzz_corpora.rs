@@ -92,6 +92,16 @@ fn data_record_corpus_replays() {
     replay("data_record", checks::data_record);
 }
 
+#[test]
+fn query_corpus_replays() {
+    replay("query", checks::query);
+}
+
+#[test]
+fn patch_corpus_replays() {
+    replay("patch", checks::patch);
+}
+
 // ---------------------------------------------------------------------------------
 // The seeds (run with DOCDB_WRITE_FUZZ_SEEDS=1 to rewrite them).
 
@@ -221,6 +231,57 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ));
         pos += n;
         i += 1;
+    }
+
+    // Queries: every operator, sorts, projections, limits, explain, and resume
+    // cursors the query database really gives (`checks::query_db`).
+    let queries = [
+        ("eq", r#"{"filter":{"n":3}}"#),
+        (
+            "ops",
+            r#"{"filter":{"n":{"$gte":2,"$lt":30,"$ne":5},"s":{"$in":["s1","s2",null]},"tags":{"$nin":["u"]},"a.b":{"$exists":true,"$not":{"$gt":1}}}}"#,
+        ),
+        (
+            "logic",
+            r#"{"filter":{"$or":[{"n":{"$lte":4}},{"tags":"t1"}],"$nor":[{"x":{"$eq":[[5]]}}],"$and":[{"s":{"$exists":false}}]}}"#,
+        ),
+        (
+            "sort",
+            r#"{"filter":{},"sort":[["tags",1],["n",-1]],"limit":3,"projection":["n","a.b"],"explain":true}"#,
+        ),
+        (
+            "range",
+            r#"{"filter":{"n":{"$gt":"1","$lt":"9"}},"sort":[["n",-1]],"limit":1000}"#,
+        ),
+    ];
+    for (name, q) in queries {
+        out.push(("query", name.to_string(), q.as_bytes().to_vec()));
+    }
+    let patches = [
+        (
+            "set_delete",
+            r#"[{"op":"set","path":"/a/d","value":{"z":[1]}},{"op":"delete","path":"/f"}]"#,
+        ),
+        (
+            "rfc",
+            r#"[{"op":"add","path":"/e/-","value":1},{"op":"move","from":"/a/b/0","path":"/g/h/i/j"},{"op":"copy","from":"/a","path":"/k"},{"op":"replace","path":"/f","value":"y"},{"op":"remove","path":"/a/b/1"}]"#,
+        ),
+        (
+            "test_insert",
+            r#"[{"op":"test","path":"/a/d","value":"x"},{"op":"insert","path":"/a/b/0","value":0}]"#,
+        ),
+    ];
+    for (name, p) in patches {
+        out.push(("patch", name.to_string(), p.as_bytes().to_vec()));
+    }
+    for (name, sort) in [("after_sorted", r#"[["n",1]]"#), ("after_ids", "[]")] {
+        let q = format!(r#"{{"filter":{{}},"sort":{sort},"limit":4}}"#);
+        let page = checks::query_db()
+            .query("_default", &docdb_core::Query::parse(q.as_bytes()).unwrap())
+            .unwrap();
+        let next = page.next.expect("40 documents fill more than a page of 4");
+        let q = format!(r#"{{"filter":{{}},"sort":{sort},"limit":4,"after":"{next}"}}"#);
+        out.push(("query", name.to_string(), q.into_bytes()));
     }
     out
 }

@@ -1,0 +1,12 @@
+//! Fuzzes `checks::query` (see ../checks.rs, shared with the stable corpus replay).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = checks::query(data);
+});
