@@ -70,13 +70,26 @@ pub fn data_record(data: &[u8]) -> bool {
 }
 
 /// The database the query check runs against, made once per process in a fresh
-/// directory under the system's temp dir: 40 documents of mixed shapes (numbers,
-/// strings, nulls, nested objects, arrays, missing fields) in `_default`, an index that
-/// never held an array (`by_n`: exact plans) and one that has (`by_tags_n`).
+/// directory under the system's temp dir (those of processes no longer running are
+/// removed first): 40 documents of mixed shapes (numbers, strings, nulls, nested
+/// objects, arrays, missing fields) in `_default`, an index that never held an array
+/// (`by_n`: exact plans) and one that has (`by_tags_n`).
 pub fn query_db() -> &'static Database {
     static DB: OnceLock<Database> = OnceLock::new();
     DB.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("docdb-fuzz-query-{}", std::process::id()));
+        const PREFIX: &str = "docdb-fuzz-query-";
+        let tmp = std::env::temp_dir();
+        for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let gone = name
+                .strip_prefix(PREFIX)
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if gone {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = tmp.join(format!("{PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let db = Database::open(&dir, Config::default()).expect("open the query database");
         for id in 0..40u64 {
