@@ -542,7 +542,10 @@ pub(crate) fn run(
         }
     };
 
-    if work.over {
+    // A page whose rows to read already exceed what is left gives up before reading
+    // them (the work so far is the index entries only, for an exact plan).
+    let to_read = chosen.iter().take(limit).filter(|r| r.2.is_none()).count() as u64;
+    if work.over || work.left.is_some_and(|left| left < to_read) {
         return Ok(None);
     }
 
