@@ -8,8 +8,10 @@
 //! `{database id, WAL position, the WAL bytes}` here and waits until this log is
 //! fsynced past it. The log group-commits *across* databases: the first waiter with
 //! nobody syncing becomes the leader, writes every record queued so far with one write
-//! and fsyncs once; the others wait for it (no timer, no sleep). A batch is
-//! acknowledged only after that fsync.
+//! and fsyncs once; the others sleep until it wakes them, each with its own `unpark`
+//! (a woken committer whose record is durable returns without retaking the queue
+//! lock), the first of those still queued first, to lead the next round (no timer, no
+//! sleep). A batch is acknowledged only after that fsync.
 //!
 //! Crash safety: after a crash the database's WAL may lack bytes that were
 //! acknowledged; [`drain`] (run before any database opens) writes every record back
@@ -247,6 +249,34 @@ struct Queue {
     failed_through: u64,
     failure: Option<String>,
     syncing: bool,
+    /// Committers asleep until their record is durable, failed, or they must lead the
+    /// next round: `(record number, thread)`, woken each by its own `unpark`.
+    waiters: Vec<(u64, std::thread::Thread)>,
+}
+
+impl Queue {
+    /// The waiters a finished round releases (records durable or failed, or the log
+    /// off), plus, while records are still queued, the first of the others to lead
+    /// the next round, which comes first (the sooner it runs, the sooner the next
+    /// round starts). Called with `syncing` just cleared.
+    fn release(&mut self, enabled: bool) -> Vec<std::thread::Thread> {
+        let done = self.durable.max(self.failed_through);
+        let mut woken = Vec::new();
+        let mut leader = None;
+        self.waiters.retain(|(me, t)| {
+            if !enabled || *me <= done {
+                woken.push(t.clone());
+                false
+            } else if leader.is_none() {
+                leader = Some(t.clone());
+                false
+            } else {
+                true
+            }
+        });
+        woken.splice(0..0, leader);
+        woken
+    }
 }
 
 struct Writer {
@@ -283,7 +313,8 @@ struct Shared {
     max_sealed: usize,
     enabled: AtomicBool,
     queue: Mutex<Queue>,
-    queue_cv: Condvar,
+    /// `Queue::durable`, readable by a woken waiter without the queue lock.
+    durable: AtomicU64,
     writer: Mutex<Writer>,
     trim: Mutex<TrimState>,
     trim_cv: Condvar,
@@ -346,7 +377,7 @@ impl SharedLog {
             max_sealed: 3,
             enabled: AtomicBool::new(true),
             queue: Mutex::new(Queue::default()),
-            queue_cv: Condvar::new(),
+            durable: AtomicU64::new(0),
             writer: Mutex::new(Writer {
                 wal,
                 active: HashMap::new(),
@@ -421,7 +452,17 @@ impl SharedLog {
                 return Err(NotLogged::Fallback);
             }
             if q.syncing {
-                sh.queue_cv.wait(&mut q);
+                // Asleep until the round ends; woken alone (no queue lock to retake
+                // when the record is durable, the common case).
+                q.waiters.push((me, std::thread::current()));
+                drop(q);
+                std::thread::park();
+                if sh.durable.load(Ordering::Acquire) >= me {
+                    return Ok(());
+                }
+                q = sh.queue.lock();
+                // A spurious wake-up leaves the entry: the next release wakes it again.
+                q.waiters.retain(|(n, _)| *n != me);
                 continue;
             }
             q.syncing = true;
@@ -438,6 +479,7 @@ impl SharedLog {
             match r {
                 Ok(()) => {
                     q.durable = last;
+                    sh.durable.store(last, Ordering::Release);
                     sh.counters.records.fetch_add(n, Ordering::Relaxed);
                     sh.counters
                         .bytes
@@ -457,7 +499,13 @@ impl SharedLog {
                     q.deps = Vec::new();
                 }
             }
-            sh.queue_cv.notify_all();
+            // Woken outside the lock, so committers queue meanwhile.
+            let woken = q.release(self.is_enabled());
+            drop(q);
+            for t in woken {
+                t.unpark();
+            }
+            q = sh.queue.lock();
         }
     }
 
@@ -538,7 +586,12 @@ impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
         let mut q = self.sh.queue.lock();
         q.syncing = false;
-        self.sh.queue_cv.notify_all();
+        // The leader unwound: every waiter looks again (one of them leads).
+        let woken: Vec<_> = q.waiters.drain(..).map(|(_, t)| t).collect();
+        drop(q);
+        for t in woken {
+            t.unpark();
+        }
     }
 }
 
