@@ -875,6 +875,38 @@ fn read_up_to(f: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::Result<us
 mod tests {
     use super::*;
 
+    /// A round's end releases the durable (or failed) waiters and, first, one waiter
+    /// still queued to lead the next round; a disabled log releases everyone.
+    #[test]
+    fn a_round_releases_its_waiters_and_the_next_leader_first() {
+        let spawn = || std::thread::spawn(std::thread::park);
+        let threads: Vec<_> = (0..5).map(|_| spawn()).collect();
+        let ids: Vec<_> = threads.iter().map(|h| h.thread().id()).collect();
+        let queue = |durable| Queue {
+            durable,
+            waiters: [4u64, 2, 7, 3, 9]
+                .into_iter()
+                .zip(threads.iter().map(|h| h.thread().clone()))
+                .collect(),
+            ..Queue::default()
+        };
+        let mut q = queue(4);
+        let woken: Vec<_> = q.release(true).iter().map(|t| t.id()).collect();
+        // 7 is the first not durable: it leads, woken before 4, 2 and 3.
+        assert_eq!(woken, vec![ids[2], ids[0], ids[1], ids[3]]);
+        assert_eq!(q.waiters.iter().map(|w| w.0).collect::<Vec<_>>(), vec![9]);
+        let mut failed = queue(0);
+        failed.failed_through = 9;
+        assert_eq!(failed.release(true).len(), 5);
+        let mut off = queue(0);
+        assert_eq!(off.release(false).len(), 5);
+        assert!(off.waiters.is_empty());
+        for h in threads {
+            h.thread().unpark();
+            h.join().unwrap();
+        }
+    }
+
     #[test]
     fn record_round_trip_and_flip_detection() {
         let mut b = Vec::new();
