@@ -11,7 +11,7 @@
 //! and fsyncs once; the others sleep until it wakes them, each with its own `unpark`
 //! (a woken committer whose record is durable returns without retaking the queue
 //! lock), the first of those still queued first, to lead the next round (no timer, no
-//! sleep). A batch is acknowledged only after that fsync.
+//! polling). A batch is acknowledged only after that fsync.
 //!
 //! Crash safety: after a crash the database's WAL may lack bytes that were
 //! acknowledged; [`drain`] (run before any database opens) writes every record back
@@ -243,8 +243,6 @@ struct Queue {
     deps: Vec<(u128, Arc<WalDep>)>,
     /// Records queued so far (the last one's number).
     queued: u64,
-    /// Records durable so far.
-    durable: u64,
     /// Records up to here were in a failed round.
     failed_through: u64,
     failure: Option<String>,
@@ -258,9 +256,10 @@ impl Queue {
     /// The waiters a finished round releases (records durable or failed, or the log
     /// off), plus, while records are still queued, the first of the others to lead
     /// the next round, which comes first (the sooner it runs, the sooner the next
-    /// round starts). Called with `syncing` just cleared.
-    fn release(&mut self, enabled: bool) -> Vec<std::thread::Thread> {
-        let done = self.durable.max(self.failed_through);
+    /// round starts). `durable`: records durable so far. Called with `syncing` just
+    /// cleared.
+    fn release(&mut self, durable: u64, enabled: bool) -> Vec<std::thread::Thread> {
+        let done = durable.max(self.failed_through);
         let mut woken = Vec::new();
         let mut leader = None;
         self.waiters.retain(|(me, t)| {
@@ -313,7 +312,8 @@ struct Shared {
     max_sealed: usize,
     enabled: AtomicBool,
     queue: Mutex<Queue>,
-    /// `Queue::durable`, readable by a woken waiter without the queue lock.
+    /// Records durable so far: written under the queue lock, read by a woken waiter
+    /// without it.
     durable: AtomicU64,
     writer: Mutex<Writer>,
     trim: Mutex<TrimState>,
@@ -440,7 +440,7 @@ impl SharedLog {
         q.queued += 1;
         let me = q.queued;
         loop {
-            if q.durable >= me {
+            if sh.durable.load(Ordering::Acquire) >= me {
                 return Ok(());
             }
             if me <= q.failed_through {
@@ -478,7 +478,6 @@ impl SharedLog {
             q.syncing = false;
             match r {
                 Ok(()) => {
-                    q.durable = last;
                     sh.durable.store(last, Ordering::Release);
                     sh.counters.records.fetch_add(n, Ordering::Relaxed);
                     sh.counters
@@ -500,7 +499,7 @@ impl SharedLog {
                 }
             }
             // Woken outside the lock, so committers queue meanwhile.
-            let woken = q.release(self.is_enabled());
+            let woken = q.release(sh.durable.load(Ordering::Acquire), self.is_enabled());
             drop(q);
             for t in woken {
                 t.unpark();
@@ -882,24 +881,23 @@ mod tests {
         let spawn = || std::thread::spawn(std::thread::park);
         let threads: Vec<_> = (0..5).map(|_| spawn()).collect();
         let ids: Vec<_> = threads.iter().map(|h| h.thread().id()).collect();
-        let queue = |durable| Queue {
-            durable,
+        let queue = || Queue {
             waiters: [4u64, 2, 7, 3, 9]
                 .into_iter()
                 .zip(threads.iter().map(|h| h.thread().clone()))
                 .collect(),
             ..Queue::default()
         };
-        let mut q = queue(4);
-        let woken: Vec<_> = q.release(true).iter().map(|t| t.id()).collect();
+        let mut q = queue();
+        let woken: Vec<_> = q.release(4, true).iter().map(|t| t.id()).collect();
         // 7 is the first not durable: it leads, woken before 4, 2 and 3.
         assert_eq!(woken, vec![ids[2], ids[0], ids[1], ids[3]]);
         assert_eq!(q.waiters.iter().map(|w| w.0).collect::<Vec<_>>(), vec![9]);
-        let mut failed = queue(0);
+        let mut failed = queue();
         failed.failed_through = 9;
-        assert_eq!(failed.release(true).len(), 5);
-        let mut off = queue(0);
-        assert_eq!(off.release(false).len(), 5);
+        assert_eq!(failed.release(0, true).len(), 5);
+        let mut off = queue();
+        assert_eq!(off.release(0, false).len(), 5);
         assert!(off.waiters.is_empty());
         for h in threads {
             h.thread().unpark();
