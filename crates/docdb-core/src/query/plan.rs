@@ -542,8 +542,9 @@ pub(crate) fn run(
         }
     };
 
-    // A page whose rows to read already exceed what is left gives up before reading
-    // them (the work so far is the index entries only, for an exact plan).
+    // Phase 2 reads at most the chosen rows not kept: a page that cannot afford them
+    // gives up before reading any (for an exact plan, the work so far is the index
+    // entries only).
     let to_read = chosen.iter().take(limit).filter(|r| r.2.is_none()).count() as u64;
     if work.over || work.left.is_some_and(|left| left < to_read) {
         return Ok(None);
@@ -562,9 +563,6 @@ pub(crate) fn run(
     for row in chosen.iter_mut().take(limit) {
         let id = row.1;
         let kept = row.2.take();
-        if kept.is_none() && !work.spend() {
-            return Ok(None);
-        }
         let doc = match &projection {
             None => match kept {
                 Some(b) => b,

@@ -46,13 +46,10 @@ pub const LIGHT_QUERY_WORK: u64 = 64;
 
 impl Pinned {
     pub fn run(&self, ctx: &Context) -> Reply {
-        match self
-            .read
-            .query_page(&self.query, ctx.cfg.net.reply_budget_bytes())
-        {
-            Ok(page) => page_reply(encode(&page)),
-            Err(e) => Reply::from(&e),
-        }
+        reply(
+            self.read
+                .query_page(&self.query, ctx.cfg.net.reply_budget_bytes()),
+        )
     }
 
     /// The reply if the page takes at most [`LIGHT_QUERY_WORK`]; `None` (the work
@@ -60,14 +57,18 @@ impl Pinned {
     /// is handed on. An error is a reply.
     pub fn run_light(&self, ctx: &Context) -> Option<Reply> {
         let budget = ctx.cfg.net.reply_budget_bytes();
-        match self
-            .read
+        self.read
             .query_page_within(&self.query, budget, LIGHT_QUERY_WORK)
-        {
-            Ok(Some(page)) => Some(page_reply(encode(&page))),
-            Ok(None) => None,
-            Err(e) => Some(Reply::from(&e)),
-        }
+            .transpose()
+            .map(reply)
+    }
+}
+
+/// A page's reply, or the error's.
+fn reply(page: docdb_core::Result<QueryPage>) -> Reply {
+    match page {
+        Ok(page) => page_reply(encode(&page)),
+        Err(e) => Reply::from(&e),
     }
 }
 
