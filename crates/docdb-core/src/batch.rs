@@ -187,9 +187,12 @@ impl Database {
 
     /// Calls `done` once the writes of a detached batch are durable and visible (`Ok`)
     /// or have failed, without waiting for another thread's fsync: when a group commit
-    /// is in progress, `done` runs on the thread driving it, later. Otherwise this
-    /// thread drives the group commits, running every callback that becomes ready,
-    /// until none is left. `done` must not block for long.
+    /// is in progress, `done` runs on the thread driving it, later (with a shared log,
+    /// on the thread leading the log's round, which may be another database's).
+    /// Otherwise this thread drives the group commits, running every callback that
+    /// becomes ready, until none is left. `done` must not block for long, nor wait for
+    /// a write to become durable: the thread it runs on may be the one that would
+    /// make it so.
     pub fn when_flushed(
         &self,
         unflushed: Unflushed,

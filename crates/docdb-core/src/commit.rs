@@ -11,6 +11,12 @@
 //! next batch. There is no sleep anywhere: an idle system syncs at once. When the last
 //! batch had several commits, the syncer yields the CPU once before cutting the next,
 //! so writers that are ready to run can stage into it first.
+//!
+//! With a shared log, a batch of one commit is not fsynced here: the syncer hands it,
+//! with the syncer role, to the log and returns ([`Round::Handed`]); the log's round
+//! leader runs its completion ([`Inner::logged`]), which records the outcome, answers
+//! the callbacks and drives on while callbacks are left. Until then the I/O state is
+//! the batch's: [`crate::files::Files::io`] waits for it (DECISIONS 74).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -26,7 +32,7 @@ use crate::lock_order::{Level, OrderedGuard, OrderedMutex};
 use crate::memory::INDEX_ENTRY_BYTES;
 use crate::name::DEFAULT_COLLECTION;
 use crate::secondary::stage::Prepared;
-use crate::shared_log::NotLogged;
+use crate::shared_log::{NotLogged, Then};
 use crate::stats::GroupCounters;
 use crate::wal::record::{CommitEncoder, WalOp, MAX_BODY};
 use parking_lot::Condvar;
@@ -628,7 +634,8 @@ impl Inner {
     /// The syncer's loop, shared by both ways of waiting: the caller has set `syncing`;
     /// runs rounds until `until` holds, waking blocked waiters and running the
     /// callbacks that became ready (with no lock held) after each round. Returns with
-    /// the sync lock held and the syncer role given up.
+    /// the sync lock held and the syncer role given up — or handed on with a batch to
+    /// the shared log, whose completion ([`Inner::logged`]) drives from there.
     fn drive<'a>(
         &'a self,
         mut s: OrderedGuard<'a, SyncState>,
@@ -640,33 +647,53 @@ impl Inner {
         s.driver = until == Until::Drained;
         loop {
             let guard = SyncerGuard::new(&gc.sync, &gc.cv);
-            s = self.sync_round(s);
+            let round = self.sync_round(s);
             guard.disarm();
-            let ready = s.take_ready();
-            let done = match until {
-                Until::Durable(seq) => s.durable >= seq || s.failed,
-                Until::Drained => s.callbacks.is_empty(),
-            };
-            if done {
-                s.syncing = false;
-                s.driver = false;
+            s = gc.sync.lock();
+            match round {
+                Round::Handed => return s,
+                Round::Empty => {}
+                Round::Ended(result) => self.end_round(&mut s, result),
             }
-            gc.cv.notify_all();
-            if !ready.is_empty() {
-                let outcomes = s.outcomes();
-                drop(s);
-                run_callbacks(ready, &outcomes);
-                s = gc.sync.lock();
-            }
+            let done;
+            (s, done) = self.settle(s, until);
             if done {
                 return s;
             }
         }
     }
 
-    /// One syncer round, entered and left holding the sync lock (released meanwhile):
-    /// write and fsync the next batch, then record the outcome.
-    fn sync_round<'a>(&'a self, s: OrderedGuard<'a, SyncState>) -> OrderedGuard<'a, SyncState> {
+    /// After a round's outcome is recorded: takes the callbacks it made ready, gives
+    /// the syncer role up if `until` holds (the `bool`), wakes the blocked waiters and
+    /// runs those callbacks with no lock held. Returns with the sync lock held.
+    fn settle<'a>(
+        &'a self,
+        mut s: OrderedGuard<'a, SyncState>,
+        until: Until,
+    ) -> (OrderedGuard<'a, SyncState>, bool) {
+        let gc = &self.group_commit;
+        let ready = s.take_ready();
+        let done = match until {
+            Until::Durable(seq) => s.durable >= seq || s.failed,
+            Until::Drained => s.callbacks.is_empty(),
+        };
+        if done {
+            s.syncing = false;
+            s.driver = false;
+        }
+        gc.cv.notify_all();
+        if !ready.is_empty() {
+            let outcomes = s.outcomes();
+            drop(s);
+            run_callbacks(ready, &outcomes);
+            s = gc.sync.lock();
+        }
+        (s, done)
+    }
+
+    /// One syncer round, entered holding the sync lock (released for the round):
+    /// write the next batch and make it durable, or hand it to the shared log.
+    fn sync_round<'a>(&'a self, s: OrderedGuard<'a, SyncState>) -> Round {
         let concurrent = s.last_batch > 1;
         drop(s);
         if concurrent {
@@ -676,23 +703,19 @@ impl Inner {
             // for a timer (DECISIONS 19).
             std::thread::yield_now();
         }
-        let result = self.run_batch();
-        let mut s = self.group_commit.sync.lock();
-        self.end_round(&mut s, result);
-        s
+        self.run_batch(concurrent)
     }
 
     /// Records the outcome of one syncer round.
-    fn end_round(&self, s: &mut SyncState, result: Result<Option<(u64, usize)>, BatchFailed>) {
+    fn end_round(&self, s: &mut SyncState, result: Result<(u64, usize), BatchFailed>) {
         match result {
-            Ok(Some((last, n))) => {
+            Ok((last, n)) => {
                 s.last_batch = n;
                 s.durable = s.durable.max(last);
                 // IMPORTANT: publish before waking anyone, so an acknowledged write is
                 // visible to every read that starts after the ack.
                 self.snapshots.publish(last);
             }
-            Ok(None) => {}
             Err(BatchFailed { what, error, last }) => {
                 let what = format!("{what}: {error}");
                 self.record_failure(&what);
@@ -703,9 +726,9 @@ impl Inner {
         }
     }
 
-    /// Takes the next batch of staged commits, writes the WAL and data bytes and fsyncs
-    /// the WAL (per mode). Returns the highest sequence number written and the number of commits.
-    fn run_batch(&self) -> Result<Option<(u64, usize)>, BatchFailed> {
+    /// Takes the next batch of staged commits and writes its WAL and data bytes; then
+    /// fsyncs the WAL (per mode), or hands the batch to the shared log when it takes it.
+    fn run_batch(&self, concurrent: bool) -> Round {
         let mut io = self.files.io();
         let max = match self.config.wal.fsync.mode {
             FsyncMode::Always => 1,
@@ -715,7 +738,7 @@ impl Inner {
             let mut c = self.group_commit.lock_commit();
             let take = c.pending.len();
             if take == 0 {
-                return Ok(None);
+                return Round::Empty;
             }
             let n = take.min(max);
             let cut = &c.pending[n - 1];
@@ -747,18 +770,89 @@ impl Inner {
         let started = Instant::now();
         let failed =
             |what: &'static str| move |error: std::io::Error| BatchFailed { what, error, last };
-        let at = io.wal.append(&wal).map_err(failed("WAL write"))?;
-        io.data
-            .write_at(&data, base)
-            .map_err(failed("data file write"))?;
+        let at = match io.wal.append(&wal) {
+            Ok(at) => at,
+            Err(e) => return Round::Ended(Err(failed("WAL write")(e))),
+        };
+        if let Err(e) = io.data.write_at(&data, base) {
+            return Round::Ended(Err(failed("data file write")(e)));
+        }
+        let batch = Written {
+            data_end: base + data.len() as u64,
+            wal,
+            data,
+            last,
+            count,
+            started,
+        };
         if matches!(
             self.config.wal.fsync.mode,
             FsyncMode::Always | FsyncMode::Group
         ) {
-            self.make_durable(&io, at, &wal, count)
-                .map_err(|(what, error)| BatchFailed { what, error, last })?;
+            if let Some((m, me)) = self.logs(&batch, concurrent) {
+                // The trim fsyncs this file before it removes the log's records of it
+                // (a roll fsynced the segments before it).
+                m.dep.set(Some(io.wal.file()));
+                // Until the completion, whoever else wants the I/O state waits: what
+                // is written is not yet durable (a checkpoint must not cover it).
+                io.in_flight = true;
+                drop(io);
+                // The syncer role goes with the batch: the completion runs the
+                // callbacks and drives on, so callbacks registered meanwhile are left
+                // to it rather than waiting for it.
+                self.group_commit.sync.lock().driver = true;
+                // The log copies the bytes into its round; the batch's buffer goes with
+                // the completion, to be reused as the next batch's (`Io::spare`).
+                let wal = batch.wal.clone();
+                m.log.commit_then(
+                    m.id,
+                    &m.dep,
+                    at,
+                    &wal,
+                    Box::new(move |r| Inner::logged(me, r, batch)),
+                );
+                return Round::Handed;
+            }
+            if let Err(e) = io.wal.sync() {
+                return Round::Ended(Err(failed("WAL fsync")(e)));
+            }
         }
-        io.data_len = base + data.len() as u64;
+        let done = self.finish_batch(&mut io, batch);
+        drop(io);
+        self.maybe_checkpoint();
+        Round::Ended(Ok(done))
+    }
+
+    /// The shared log, if it takes `batch`, and this database's handle for its
+    /// completion. Only a batch of one commit goes through the log: a database whose
+    /// writers already share its fsync gains nothing from sharing it further, and
+    /// would wait for another database's round to end before its own began
+    /// (measured: the 3 × 10 mix lost 15-25 % with every batch logged;
+    /// docs/DECISIONS.md 57).
+    fn logs(
+        &self,
+        batch: &Written,
+        concurrent: bool,
+    ) -> Option<(&crate::shared_log::Member, Arc<Inner>)> {
+        let m = self
+            .shared
+            .as_ref()
+            .filter(|m| batch.count == 1 && !concurrent && m.log.takes(batch.wal.len()))?;
+        Some((m, self.self_ref.upgrade()?))
+    }
+
+    /// A batch's end once written and durable: the I/O state, counters and spare
+    /// buffers. Returns the batch's last sequence number and size.
+    fn finish_batch(&self, io: &mut crate::files::Io, batch: Written) -> (u64, usize) {
+        let Written {
+            mut wal,
+            mut data,
+            data_end,
+            last,
+            count,
+            started,
+        } = batch;
+        io.data_len = data_end;
         io.data.write_behind(io.data_len);
         io.last_written_seq = last;
         self.counters
@@ -767,58 +861,87 @@ impl Inner {
         self.group_commit
             .counters
             .record(count as u64, started.elapsed());
-        let since = self
-            .counters
+        self.counters
             .wal_since_checkpoint
-            .fetch_add(wal.len() as u64, Ordering::Relaxed)
-            + wal.len() as u64;
+            .fetch_add(wal.len() as u64, Ordering::Relaxed);
         if wal.capacity() <= MAX_SPARE && data.capacity() <= MAX_SPARE {
-            let (mut wal, mut data) = (wal, data);
             wal.clear();
             data.clear();
             io.spare = (wal, data);
         }
-        drop(io);
+        (last, count)
+    }
+
+    /// Asks for a checkpoint once the WAL written since the last one reaches its bound.
+    fn maybe_checkpoint(&self) {
+        let since = self.counters.wal_since_checkpoint.load(Ordering::Relaxed);
         if since >= self.config.checkpoint_bytes() {
             self.request_maintenance();
         }
-        Ok(Some((last, count)))
+    }
+
+    /// The completion of a batch handed to the shared log: settles the I/O state
+    /// (fsyncing the WAL itself when the log turned off before taking the batch),
+    /// records the outcome and, holding the syncer role the batch carried, runs the
+    /// callbacks it made ready. Runs on the thread that led the log's round, holding
+    /// no lock of this database. While callbacks are left, the role stays held and
+    /// the returned work drives on (after the round's other completions).
+    fn logged(
+        self: Arc<Self>,
+        r: std::result::Result<(), NotLogged>,
+        batch: Written,
+    ) -> Option<Then> {
+        let gc = &self.group_commit;
+        let guard = SyncerGuard::new(&gc.sync, &gc.cv);
+        let last = batch.last;
+        let result = {
+            let mut io = self.files.io_in_flight();
+            let synced = match r {
+                Ok(()) => Ok(()),
+                // The log was off when the batch reached it: the WAL holds the bytes.
+                Err(NotLogged::Fallback) => io.wal.sync().map_err(|e| ("WAL fsync", e)),
+                Err(NotLogged::Failed(e)) => Err(("shared log fsync", e)),
+            };
+            match synced {
+                Ok(()) => Ok(self.finish_batch(&mut io, batch)),
+                Err((what, error)) => Err(BatchFailed { what, error, last }),
+            }
+        };
+        self.maybe_checkpoint();
+        let mut s = gc.sync.lock();
+        self.end_round(&mut s, result);
+        let (s, done) = self.settle(s, Until::Drained);
+        drop(s);
+        guard.disarm();
+        if done {
+            return None;
+        }
+        Some(Box::new(move || {
+            let s = self.group_commit.sync.lock();
+            drop(self.drive(s, Until::Drained));
+        }))
     }
 }
 
-impl Inner {
-    /// Makes the batch `wal` of `commits` commits, just appended to the WAL at `at`,
-    /// durable: through the shared log when there is one that takes it (one fsync for
-    /// many databases), else by fsyncing the WAL. The caller holds the I/O lock (`io`).
-    ///
-    /// Only a batch of one commit goes through the log: a database whose writers
-    /// already share its fsync gains nothing from sharing it further, and would wait
-    /// for another database's round to end before its own began (measured: the 3 × 10
-    /// mix lost 15-25 % with every batch logged; docs/DECISIONS.md 57).
-    fn make_durable(
-        &self,
-        io: &crate::files::Io,
-        at: crate::wal::WalPos,
-        wal: &[u8],
-        commits: usize,
-    ) -> std::result::Result<(), (&'static str, std::io::Error)> {
-        if let Some(m) = self
-            .shared
-            .as_ref()
-            .filter(|m| commits == 1 && m.log.takes(wal.len()))
-        {
-            // The trim fsyncs this file before it removes the log's records of it (a
-            // roll fsynced the segments before it).
-            m.dep.set(Some(io.wal.file()));
-            match m.log.commit(m.id, &m.dep, at, wal) {
-                Ok(()) => return Ok(()),
-                Err(NotLogged::Failed(e)) => return Err(("shared log fsync", e)),
-                // The log is off since an earlier failure: the WAL holds the bytes.
-                Err(NotLogged::Fallback) => {}
-            }
-        }
-        io.wal.sync().map_err(|e| ("WAL fsync", e))
-    }
+/// What a syncer round came to.
+enum Round {
+    /// Nothing was staged.
+    Empty,
+    /// Written and durable, or failed.
+    Ended(Result<(u64, usize), BatchFailed>),
+    /// Written and handed to the shared log with the syncer role.
+    Handed,
+}
+
+/// A batch written to the WAL and the data file, until its end.
+struct Written {
+    wal: Vec<u8>,
+    data: Vec<u8>,
+    /// The data file's length with the batch.
+    data_end: u64,
+    last: u64,
+    count: usize,
+    started: Instant,
 }
 
 #[cfg(test)]

@@ -187,6 +187,7 @@ impl Inner {
                 spare: (Vec::new(), Vec::new()),
                 checkpointed: r.checkpoint,
                 index_snapshot: r.index_snapshot,
+                in_flight: false,
             }),
             memory: r.memory,
             storage: r.storage,

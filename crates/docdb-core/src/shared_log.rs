@@ -5,13 +5,15 @@
 //! An *accelerator*, not a second home for the data: each database's own WAL stays
 //! complete and self-contained. With a shared log, a database's syncer writes its batch
 //! to its own WAL (no fsync) and the data file as always, then appends one record
-//! `{database id, WAL position, the WAL bytes}` here and waits until this log is
-//! fsynced past it. The log group-commits *across* databases: the first waiter with
-//! nobody syncing becomes the leader, writes every record queued so far with one write
-//! and fsyncs once; the others sleep until it wakes them, each with its own `unpark`
-//! (a woken committer whose record is durable returns without retaking the queue
-//! lock), the first of those still queued first, to lead the next round (no timer, no
-//! polling). A batch is acknowledged only after that fsync.
+//! `{database id, WAL position, the WAL bytes}` here with a completion, and returns:
+//! nobody waits in the log ([`SharedLog::commit_then`]). The log group-commits
+//! *across* databases: a committer that finds no round running leads — writes every
+//! record queued so far with one write, fsyncs once, then runs the round's completions
+//! (each settles its database's batch, publishes it and answers its callbacks) and
+//! leads again while records are queued and no other thread has started a round; a
+//! committer that finds a round running only queues. The next round may start on
+//! another thread while a leader runs completions. A batch is acknowledged only after
+//! the fsync that covers its record (no timer, no polling).
 //!
 //! Crash safety: after a crash the database's WAL may lack bytes that were
 //! acknowledged; [`drain`] (run before any database opens) writes every record back
@@ -237,45 +239,29 @@ pub struct SharedLogStats {
     pub enabled: bool,
 }
 
+/// Told how a logged record ended, once: `Ok` when the log is fsynced past it. May
+/// return more work (a database driving its next batch, which can block on an fsync of
+/// its own), run only after every completion of the round: one database's next batch
+/// does not delay the acknowledgements of the others.
+pub(crate) type Logged = Box<dyn FnOnce(std::result::Result<(), NotLogged>) -> Option<Then> + Send>;
+
+/// Work a completion leaves for after its round's completions.
+pub(crate) type Then = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct Queue {
     buf: Vec<u8>,
     deps: Vec<(u128, Arc<WalDep>)>,
-    /// Records queued so far (the last one's number).
-    queued: u64,
-    /// Records up to here were in a failed round.
-    failed_through: u64,
-    failure: Option<String>,
+    /// The completions of the records in `buf`, in order.
+    done: Vec<Logged>,
+    /// A leader is writing and fsyncing a round (the next one waits for it).
     syncing: bool,
-    /// Committers asleep until their record is durable, failed, or they must lead the
-    /// next round: `(record number, thread)`, woken each by its own `unpark`.
-    waiters: Vec<(u64, std::thread::Thread)>,
 }
 
-impl Queue {
-    /// The waiters a finished round releases (records durable or failed, or the log
-    /// off), plus, while records are still queued, the first of the others to lead
-    /// the next round, which comes first (the sooner it runs, the sooner the next
-    /// round starts). `durable`: records durable so far. Called with `syncing` just
-    /// cleared.
-    fn release(&mut self, durable: u64, enabled: bool) -> Vec<std::thread::Thread> {
-        let done = durable.max(self.failed_through);
-        let mut woken = Vec::new();
-        let mut leader = None;
-        self.waiters.retain(|(me, t)| {
-            if !enabled || *me <= done {
-                woken.push(t.clone());
-                false
-            } else if leader.is_none() {
-                leader = Some(t.clone());
-                false
-            } else {
-                true
-            }
-        });
-        woken.splice(0..0, leader);
-        woken
-    }
+thread_local! {
+    /// This thread is a leader (in its round or running its completions): a record it
+    /// logs meanwhile is queued for the leader's next round, never led from inside.
+    static LEADING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 struct Writer {
@@ -312,9 +298,6 @@ struct Shared {
     max_sealed: usize,
     enabled: AtomicBool,
     queue: Mutex<Queue>,
-    /// Records durable so far: written under the queue lock, read by a woken waiter
-    /// without it.
-    durable: AtomicU64,
     writer: Mutex<Writer>,
     trim: Mutex<TrimState>,
     trim_cv: Condvar,
@@ -377,7 +360,6 @@ impl SharedLog {
             max_sealed: 3,
             enabled: AtomicBool::new(true),
             queue: Mutex::new(Queue::default()),
-            durable: AtomicU64::new(0),
             writer: Mutex::new(Writer {
                 wal,
                 active: HashMap::new(),
@@ -421,65 +403,55 @@ impl SharedLog {
     }
 
     /// Logs `bytes`, just written to database `id`'s WAL at `pos` (its file is
-    /// `dep`'s), and returns once the log is fsynced past them. The caller holds the
-    /// database's I/O lock. See [`NotLogged`] for the failures.
-    pub(crate) fn commit(
+    /// `dep`'s), and calls `done` once the log is fsynced past them (or could not be;
+    /// see [`NotLogged`]). Never waits for another thread's round: if one is running,
+    /// the record joins the next and `done` runs on that round's leader; otherwise this
+    /// thread leads, runs the completions of its round (its own among them) and leads
+    /// again while records are queued and nobody else does. The caller holds no lock
+    /// of any database (completions take their database's locks).
+    pub(crate) fn commit_then(
         &self,
         id: u128,
         dep: &Arc<WalDep>,
         pos: WalPos,
         bytes: &[u8],
-    ) -> std::result::Result<(), NotLogged> {
+        done: Logged,
+    ) {
         let sh = &*self.shared;
         let mut q = sh.queue.lock();
         if !self.is_enabled() {
-            return Err(NotLogged::Fallback);
+            drop(q);
+            run_then(complete(done, Err(NotLogged::Fallback)));
+            return;
         }
         encode_record(&mut q.buf, id, pos, bytes);
         q.deps.push((id, dep.clone()));
-        q.queued += 1;
-        let me = q.queued;
+        q.done.push(done);
+        if q.syncing || LEADING.with(|l| l.get()) {
+            return;
+        }
+        LEADING.with(|l| l.set(true));
+        let _leading = Leading;
         loop {
-            if sh.durable.load(Ordering::Acquire) >= me {
-                return Ok(());
-            }
-            if me <= q.failed_through {
-                let what = q.failure.clone().unwrap_or_else(|| "I/O error".into());
-                return Err(NotLogged::Failed(io::Error::other(what)));
-            }
-            if !self.is_enabled() {
-                // Queued after the failure: never written. The WAL holds the bytes.
-                return Err(NotLogged::Fallback);
-            }
-            if q.syncing {
-                // Asleep until the round ends; woken alone (no queue lock to retake
-                // when the record is durable, the common case).
-                q.waiters.push((me, std::thread::current()));
-                drop(q);
-                std::thread::park();
-                if sh.durable.load(Ordering::Acquire) >= me {
-                    return Ok(());
-                }
-                q = sh.queue.lock();
-                // A spurious wake-up leaves the entry: the next release wakes it again.
-                q.waiters.retain(|(n, _)| *n != me);
-                continue;
-            }
             q.syncing = true;
             let buf = std::mem::take(&mut q.buf);
             let deps = std::mem::take(&mut q.deps);
-            let last = q.queued;
-            let n = deps.len() as u64;
+            let done = std::mem::take(&mut q.done);
             drop(q);
-            let guard = LeaderGuard { sh };
-            let r = self.round(&buf, deps);
-            std::mem::forget(guard);
+            // A panic in the round fails it like an I/O error (what reached the disk
+            // is unknown): its records are told so and the log turns off.
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.round(&buf, deps)))
+                    .unwrap_or_else(|_| Err(io::Error::other("the round panicked")));
             q = sh.queue.lock();
+            // The next round may start (on another thread) while this one's
+            // completions run.
             q.syncing = false;
-            match r {
+            let (outcome, never_written) = match r {
                 Ok(()) => {
-                    sh.durable.store(last, Ordering::Release);
-                    sh.counters.records.fetch_add(n, Ordering::Relaxed);
+                    sh.counters
+                        .records
+                        .fetch_add(done.len() as u64, Ordering::Relaxed);
                     sh.counters
                         .bytes
                         .fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -488,23 +460,34 @@ impl SharedLog {
                         buf.clear();
                         q.buf = buf;
                     }
+                    (None, Vec::new())
                 }
                 Err(e) => {
                     let what = format!("shared log write or fsync: {e}");
                     self.disable(&what);
-                    q.failed_through = last;
-                    q.failure = Some(what);
+                    // Queued after the round: never written, their WALs hold them.
                     q.buf = Vec::new();
                     q.deps = Vec::new();
+                    (Some(what), std::mem::take(&mut q.done))
                 }
-            }
-            // Woken outside the lock, so committers queue meanwhile.
-            let woken = q.release(sh.durable.load(Ordering::Acquire), self.is_enabled());
+            };
             drop(q);
-            for t in woken {
-                t.unpark();
+            let mut then = Vec::new();
+            for d in done {
+                let r = match &outcome {
+                    None => Ok(()),
+                    Some(what) => Err(NotLogged::Failed(io::Error::other(what.clone()))),
+                };
+                then.extend(complete(d, r));
             }
+            for d in never_written {
+                then.extend(complete(d, Err(NotLogged::Fallback)));
+            }
+            then.into_iter().for_each(|t| run_then(Some(t)));
             q = sh.queue.lock();
+            if q.done.is_empty() || q.syncing {
+                return;
+            }
         }
     }
 
@@ -575,22 +558,29 @@ impl SharedLog {
     }
 }
 
-/// Clears `syncing` and wakes the waiters if a leader's round unwinds, so one of them
-/// leads instead of every later commit waiting forever.
-struct LeaderGuard<'a> {
-    sh: &'a Shared,
+/// Runs one completion; a panic in it is a bug of its database's code and must not
+/// take the leader (and the completions after it) down: contained and logged.
+fn complete(done: Logged, r: std::result::Result<(), NotLogged>) -> Option<Then> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(r))).unwrap_or_else(|_| {
+        tracing::error!("a shared log completion panicked");
+        None
+    })
 }
 
-impl Drop for LeaderGuard<'_> {
+/// Runs a completion's further work, contained like the completion itself.
+fn run_then(then: Option<Then>) {
+    let Some(t) = then else { return };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(t)).is_err() {
+        tracing::error!("a shared log completion's further work panicked");
+    }
+}
+
+/// Clears [`LEADING`] when the leader returns or unwinds.
+struct Leading;
+
+impl Drop for Leading {
     fn drop(&mut self) {
-        let mut q = self.sh.queue.lock();
-        q.syncing = false;
-        // The leader unwound: every waiter looks again (one of them leads).
-        let woken: Vec<_> = q.waiters.drain(..).map(|(_, t)| t).collect();
-        drop(q);
-        for t in woken {
-            t.unpark();
-        }
+        LEADING.with(|l| l.set(false));
     }
 }
 
@@ -873,37 +863,6 @@ fn read_up_to(f: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::Result<us
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A round's end releases the durable (or failed) waiters and, first, one waiter
-    /// still queued to lead the next round; a disabled log releases everyone.
-    #[test]
-    fn a_round_releases_its_waiters_and_the_next_leader_first() {
-        let spawn = || std::thread::spawn(std::thread::park);
-        let threads: Vec<_> = (0..5).map(|_| spawn()).collect();
-        let ids: Vec<_> = threads.iter().map(|h| h.thread().id()).collect();
-        let queue = || Queue {
-            waiters: [4u64, 2, 7, 3, 9]
-                .into_iter()
-                .zip(threads.iter().map(|h| h.thread().clone()))
-                .collect(),
-            ..Queue::default()
-        };
-        let mut q = queue();
-        let woken: Vec<_> = q.release(4, true).iter().map(|t| t.id()).collect();
-        // 7 is the first not durable: it leads, woken before 4, 2 and 3.
-        assert_eq!(woken, vec![ids[2], ids[0], ids[1], ids[3]]);
-        assert_eq!(q.waiters.iter().map(|w| w.0).collect::<Vec<_>>(), vec![9]);
-        let mut failed = queue();
-        failed.failed_through = 9;
-        assert_eq!(failed.release(0, true).len(), 5);
-        let mut off = queue();
-        assert_eq!(off.release(0, false).len(), 5);
-        assert!(off.waiters.is_empty());
-        for h in threads {
-            h.thread().unpark();
-            h.join().unwrap();
-        }
-    }
 
     #[test]
     fn record_round_trip_and_flip_detection() {
