@@ -83,6 +83,17 @@ pub struct RecoveryReport {
 /// already durable per the fsync mode — but skips the final checkpoint.
 pub struct Database {
     pub(crate) inner: Arc<Inner>,
+    /// Set by a successful [`Database::close`]: the drop then lets `LOCK` go.
+    closed_cleanly: bool,
+}
+
+impl Database {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Database {
+        Database {
+            inner,
+            closed_cleanly: false,
+        }
+    }
 }
 
 /// Counters updated without locks.
@@ -129,7 +140,11 @@ pub(crate) struct Inner {
     /// The shared commit log this database's batches go through, if any.
     pub shared: Option<crate::shared_log::Member>,
     pub self_ref: std::sync::Weak<Inner>,
-    _lock: crate::storage::LockGuard,
+    /// The directory's `LOCK`, held while open; [`Database::close`] lets it go at
+    /// once, since the state may outlive the handle for a moment (a shared-log round's
+    /// leader finishing this database's completion) and a reopen must not find it
+    /// held.
+    lock: Mutex<Option<crate::storage::LockGuard>>,
 }
 
 /// What recovery hands to [`Inner::new`]: where the files are, the rebuilt state, and
@@ -203,7 +218,7 @@ impl Inner {
             recovery: Mutex::new(r.report),
             shared: r.shared,
             self_ref: weak.clone(),
-            _lock: r.lock,
+            lock: Mutex::new(Some(r.lock)),
         });
         inner.start_interval_syncer();
         inner
@@ -671,7 +686,7 @@ impl Database {
     }
 
     /// Flushes, checkpoints and closes. Further calls on any handle fail with `Closed`.
-    pub fn close(self) -> Result<()> {
+    pub fn close(mut self) -> Result<()> {
         let r = self.inner.checkpoint_with(true).and_then(|()| {
             // The zeros written ahead of the log are only of use while it grows.
             Ok(self.inner.files.io().wal.release_ahead()?)
@@ -684,6 +699,7 @@ impl Database {
             }
         }
         self.inner.life.mark_closed();
+        self.closed_cleanly = r.is_ok();
         r
     }
 }
@@ -692,6 +708,13 @@ impl Drop for Database {
     fn drop(&mut self) {
         self.inner.life.stop();
         self.inner.maintenance.join();
+        if self.closed_cleanly {
+            // Closed: everything durable and checkpointed, no write accepted, no
+            // maintenance running. The directory may be opened again (or dropped) at
+            // once, even while a shared-log leader finishes this database's last
+            // completion.
+            drop(self.inner.lock.lock().take());
+        }
     }
 }
 

@@ -546,7 +546,7 @@ fn construct(
         shared,
         cache: opts.cache.clone(),
     });
-    Ok(Database { inner })
+    Ok(Database::from_inner(inner))
 }
 
 /// Writes a replayed chunk at `at`. It never compares with what the file already holds

@@ -263,6 +263,44 @@ fn a_flush_does_not_wait_for_the_shared_round_in_progress() {
     assert_eq!(log.stats().fsyncs, 2);
 }
 
+/// A closed database can be opened again at once, even while the thread that led the
+/// shared-log round of its last write is still finishing that write's completion (a
+/// slow callback here): the handle's `LOCK` goes with a clean close, not with the
+/// last reference to the database's state.
+#[test]
+fn a_closed_database_reopens_while_its_last_completion_finishes() {
+    let d = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(SlowSync {
+        log_sync: Duration::from_millis(100),
+        ..SlowSync::new(Arc::new(AtomicU64::new(0)), Duration::ZERO)
+    });
+    let log = SharedLog::open(storage.clone(), &d.path().join("slog"), LOG_MB << 20).unwrap();
+    let x = dirs(d.path(), 2);
+    let db0 = Arc::new(open(&x[0].dir, storage.clone(), Some(&log)));
+    let db1 = open(&x[1].dir, storage.clone(), Some(&log));
+    // Database 0's writer leads a round; database 1's write joins the next one, whose
+    // completion (on database 0's writer's thread) runs a callback that takes 400 ms.
+    let leader = std::thread::spawn(move || db0.create("_default", 1, &doc(1, 0)).unwrap());
+    std::thread::sleep(Duration::from_millis(30));
+    let mut b = db1.batch();
+    b.create("_default", 2, &doc(2, 0)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    db1.when_flushed(b.detach().unwrap(), move |r| {
+        r.unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        tx.send(()).unwrap();
+    });
+    db1.close().unwrap();
+    let reopened = open(&x[1].dir, storage.clone(), Some(&log));
+    assert!(
+        rx.try_recv().is_err(),
+        "the callback had ended: nothing was tested"
+    );
+    assert_eq!(reopened.read("_default", 2).unwrap(), doc(2, 0));
+    rx.recv().unwrap();
+    leader.join().unwrap();
+}
+
 // --- power cuts ----------------------------------------------------------------------
 
 type Acked = BTreeMap<(usize, u64), u64>;
