@@ -82,6 +82,14 @@ impl SlowSync {
             log_sync: Duration::ZERO,
         }
     }
+
+    /// A disk whose shared-log fsyncs take `log_sync` more.
+    fn slow_log(log_sync: Duration) -> Arc<dyn Storage> {
+        Arc::new(SlowSync {
+            log_sync,
+            ..SlowSync::new(Arc::new(AtomicU64::new(0)), Duration::ZERO)
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -225,10 +233,7 @@ fn one_fsync_covers_the_commits_of_many_databases() {
 #[test]
 fn a_flush_does_not_wait_for_the_shared_round_in_progress() {
     let d = tempfile::tempdir().unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(SlowSync {
-        log_sync: Duration::from_millis(300),
-        ..SlowSync::new(Arc::new(AtomicU64::new(0)), Duration::ZERO)
-    });
+    let storage = SlowSync::slow_log(Duration::from_millis(300));
     let (log, dbs) = logged(d.path(), &storage, 2);
     let db0 = dbs[0].clone();
     let leader = std::thread::spawn(move || {
@@ -270,10 +275,7 @@ fn a_flush_does_not_wait_for_the_shared_round_in_progress() {
 #[test]
 fn a_closed_database_reopens_while_its_last_completion_finishes() {
     let d = tempfile::tempdir().unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(SlowSync {
-        log_sync: Duration::from_millis(100),
-        ..SlowSync::new(Arc::new(AtomicU64::new(0)), Duration::ZERO)
-    });
+    let storage = SlowSync::slow_log(Duration::from_millis(100));
     let log = SharedLog::open(storage.clone(), &d.path().join("slog"), LOG_MB << 20).unwrap();
     let x = dirs(d.path(), 2);
     let db0 = Arc::new(open(&x[0].dir, storage.clone(), Some(&log)));
