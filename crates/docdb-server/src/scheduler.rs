@@ -10,8 +10,10 @@
 //!   database's next requests are served meanwhile.
 //! - Other databases are served by other workers meanwhile: a read is never stuck
 //!   behind another database's fsync as long as a worker is free, and when none is,
-//!   the pool grows up to `max_workers`. Workers above `workers` that stay idle for
-//!   `worker_expiry` exit.
+//!   the pool grows up to `max_workers`. An idle worker parks on its own; the most
+//!   recently idle is woken first (LIFO: warm caches, and the others stay idle), and
+//!   workers above `workers` that stay idle for `worker_expiry` exit, so a pool grown
+//!   by a burst shrinks back under a light load.
 //! - Which ready queue a free worker takes is the policy: `fair` (least service so
 //!   far, so a quiet database is served as soon as it has work however hot another
 //!   one is), `deepest` (longest queue, the original) or `round_robin`.
@@ -61,10 +63,19 @@ struct Queues {
     vclock: u64,
     /// Threads alive.
     workers: usize,
-    /// Threads waiting for work.
-    idle: usize,
+    /// Threads waiting for work, the most recently idle last: the one woken next (its
+    /// stack and caches are the warmest, and the ones below it expire when the pool
+    /// has more workers than the load needs).
+    idle: Vec<Arc<Idle>>,
     queued: usize,
     stopping: bool,
+}
+
+/// An idle worker's entry in [`Queues::idle`].
+struct Idle {
+    thread: std::thread::Thread,
+    /// Set, under the queue lock, by whoever takes the entry off the stack to wake it.
+    woken: AtomicBool,
 }
 
 /// The databases with queued work and no worker, kept so that the policy's pick is
@@ -125,7 +136,6 @@ pub struct Scheduler {
     /// `cfg.min_workers()`, resolved once.
     min_workers: usize,
     q: Mutex<Queues>,
-    work: Condvar,
     all_exited: Condvar,
     handler: Arc<Handler>,
     panics: AtomicU64,
@@ -163,7 +173,6 @@ impl Scheduler {
             min_workers: cfg.min_workers(),
             cfg,
             q: Mutex::new(Queues::default()),
-            work: Condvar::new(),
             all_exited: Condvar::new(),
             handler,
             panics: AtomicU64::new(0),
@@ -229,26 +238,38 @@ impl Scheduler {
             // to notice, and more work than one database's should not wait for it.
             return Ok(());
         }
-        let (notify, spawn) = self.workers_for(q, 1);
+        let (woken, spawn) = self.workers_for(q, 1);
         drop(guard);
-        self.wake(notify, spawn);
+        self.wake(woken, spawn);
         Ok(())
     }
 
-    /// How to give `ready` newly ready databases a worker each: how many idle workers
-    /// to notify and how many to start (counted in `q.workers` here, started by
-    /// [`Scheduler::wake`] once the lock is released).
-    fn workers_for(&self, q: &mut Queues, ready: usize) -> (usize, usize) {
-        let notify = ready.min(q.idle);
-        let spawn = (ready - notify).min(self.cfg.max_workers.saturating_sub(q.workers));
+    /// How to give `ready` newly ready databases a worker each: the idle workers to
+    /// wake (taken off the idle stack, most recently idle first) and how many to start
+    /// (counted in `q.workers` here, started by [`Scheduler::wake`] once the lock is
+    /// released).
+    fn workers_for(&self, q: &mut Queues, ready: usize) -> (Vec<Arc<Idle>>, usize) {
+        let woken = Self::take_idle(q, ready);
+        let spawn = (ready - woken.len()).min(self.cfg.max_workers.saturating_sub(q.workers));
         q.workers += spawn;
-        (notify, spawn)
+        (woken, spawn)
+    }
+
+    /// Takes up to `n` idle workers off the stack, the most recently idle first, and
+    /// marks them woken.
+    fn take_idle(q: &mut Queues, n: usize) -> Vec<Arc<Idle>> {
+        let from = q.idle.len().saturating_sub(n);
+        let woken: Vec<_> = q.idle.drain(from..).rev().collect();
+        for w in &woken {
+            w.woken.store(true, Ordering::Release);
+        }
+        woken
     }
 
     /// Carries out [`Scheduler::workers_for`], without the queue lock.
-    fn wake(&self, notify: usize, spawn: usize) {
-        for _ in 0..notify {
-            self.work.notify_one();
+    fn wake(&self, woken: Vec<Arc<Idle>>, spawn: usize) {
+        for w in woken {
+            w.thread.unpark();
         }
         for _ in 0..spawn {
             self.spawn_worker();
@@ -278,21 +299,25 @@ impl Scheduler {
     }
 
     fn worker(self: Arc<Self>) {
+        let me = Arc::new(Idle {
+            thread: std::thread::current(),
+            woken: AtomicBool::new(false),
+        });
         let mut q = self.q.lock();
         let mut spun = false;
         loop {
             if let Some((db, tasks)) = self.pick(&mut q) {
                 // The first database to become ready while this worker polled woke
                 // nobody; if more became ready since, make sure each has a worker.
-                let (notify, spawn) = if spun {
+                let (woken, spawn) = if spun {
                     let waiting = q.ready.len();
                     self.workers_for(&mut q, waiting)
                 } else {
-                    (0, 0)
+                    (Vec::new(), 0)
                 };
                 spun = false;
                 drop(q);
-                self.wake(notify, spawn);
+                self.wake(woken, spawn);
                 let h = self.handler.clone();
                 // Unanswered tasks of a panicking step were dropped during unwinding
                 // and answered `internal error` by their ReplyTo guards.
@@ -304,7 +329,10 @@ impl Scheduler {
                 if Self::hand_back(&mut q, self.cfg.policy, db) {
                     self.ready_hint.store(true, Ordering::Release);
                     if q.ready.len() > 1 || !self.spinning.load(Ordering::Acquire) {
-                        self.work.notify_one();
+                        let woken = Self::take_idle(&mut q, 1);
+                        drop(q);
+                        self.wake(woken, 0);
+                        q = self.q.lock();
                     }
                 }
                 if let Some(after) = after {
@@ -338,12 +366,27 @@ impl Scheduler {
                 continue;
             }
             spun = false;
-            q.idle += 1;
-            let timed_out = self
-                .work
-                .wait_for(&mut q, self.cfg.worker_expiry)
-                .timed_out();
-            q.idle -= 1;
+            me.woken.store(false, Ordering::Relaxed);
+            q.idle.push(me.clone());
+            drop(q);
+            let deadline = Instant::now() + self.cfg.worker_expiry;
+            loop {
+                if me.woken.load(Ordering::Acquire) {
+                    break;
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+            q = self.q.lock();
+            // Under the lock: an entry taken off the stack was woken, even if this
+            // worker's wait timed out first.
+            let timed_out = !me.woken.load(Ordering::Acquire);
+            if timed_out {
+                q.idle.retain(|i| !Arc::ptr_eq(i, &me));
+            }
             if timed_out && q.ready.is_empty() && q.workers > self.min_workers && !q.stopping {
                 break;
             }
@@ -383,7 +426,11 @@ impl Scheduler {
     pub fn shutdown(&self, timeout: Duration) -> bool {
         let mut q = self.q.lock();
         q.stopping = true;
-        self.work.notify_all();
+        let all = q.idle.len();
+        let woken = Self::take_idle(&mut q, all);
+        for w in woken {
+            w.thread.unpark();
+        }
         // Queued work needs a worker even if all expired.
         if q.queued > 0 && q.workers == 0 {
             q.workers += 1;
@@ -440,7 +487,7 @@ impl Scheduler {
             worker_pool: WorkerPoolStats {
                 running_workers: busy,
                 waiting_tasks: q.queued as u64,
-                free_workers: q.idle as u64,
+                free_workers: q.idle.len() as u64,
                 pool_capacity: self.cfg.max_workers as u64,
             },
         }
@@ -674,6 +721,61 @@ mod tests {
         eventually("the extra worker never expired", || {
             s.stats().worker_count == 1
         });
+        assert!(s.shutdown(Duration::from_secs(5)));
+    }
+
+    /// A pool grown by a burst shrinks back under a light steady load: the most
+    /// recently idle worker is woken first, so the others stay idle and expire. (Woken
+    /// oldest first, as a condition variable does, every worker would be woken within
+    /// its expiry and the pool would keep its peak size.)
+    #[test]
+    fn a_pool_grown_by_a_burst_shrinks_under_a_light_steady_load() {
+        let gate = Arc::new(Mutex::new(()));
+        let g2 = gate.clone();
+        let served_by = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let by = served_by.clone();
+        let handler: Arc<Handler> = Arc::new(move |_db, tasks: Vec<Task>| {
+            let _g = g2.lock();
+            by.lock().insert(std::thread::current().id());
+            for t in tasks {
+                t.reply.ok(Vec::new());
+            }
+            None
+        });
+        let cfg = SchedSection {
+            max_workers: 8,
+            worker_expiry: Duration::from_millis(300),
+            spin: Duration::ZERO,
+            ..cfg(Policy::Fair)
+        };
+        let s = Scheduler::new(cfg, handler);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // A burst: eight databases at once while the handler is held, eight workers.
+        let hold = gate.lock();
+        for db in 0..8 {
+            s.enqueue(db, task(db, &tx)).map_err(|e| e.0).unwrap();
+        }
+        eventually("the pool never grew to 8", || s.stats().worker_count == 8);
+        drop(hold);
+        for _ in 0..8 {
+            rx.blocking_recv().unwrap();
+        }
+        // Then one request at a time, every 20 ms, for well past the expiry.
+        served_by.lock().clear();
+        let until = Instant::now() + Duration::from_millis(1200);
+        let mut n = 0u64;
+        while Instant::now() < until {
+            s.enqueue(n % 8, task(n, &tx)).map_err(|e| e.0).unwrap();
+            rx.blocking_recv().unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let workers = s.stats().worker_count;
+        let distinct = served_by.lock().len();
+        assert!(
+            workers <= 2,
+            "{workers} workers left after {n} requests one at a time ({distinct} served them)"
+        );
         assert!(s.shutdown(Duration::from_secs(5)));
     }
 
