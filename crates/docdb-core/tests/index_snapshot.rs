@@ -232,7 +232,7 @@ fn random_histories_open_the_same_with_and_without_the_snapshot() {
     };
     for seed in 1..=seeds {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut model = Model::new();
         model.insert("_default".into(), BTreeMap::new());
         let colls = ["_default", "a", "b"];
