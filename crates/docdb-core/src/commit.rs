@@ -801,15 +801,16 @@ impl Inner {
                 // callbacks and drives on, so callbacks registered meanwhile are left
                 // to it rather than waiting for it.
                 self.group_commit.sync.lock().driver = true;
-                // The log copies the bytes into its round; the batch's buffer goes with
-                // the completion, to be reused as the next batch's (`Io::spare`).
-                let wal = batch.wal.clone();
+                // The log gives the WAL buffer back to the completion, to be reused
+                // as the next batch's (`Io::spare`).
+                let mut batch = batch;
+                let wal = std::mem::take(&mut batch.wal);
                 m.log.commit_then(
                     m.id,
                     &m.dep,
                     at,
-                    &wal,
-                    Box::new(move |r| Inner::logged(me, r, batch)),
+                    wal,
+                    Box::new(move |r, wal| Inner::logged(me, r, Written { wal, ..batch })),
                 );
                 return Round::Handed;
             }

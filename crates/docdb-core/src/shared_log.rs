@@ -239,11 +239,12 @@ pub struct SharedLogStats {
     pub enabled: bool,
 }
 
-/// Told how a logged record ended, once: `Ok` when the log is fsynced past it. May
-/// return more work (a database driving its next batch, which can block on an fsync of
+/// Told how a logged record ended, once: `Ok` when the log is fsynced past it; given
+/// back the bytes it logged (the caller's buffer, for reuse). May return more work (a database driving its next batch, which can block on an fsync of
 /// its own), run only after every completion of the round: one database's next batch
 /// does not delay the acknowledgements of the others.
-pub(crate) type Logged = Box<dyn FnOnce(std::result::Result<(), NotLogged>) -> Option<Then> + Send>;
+pub(crate) type Logged =
+    Box<dyn FnOnce(std::result::Result<(), NotLogged>, Vec<u8>) -> Option<Then> + Send>;
 
 /// Work a completion leaves for after its round's completions.
 pub(crate) type Then = Box<dyn FnOnce() + Send>;
@@ -252,8 +253,9 @@ pub(crate) type Then = Box<dyn FnOnce() + Send>;
 struct Queue {
     buf: Vec<u8>,
     deps: Vec<(u128, Arc<WalDep>)>,
-    /// The completions of the records in `buf`, in order.
-    done: Vec<Logged>,
+    /// The completions of the records in `buf`, in order, with their bytes to give
+    /// back.
+    done: Vec<(Logged, Vec<u8>)>,
     /// A leader is writing and fsyncing a round (the next one waits for it).
     syncing: bool,
 }
@@ -309,9 +311,10 @@ struct Shared {
 /// A server-wide commit log shared by many databases (see the module doc). Cheap to
 /// clone; pass it in [`crate::OpenOptions::shared_log`].
 ///
-/// Lock order: a database's syncer calls in holding its I/O lock; inside, the queue
-/// lock, then (released) the writer lock, then the trim lock, are taken one at a time
-/// or in that order, and no database lock is taken under any of them.
+/// Lock order: a database's syncer calls in holding no lock of any database (its
+/// completion, run by a leader, takes them); inside, the queue lock, then (released)
+/// the writer lock, then the trim lock, are taken one at a time or in that order, and
+/// no database lock is taken under any of them (completions run with none held).
 #[derive(Clone)]
 pub struct SharedLog {
     shared: Arc<Shared>,
@@ -414,19 +417,21 @@ impl SharedLog {
         id: u128,
         dep: &Arc<WalDep>,
         pos: WalPos,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         done: Logged,
     ) {
         let sh = &*self.shared;
         let mut q = sh.queue.lock();
         if !self.is_enabled() {
             drop(q);
-            run_then(complete(done, Err(NotLogged::Fallback)));
+            if let Some(then) = complete((done, bytes), Err(NotLogged::Fallback)) {
+                run_then(then);
+            }
             return;
         }
-        encode_record(&mut q.buf, id, pos, bytes);
+        encode_record(&mut q.buf, id, pos, &bytes);
         q.deps.push((id, dep.clone()));
-        q.done.push(done);
+        q.done.push((done, bytes));
         if q.syncing || LEADING.with(|l| l.get()) {
             return;
         }
@@ -483,7 +488,7 @@ impl SharedLog {
             for d in never_written {
                 then.extend(complete(d, Err(NotLogged::Fallback)));
             }
-            then.into_iter().for_each(|t| run_then(Some(t)));
+            then.into_iter().for_each(run_then);
             q = sh.queue.lock();
             if q.done.is_empty() || q.syncing {
                 return;
@@ -560,17 +565,19 @@ impl SharedLog {
 
 /// Runs one completion; a panic in it is a bug of its database's code and must not
 /// take the leader (and the completions after it) down: contained and logged.
-fn complete(done: Logged, r: std::result::Result<(), NotLogged>) -> Option<Then> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(r))).unwrap_or_else(|_| {
+fn complete(
+    (done, bytes): (Logged, Vec<u8>),
+    r: std::result::Result<(), NotLogged>,
+) -> Option<Then> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(r, bytes))).unwrap_or_else(|_| {
         tracing::error!("a shared log completion panicked");
         None
     })
 }
 
 /// Runs a completion's further work, contained like the completion itself.
-fn run_then(then: Option<Then>) {
-    let Some(t) = then else { return };
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(t)).is_err() {
+fn run_then(then: Then) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(then)).is_err() {
         tracing::error!("a shared log completion's further work panicked");
     }
 }

@@ -428,9 +428,7 @@ impl Scheduler {
         q.stopping = true;
         let all = q.idle.len();
         let woken = Self::take_idle(&mut q, all);
-        for w in woken {
-            w.thread.unpark();
-        }
+        self.wake(woken, 0);
         // Queued work needs a worker even if all expired.
         if q.queued > 0 && q.workers == 0 {
             q.workers += 1;
