@@ -447,16 +447,47 @@ fn apply(db: &Database, model: &mut BTreeMap<u64, Value>, ops: &[Op]) {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+/// Checks `property` over the strategy `strategy()` builds, with this file's settings
+/// (`cases()`, the saved regressions replayed first), on a thread with a 64 MiB stack:
+/// generating the recursive JSON filters takes more than the default 2 MiB in debug
+/// builds. (The strategy is built on that thread: boxed strategies are not `Send`.)
+fn check<S, M, F>(strategy: M, property: F)
+where
+    S: Strategy,
+    M: FnOnce() -> S + Send + 'static,
+    F: Fn(S::Value) -> Result<(), TestCaseError> + Send + 'static,
+{
+    let run = move || {
+        let strategy = strategy();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: cases(),
+            source_file: Some(file!()),
+            ..ProptestConfig::default()
+        });
+        if let Err(e) = runner.run(&strategy, property) {
+            panic!("{e}");
+        }
+    };
+    let t = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(run)
+        .expect("spawn");
+    if let Err(panic) = t.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
 
-    #[test]
-    fn queries_match_a_naive_evaluator(
-        rounds in prop::collection::vec((ops(), prop::collection::vec(query_spec(), 1..5)), 1..4),
-        reopen_after in 0usize..4,
-        early in prop::collection::vec(index_def(), 0..4),
-        late in prop::collection::vec(index_def(), 0..3),
-    ) {
+#[test]
+fn queries_match_a_naive_evaluator() {
+    let strategy = || {
+        (
+            prop::collection::vec((ops(), prop::collection::vec(query_spec(), 1..5)), 1..4),
+            0usize..4,
+            prop::collection::vec(index_def(), 0..4),
+            prop::collection::vec(index_def(), 0..3),
+        )
+    };
+    check(strategy, |(rounds, reopen_after, early, late)| {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut db = Database::open(dir.path(), config()).expect("open");
         let mut model = BTreeMap::new();
@@ -476,11 +507,17 @@ proptest! {
                 let got = all_pages(&db, q)?;
                 let want = model_query(&model, q);
                 let ids = |rows: &[(u64, Value)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
-                prop_assert_eq!(ids(&got), ids(&want), "query {}", String::from_utf8_lossy(&query_json(q, None)));
+                prop_assert_eq!(
+                    ids(&got),
+                    ids(&want),
+                    "query {}",
+                    String::from_utf8_lossy(&query_json(q, None))
+                );
                 prop_assert_eq!(got, want);
             }
         }
-    }
+        Ok(())
+    });
 }
 
 // ----------------------------------------------------------------------------------
@@ -553,19 +590,20 @@ fn sparse_index() -> impl Strategy<Value = Vec<(String, i8)>> {
     )
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
-
-    /// Indexes over a field most documents lack (the planner skips their missing
-    /// entries when no condition can match a missing field) and over a path through
-    /// arrays (whose entries it must still read), with sorts the index may serve.
-    #[test]
-    fn sparse_fields_match_a_naive_evaluator(
-        docs in prop::collection::vec(sparse_document(), 1..60),
-        updates in prop::collection::vec((0u64..60, sparse_document()), 0..20),
-        indexes in prop::collection::vec(sparse_index(), 1..4),
-        queries in prop::collection::vec(sparse_query(), 1..8),
-    ) {
+/// Indexes over a field most documents lack (the planner skips their missing
+/// entries when no condition can match a missing field) and over a path through
+/// arrays (whose entries it must still read), with sorts the index may serve.
+#[test]
+fn sparse_fields_match_a_naive_evaluator() {
+    let strategy = || {
+        (
+            prop::collection::vec(sparse_document(), 1..60),
+            prop::collection::vec((0u64..60, sparse_document()), 0..20),
+            prop::collection::vec(sparse_index(), 1..4),
+            prop::collection::vec(sparse_query(), 1..8),
+        )
+    };
+    check(strategy, |(docs, updates, indexes, queries)| {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::open(dir.path(), config()).expect("open");
         let mut model = BTreeMap::new();
@@ -581,9 +619,15 @@ proptest! {
             let got = all_pages(&db, q)?;
             let want = model_query(&model, q);
             let ids = |rows: &[(u64, Value)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
-            prop_assert_eq!(ids(&got), ids(&want), "query {}", String::from_utf8_lossy(&query_json(q, None)));
+            prop_assert_eq!(
+                ids(&got),
+                ids(&want),
+                "query {}",
+                String::from_utf8_lossy(&query_json(q, None))
+            );
         }
-    }
+        Ok(())
+    });
 }
 
 /// An equality on an indexed field that nine documents in ten lack reads the
