@@ -770,7 +770,17 @@ impl Inner {
         let started = Instant::now();
         let failed =
             |what: &'static str| move |error: std::io::Error| BatchFailed { what, error, last };
-        let at = match io.wal.append(&wal) {
+        let durable_here = matches!(
+            self.config.wal.fsync.mode,
+            FsyncMode::Always | FsyncMode::Group
+        );
+        let logged = durable_here && self.log_for(count, concurrent, wal.len()).is_some();
+        let appended = if logged {
+            io.wal.append_logged(&wal)
+        } else {
+            io.wal.append(&wal)
+        };
+        let at = match appended {
             Ok(at) => at,
             Err(e) => return Round::Ended(Err(failed("WAL write")(e))),
         };
@@ -785,10 +795,7 @@ impl Inner {
             count,
             started,
         };
-        if matches!(
-            self.config.wal.fsync.mode,
-            FsyncMode::Always | FsyncMode::Group
-        ) {
+        if durable_here {
             if let Some((m, me)) = self.logs(&batch, concurrent) {
                 // The trim fsyncs this file before it removes the log's records of it
                 // (a roll fsynced the segments before it).
@@ -835,11 +842,20 @@ impl Inner {
         batch: &Written,
         concurrent: bool,
     ) -> Option<(&crate::shared_log::Member, Arc<Inner>)> {
-        let m = self
-            .shared
-            .as_ref()
-            .filter(|m| batch.count == 1 && !concurrent && m.log.takes(batch.wal.len()))?;
+        let m = self.log_for(batch.count, concurrent, batch.wal.len())?;
         Some((m, self.self_ref.upgrade()?))
+    }
+
+    /// The shared log, if it takes a batch of `count` commits and `wal_len` WAL bytes.
+    fn log_for(
+        &self,
+        count: usize,
+        concurrent: bool,
+        wal_len: usize,
+    ) -> Option<&crate::shared_log::Member> {
+        self.shared
+            .as_ref()
+            .filter(|m| count == 1 && !concurrent && m.log.takes(wal_len))
     }
 
     /// A batch's end once written and durable: the I/O state, counters and spare

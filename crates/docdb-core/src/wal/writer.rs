@@ -10,7 +10,8 @@
 //! with the segment (64 KiB up to 1 MiB, never past the segment's size), and the next
 //! fsync makes them durable with the batch. Replay reads zeros where a record header
 //! should be as the clean end of the log; continuing a segment, rolling past it and
-//! closing the database truncate the zeros away.
+//! closing the database truncate the zeros away. Records the shared log makes durable
+//! ([`WalWriter::append_logged`]) get no zeros: this file's fsync comes only later.
 //!
 //! A roll that cannot create the next segment because the process has no file
 //! descriptor left (EMFILE/ENFILE) is not a failure: the batch goes on the end of the
@@ -108,6 +109,18 @@ impl WalWriter {
     /// Appends whole records. Rolls to a new segment first when the active one is full,
     /// so a batch never straddles two segments. Returns where the records start.
     pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<WalPos> {
+        self.append_with(bytes, true)
+    }
+
+    /// [`WalWriter::append`] for records another log makes durable (the shared log):
+    /// this file is fsynced only later (the log's trim, a roll, a close), so zeros
+    /// written ahead would buy no cheaper fsync, only a second write of each block
+    /// (DECISIONS 78).
+    pub(crate) fn append_logged(&mut self, bytes: &[u8]) -> io::Result<WalPos> {
+        self.append_with(bytes, false)
+    }
+
+    fn append_with(&mut self, bytes: &[u8], zero_fill: bool) -> io::Result<WalPos> {
         if self.len >= self.max_len && self.len > HEADER_LEN && self.roll_due() {
             match self.roll() {
                 Ok(()) => self.roll_deferred_until = None,
@@ -125,7 +138,7 @@ impl WalWriter {
             }
         }
         let end = self.len + bytes.len() as u64;
-        if end > self.allocated {
+        if zero_fill && end > self.allocated {
             if let Err(e) = self.write_ahead(end) {
                 // A nearly full disk (or a file-size limit) may have room for the
                 // records but not for the zeros: append without them, and let the
@@ -211,4 +224,48 @@ fn new_segment(
     file.sync_all()?;
     storage.sync_dir(dir)?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::default_storage;
+
+    /// Records the shared log makes durable are appended with no zeros ahead (the file
+    /// ends at the records); records this file's own fsync makes durable still get them,
+    /// and the zeros start after the last record whichever kind came before.
+    #[test]
+    fn only_records_fsynced_here_are_zero_filled_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalWriter::create(default_storage(), dir.path(), 1, 64 << 20).unwrap();
+        let rec = [7u8; 1000];
+        let file_len = |w: &WalWriter| w.file().len().unwrap();
+        for _ in 0..3 {
+            w.append_logged(&rec).unwrap();
+        }
+        assert_eq!(w.len, HEADER_LEN + 3000);
+        assert_eq!(file_len(&w), w.len, "no zeros ahead of logged records");
+        let at = w.append(&rec).unwrap();
+        assert_eq!(at.offset, HEADER_LEN + 3000);
+        assert!(
+            file_len(&w) >= w.len + 64 * 1024,
+            "zeros ahead of an own-fsync append"
+        );
+        let mut tail = vec![1u8; (file_len(&w) - w.len) as usize];
+        w.file().read_exact_at(&mut tail, w.len).unwrap();
+        assert!(
+            tail.iter().all(|&b| b == 0),
+            "what follows the records is zeros"
+        );
+        // A logged append into the zeroed space overwrites it; the file does not grow.
+        let before = file_len(&w);
+        w.append_logged(&rec).unwrap();
+        assert_eq!(file_len(&w), before);
+        let mut got = vec![0u8; 4000];
+        w.file().read_exact_at(&mut got, HEADER_LEN).unwrap();
+        assert!(
+            got.iter().all(|&b| b == 7),
+            "every record is where it was written"
+        );
+    }
 }
