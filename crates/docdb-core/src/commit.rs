@@ -774,8 +774,11 @@ impl Inner {
             self.config.wal.fsync.mode,
             FsyncMode::Always | FsyncMode::Group
         );
-        let logged = durable_here && self.log_for(count, concurrent, wal.len()).is_some();
-        let appended = if logged {
+        // Decided before the write: a batch the log takes needs no zeros ahead.
+        let log = durable_here
+            .then(|| self.log_for(count, concurrent, wal.len()))
+            .flatten();
+        let appended = if log.is_some() {
             io.wal.append_logged(&wal)
         } else {
             io.wal.append(&wal)
@@ -796,7 +799,7 @@ impl Inner {
             started,
         };
         if durable_here {
-            if let Some((m, me)) = self.logs(&batch, concurrent) {
+            if let Some((m, me)) = log.zip(self.self_ref.upgrade()) {
                 // The trim fsyncs this file before it removes the log's records of it
                 // (a roll fsynced the segments before it).
                 m.dep.set(Some(io.wal.file()));
@@ -831,22 +834,12 @@ impl Inner {
         Round::Ended(Ok(done))
     }
 
-    /// The shared log, if it takes `batch`, and this database's handle for its
-    /// completion. Only a batch of one commit goes through the log: a database whose
-    /// writers already share its fsync gains nothing from sharing it further, and
-    /// would wait for another database's round to end before its own began
-    /// (measured: the 3 × 10 mix lost 15-25 % with every batch logged;
-    /// docs/DECISIONS.md 57).
-    fn logs(
-        &self,
-        batch: &Written,
-        concurrent: bool,
-    ) -> Option<(&crate::shared_log::Member, Arc<Inner>)> {
-        let m = self.log_for(batch.count, concurrent, batch.wal.len())?;
-        Some((m, self.self_ref.upgrade()?))
-    }
-
     /// The shared log, if it takes a batch of `count` commits and `wal_len` WAL bytes.
+    /// Only a batch of one commit goes through the log, and not one right after a batch
+    /// of several (`concurrent`): a database whose writers already share its fsync
+    /// gains nothing from sharing it further, and would wait for another database's
+    /// round to end before its own began (measured: the 3 × 10 mix lost 15-25 % with
+    /// every batch logged; docs/DECISIONS.md 57).
     fn log_for(
         &self,
         count: usize,

@@ -240,9 +240,10 @@ pub struct SharedLogStats {
 }
 
 /// Told how a logged record ended, once: `Ok` when the log is fsynced past it; given
-/// back the bytes it logged (the caller's buffer, for reuse). May return more work (a database driving its next batch, which can block on an fsync of
-/// its own), run only after every completion of the round: one database's next batch
-/// does not delay the acknowledgements of the others.
+/// back the bytes it logged (the caller's buffer, for reuse). May return more work (a
+/// database driving its next batch, which can block on an fsync of its own), run only
+/// after every completion of the round: one database's next batch does not delay the
+/// acknowledgements of the others.
 pub(crate) type Logged =
     Box<dyn FnOnce(std::result::Result<(), NotLogged>, Vec<u8>) -> Option<Then> + Send>;
 
