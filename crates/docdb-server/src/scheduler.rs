@@ -488,7 +488,9 @@ impl Scheduler {
         q.stopping = true;
         let all = q.idle.len();
         let woken = Self::take_idle(&mut q, all);
+        drop(q);
         self.wake(Wake { woken, spawn: 0 });
+        q = self.q.lock();
         // Queued work needs a worker even if all expired.
         if q.queued > 0 && q.workers == 0 {
             q.workers += 1;
@@ -829,7 +831,6 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         let workers = s.stats().worker_count;
-        eprintln!("WORKERS {workers}");
         let distinct = served_by.lock().len();
         assert!(
             workers <= 2,
