@@ -196,7 +196,10 @@ fn verify(c: &mut common::Client, dbs: &[u64], mut m: Model, t: u64) -> Model {
             .collect();
         assert!(
             applied.iter().all(|a| *a) || unchanged.iter().all(|u| *u),
-            "writer {t}: transaction in flight at the kill is partly applied: {tx:?} {got:?}"
+            "writer {t}: transaction in flight at the kill is partly applied: {:?}",
+            tx.iter()
+                .map(|k| (k, m.acked.get(k), &m.pending[k], &got[k]))
+                .collect::<Vec<_>>()
         );
     }
     // Resolve: what is there now is the new acknowledged state.
